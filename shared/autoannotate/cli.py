@@ -1,0 +1,145 @@
+"""The ``autoannotate`` command.
+
+    autoannotate functions
+    autoannotate annotate IMAGES_DIR --function yolox [-p NAME=TYPE:VALUE ...] --output coco.json
+
+Exit status: 0 when every image was annotated, 1 when the run completed with failed images,
+2 for bad arguments, a bad function or a label mapping error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import AutoAnnotateError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def list_images(root: Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``root`` (by extension), sorted. A file given as root is returned alone."""
+    if root.is_file():
+        return [root]
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _add_function_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--function", "-f", help="a predefined function (see `autoannotate functions`)")
+    g.add_argument("--function-module", help="an importable module with create() or spec/detect")
+    g.add_argument("--function-file", help="a .py file with create() or spec/detect")
+    p.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
+        help="a parameter for the function's create(); TYPE is str, int, float or bool (repeatable)",
+    )
+
+
+def function_from_args(args: argparse.Namespace):
+    from .loading import load_function, parse_params
+
+    source = args.function or args.function_module or args.function_file or "yolox"
+    return load_function(source, **parse_params(args.param))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoannotate", description="Label images with models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("functions", help="list predefined functions and their parameters")
+
+    a = sub.add_parser("annotate", help="annotate a folder of images into a COCO file")
+    a.add_argument("images", type=Path, help="a folder of images (searched recursively) or one image")
+    _add_function_args(a)
+    a.add_argument("--conf-threshold", type=float, default=None, help="drop shapes scoring below this (0-1)")
+    a.add_argument("--conv-mask-to-poly", action="store_true", help="ask for polygons instead of masks")
+    a.add_argument("--output", "-o", type=Path, required=True, help="COCO JSON file to write")
+    a.add_argument("--overlays", type=Path, default=None, help="also write PNGs with the shapes drawn here")
+    a.add_argument("--batch-size", type=int, default=1)
+    a.add_argument("--num-workers", type=int, default=2, help="image decoding threads")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    try:
+        from .label_studio.cli import add_subcommands as add_ls
+    except ImportError:  # the integration is not part of this build
+        add_ls = None
+    if add_ls is not None:
+        add_ls(sub)
+    return parser
+
+
+def cmd_functions(args: argparse.Namespace) -> int:
+    from .loading import PREDEFINED, describe_parameters
+
+    for name, module_name in PREDEFINED.items():
+        module = importlib.import_module(module_name)
+        doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
+        print(f"{name}\n    {doc}\n    {describe_parameters(module.create)}\n")
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .driver import annotate_images
+    from .export import draw_overlay, results_to_coco
+    from .images import load_image
+
+    if not args.images.exists():
+        raise AutoAnnotateError(f"{args.images} does not exist")
+    paths = list_images(args.images)
+    if not paths:
+        raise AutoAnnotateError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.images}")
+    function = function_from_args(args)
+    results, report = annotate_images(
+        function,
+        [(str(p), p) for p in paths],
+        conf_threshold=args.conf_threshold,
+        conv_mask_to_poly=args.conv_mask_to_poly,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+    )
+    root = args.images if args.images.is_dir() else args.images.parent
+    coco = results_to_coco(results, function.spec.labels, root=root)
+    coco["info"] = {"description": "autoannotate", "model_version": getattr(function, "model_version", "")}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(coco))
+    if args.overlays:
+        args.overlays.mkdir(parents=True, exist_ok=True)
+        names = {lbl.id: lbl.name for lbl in function.spec.labels}
+        for r in results:
+            if r.ok:
+                out = args.overlays / (Path(str(r.key)).stem + ".png")
+                draw_overlay(load_image(r.key), r.shapes or [], names).save(out)
+    print(report.summary())
+    print(f"wrote {args.output} ({len(coco['images'])} images, {len(coco['annotations'])} annotations)")
+    if args.overlays:
+        print(f"overlays in {args.overlays}")
+    return 0 if report.success else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    handlers = {"functions": cmd_functions, "annotate": cmd_annotate}
+    handler = handlers.get(args.command) or getattr(args, "handler", None)
+    try:
+        return handler(args)
+    except AutoAnnotateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Run a detection function over many images.
+
+:func:`iter_annotations` is the engine both front ends use: it decodes images in background
+threads (so the model never waits on disk), calls the function (in batches when it has
+``detect_batch``), validates every result against the function's spec, applies the confidence
+threshold, maps labels onto the target, and yields one :class:`ImageResult` per image, in input
+order. A bad image or a misbehaving model becomes a failure record; the run goes on.
+
+:func:`annotate_images` collects those results for callers that want them all at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, Union
+
+import PIL.Image
+
+from .errors import AutoAnnotateError, BadFunctionError, BadParameterError, ImageLoadError
+from .images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
+from .interface import DetectionFunctionContext
+from .mapping import LabelMapping, Synonyms, TargetLabel
+from .report import AnnotateReport
+from .shapes import Shape
+from .validation import validate_shapes
+
+log = logging.getLogger(__name__)
+
+#: ``progress`` may be a bool (tqdm or nothing) or a callback ``(done, total_or_None)``.
+Progress = Union[bool, Callable[[int, "int | None"], None]]
+
+
+@dataclass
+class ImageResult:
+    """The outcome for one image.
+
+    ``shapes`` are validated, thresholded and mapped (label ids are the target's), or ``None``
+    when the image failed, in which case ``error`` says why. ``size`` is ``(width, height)`` of
+    the upright image, ``None`` if it could not be read.
+    """
+
+    key: Hashable
+    name: str
+    shapes: list[Shape] | None
+    size: tuple[int, int] | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def check_threshold(value: float | None, what: str = "conf_threshold") -> float | None:
+    """``None`` or a number in [0, 1]; anything else raises :class:`BadParameterError`."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise BadParameterError(f"{what} must be a number in [0, 1], got {value!r}") from None
+    if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+        raise BadParameterError(f"{what} must be in [0, 1], got {value!r}")
+    return v
+
+
+def _as_pairs(items: Iterable[Any]) -> Iterator[tuple[Hashable, ImageSource]]:
+    for item in items:
+        if isinstance(item, tuple) and len(item) == 2:
+            yield item  # (key, source)
+        else:
+            yield image_name(item), item
+
+
+def _progress_bar(progress: Progress, total: int | None, desc: str):
+    if callable(progress) and not isinstance(progress, bool):
+        return _CallbackProgress(progress, total)
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
+    return _CallbackProgress(None, total)
+
+
+class _CallbackProgress:
+    def __init__(self, cb: Callable[[int, int | None], None] | None, total: int | None):
+        self.cb, self.total, self.n = cb, total, 0
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if self.cb:
+            self.cb(self.n, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def iter_annotations(
+    function: Any,
+    images: Iterable[Any],
+    *,
+    mapping: LabelMapping | None = None,
+    conf_threshold: float | None = None,
+    conv_mask_to_poly: bool = False,
+    batch_size: int = 1,
+    num_workers: int = 2,
+    progress: Progress = True,
+    total: int | None = None,
+    report: AnnotateReport | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    loader: Callable[[ImageSource], PIL.Image.Image] | None = None,
+    desc: str = "auto-annotating",
+) -> Iterator[ImageResult]:
+    """Yield an :class:`ImageResult` per image, in order.
+
+    ``images`` holds paths / bytes / PIL images, or ``(key, source)`` pairs whose key comes back in
+    the result. ``mapping`` (default: identity) converts label ids; build it before calling so a
+    bad mapping fails before any inference. ``report``, if given, is updated as results arrive
+    (attempted, processed, failures; ``annotations_added`` is left to the caller, which decides
+    what is stored).
+    """
+    conf_threshold = check_threshold(conf_threshold)
+    if batch_size < 1:
+        raise BadParameterError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise BadParameterError(f"num_workers must be >= 0, got {num_workers}")
+    spec = function.spec
+    if mapping is None:
+        mapping = LabelMapping.build(spec)
+    if total is None and isinstance(images, Sequence):
+        total = len(images)
+    load = loader or (lambda src: load_image(src, max_pixels=max_pixels))
+    batch_fn = getattr(function, "detect_batch", None) if batch_size > 1 else None
+    bar = _progress_bar(progress, total, desc)
+    pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
+
+    def submit(src: ImageSource) -> Future:
+        if pool is not None:
+            return pool.submit(load, src)
+        f: Future = Future()
+        try:
+            f.set_result(load(src))
+        except BaseException as e:  # noqa: BLE001 - delivered to the consumer below
+            f.set_exception(e)
+        return f
+
+    pending: deque[tuple[Hashable, ImageSource, Future]] = deque()
+    source_iter = _as_pairs(images)
+    prefetch = max(batch_size * 2, num_workers * 2, 2)
+    exhausted = False
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(pending) < prefetch:
+            try:
+                key, src = next(source_iter)
+            except StopIteration:
+                exhausted = True
+                return
+            pending.append((key, src, submit(src)))
+
+    try:
+        fill()
+        while pending:
+            batch: list[tuple[Hashable, str, PIL.Image.Image]] = []
+            failed: list[ImageResult] = []
+            while pending and len(batch) < batch_size:
+                key, src, fut = pending.popleft()
+                name = str(key) if isinstance(src, (PIL.Image.Image, bytes, bytearray)) else image_name(src)
+                try:
+                    batch.append((key, name, fut.result()))
+                except ImageLoadError as e:
+                    failed.append(ImageResult(key, name, None, None, str(e)))
+                except Exception as e:  # noqa: BLE001 - a loader bug must not stop the run
+                    failed.append(ImageResult(key, name, None, None, f"cannot read image: {type(e).__name__}: {e}"))
+                fill()
+            results = failed + _run_batch(
+                function, batch_fn, batch, mapping, conf_threshold, conv_mask_to_poly
+            )
+            for r in results:
+                if report is not None:
+                    report.images_attempted += 1
+                    if r.ok:
+                        report.images_processed += 1
+                    else:
+                        report.add_failure(r.name, r.error or "unknown error")
+                if not r.ok:
+                    log.warning("%s: %s", r.name, r.error)
+                bar.update(1)
+                yield r
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_batch(
+    function: Any,
+    batch_fn: Callable | None,
+    batch: list[tuple[Hashable, str, PIL.Image.Image]],
+    mapping: LabelMapping,
+    conf_threshold: float | None,
+    conv_mask_to_poly: bool,
+) -> list[ImageResult]:
+    if not batch:
+        return []
+    contexts = [
+        DetectionFunctionContext(frame_name=name, conf_threshold=conf_threshold, conv_mask_to_poly=conv_mask_to_poly)
+        for _, name, _ in batch
+    ]
+    outputs: list[Any] | None = None
+    if batch_fn is not None and len(batch) > 1:
+        try:
+            outputs = list(batch_fn(contexts, [img for _, _, img in batch]))
+            if len(outputs) != len(batch):
+                raise BadFunctionError(
+                    f"detect_batch() returned {len(outputs)} results for {len(batch)} images"
+                )
+        except Exception as e:  # noqa: BLE001 - retry one by one to isolate the bad image
+            log.warning("batch of %d failed (%s: %s); retrying image by image", len(batch), type(e).__name__, e)
+            outputs = None
+    results = []
+    for i, ((key, name, img), ctx) in enumerate(zip(batch, contexts)):
+        try:
+            raw = outputs[i] if outputs is not None else function.detect(ctx, img)
+            shapes = process_output(function.spec, raw, img.size, ctx, mapping)
+            results.append(ImageResult(key, name, shapes, img.size))
+        except BadFunctionError as e:
+            results.append(ImageResult(key, name, None, img.size, f"function broke the protocol: {e}"))
+        except AutoAnnotateError as e:
+            results.append(ImageResult(key, name, None, img.size, str(e)))
+        except Exception as e:  # noqa: BLE001 - a model error on one image must not stop the run
+            log.debug("model error on %s", name, exc_info=True)
+            results.append(ImageResult(key, name, None, img.size, f"model error: {type(e).__name__}: {e}"))
+    return results
+
+
+def process_output(
+    spec: Any,
+    raw: Any,
+    size: tuple[int, int],
+    context: DetectionFunctionContext,
+    mapping: LabelMapping,
+) -> list[Shape]:
+    """Validate ``raw`` (what ``detect`` returned), threshold it, convert masks to polygons when
+    asked, and map it onto the target. Raises :class:`BadFunctionError` on protocol breaks."""
+    shapes = validate_shapes(spec, raw, size, frame_name=context.frame_name)
+    t = context.conf_threshold
+    if t is not None:
+        shapes = [s for s in shapes if s.score is None or s.score >= t]
+    if context.conv_mask_to_poly and any(s.type == "mask" for s in shapes):
+        shapes = masks_to_polygon_shapes(shapes)
+    return mapping.map_shapes(shapes)
+
+
+def masks_to_polygon_shapes(shapes: Iterable[Shape]) -> list[Shape]:
+    """Replace each mask shape by a polygon around its largest region (empty masks vanish)."""
+    from .masks import mask_to_polygon
+
+    out = []
+    for s in shapes:
+        if s.type != "mask":
+            out.append(s)
+            continue
+        poly = mask_to_polygon(s.bitmap)  # type: ignore[arg-type]
+        if poly is not None:
+            out.append(replace(s, type="polygon", points=tuple(poly), bitmap=None))
+    return out
+
+
+def annotate_images(
+    function: Any,
+    images: Iterable[Any],
+    *,
+    target_labels: Sequence[TargetLabel] | None = None,
+    synonyms: Synonyms | None = None,
+    allow_unmatched_labels: bool = False,
+    conf_threshold: float | None = None,
+    conv_mask_to_poly: bool = False,
+    batch_size: int = 1,
+    num_workers: int = 2,
+    progress: Progress = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> tuple[list[ImageResult], AnnotateReport]:
+    """Annotate ``images`` and return every :class:`ImageResult` with the run's report.
+
+    Label mapping onto ``target_labels`` (default: the function's own labels) is checked before
+    any inference and raises :class:`~autoannotate.errors.LabelMappingError` if it fails.
+    """
+    mapping = LabelMapping.build(
+        function.spec, target_labels, synonyms=synonyms, allow_unmatched=allow_unmatched_labels
+    )
+    report = AnnotateReport()
+    results = []
+    for r in iter_annotations(
+        function,
+        images,
+        mapping=mapping,
+        conf_threshold=conf_threshold,
+        conv_mask_to_poly=conv_mask_to_poly,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        report=report,
+        max_pixels=max_pixels,
+    ):
+        if r.ok:
+            report.annotations_added += len(r.shapes or [])
+        results.append(r)
+    return results, report

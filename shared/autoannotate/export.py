@@ -1,0 +1,146 @@
+"""Write results as a COCO dataset file and draw them over images for a person to look at.
+
+COCO output: ``images`` (id, file_name, width, height, and ``tags`` for whole-image labels),
+``annotations`` (id, image_id, category_id, bbox ``[x, y, w, h]``, area, score, iscrowd,
+``segmentation`` as polygons or uncompressed RLE, ``keypoints`` for skeletons) and ``categories``
+(id, name; keypoint names for skeleton labels). Category ids are 1-based in label order.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+
+from .driver import ImageResult
+from .interface import LabelSpec
+from .masks import rle_encode
+from .shapes import Shape
+
+
+def coco_categories(labels: Sequence[LabelSpec]) -> tuple[list[dict], dict[int, int]]:
+    """COCO categories for ``labels`` and the label id -> category id map."""
+    cats, ids = [], {}
+    for k, label in enumerate(labels, start=1):
+        cat: dict[str, Any] = {"id": k, "name": label.name, "supercategory": ""}
+        if label.type == "skeleton":
+            cat["keypoints"] = [s.name for s in label.sublabels]
+            cat["skeleton"] = []
+        cats.append(cat)
+        ids[label.id] = k
+    return cats, ids
+
+
+def shape_to_coco(s: Shape, ann_id: int, image_id: int, category_id: int) -> dict[str, Any] | None:
+    """One COCO annotation, or None for a tag or an empty shape."""
+    box = s.bbox()
+    if s.type == "tag" or box is None:
+        return None
+    x1, y1, x2, y2 = box
+    ann: dict[str, Any] = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "area": (x2 - x1) * (y2 - y1),
+        "iscrowd": 0,
+        "score": s.score,
+    }
+    if s.type == "polygon":
+        ann["segmentation"] = [list(s.points)]
+        x = np.asarray(s.points[0::2])
+        y = np.asarray(s.points[1::2])
+        ann["area"] = float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+    elif s.type == "mask":
+        ann["segmentation"] = rle_encode(s.bitmap)  # type: ignore[arg-type]
+        ann["area"] = int(s.bitmap.sum())  # type: ignore[union-attr]
+    elif s.type == "skeleton":
+        kps: list[float] = []
+        for e in s.elements:
+            visibility = 0 if e.outside else (1 if e.occluded else 2)
+            kps += [e.points[0], e.points[1], visibility]
+        ann["keypoints"] = kps
+        ann["num_keypoints"] = sum(1 for e in s.elements if not e.outside)
+    elif s.type in ("polyline", "points"):
+        ann["points"] = list(s.points)
+        ann["shape_type"] = s.type
+    if s.attributes:
+        ann["attributes"] = {str(a.spec_id): a.value for a in s.attributes}
+    return ann
+
+
+def results_to_coco(
+    results: Iterable[ImageResult], labels: Sequence[LabelSpec], *, root: str | Path | None = None
+) -> dict[str, Any]:
+    """A COCO dict from driver results (failed images are left out). Shapes carry label ids of
+    ``labels``; ``file_name`` is relative to ``root`` when given."""
+    categories, cat_ids = coco_categories(labels)
+    images, annotations = [], []
+    for image_id, r in enumerate((r for r in results if r.ok), start=1):
+        name = str(r.key)
+        if root is not None:
+            try:
+                name = str(Path(name).resolve().relative_to(Path(root).resolve()))
+            except ValueError:
+                pass
+        width, height = r.size or (0, 0)
+        entry: dict[str, Any] = {"id": image_id, "file_name": name, "width": width, "height": height}
+        tags = [{"category_id": cat_ids[s.label_id], "score": s.score} for s in r.shapes or [] if s.type == "tag"]
+        if tags:
+            entry["tags"] = tags
+        images.append(entry)
+        for s in r.shapes or []:
+            ann = shape_to_coco(s, len(annotations) + 1, image_id, cat_ids[s.label_id])
+            if ann is not None:
+                annotations.append(ann)
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def label_color(index: int) -> tuple[int, int, int]:
+    """A distinct, stable colour per label index."""
+    h = (index * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_overlay(image: PIL.Image.Image, shapes: Iterable[Shape], names: dict[int, str]) -> PIL.Image.Image:
+    """A copy of ``image`` with every shape drawn and captioned ``name score``."""
+    base = image.convert("RGBA")
+    layer = PIL.Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = PIL.ImageDraw.Draw(layer)
+    width = max(2, round(min(base.size) / 200))
+    tags = []
+    for s in shapes:
+        color = label_color(s.label_id)
+        caption = names.get(s.label_id, str(s.label_id)) + ("" if s.score is None else f" {s.score:.2f}")
+        if s.type == "tag":
+            tags.append(caption)
+            continue
+        if s.type == "mask" and s.bitmap is not None:
+            alpha = PIL.Image.fromarray((s.bitmap * 110).astype(np.uint8), mode="L")
+            layer.paste(PIL.Image.new("RGBA", base.size, color + (255,)), (0, 0), alpha)
+        elif s.type == "polygon":
+            xy = list(zip(s.points[0::2], s.points[1::2]))
+            draw.polygon(xy, outline=color + (255,), fill=color + (70,))
+        elif s.type == "polyline":
+            draw.line(list(zip(s.points[0::2], s.points[1::2])), fill=color + (255,), width=width)
+        elif s.type == "rectangle":
+            draw.rectangle(s.points, outline=color + (255,), width=width)
+        pts = [e.points for e in s.elements if not e.outside] if s.type == "skeleton" else (
+            [s.points[i : i + 2] for i in range(0, len(s.points), 2)] if s.type == "points" else []
+        )
+        for x, y in pts:
+            draw.ellipse([x - width * 2, y - width * 2, x + width * 2, y + width * 2], fill=color + (255,))
+        box = s.bbox()
+        if box:
+            tx, ty = box[0], max(0, box[1] - 12)
+            tw = draw.textlength(caption)
+            draw.rectangle([tx, ty, tx + tw + 4, ty + 12], fill=color + (200,))
+            draw.text((tx + 2, ty), caption, fill=(0, 0, 0, 255))
+    for k, caption in enumerate(tags):
+        draw.text((6, 6 + 14 * k), caption, fill=(255, 255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0, 255))
+    return PIL.Image.alpha_composite(base, layer).convert("RGB")

@@ -1,0 +1,37 @@
+"""torchvision object detectors (Faster R-CNN, RetinaNet, FCOS, SSD, ...): rectangles with scores.
+
+Label names come from the weights' metadata. Usage:
+``autoannotate annotate photos/ --function torchvision_detection -p model_name=str:fasterrcnn_resnet50_fpn_v2``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..interface import DetectionFunctionContext, label_spec
+from ..shapes import Shape, rectangle
+from ._torchvision import TorchvisionFunctionBase
+
+
+class TorchvisionDetectionFunction(TorchvisionFunctionBase):
+    def make_labels(self) -> list:
+        return [label_spec(self.categories[i], i, type="rectangle") for i in self.label_ids()]
+
+    def convert(self, context: DetectionFunctionContext, output: dict, size: tuple[int, int]) -> list[Shape]:
+        boxes, scores, labels = output["boxes"], output["scores"], output["labels"]
+        return [
+            rectangle(int(labels[i]), boxes[i].tolist(), score=float(scores[i]))
+            for i in self.keep(context, scores, labels)
+        ]
+
+
+def create(
+    model_name: str, weights_name: str = "DEFAULT", pretrained: bool = True, device: str = "cpu", **kwargs: Any
+) -> TorchvisionDetectionFunction:
+    """Any torchvision detection model by name (``torchvision.models.list_models(torchvision.models.detection)``).
+
+    ``weights_name``: a member of the model's weights enum (``DEFAULT``, ``COCO_V1``, ...).
+    ``pretrained=False``: same architecture, random weights (tests). ``device``: cpu, cuda or auto.
+    Other parameters go to the model constructor (e.g. ``box_score_thresh=float:0.3``).
+    """
+    return TorchvisionDetectionFunction(model_name, weights_name, pretrained=pretrained, device=device, **kwargs)

@@ -1,0 +1,124 @@
+"""Load a function from a predefined name, a module or a ``.py`` file; parse CLI parameters.
+
+Parameters on the command line use CVAT's syntax ``NAME=TYPE:VALUE`` with TYPE one of
+``str``, ``int``, ``float``, ``bool`` (``true``/``false``, ``yes``/``no``, ``1``/``0``);
+``NAME=VALUE`` without a type is a string.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+from .errors import BadFunctionError, BadParameterError
+
+#: Predefined functions: short name -> module.
+PREDEFINED = {
+    "yolox": "autoannotate.functions.yolox",
+    "torchvision_detection": "autoannotate.functions.torchvision_detection",
+    "torchvision_instance_segmentation": "autoannotate.functions.torchvision_instance_segmentation",
+    "torchvision_keypoint_detection": "autoannotate.functions.torchvision_keypoint_detection",
+    "torchvision_classification": "autoannotate.functions.torchvision_classification",
+    "sam": "autoannotate.functions.sam",
+    "grabcut": "autoannotate.functions.grabcut",
+}
+
+_BOOL = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``"NAME=TYPE:VALUE"`` -> ``(NAME, value)``."""
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise BadParameterError(f"parameter {text!r} must look like NAME=TYPE:VALUE (e.g. model_name=str:resnet50)")
+    type_name, colon, value = rest.partition(":")
+    if not colon or type_name not in ("str", "int", "float", "bool"):
+        return name, rest
+    try:
+        if type_name == "int":
+            return name, int(value)
+        if type_name == "float":
+            return name, float(value)
+        if type_name == "bool":
+            return name, _BOOL[value.strip().lower()]
+    except (ValueError, KeyError):
+        raise BadParameterError(f"parameter {name!r}: {value!r} is not a valid {type_name}") from None
+    return name, value
+
+
+def parse_params(texts: Iterable[str]) -> dict[str, Any]:
+    """Several ``NAME=TYPE:VALUE`` strings to a dict; a repeated name is an error."""
+    out: dict[str, Any] = {}
+    for t in texts:
+        k, v = parse_param(t)
+        if k in out:
+            raise BadParameterError(f"parameter {k!r} given twice")
+        out[k] = v
+    return out
+
+
+def import_function_module(module_or_file: str | ModuleType) -> ModuleType:
+    """Import a predefined name, a dotted module path, or a ``.py`` file."""
+    if isinstance(module_or_file, ModuleType):
+        return module_or_file
+    text = str(module_or_file)
+    if text in PREDEFINED:
+        return importlib.import_module(PREDEFINED[text])
+    path = Path(text)
+    if text.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise BadFunctionError(f"function file {text!r} does not exist")
+        mod_name = f"_autoannotate_user_function_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise BadFunctionError(f"cannot import {text!r} as a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(text)
+    except ModuleNotFoundError as e:
+        if e.name and text.startswith(e.name):
+            raise BadFunctionError(
+                f"no function named {text!r}: not a predefined function ({sorted(PREDEFINED)}), "
+                "an importable module or a .py file"
+            ) from None
+        raise
+
+
+def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
+    """Build a function: ``module.create(**params)`` if the module has ``create``; otherwise the
+    module itself when it has ``spec`` and ``detect`` (and no params were given)."""
+    module = import_function_module(module_or_file)
+    create = getattr(module, "create", None)
+    if callable(create):
+        try:
+            inspect.signature(create).bind(**params)
+        except TypeError as e:
+            raise BadParameterError(f"{module.__name__}.create(): {e}. {describe_parameters(create)}") from None
+        return create(**params)
+    if params:
+        raise BadParameterError(f"{module.__name__} has no create() function, so it takes no parameters")
+    if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
+        return module
+    raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
+
+
+def describe_parameters(create: Any) -> str:
+    """One line per parameter of a ``create`` function: name, type, default."""
+    parts = []
+    for p in inspect.signature(create).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            parts.append(f"**{p.name}")
+            continue
+        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        default = "" if p.default is p.empty else f" = {p.default!r}"
+        parts.append(f"{p.name}{': ' + ann if ann and ann != '_empty' else ''}{default}")
+    return "Parameters: " + (", ".join(parts) if parts else "none")

@@ -1,0 +1,96 @@
+"""Turn a box detector into a mask/polygon detector with an interactive function.
+
+:class:`BoxRefiner` is itself a detection function: it runs the detector, encodes the image once
+with the interactive function (SAM, GrabCut, ...), and replaces each rectangle of the chosen labels
+by the mask (or polygon) the interactive function draws inside it. The detector's score is kept,
+since it is the detection confidence that review routing needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Iterable, Sequence
+
+import PIL.Image
+
+from .errors import BadParameterError
+from .interface import (
+    DetectionFunctionContext,
+    DetectionFunctionSpec,
+    InteractiveFunctionContext,
+    InteractivePrompt,
+    SegmentationResult,
+)
+from .masks import mask_to_polygon
+from .shapes import Shape
+
+OUTPUTS = ("mask", "polygon")
+
+
+def segment_boxes(
+    interactive: Any, context: InteractiveFunctionContext, encoding: Any, boxes: Sequence[Sequence[float]]
+) -> list[SegmentationResult]:
+    """One result per box; uses the function's batched ``segment_boxes`` when it has one."""
+    batched = getattr(interactive, "segment_boxes", None)
+    if batched is not None:
+        return list(batched(context, encoding, boxes))
+    return [interactive.segment(context, encoding, InteractivePrompt(boxes=(tuple(b),)))[0] for b in boxes]
+
+
+class BoxRefiner:
+    """``detector``'s rectangles -> masks (or polygons) drawn by ``interactive``.
+
+    ``outputs`` maps function label names to ``"mask"`` or ``"polygon"``; labels not listed keep
+    their rectangles. ``None`` refines every label to ``default_output``.
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        interactive: Any,
+        *,
+        outputs: dict[str, str] | None = None,
+        default_output: str = "mask",
+    ) -> None:
+        names = detector.spec.label_names
+        if outputs is None:
+            outputs = {n: default_output for n in names}
+        bad = {k: v for k, v in outputs.items() if v not in OUTPUTS or k not in names}
+        if bad:
+            raise BadParameterError(f"cannot refine {bad}: outputs are {OUTPUTS}, labels are the detector's {names}")
+        self.detector = detector
+        self.interactive = interactive
+        self.outputs = dict(outputs)
+        self._spec = DetectionFunctionSpec(
+            labels=[replace(lbl, type="any") if lbl.name in self.outputs else lbl for lbl in detector.spec.labels]
+        )
+        self._refined_ids = {lbl.id: self.outputs[lbl.name] for lbl in detector.spec.labels if lbl.name in self.outputs}
+        parts = [getattr(detector, "model_version", type(detector).__name__),
+                 getattr(interactive, "model_version", type(interactive).__name__)]
+        self.model_version = "+".join(str(p) for p in parts)
+
+    @property
+    def spec(self) -> DetectionFunctionSpec:
+        return self._spec
+
+    def detect(self, context: DetectionFunctionContext, image: PIL.Image.Image) -> list[Shape]:
+        shapes = list(self.detector.detect(context, image))
+        return self.refine(context, image, shapes)
+
+    def refine(self, context: DetectionFunctionContext, image: PIL.Image.Image, shapes: Iterable[Shape]) -> list[Shape]:
+        shapes = list(shapes)
+        todo = [i for i, s in enumerate(shapes) if s.type == "rectangle" and s.label_id in self._refined_ids]
+        if not todo:
+            return shapes
+        ictx = InteractiveFunctionContext(frame_name=context.frame_name)
+        encoding = self.interactive.encode(ictx, image)
+        results = segment_boxes(self.interactive, ictx, encoding, [shapes[i].points for i in todo])
+        out = list(shapes)
+        for i, res in zip(todo, results):
+            s = shapes[i]
+            if self._refined_ids[s.label_id] == "polygon":
+                poly = mask_to_polygon(res.mask)
+                out[i] = replace(s, type="polygon", points=tuple(poly)) if poly else s
+            elif res.mask.any():
+                out[i] = replace(s, type="mask", points=(), bitmap=res.mask)
+        return out

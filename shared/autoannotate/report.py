@@ -1,0 +1,101 @@
+"""What a run did: counts, per-image failures, and whether it fully succeeded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One image the run could not annotate, and why (a sentence a person can act on)."""
+
+    image: str
+    reason: str
+
+
+@dataclass
+class AnnotateReport:
+    """Counts of one run.
+
+    ``images_attempted == images_processed + images_skipped + len(failures)``:
+
+    - ``images_processed``: images annotated (even when the model found nothing);
+    - ``images_skipped``: images left alone (already labelled, nothing to do);
+    - ``failures``: images that could not be read or annotated, with the reason;
+    - ``annotations_added``: shapes stored (after threshold, mapping and routing).
+
+    The review counts are filled by runs that route labels (FiftyOne ``review=``):
+    ``auto_approved`` + ``needs_review`` labels were stored, ``discarded`` were not.
+    """
+
+    images_attempted: int = 0
+    images_processed: int = 0
+    images_skipped: int = 0
+    annotations_added: int = 0
+    failures: list[ImageFailure] = field(default_factory=list)
+    auto_approved: int = 0
+    needs_review: int = 0
+    discarded: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        """True when no image failed."""
+        return not self.failures
+
+    def add_failure(self, image: str, reason: str) -> None:
+        self.failures.append(ImageFailure(str(image), str(reason)))
+
+    def merge(self, other: "AnnotateReport") -> None:
+        """Add ``other``'s counts to this report."""
+        for name in (
+            "images_attempted",
+            "images_processed",
+            "images_skipped",
+            "annotations_added",
+            "auto_approved",
+            "needs_review",
+            "discarded",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.extend(other.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["success"] = self.success
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnnotateReport":
+        d = dict(d)
+        d.pop("success", None)
+        d["failures"] = [ImageFailure(**f) for f in d.get("failures", [])]
+        return cls(**d)
+
+    def summary(self, max_failures: int = 20) -> str:
+        """A few lines for a terminal."""
+        lines = [
+            f"images attempted:   {self.images_attempted}",
+            f"images processed:   {self.images_processed}",
+            f"images skipped:     {self.images_skipped}",
+            f"images failed:      {len(self.failures)}",
+            f"annotations added:  {self.annotations_added}",
+        ]
+        if self.auto_approved or self.needs_review or self.discarded:
+            lines += [
+                f"  auto-approved:    {self.auto_approved}",
+                f"  needs review:     {self.needs_review}",
+                f"  discarded:        {self.discarded}",
+            ]
+        for k, v in self.extra.items():
+            lines.append(f"{k}: {v}")
+        for f in self.failures[:max_failures]:
+            lines.append(f"FAILED {f.image}: {f.reason}")
+        if len(self.failures) > max_failures:
+            lines.append(f"... and {len(self.failures) - max_failures} more failures")
+        lines.append("result: " + ("success" if self.success else "completed with failures"))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()

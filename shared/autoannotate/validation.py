@@ -1,0 +1,148 @@
+"""Check what a detection function returned against its spec (the protocol's rules).
+
+Every broken rule raises :class:`BadFunctionError` whose message names what the function
+returned and what its spec (or the image) says.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import BadFunctionError
+from .interface import DetectionFunctionSpec, LabelSpec
+from .shapes import Shape
+
+#: (minimum number of coordinates, must be even) per point-based shape type.
+_POINT_RULES = {"rectangle": 4, "polygon": 6, "polyline": 4, "points": 2}
+
+
+def validate_shapes(
+    spec: DetectionFunctionSpec, shapes: Any, image_size: tuple[int, int], *, frame_name: str = ""
+) -> list[Shape]:
+    """Validate a ``detect`` result; returns it as a list. ``image_size`` is ``(width, height)``."""
+    where = f" on {frame_name!r}" if frame_name else ""
+    if isinstance(shapes, (str, bytes)) or not hasattr(shapes, "__iter__"):
+        raise BadFunctionError(f"detect() must return a list of shapes{where}, got {type(shapes).__name__}")
+    result = list(shapes)
+    for i, s in enumerate(result):
+        validate_shape(spec, s, image_size, where=f"shape #{i}{where}")
+    return result
+
+
+def validate_shape(spec: DetectionFunctionSpec, s: Any, image_size: tuple[int, int], *, where: str = "shape") -> None:
+    if not isinstance(s, Shape):
+        raise BadFunctionError(
+            f"{where}: the function returned a {type(s).__name__}; shapes must be made with "
+            "autoannotate's rectangle(), polygon(), mask(), skeleton(), tag() ..."
+        )
+    label = spec.label(s.label_id)
+    if label is None:
+        raise BadFunctionError(
+            f"{where}: the function returned label id {s.label_id}, which its spec does not have "
+            f"(spec ids: {sorted(lbl.id for lbl in spec.labels)})"
+        )
+    if not label.allows(s.type):
+        raise BadFunctionError(
+            f"{where}: the function returned a {s.type!r} for label {label.name!r}, "
+            f"whose type in the spec is {label.type!r}"
+        )
+    _check_score(s, where)
+    _check_attributes(label, s, where)
+    if s.type == "skeleton":
+        _check_skeleton(label, s, where)
+    elif s.type == "mask":
+        _check_mask(s, image_size, where)
+    elif s.type == "tag":
+        if s.points:
+            raise BadFunctionError(f"{where}: a tag has no points, got {len(s.points)} coordinates")
+    elif s.type in _POINT_RULES:
+        _check_points(s, where)
+    else:
+        raise BadFunctionError(f"{where}: unknown shape type {s.type!r}")
+
+
+def _check_score(s: Shape, where: str) -> None:
+    if s.score is None:
+        return
+    if not isinstance(s.score, (int, float)) or not math.isfinite(s.score) or not 0.0 <= s.score <= 1.0:
+        raise BadFunctionError(f"{where}: score must be a number in [0, 1], the function returned {s.score!r}")
+
+
+def _check_points(s: Shape, where: str) -> None:
+    n = len(s.points)
+    minimum = _POINT_RULES[s.type]
+    if s.type == "rectangle" and n != 4:
+        raise BadFunctionError(f"{where}: a rectangle needs 4 coordinates (x1, y1, x2, y2), got {n}")
+    if n < minimum or n % 2:
+        raise BadFunctionError(
+            f"{where}: a {s.type} needs an even number of coordinates, at least {minimum}; got {n}"
+        )
+    if not all(math.isfinite(v) for v in s.points):
+        raise BadFunctionError(f"{where}: {s.type} coordinates must be finite, got {list(s.points)}")
+    if s.type == "rectangle":
+        x1, y1, x2, y2 = s.points
+        if x2 < x1 or y2 < y1:
+            raise BadFunctionError(f"{where}: rectangle corners must satisfy x1 <= x2 and y1 <= y2, got {s.points}")
+
+
+def _check_mask(s: Shape, image_size: tuple[int, int], where: str) -> None:
+    width, height = image_size
+    b = s.bitmap
+    if b is None or getattr(b, "ndim", 0) != 2:
+        shape = None if b is None else getattr(b, "shape", None)
+        raise BadFunctionError(f"{where}: a mask needs a 2-D boolean bitmap, got shape {shape}")
+    if b.shape != (height, width):
+        raise BadFunctionError(
+            f"{where}: the function returned a mask of {b.shape[1]}x{b.shape[0]} pixels (WxH) "
+            f"for an image of {width}x{height}"
+        )
+    if s.points:
+        raise BadFunctionError(f"{where}: a mask carries its bitmap, not points")
+
+
+def _check_skeleton(label: LabelSpec, s: Shape, where: str) -> None:
+    if s.points:
+        raise BadFunctionError(f"{where}: a skeleton has no points of its own, only elements")
+    seen: set[int] = set()
+    for e in s.elements:
+        if not isinstance(e, Shape) or e.type != "points":
+            raise BadFunctionError(f"{where}: skeleton elements must be keypoint() shapes, got {e!r}")
+        sub = label.sublabel(e.label_id)
+        if sub is None:
+            raise BadFunctionError(
+                f"{where}: the function returned keypoint id {e.label_id}, which skeleton {label.name!r} "
+                f"does not have (its keypoints: {[(k.id, k.name) for k in label.sublabels]})"
+            )
+        if e.label_id in seen:
+            raise BadFunctionError(f"{where}: keypoint {sub.name!r} appears twice in one skeleton")
+        seen.add(e.label_id)
+        if len(e.points) != 2 or not all(math.isfinite(v) for v in e.points):
+            raise BadFunctionError(f"{where}: keypoint {sub.name!r} needs 2 finite coordinates, got {e.points}")
+        _check_score(e, f"{where}, keypoint {sub.name!r}")
+        _check_attributes(sub, e, f"{where}, keypoint {sub.name!r}")
+    missing = [k.name for k in label.sublabels if k.id not in seen]
+    if missing:
+        raise BadFunctionError(
+            f"{where}: skeleton {label.name!r} is incomplete: the function left out keypoints {missing} "
+            "(mark absent keypoints outside=True instead)"
+        )
+
+
+def _check_attributes(label: LabelSpec, s: Shape, where: str) -> None:
+    seen: set[int] = set()
+    for a in s.attributes:
+        spec = label.attribute(a.spec_id)
+        if spec is None:
+            raise BadFunctionError(
+                f"{where}: the function returned attribute id {a.spec_id}, which label {label.name!r} "
+                f"does not have (its attributes: {[(x.id, x.name) for x in label.attributes]})"
+            )
+        if a.spec_id in seen:
+            raise BadFunctionError(f"{where}: attribute {spec.name!r} appears twice")
+        seen.add(a.spec_id)
+        if not spec.accepts(a.value):
+            raise BadFunctionError(
+                f"{where}: attribute {spec.name!r} ({spec.input_type}) got value {a.value!r}, "
+                f"which the spec does not allow (values: {list(spec.values)})"
+            )

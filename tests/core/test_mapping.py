@@ -1,0 +1,117 @@
+"""Label mapping: exact, synonyms, case, unmatched allowed/denied, sublabels, attributes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+import autoannotate as aa
+from autoannotate import BadFunctionError, LabelMappingError
+from autoannotate.mapping import LabelMapping, TargetAttribute, TargetLabel
+
+SPEC = aa.DetectionFunctionSpec(
+    labels=[
+        aa.label_spec("cat", 0, type="rectangle"),
+        aa.label_spec("car", 1, type="rectangle", attributes=[aa.select_attribute_spec("color", 0, ["red", "blue"])]),
+        aa.label_spec("Person", 2, type="rectangle"),
+    ]
+)
+
+
+def targets(*names, **kw):
+    """Target labels; every 'car' (any case) declares the 'color' attribute the function uses."""
+    return [
+        TargetLabel(n, 100 + i, attributes=(TargetAttribute("color", 1),) if n.lower() in ("car", "vehicle") else (), **kw)
+        for i, n in enumerate(names)
+    ]
+
+
+def test_exact_match_replaces_ids():
+    m = LabelMapping.build(SPEC, targets("cat", "car", "Person"))
+    out = m.map_shapes([aa.rectangle(0, [0, 0, 1, 1]), aa.rectangle(2, [0, 0, 1, 1])])
+    assert [s.label_id for s in out] == [100, 102]
+
+
+def test_synonyms_from_user_and_from_target():
+    m = LabelMapping.build(SPEC, targets("kitty", "vehicle", "person"), synonyms={"cat": "kitty", "car": ["auto", "vehicle"]})
+    assert {k: v.name for k, v in m.matched_targets.items()} == {"cat": "kitty", "car": "vehicle", "Person": "person"}
+    # a target label may declare its own synonyms (Label Studio's predicted_values)
+    own = [TargetLabel("Feline", 7, synonyms=("cat",))] + targets("car", "person")
+    assert LabelMapping.build(SPEC, own).target_for(0).name == "Feline"
+
+
+def test_exact_beats_synonym_beats_case():
+    t = targets("person", "PERSON", "Person", "cat", "car")
+    assert LabelMapping.build(SPEC, t).target_for(2).id == 102  # exact 'Person'
+    t = targets("person", "human", "cat", "car")
+    assert LabelMapping.build(SPEC, t, synonyms={"Person": "human"}).target_for(2).name == "human"
+
+
+def test_case_insensitive_match_and_ambiguity():
+    assert LabelMapping.build(SPEC, targets("CAT", "Car", "person")).target_for(0).name == "CAT"
+    with pytest.raises(LabelMappingError, match="several target labels"):
+        LabelMapping.build(SPEC, targets("cat", "car", "person", "PERSON"))
+
+
+def test_unmatched_denied_lists_every_name_and_both_sides():
+    with pytest.raises(LabelMappingError) as e:
+        LabelMapping.build(SPEC, targets("dog", "car"), target_name="the dataset")
+    assert e.value.unmatched == ["cat", "Person"]
+    assert "the dataset" in str(e.value) and "'dog'" in str(e.value)
+    assert isinstance(e.value, BadFunctionError)
+
+
+def test_unmatched_allowed_drops_their_shapes():
+    m = LabelMapping.build(SPEC, [TargetLabel("car", 100)], allow_unmatched=True)
+    shapes = [aa.rectangle(0, [0, 0, 1, 1]), aa.rectangle(1, [0, 0, 1, 1], attributes={0: "red"})]
+    out = m.map_shapes(shapes)
+    assert [s.label_id for s in out] == [100]
+    assert out[0].attributes == ()  # the target's 'car' has no 'color' attribute: dropped
+    assert m.unmatched == ["cat", "car.color (attribute)", "Person"]
+
+
+def test_nothing_matches_is_an_error_even_when_allowed():
+    with pytest.raises(LabelMappingError, match="none of the function's labels"):
+        LabelMapping.build(SPEC, targets("dog"), allow_unmatched=True)
+
+
+def test_attributes_map_by_name():
+    t = [TargetLabel("car", 5, attributes=(TargetAttribute("Color", 42, "select"),)), TargetLabel("cat", 6), TargetLabel("person", 7)]
+    out = LabelMapping.build(SPEC, t).map_shapes([aa.rectangle(1, [0, 0, 1, 1], attributes={0: "blue"})])
+    assert out[0].attributes == (aa.AttributeValue(42, "blue"),)
+    bad = [TargetLabel("car", 5, attributes=(TargetAttribute("color", 42, "text"),)), TargetLabel("cat", 6), TargetLabel("person", 7)]
+    with pytest.raises(BadFunctionError, match="'select' in the function, 'text' in the target"):
+        LabelMapping.build(SPEC, bad)
+
+
+def test_sublabels_map_by_name_and_unmatched_keypoints():
+    spec = aa.DetectionFunctionSpec(
+        labels=[aa.skeleton_label_spec("person", 0, [aa.keypoint_spec("nose", 0), aa.keypoint_spec("tail", 1)])]
+    )
+    full = [TargetLabel("person", 9, type="skeleton", sublabels=(TargetLabel("Nose", 90), TargetLabel("tail", 91)))]
+    sk = aa.skeleton(0, [aa.keypoint(0, [1, 1]), aa.keypoint(1, [2, 2])])
+    out = LabelMapping.build(spec, full).map_shapes([sk])[0]
+    assert [e.label_id for e in out.elements] == [90, 91]
+    partial = [TargetLabel("person", 9, type="skeleton", sublabels=(TargetLabel("nose", 90),))]
+    with pytest.raises(LabelMappingError, match=r"person.tail \(keypoint\)"):
+        LabelMapping.build(spec, partial)
+    out = LabelMapping.build(spec, partial, allow_unmatched=True).map_shapes([sk])[0]
+    assert [e.label_id for e in out.elements] == [90]
+
+
+def test_type_conflicts_name_both_sides():
+    with pytest.raises(BadFunctionError, match="'rectangle' in the function, 'polygon' in the target"):
+        LabelMapping.build(SPEC, targets("cat", "car", "person", type="polygon"))
+    spec = aa.DetectionFunctionSpec(labels=[aa.label_spec("x", 0)])
+    m = LabelMapping.build(spec, [TargetLabel("x", 1, type="polygon")])
+    with pytest.raises(BadFunctionError, match="returned a 'rectangle' for 'x'; the target takes 'polygon'"):
+        m.map_shapes([aa.rectangle(0, [0, 0, 1, 1])])
+
+
+def test_outputs_are_never_mutated():
+    m = LabelMapping.build(SPEC, targets("cat", "car", "person"))
+    shapes = [aa.rectangle(1, [0, 0, 1, 1], score=0.5, attributes={0: "red"})]
+    before = copy.deepcopy(shapes)
+    out = m.map_shapes(shapes)
+    assert shapes == before and out[0] is not shapes[0] and out[0].label_id == 101
