@@ -23,8 +23,13 @@ def mask_to_polygon(mask: np.ndarray, *, tolerance: float = 1.0) -> list[float] 
     return max(polys, key=_polygon_area)
 
 
-def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 1.0, min_area: float = 1.0) -> list[list[float]]:
-    """Outer outlines of every region of ``mask`` (flat polygons, largest first)."""
+def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 1.0, min_area: float = 0.0) -> list[list[float]]:
+    """Outer outlines of every region of ``mask`` (flat polygons, largest first).
+
+    Vertices are pixel indexes on the region's border, so :func:`polygon_to_mask` gives the mask
+    back. Thin regions (1 pixel wide) keep their full outline rather than collapsing to a line;
+    specks of fewer than 3 border pixels are dropped.
+    """
     import cv2
 
     m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
@@ -32,13 +37,13 @@ def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 1.0, min_area: floa
         return []
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = []
-    for c in contours:
-        if tolerance > 0:
-            c = cv2.approxPolyDP(c, tolerance, True)
-        pts = c.reshape(-1, 2).astype(np.float64)
-        if len(pts) < 3:
+    for raw in contours:
+        c = cv2.approxPolyDP(raw, tolerance, True) if tolerance > 0 else raw
+        if len(c) < 3:
+            c = raw
+        if len(c) < 3:
             continue
-        flat = pts.reshape(-1).tolist()
+        flat = c.reshape(-1, 2).astype(np.float64).reshape(-1).tolist()
         if _polygon_area(flat) >= min_area:
             out.append(flat)
     out.sort(key=_polygon_area, reverse=True)

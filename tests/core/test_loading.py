@@ -1,0 +1,105 @@
+"""load_function and the NAME=TYPE:VALUE parameter syntax."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import autoannotate as aa
+from autoannotate.loading import load_function, parse_param, parse_params
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("model_name=str:resnet50", ("model_name", "resnet50")),
+        ("n=int:3", ("n", 3)),
+        ("t=float:0.25", ("t", 0.25)),
+        ("flag=bool:true", ("flag", True)),
+        ("flag=bool:No", ("flag", False)),
+        ("url=str:http://x:80/a", ("url", "http://x:80/a")),
+        ("plain=hello", ("plain", "hello")),
+        ("path=/a:b", ("path", "/a:b")),
+    ],
+)
+def test_parse_param(text, expected):
+    assert parse_param(text) == expected
+
+
+@pytest.mark.parametrize("text", ["noequals", "=int:3", "2x=int:3", "n=int:three", "b=bool:maybe", "f=float:"])
+def test_parse_param_errors(text):
+    with pytest.raises(aa.BadParameterError):
+        parse_param(text)
+
+
+def test_repeated_param():
+    with pytest.raises(aa.BadParameterError, match="given twice"):
+        parse_params(["a=int:1", "a=int:2"])
+
+
+FUNCTION_FILE = textwrap.dedent(
+    """
+    import autoannotate as aa
+
+    class Fn:
+        def __init__(self, size):
+            self.size = size
+            self.spec = aa.DetectionFunctionSpec(labels=[aa.label_spec("thing", 0, type="rectangle")])
+
+        def detect(self, context, image):
+            return [aa.rectangle(0, [0, 0, self.size, self.size], score=1.0)]
+
+    def create(size: int = 2):
+        return Fn(size)
+    """
+)
+
+MODULE_FUNCTION = textwrap.dedent(
+    """
+    import autoannotate as aa
+    spec = aa.DetectionFunctionSpec(labels=[aa.label_spec("thing", 0)])
+    def detect(context, image):
+        return [aa.tag(0, score=0.5)]
+    """
+)
+
+
+def test_load_from_file_with_params(tmp_path):
+    f = tmp_path / "my_function.py"
+    f.write_text(FUNCTION_FILE)
+    fn = load_function(str(f), size=7)
+    assert fn.size == 7 and fn.spec.label_names == ["thing"]
+    with pytest.raises(aa.BadParameterError, match="unexpected keyword argument 'colour'.*size: int = 2"):
+        load_function(str(f), colour="red")
+
+
+def test_a_module_with_spec_and_detect_is_a_function(tmp_path, monkeypatch):
+    (tmp_path / "modfn.py").write_text(MODULE_FUNCTION)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fn = load_function("modfn")
+    assert isinstance(fn, aa.DetectionFunction)
+    with pytest.raises(aa.BadParameterError, match="no create"):
+        load_function("modfn", x=1)
+
+
+def test_unknown_function_names():
+    with pytest.raises(aa.BadFunctionError, match="not a predefined function"):
+        load_function("no_such_function_anywhere")
+    with pytest.raises(aa.BadFunctionError, match="does not exist"):
+        load_function("/nowhere/fn.py")
+
+
+def test_importing_the_package_and_function_modules_loads_no_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, autoannotate, autoannotate.cli\n"
+        "from autoannotate.loading import PREDEFINED, import_function_module\n"
+        "for name in PREDEFINED: import_function_module(name)\n"
+        "heavy = ['torch', 'torchvision', 'onnxruntime', 'cv2', 'segment_anything', 'fiftyone', 'label_studio_sdk']\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
