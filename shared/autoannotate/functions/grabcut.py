@@ -3,8 +3,8 @@
 - A box: pixels outside it (in a margin around it) are background, inside are probably foreground.
 - Positive clicks are certain foreground, negative clicks certain background (disks of
   ``click_radius`` pixels; default 1% of the image's short side, at least 3).
-- Clicks alone: the region around the clicks is searched; everything starts as probable
-  background and the clicks seed the foreground model.
+- Clicks alone: an implicit box around the clicks (reaching a quarter of the image's short side)
+  is treated like a drawn box.
 
 The result keeps the connected regions that contain a positive click (or, for a box, the regions
 inside the box). Large regions of interest are downscaled to ``max_side`` pixels for speed.
@@ -79,15 +79,13 @@ class GrabCutFunction:
 
         H, W = bgr.shape[:2]
         radius = self.click_radius or max(3, int(round(0.01 * min(H, W))))
-        if box is not None:
-            x1, y1, x2, y2 = box
-            mx, my = max(10.0, (x2 - x1) * self.margin), max(10.0, (y2 - y1) * self.margin)
-        else:
-            xs = [p[0] for p in pos]
-            ys = [p[1] for p in pos]
+        if box is None:
+            # Clicks alone: an implicit box around the clicks, reaching a quarter of the short side.
             reach = max(0.25 * min(H, W), 20.0)
-            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
-            mx = my = reach
+            xs, ys = [p[0] for p in pos], [p[1] for p in pos]
+            box = (max(0.0, min(xs) - reach), max(0.0, min(ys) - reach), min(W, max(xs) + reach), min(H, max(ys) + reach))
+        x1, y1, x2, y2 = box
+        mx, my = max(10.0, (x2 - x1) * self.margin), max(10.0, (y2 - y1) * self.margin)
         rx1, ry1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
         rx2, ry2 = int(min(W, np.ceil(x2 + mx))), int(min(H, np.ceil(y2 + my)))
         full = np.zeros((H, W), dtype=bool)
@@ -103,15 +101,14 @@ class GrabCutFunction:
         def to_crop(x: float, y: float) -> tuple[int, int]:
             return int(round((x - rx1) * scale)), int(round((y - ry1) * scale))
 
-        init = np.full((ch, cw), cv2.GC_PR_BGD, dtype=np.uint8)
-        box_region = None
-        if box is not None:
-            bx1, by1 = to_crop(x1, y1)
-            bx2, by2 = to_crop(x2, y2)
-            bx1, by1, bx2, by2 = max(0, bx1), max(0, by1), min(cw, max(bx2, bx1 + 1)), min(ch, max(by2, by1 + 1))
-            init[:] = cv2.GC_BGD
-            init[by1:by2, bx1:bx2] = cv2.GC_PR_FGD
-            box_region = (bx1, by1, bx2, by2)
+        bx1, by1 = to_crop(x1, y1)
+        bx2, by2 = to_crop(x2, y2)
+        bx1, by1, bx2, by2 = max(0, bx1), max(0, by1), min(cw, max(bx2, bx1 + 1)), min(ch, max(by2, by1 + 1))
+        init = np.full((ch, cw), cv2.GC_BGD, dtype=np.uint8)
+        init[by1:by2, bx1:bx2] = cv2.GC_PR_FGD
+        if not (init == cv2.GC_BGD).any():  # the box covers the whole image: its frame is background
+            init[[0, -1], :] = cv2.GC_PR_BGD
+            init[:, [0, -1]] = cv2.GC_PR_BGD
         r = max(1, int(round(radius * scale)))
         for x, y in pos:
             cv2.circle(init, to_crop(x, y), r, int(cv2.GC_FGD), -1)
@@ -125,14 +122,10 @@ class GrabCutFunction:
                 cv2.grabCut(crop, init, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
             except cv2.error:
                 pass  # degenerate colour model: keep the initial labelling
-        fg = np.isin(init, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
-        if box_region is not None:
-            keep_box = np.zeros_like(fg)
-            bx1, by1, bx2, by2 = box_region
-            keep_box[by1:by2, bx1:bx2] = 1
-            fg &= keep_box
+        fg = np.zeros((ch, cw), dtype=np.uint8)
+        fg[by1:by2, bx1:bx2] = np.isin(init[by1:by2, bx1:bx2], (cv2.GC_FGD, cv2.GC_PR_FGD))
         if pos and fg.any():
-            n, comp = cv2.connectedComponents(fg, connectivity=8)
+            _, comp = cv2.connectedComponents(fg, connectivity=8)
             seeds = {int(comp[min(ch - 1, max(0, cy)), min(cw - 1, max(0, cx))]) for cx, cy in (to_crop(*p) for p in pos)}
             seeds.discard(0)
             if seeds:
