@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
 
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# FiftyOne reads these when first imported: an isolated database per test session, our plugin
+# folder, no usage tracking.
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="autoannotate-fo-db-")
+os.environ["FIFTYONE_PLUGINS_DIR"] = str(REPO / "plugins")
+os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+ARTIFACTS = Path(os.environ.get("AUTOANNOTATE_TEST_ARTIFACTS") or REPO / "test-artifacts")
 
 
 def _shared_path(env: str, default: Path) -> Path | None:

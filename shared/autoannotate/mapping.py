@@ -239,3 +239,21 @@ def _check_types(label: LabelSpec, target: TargetLabel, target_name: str) -> Non
         raise BadFunctionError(
             f"label {label.name!r} is {label.type!r} in the function, {target.type!r} in {target_name}"
         )
+
+
+def resolve_names(
+    spec: DetectionFunctionSpec, names: Sequence[str] | None, synonyms: Synonyms | None = None
+) -> dict[str, str]:
+    """Function label name -> the name it takes among ``names`` (exact, synonyms, case-insensitive);
+    labels without a match are left out. ``names=None``: the function's own names, renamed by
+    ``synonyms`` (its first synonym when a label has several)."""
+    syn = _normalize_synonyms(synonyms)
+    if names is None:
+        return {label.name: (syn.get(label.name) or [label.name])[0] for label in spec.labels}
+    candidates = [TargetLabel(n, i) for i, n in enumerate(names)]
+    out = {}
+    for label in spec.labels:
+        hit = _match(label.name, candidates, syn)
+        if hit is not None:
+            out[label.name] = hit.name
+    return out

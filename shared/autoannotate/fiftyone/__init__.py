@@ -1,0 +1,27 @@
+"""FiftyOne integration: auto-label datasets with review routing (the plugin's Python API).
+
+Importing this package imports FiftyOne (``pip install autoannotate[fiftyone]``).
+"""
+
+from .annotate import annotate_dataset, default_refiner
+from .convert import RUN_ATTRIBUTE, shape_to_label
+from .plan import OUTPUT_TYPES, ClassSpec, ReviewThresholds, parse_classes
+from .review import assign_reviewers, needs_review_view, promote_approved, set_review
+from .runs import get_run, list_runs
+
+__all__ = [
+    "annotate_dataset",
+    "default_refiner",
+    "ClassSpec",
+    "ReviewThresholds",
+    "OUTPUT_TYPES",
+    "parse_classes",
+    "RUN_ATTRIBUTE",
+    "shape_to_label",
+    "set_review",
+    "promote_approved",
+    "assign_reviewers",
+    "needs_review_view",
+    "list_runs",
+    "get_run",
+]

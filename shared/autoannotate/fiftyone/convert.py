@@ -1,0 +1,133 @@
+"""Shapes (absolute pixels) -> FiftyOne labels (relative coordinates), with review routing.
+
+FiftyOne conventions: boxes are ``[x, y, w, h]`` relative to the image size; a detection's mask
+covers its box only; polylines and keypoints are lists of relative ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import fiftyone as fo
+import numpy as np
+
+from ..masks import mask_to_polygon, polygon_to_mask
+from ..shapes import Shape
+from .plan import CONTAINER, Plan
+
+RUN_ATTRIBUTE = "autoannotate_run"
+CONTAINER_TYPES = {
+    "detections": (fo.Detections, "detections"),
+    "polylines": (fo.Polylines, "polylines"),
+    "keypoints": (fo.Keypoints, "keypoints"),
+    "classifications": (fo.Classifications, "classifications"),
+}
+
+
+def _rel_box(box: tuple[float, float, float, float], w: int, h: int) -> list[float]:
+    x1, y1, x2, y2 = box
+    x1, x2 = max(0.0, min(x1, w)), max(0.0, min(x2, w))
+    y1, y2 = max(0.0, min(y1, h)), max(0.0, min(y2, h))
+    return [x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h]
+
+
+def _mask_detection(bitmap: np.ndarray, w: int, h: int, **kw: Any) -> fo.Detection | None:
+    ys = np.flatnonzero(bitmap.any(axis=1))
+    xs = np.flatnonzero(bitmap.any(axis=0))
+    if not len(xs):
+        return None
+    x1, x2, y1, y2 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
+    return fo.Detection(bounding_box=_rel_box((x1, y1, x2, y2), w, h), mask=bitmap[y1:y2, x1:x2].copy(), **kw)
+
+
+def _rel_points(flat: tuple[float, ...], w: int, h: int) -> list[tuple[float, float]]:
+    return [(flat[i] / w, flat[i + 1] / h) for i in range(0, len(flat) - 1, 2)]
+
+
+def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attrs: dict[str, Any]) -> Any:
+    """One FiftyOne label for ``s`` in the class's output type, or None when ``s`` cannot give one
+    (an empty mask, a shape type the output cannot take)."""
+    w, h = size
+    kw = {"label": name, **attrs}
+    if s.score is not None:
+        kw["confidence"] = float(s.score)
+    if output == "tag":
+        return fo.Classification(**kw) if s.type == "tag" else None
+    if output == "bbox":
+        box = s.bbox()
+        return fo.Detection(bounding_box=_rel_box(box, w, h), **kw) if box else None
+    if output == "mask":
+        if s.type == "mask":
+            return _mask_detection(s.bitmap, w, h, **kw)  # type: ignore[arg-type]
+        if s.type == "polygon":
+            return _mask_detection(polygon_to_mask(s.points, size), w, h, **kw)
+        return None
+    if output in ("polygon", "polyline"):
+        closed = output == "polygon"
+        if s.type == "mask":
+            poly = mask_to_polygon(s.bitmap)  # type: ignore[arg-type]
+            pts = tuple(poly) if poly else ()
+        elif s.type in ("polygon", "polyline"):
+            pts = s.points
+        else:
+            return None
+        if len(pts) < 4:
+            return None
+        return fo.Polyline(points=[_rel_points(pts, w, h)], closed=closed, filled=closed, **kw)
+    if output == "keypoint":
+        if s.type == "points":
+            pts, extra = _rel_points(s.points, w, h), {}
+        elif s.type == "skeleton":
+            pts = [(math.nan, math.nan) if e.outside else (e.points[0] / w, e.points[1] / h) for e in s.elements]
+            extra = {"occluded": [bool(e.occluded) for e in s.elements]}
+        else:
+            return None
+        if "confidence" in kw:  # FiftyOne keypoint confidences are per point
+            kw["confidence"] = [kw["confidence"]] * len(pts)
+        return fo.Keypoint(points=pts, **kw, **extra)
+    raise ValueError(f"unknown output type {output!r}")
+
+
+class LabelBuilder:
+    """Turns one image's mapped shapes into per-field containers and counts routing outcomes."""
+
+    def __init__(self, plan: Plan, run_key: str, attribute_names: dict[tuple[int, int], str]) -> None:
+        self.plan = plan
+        self.run_key = run_key
+        self.names = {t.id: t.name for t in plan.targets}
+        self.attribute_names = attribute_names
+        self.counts: Counter[str] = Counter()
+
+    def containers(self, shapes: list[Shape], size: tuple[int, int]) -> dict[str, Any]:
+        """``{field: container}`` for every field of the plan (empty containers included, so a
+        processed sample with nothing found is not processed again)."""
+        lists: dict[str, list] = {kind: [] for kind in self.plan.fields}
+        for s in shapes:
+            name = self.names[s.label_id]
+            output = self.plan.outputs[name]
+            attrs = {self.attribute_names[(s.label_id, a.spec_id)]: a.value for a in s.attributes}
+            attrs[RUN_ATTRIBUTE] = self.run_key
+            thresholds = self.plan.review.get(name)
+            if thresholds is not None:
+                status = thresholds.route(s.score)
+                if status == "discarded":
+                    self.counts["discarded"] += 1
+                    continue
+                attrs["review"] = status
+            label = shape_to_label(s, name, output, size, attrs)
+            if label is None:
+                self.counts["unconvertible"] += 1
+                continue
+            if thresholds is not None:
+                self.counts["auto_approved" if attrs["review"] == "approved" else "needs_review"] += 1
+            self.counts["added"] += 1
+            lists[CONTAINER[output]].append(label)
+        out = {}
+        for kind, labels in lists.items():
+            cls, attr = CONTAINER_TYPES[kind]
+            container = cls(**{attr: labels})
+            container[RUN_ATTRIBUTE] = self.run_key
+            out[self.plan.fields[kind]] = container
+        return out
