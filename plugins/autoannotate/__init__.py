@@ -54,7 +54,7 @@ class AutoLabel(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Auto-label")
-        inputs.enum("function", PREDEFINED_DETECTORS, default="yolox", required=True, label="Function",
+        inputs.enum("function", PREDEFINED_DETECTORS, default="yolox", label="Function",
                     description="a predefined function (see `autoannotate functions`)")
         inputs.str("function_params", default="", label="Function parameters",
                    description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano")
@@ -165,7 +165,7 @@ class PromoteApproved(foo.Operator):
         inputs.view_target(ctx, action_description="Promote")
         fields = _label_fields(ctx)
         inputs.enum("label_field", fields or ["auto_labels"], required=True, label="Auto label field")
-        inputs.str("gt_field", default="ground_truth", required=True, label="Ground truth field")
+        inputs.str("gt_field", default="ground_truth", label="Ground truth field")
         return types.Property(inputs)
 
     def execute(self, ctx):

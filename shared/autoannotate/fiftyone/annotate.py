@@ -114,8 +114,8 @@ def annotate_dataset(
     if max_samples is not None and max_samples < 0:
         raise BadParameterError(f"max_samples must be >= 0, got {max_samples}")
     dataset = samples._dataset
-    fn, fn_name, params = _resolve_function(function, function_params)
     class_specs = parse_classes(classes)
+    fn, fn_name, params = _resolve_function(function, function_params)
     dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
     plan = make_plan(
         fn.spec, label_field=label_field, classes=class_specs, label_map=label_map,

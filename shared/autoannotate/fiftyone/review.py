@@ -77,8 +77,8 @@ def promote_approved(samples: Any, label_field: str, gt_field: str = "ground_tru
 
 def assign_reviewers(samples: Any, label_field: str, reviewers: Iterable[str]) -> dict[str, int]:
     """Split the samples with needs-review labels in ``label_field`` evenly among ``reviewers``:
-    each gets a ``review:<name>`` tag; no sample is assigned twice (earlier review tags of these
-    reviewers are replaced). Returns ``{reviewer: number of samples}``."""
+    each gets a ``review:<name>`` tag; no sample is assigned twice (a new assignment replaces every
+    earlier ``review:*`` tag on those samples). Returns ``{reviewer: number of samples}``."""
     names = [r.strip() for r in reviewers if r and r.strip()]
     if not names or len(set(names)) != len(names):
         raise BadParameterError(f"give one or more distinct reviewer names, got {list(reviewers)}")
@@ -86,7 +86,9 @@ def assign_reviewers(samples: Any, label_field: str, reviewers: Iterable[str]) -
     pending = samples.match(F(f"{label_field}.{attr}").filter(F("review") == "needs_review").length() > 0)
     ids = sorted(pending.values("id"))
     tags = [REVIEWER_TAG_PREFIX + n for n in names]
-    pending.untag_samples(tags)
+    earlier = [t for t in pending.distinct("tags") if t.startswith(REVIEWER_TAG_PREFIX)]
+    if earlier:
+        pending.untag_samples(earlier)
     counts = {}
     for k, (name, tag) in enumerate(zip(names, tags)):
         mine = ids[k :: len(names)]
