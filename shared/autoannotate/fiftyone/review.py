@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -46,8 +45,8 @@ def set_review(dataset: fo.Dataset, selected_labels: Sequence[Mapping[str, Any]]
 def promote_approved(samples: Any, label_field: str, gt_field: str = "ground_truth") -> int:
     """Copy the approved labels of ``label_field`` into ``gt_field``, appending to what is there.
 
-    Human labels already in ``gt_field`` are kept; a label promoted before is not added twice
-    (copies keep the label's id). Returns how many labels were added.
+    Human labels already in ``gt_field`` are kept; each copy records ``promoted_from`` (the auto
+    label's id), so a label promoted before is not added twice. Returns how many labels were added.
     """
     dataset = samples._dataset
     if gt_field == label_field:
@@ -63,8 +62,13 @@ def promote_approved(samples: Any, label_field: str, gt_field: str = "ground_tru
     existing = values[2] if gt is not None else [None] * len(ids)
     updates, added = {}, 0
     for sid, container, current in zip(ids, auto, existing):
-        have = {lbl.id for lbl in getattr(current, attr, None) or []}
-        new = [copy.deepcopy(lbl) for lbl in getattr(container, attr) if lbl.id not in have]
+        have = {getattr(lbl, "promoted_from", None) for lbl in getattr(current, attr, None) or []}
+        new = []
+        for lbl in getattr(container, attr):
+            if lbl.id not in have:
+                promoted = lbl.copy()
+                promoted["promoted_from"] = lbl.id
+                new.append(promoted)
         if not new:
             continue
         merged = list(getattr(current, attr, None) or []) + new
