@@ -1,0 +1,45 @@
+"""Headless Chromium for what a person sees: rendered DOM and screenshots of local pages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--hide-scrollbars", "--window-size=1400,900",
+]
+
+
+def chromium() -> str:
+    """The Chromium binary; tests skip where the README prerequisite is not installed."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)")
+    return exe
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="aa-chromium-") as profile:
+        return subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+
+def dump_dom(url: str, *, budget_ms: int = 20000, timeout: float = 120) -> str:
+    """The page's DOM after ``budget_ms`` of virtual time (scripts run, requests answered)."""
+    r = _run([f"--virtual-time-budget={budget_ms}", "--dump-dom", url], timeout)
+    return r.stdout
+
+
+def screenshot(url: str, path: Path, *, budget_ms: int = 20000, timeout: float = 120) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _run([f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url], timeout)
+    assert path.exists() and path.stat().st_size > 10_000, f"no screenshot of {url}"
+    return path
