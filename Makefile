@@ -15,11 +15,12 @@ ifneq ($(wildcard $(SHARED)/data/coco128-train/detections.json),)
 export AUTOANNOTATE_COCO128 ?= $(SHARED)/data/coco128-train
 endif
 export FIFTYONE_DO_NOT_TRACK := true
+export FIFTYONE_PLUGINS_DIR ?= $(CURDIR)/plugins
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-12)
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo demo-coco test test-fast bench clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m autoannotate.demo --out demo-output
+
+# The CLI demo: COCO JSON + overlay PNGs of scikit-image's sample photos.
+demo-coco: $(STAMP)
+	$(BIN)/python -m autoannotate.demo --coco --out demo-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -31,7 +31,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     """Open ``source`` (a path, raw bytes or a PIL image) as an upright 8-bit RGB image."""
     name = _describe(source)
     if isinstance(source, PIL.Image.Image):
-        return to_rgb(PIL.ImageOps.exif_transpose(source))
+        return to_rgb(upright(source))
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageLoadError(f"{name}: empty data (0 bytes)")
@@ -56,8 +56,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
                     )
                 img.seek(0)
                 img.load()
-                upright = PIL.ImageOps.exif_transpose(img)
-                return to_rgb(upright)
+                return to_rgb(upright(img))
     except ImageLoadError:
         raise
     except PIL.UnidentifiedImageError:
@@ -71,6 +70,13 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         raise ImageLoadError(f"{name}: cannot read image ({text})") from None
     except (ValueError, SyntaxError, EOFError, MemoryError) as e:
         raise ImageLoadError(f"{name}: corrupt image ({type(e).__name__}: {e})") from None
+
+
+def upright(img: PIL.Image.Image) -> PIL.Image.Image:
+    """``img`` rotated/flipped as its EXIF orientation says (no copy when it is already upright)."""
+    if img.getexif().get(0x0112, 1) in (0, 1):
+        return img
+    return PIL.ImageOps.exif_transpose(img)
 
 
 def to_rgb(img: PIL.Image.Image) -> PIL.Image.Image:

@@ -77,7 +77,7 @@ class YoloxFunction:
         """RGB PIL image -> (float32 [3, H, W] BGR 0-255 letterboxed tensor, resize ratio)."""
         import cv2
 
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         h, w = rgb.shape[:2]
         r = min(self.input_h / h, self.input_w / w)
         nh, nw = max(1, int(round(h * r))), max(1, int(round(w * r)))

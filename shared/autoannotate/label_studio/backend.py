@@ -1,0 +1,281 @@
+"""The ML backend's logic, independent of the web framework: setup, pre-annotation, interactive
+segmentation. ``app.py`` puts it behind Label Studio's HTTP protocol.
+
+Pre-annotation: the detection function runs once per task (batched through the driver), its
+shapes are mapped onto every control tag of the labeling config and converted to regions.
+Interactive: the clicks and boxes of the request's ``context`` (all of them) prompt the
+interactive function on a cached encoding of the task's image; masks come back as BrushLabels
+and/or PolygonLabels regions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..driver import check_threshold, iter_annotations
+from ..errors import AutoAnnotateError
+from ..images import load_image
+from ..interface import InteractiveFunctionContext, InteractivePrompt
+from ..mapping import LabelMapping
+from ..shapes import mask as mask_shape
+from .cache import EncodingCache
+from .config import Control, LabelConfigError, map_controls, parse_config
+from .fetch import ImageFetcher
+from .regions import prediction_score, region_id, to_regions
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(AutoAnnotateError):
+    """The request is malformed (the message says what is wrong)."""
+
+
+@dataclass
+class Backend:
+    """``function``: a detection function (or None); ``interactive``: an interactive function (or
+    None). At least one is needed."""
+
+    function: Any = None
+    interactive: Any = None
+    fetcher: ImageFetcher = field(default_factory=ImageFetcher)
+    cache: EncodingCache = field(default_factory=EncodingCache)
+    conf_threshold: float | None = None
+    batch_size: int = 4
+    num_workers: int = 4
+    _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.function is None and self.interactive is None:
+            raise ValueError("the backend needs a detection function, an interactive function, or both")
+        self.conf_threshold = check_threshold(self.conf_threshold)
+        self._identity = LabelMapping.build(self.function.spec) if self.function is not None else None
+
+    @property
+    def model_version(self) -> str:
+        parts = [getattr(f, "model_version", type(f).__name__) for f in (self.function, self.interactive) if f is not None]
+        return "+".join(str(p) for p in parts)
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        return {
+            "status": "UP",
+            "model_class": "autoannotate",
+            "model_version": self.model_version,
+            "detection": getattr(self.function, "model_version", None) if self.function else None,
+            "interactive": getattr(self.interactive, "model_version", None) if self.interactive else None,
+            "cache": {"items": len(self.cache), "bytes": self.cache.nbytes, "max_bytes": self.cache.max_bytes},
+        }
+
+    def controls(self, label_config: str) -> dict[str, list[Control]]:
+        """``{"detection": [...], "interactive": [...]}`` usable controls (cached per config)."""
+        key = hashlib.sha1(label_config.encode()).hexdigest()
+        with self._lock:
+            if key in self._configs:
+                return self._configs[key]  # type: ignore[return-value]
+        parsed = parse_config(label_config)
+        out: dict[str, list[Control]] = {"detection": [], "interactive": []}
+        errors = []
+        if self.function is not None:
+            try:
+                out["detection"] = map_controls(self.function.spec, parse_config(label_config))
+            except LabelConfigError as e:
+                errors.append(str(e))
+        if self.interactive is not None:
+            try:
+                out["interactive"] = map_controls(None, parsed, interactive=True)  # type: ignore[arg-type]
+            except LabelConfigError as e:
+                errors.append(str(e))
+        if not out["detection"] and not out["interactive"]:
+            raise LabelConfigError(" ".join(errors))
+        with self._lock:
+            self._configs[key] = out  # type: ignore[assignment]
+        return out
+
+    def setup(self, payload: Mapping[str, Any]) -> dict:
+        schema = payload.get("schema") or payload.get("label_config")
+        if not isinstance(schema, str) or not schema.strip():
+            raise BadRequest("setup needs the labeling config in 'schema'")
+        controls = self.controls(schema)
+        return {
+            "model_version": self.model_version,
+            "controls": {
+                "detection": [c.name for c in controls["detection"]],
+                "interactive": [c.name for c in controls["interactive"]],
+            },
+        }
+
+    def predict(self, payload: Mapping[str, Any]) -> dict:
+        tasks = payload.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, Mapping) for t in tasks):
+            raise BadRequest("predict needs 'tasks': a list of task objects")
+        label_config = payload.get("label_config")
+        if not isinstance(label_config, str) or not label_config.strip():
+            raise BadRequest("predict needs the project's 'label_config'")
+        params = payload.get("params") or {}
+        context = params.get("context") if isinstance(params, Mapping) else None
+        controls = self.controls(label_config)
+        if context:
+            if self.interactive is None:
+                raise BadRequest("this backend has no interactive function")
+            if not tasks:
+                raise BadRequest("an interactive request needs its task")
+            return {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
+        if self.function is None:
+            return {"results": [{"result": [], "score": 0.0, "model_version": self.model_version} for _ in tasks]}
+        return {"results": self.pre_annotate(tasks, controls["detection"])}
+
+    # -- pre-annotation -------------------------------------------------------------------
+
+    def image_ref(self, task: Mapping[str, Any], control: Control) -> str:
+        data = task.get("data")
+        if not isinstance(data, Mapping):
+            raise BadRequest(f"task {task.get('id')!r} has no 'data' object")
+        ref = data.get(control.value_key)
+        if not isinstance(ref, str):
+            raise BadRequest(f"task {task.get('id')!r} has no image under data.{control.value_key}")
+        return ref
+
+    def pre_annotate(self, tasks: list[Mapping[str, Any]], controls: list[Control]) -> list[dict]:
+        """One prediction per task, in order. A task that fails gets ``error`` and ``error_id``
+        but no ``result``: Label Studio then stores nothing for it and it can be retried."""
+        if not controls:
+            return [{"result": [], "score": 0.0, "model_version": self.model_version} for _ in tasks]
+        items, early = [], {}
+        for i, task in enumerate(tasks):
+            try:
+                items.append((i, self.image_ref(task, controls[0])))
+            except BadRequest as e:
+                early[i] = str(e)
+        outputs: dict[int, dict] = {i: _failure(msg) for i, msg in early.items()}
+        for r in iter_annotations(
+            self.function, items, mapping=self._identity, conf_threshold=self.conf_threshold,
+            batch_size=self.batch_size, num_workers=self.num_workers, progress=False,
+            loader=lambda ref: load_image(self.fetcher.fetch(ref)),
+        ):
+            if not r.ok:
+                outputs[r.key] = _failure(r.error or "unknown error")  # type: ignore[index]
+                continue
+            task = tasks[r.key]  # type: ignore[index]
+            regions: list[dict] = []
+            for c in controls:
+                mapped = c.mapping.map_shapes(r.shapes or [])  # type: ignore[union-attr]
+                regions += to_regions(task.get("id"), mapped, c, r.size)  # type: ignore[arg-type]
+            _renumber(regions, task.get("id"))
+            outputs[r.key] = {"result": regions, "score": prediction_score(regions), "model_version": self.model_version}  # type: ignore[index]
+        return [outputs[i] for i in range(len(tasks))]
+
+    # -- interactive ----------------------------------------------------------------------
+
+    def interactive_prediction(self, task: Mapping[str, Any], context: Any, controls: list[Control]) -> dict:
+        if not controls:
+            raise BadRequest("the labeling config has no BrushLabels or PolygonLabels control for interactive masks")
+        percent = parse_context(context)
+        ref = self.image_ref(task, controls[0])
+        key = (ref, getattr(self.interactive, "model_version", type(self.interactive).__name__))
+        ictx = InteractiveFunctionContext(frame_name=str(task.get("id", "")))
+
+        def encode() -> _SizedEncoding:
+            image = load_image(self.fetcher.fetch(ref))
+            return _SizedEncoding(self.interactive.encode(ictx, image), image.size)
+
+        sized = self.cache.get_or_compute(key, encode)
+        size = sized.size
+        prompt = percent.to_prompt(size)
+        results = self.interactive.segment(ictx, sized.encoding, prompt)
+        regions: list[dict] = []
+        salt = hashlib.sha1(repr((prompt.positive_points, prompt.negative_points, prompt.boxes)).encode()).hexdigest()[:8]
+        for c in controls:
+            label = c.label_named(prompt.label) or (c.label_names[0] if c.label_names else None)
+            if label is None:
+                continue
+            label_id = c.label_names.index(label)
+            for res in results:
+                s = mask_shape(label_id, res.mask, score=res.score)
+                regions += to_regions(f"{task.get('id')}:{salt}", [s], c, size)
+        _renumber(regions, f"{task.get('id')}:{salt}")
+        return {"result": regions, "score": prediction_score(regions), "model_version": self.model_version}
+
+
+@dataclass
+class _SizedEncoding:
+    encoding: Any
+    size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return int(getattr(self.encoding, "nbytes", 0) or 0)
+
+
+@dataclass
+class _PromptInPercent:
+    """Prompt coordinates in percent (Label Studio's unit) until the image size is known."""
+
+    pos: list[tuple[float, float]]
+    neg: list[tuple[float, float]]
+    boxes: list[tuple[float, float, float, float]]
+    label: str | None
+
+    def to_prompt(self, size: tuple[int, int]) -> InteractivePrompt:
+        """The prompt in pixels of an image of ``size`` = (width, height)."""
+        w, h = size
+
+        def px(x: float, y: float) -> tuple[float, float]:
+            return x * w / 100.0, y * h / 100.0
+
+        return InteractivePrompt(
+            positive_points=[px(*p) for p in self.pos], negative_points=[px(*p) for p in self.neg],
+            boxes=[(*px(b[0], b[1]), *px(b[2], b[3])) for b in self.boxes], label=self.label,
+        )
+
+
+def parse_context(context: Any) -> _PromptInPercent:
+    """Label Studio's interactive ``context``: every keypoint (``is_positive`` true/false) and
+    every rectangle of ``context["result"]`` is used; the label is the last one named."""
+    items = context.get("result") if isinstance(context, Mapping) else None
+    if not isinstance(items, list) or not items:
+        raise BadRequest("the interactive context has no 'result' list of clicks or boxes")
+    pos, neg, boxes, label = [], [], [], None
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("value"), Mapping):
+            raise BadRequest(f"malformed context item {str(item)[:200]}")
+        kind, v = item.get("type"), item["value"]
+        try:
+            if kind in ("keypointlabels", "keypoint"):
+                point = (float(v["x"]), float(v["y"]))
+                positive = item.get("is_positive", True)
+                (pos if positive not in (False, 0, "false", "False") else neg).append(point)
+            elif kind in ("rectanglelabels", "rectangle"):
+                x, y, w, h = float(v["x"]), float(v["y"]), float(v["width"]), float(v["height"])
+                boxes.append((x, y, x + w, y + h))
+            else:
+                continue
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest(f"context item of type {kind!r} needs numeric x, y (and width, height for boxes)") from None
+        names = v.get(kind) if isinstance(v.get(kind), list) else None
+        if names:
+            label = str(names[0])
+    coords = [c for p in pos + neg for c in p] + [c for b in boxes for c in b]
+    if not all(-1e-6 <= c <= 100 + 1e-6 for c in coords):
+        raise BadRequest("context coordinates are percentages and must be within 0-100")
+    if not pos and not boxes:
+        raise BadRequest("the interactive context needs at least one positive click or one box")
+    return _PromptInPercent(pos, neg, boxes, label)
+
+
+def _renumber(regions: list[dict], task_key: Any) -> None:
+    """Stable, unique ids across all controls of one prediction."""
+    for i, r in enumerate(regions):
+        r["id"] = region_id(task_key, r["from_name"], i)
+
+
+def _failure(message: str) -> dict:
+    error_id = uuid.uuid4().hex[:12]
+    log.warning("task failed [%s]: %s", error_id, message)
+    return {"error": message, "error_id": error_id}

@@ -1,0 +1,141 @@
+"""A Label Studio labeling config, read with ``label_studio_sdk``'s ``LabelInterface``, and the
+mapping of a function's labels onto each control tag.
+
+Each supported control tag (RectangleLabels, PolygonLabels, BrushLabels, KeyPointLabels,
+Choices, Labels) that points at an Image gets its own :class:`LabelMapping`: exact name, then
+the label's ``predicted_values`` synonyms, then case-insensitive. A config where nothing maps is
+an error that names the function's labels and the project's labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AutoAnnotateError, BadFunctionError
+from ..interface import SHAPE_TYPES, DetectionFunctionSpec
+from ..mapping import LabelMapping, TargetLabel
+
+#: Control tags we write, and the shape types each can represent.
+CONTROL_SHAPES = {
+    "RectangleLabels": {"rectangle"},
+    "Labels": {"rectangle"},
+    "PolygonLabels": {"polygon", "mask"},
+    "BrushLabels": {"mask", "polygon"},
+    "KeyPointLabels": {"points", "skeleton"},
+    "Choices": {"tag"},
+}
+OBJECT_TAGS = ("Image",)
+
+
+class LabelConfigError(AutoAnnotateError):
+    """The labeling config cannot be used with this function (a message says how to fix it)."""
+
+
+@dataclass
+class Control:
+    """One control tag: ``name`` (``from_name``), ``tag`` (e.g. ``RectangleLabels``),
+    ``to_name`` (the object tag), ``value_key`` (the task data key of the image, ``image`` for
+    ``$image``), and its labels with their ``predicted_values`` synonyms."""
+
+    name: str
+    tag: str
+    to_name: str
+    value_key: str
+    labels: list[TargetLabel]
+    mapping: LabelMapping | None = None
+    unmatched: list[str] = field(default_factory=list)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [t.name for t in self.labels]
+
+    def accepts(self, shape_type: str) -> bool:
+        return shape_type in CONTROL_SHAPES[self.tag]
+
+    def label_named(self, name: str | None) -> str | None:
+        """The control's label for a name (exact, synonyms, case-insensitive), or None."""
+        if not name:
+            return None
+        for t in self.labels:
+            if t.name == name:
+                return t.name
+        for t in self.labels:
+            if name in t.synonyms:
+                return t.name
+        folded = name.casefold()
+        return next((t.name for t in self.labels if t.name.casefold() == folded), None)
+
+
+def _shape_types(label_type: str) -> set[str]:
+    return set(SHAPE_TYPES) - {"skeleton"} if label_type == "any" else {label_type}
+
+
+def _synonyms(attrs: Any) -> tuple[str, ...]:
+    raw = (attrs or {}).get("predicted_values") if isinstance(attrs, dict) else None
+    return tuple(s.strip() for s in str(raw).split(",") if s.strip()) if raw else ()
+
+
+def parse_config(label_config: str) -> list[Control]:
+    """The supported control tags of a labeling config (others are ignored)."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not isinstance(label_config, str) or not label_config.strip():
+        raise LabelConfigError("the labeling config is empty")
+    try:
+        li = LabelInterface(label_config)
+    except Exception as e:  # noqa: BLE001 - the SDK raises many types for bad XML
+        raise LabelConfigError(f"cannot parse the labeling config: {type(e).__name__}: {e}") from None
+    objects = {o.name: o for o in li.objects}
+    controls = []
+    for c in li.controls:
+        if c.tag not in CONTROL_SHAPES:
+            continue
+        targets = [o for o in (c.to_name or []) if o in objects and objects[o].tag in OBJECT_TAGS]
+        if not targets:
+            continue
+        obj = objects[targets[0]]
+        value_key = str(obj.value or "").lstrip("$")
+        attrs = getattr(c, "labels_attrs", {}) or {}
+        names = list(c.labels or [])
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise LabelConfigError(f"control {c.name!r} lists labels more than once: {dups}; remove the repeats")
+        labels = [TargetLabel(n, i, synonyms=_synonyms(attrs.get(n))) for i, n in enumerate(names)]
+        controls.append(Control(c.name, c.tag, obj.name, value_key, labels))
+    return controls
+
+
+def map_controls(spec: DetectionFunctionSpec, controls: list[Control], *, interactive: bool = False) -> list[Control]:
+    """Build each control's mapping; raise :class:`LabelConfigError` when no control maps at all.
+
+    A detection function maps onto controls whose tag can show its label types. Interactive
+    segmentation needs a BrushLabels or PolygonLabels control and no mapping.
+    """
+    if interactive:
+        usable = [c for c in controls if c.tag in ("BrushLabels", "PolygonLabels")]
+        if not usable:
+            raise LabelConfigError(
+                "interactive segmentation needs a BrushLabels or PolygonLabels control tag pointing at an Image; "
+                f"the config has {[f'{c.tag} {c.name!r}' for c in controls] or 'none'}"
+            )
+        return usable
+    mapped = []
+    for c in controls:
+        c.mapping, c.unmatched = None, []
+        if not any(_shape_types(lbl.type) & CONTROL_SHAPES[c.tag] for lbl in spec.labels):
+            continue
+        try:
+            c.mapping = LabelMapping.build(spec, c.labels, allow_unmatched=True, target_name=f"control {c.name!r}")
+        except BadFunctionError:  # nothing maps, or label types that cannot meet (skeletons)
+            continue
+        c.unmatched = c.mapping.unmatched
+        mapped.append(c)
+    if not mapped:
+        raise LabelConfigError(
+            f"none of the function's labels maps onto the labeling config. Function labels: "
+            f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}. Project labels: "
+            + "; ".join(f"{c.tag} {c.name!r}: {c.label_names}" for c in controls)
+            + ". Rename labels, or add predicted_values=\"<function label>\" to a <Label>."
+        )
+    return mapped

@@ -1,0 +1,237 @@
+"""Fetch task images safely.
+
+A task's image reference may be an ``http(s)`` URL, a path on the Label Studio server
+(``/data/upload/...``, ``/data/local-files/?d=...``), a ``data:`` URI, or a local file. Rules:
+
+- a total deadline (``timeout`` seconds, slow-drip bodies included) and a size limit;
+- the response must be an image (``Content-Type`` ``image/*`` or octet-stream), not HTML;
+- the Label Studio token is sent only to the Label Studio origin, never to another host, and not
+  across a redirect to another origin;
+- other hosts whose addresses are loopback, private, link-local, multicast or reserved are refused
+  unless allow-listed (names are resolved first, so a public name pointing inside is refused too);
+  every redirect hop is checked again;
+- local files are read only under the configured root (no ``..``, no symlinks out of it).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import socket
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import ImageLoadError
+
+MB = 1 << 20
+
+
+class FetchError(ImageLoadError):
+    """An image reference that was refused or could not be fetched (the message says why)."""
+
+
+@dataclass
+class FetchPolicy:
+    timeout: float = 15.0
+    max_bytes: int = 64 * MB
+    max_redirects: int = 3
+    allow_hosts: tuple[str, ...] = ()  # host names, IPs or CIDR ranges allowed even if private
+    local_root: Path | None = None
+
+    def allowed_networks(self) -> list:
+        nets = []
+        for h in self.allow_hosts:
+            try:
+                nets.append(ipaddress.ip_network(h, strict=False))
+            except ValueError:
+                pass
+        return nets
+
+
+class LabelStudioAuth:
+    """Authorization for the Label Studio API: a personal access token (a JWT refresh token,
+    exchanged for short-lived access tokens) or a legacy token (``Token <key>``)."""
+
+    ACCESS_TTL = 240.0
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = (api_key or "").strip()
+        self._access: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_jwt(self) -> bool:
+        return self.api_key.count(".") == 2
+
+    def headers(self, client, force_refresh: bool = False) -> dict[str, str]:
+        if not self.api_key:
+            return {}
+        if not self.is_jwt:
+            return {"Authorization": f"Token {self.api_key}"}
+        with self._lock:
+            if force_refresh or self._access is None or time.monotonic() - self._access[1] > self.ACCESS_TTL:
+                r = client.post(f"{self.url}/api/token/refresh/", json={"refresh": self.api_key}, timeout=15)
+                if r.status_code != 200:
+                    raise FetchError(f"Label Studio refused the API key (token refresh answered {r.status_code})")
+                self._access = (r.json()["access"], time.monotonic())
+            return {"Authorization": f"Bearer {self._access[0]}"}
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    p = urllib.parse.urlsplit(url)
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return p.scheme, (p.hostname or "").lower(), port
+
+
+@dataclass
+class ImageFetcher:
+    """Fetch image bytes for task references under a :class:`FetchPolicy`."""
+
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+    label_studio_url: str | None = None
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        import httpx
+
+        self._client = httpx.Client(follow_redirects=False, timeout=self.policy.timeout)
+        self.auth = LabelStudioAuth(self.label_studio_url, self.api_key) if self.label_studio_url else None
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- references ------------------------------------------------------------------------
+
+    def fetch(self, ref: str) -> bytes:
+        if not isinstance(ref, str) or not ref.strip():
+            raise FetchError(f"the task has no image reference (got {ref!r})")
+        ref = ref.strip()
+        if ref.startswith("data:"):
+            return self._data_uri(ref)
+        parsed = urllib.parse.urlsplit(ref)
+        if parsed.scheme in ("http", "https"):
+            return self._http(ref)
+        if parsed.scheme in ("s3", "gs", "azure-blob"):
+            raise FetchError(f"{ref}: cloud storage references must be resolved by Label Studio (presigned URLs)")
+        if parsed.scheme == "file":
+            return self._local(urllib.parse.unquote(parsed.path))
+        if ref.startswith("/data/local-files/") and self.policy.local_root is not None:
+            d = urllib.parse.parse_qs(parsed.query).get("d", [""])[0]
+            return self._local(d)
+        if ref.startswith("/"):
+            if ref.startswith("/data/") or ref.startswith("/storage-data/") or ref.startswith("/tasks/"):
+                if not self.label_studio_url:
+                    raise FetchError(f"{ref} is a Label Studio path but no Label Studio URL is configured")
+                return self._http(urllib.parse.urljoin(self.label_studio_url.rstrip("/") + "/", ref.lstrip("/")))
+            return self._local(ref)
+        raise FetchError(f"unsupported image reference {ref[:200]!r}")
+
+    def _data_uri(self, ref: str) -> bytes:
+        header, _, payload = ref.partition(",")
+        if ";base64" not in header or not header[5:].startswith("image/"):
+            raise FetchError("only base64 image data URIs are accepted")
+        if len(payload) * 3 // 4 > self.policy.max_bytes:
+            raise FetchError(f"data URI larger than {self.policy.max_bytes:,} bytes")
+        try:
+            return base64.b64decode(payload, validate=True)
+        except ValueError:
+            raise FetchError("malformed base64 in data URI") from None
+
+    def _local(self, path_text: str) -> bytes:
+        root = self.policy.local_root
+        if root is None:
+            raise FetchError(f"{path_text}: local files are not served (set a local files root to allow them)")
+        root = Path(root).resolve()
+        candidate = (root / path_text.lstrip("/")) if not Path(path_text).is_absolute() else Path(path_text)
+        resolved = candidate.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise FetchError(f"{path_text}: outside the local files root")
+        if not resolved.is_file():
+            raise FetchError(f"{path_text}: file not found")
+        if resolved.stat().st_size > self.policy.max_bytes:
+            raise FetchError(f"{path_text}: larger than {self.policy.max_bytes:,} bytes")
+        return resolved.read_bytes()
+
+    # -- network ---------------------------------------------------------------------------
+
+    def _is_label_studio(self, url: str) -> bool:
+        return bool(self.label_studio_url) and _origin(url) == _origin(self.label_studio_url)  # type: ignore[arg-type]
+
+    def check_host(self, url: str) -> None:
+        """Refuse hosts that resolve to internal addresses (unless Label Studio or allow-listed)."""
+        if self._is_label_studio(url):
+            return
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if not host:
+            raise FetchError(f"{url}: no host")
+        if host.lower() in {h.lower() for h in self.policy.allow_hosts}:
+            return
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError) as e:
+            raise FetchError(f"{url}: cannot resolve host {host!r} ({e})") from None
+        nets = self.policy.allowed_networks()
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%")[0])
+            if any(ip in n for n in nets):
+                continue
+            if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                    or ip.is_unspecified or getattr(ip, "ipv4_mapped", None) is not None):
+                raise FetchError(
+                    f"{url}: host {host!r} resolves to the internal address {ip}; refused "
+                    "(allow-list it if the backend should reach it)"
+                )
+
+    def _http(self, url: str) -> bytes:
+        import httpx
+
+        deadline = time.monotonic() + self.policy.timeout
+        for _ in range(self.policy.max_redirects + 1):
+            self.check_host(url)
+            headers = {"Accept": "image/*"}
+            to_ls = self._is_label_studio(url)
+            if to_ls and self.auth is not None:
+                headers.update(self.auth.headers(self._client))
+            try:
+                with self._client.stream("GET", url, headers=headers) as resp:
+                    if resp.status_code == 401 and to_ls and self.auth is not None and self.auth.is_jwt:
+                        headers.update(self.auth.headers(self._client, force_refresh=True))
+                        continue
+                    if resp.is_redirect:
+                        location = resp.headers.get("location", "")
+                        url = urllib.parse.urljoin(url, location)
+                        continue
+                    if resp.status_code != 200:
+                        raise FetchError(f"{url}: answered HTTP {resp.status_code}")
+                    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+                    if ctype and not (ctype.startswith("image/") or ctype in ("application/octet-stream", "binary/octet-stream")):
+                        raise FetchError(f"{url}: returned {ctype}, not an image")
+                    length = int(resp.headers.get("content-length") or 0)
+                    if length > self.policy.max_bytes:
+                        raise FetchError(f"{url}: {length:,} bytes is larger than the limit of {self.policy.max_bytes:,}")
+                    chunks, total = [], 0
+                    for chunk in resp.iter_bytes(1 << 16):
+                        total += len(chunk)
+                        if total > self.policy.max_bytes:
+                            raise FetchError(f"{url}: body larger than the limit of {self.policy.max_bytes:,} bytes")
+                        if time.monotonic() > deadline:
+                            raise FetchError(f"{url}: took longer than {self.policy.timeout:g} s")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.TimeoutException:
+                raise FetchError(f"{url}: timed out after {self.policy.timeout:g} s") from None
+            except httpx.HTTPError as e:
+                raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
+        raise FetchError(f"{url}: too many redirects (more than {self.policy.max_redirects})")
+
+
+def parse_hosts(text: str | Iterable[str] | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(i.strip() for i in items if i and i.strip())

@@ -1,0 +1,96 @@
+"""Shapes (absolute pixels) -> Label Studio result regions (percent of the original image size).
+
+Label Studio's convention: ``x``, ``y``, ``width``, ``height`` and polygon/keypoint points are
+percentages (0-100) of ``original_width`` / ``original_height``; brush masks are Label Studio RLE
+(``label_studio_sdk.converter.brush.mask2rle``). Region ids are derived from the task, the control
+and the region's index, so the same input always gives the same ids and no two regions share one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from ..masks import mask_to_polygon, polygon_to_mask
+from ..shapes import Shape
+from .config import Control
+
+
+def region_id(*parts: Any) -> str:
+    return hashlib.sha1(":".join(str(p) for p in parts).encode()).hexdigest()[:12]
+
+
+def brush_rle(mask: np.ndarray) -> list[int]:
+    from label_studio_sdk.converter.brush import mask2rle
+
+    return [int(v) for v in mask2rle((np.asarray(mask, dtype=bool) * 255).astype(np.uint8))]
+
+
+def _pct(v: float, total: int) -> float:
+    return float(min(max(v / total * 100.0, 0.0), 100.0))
+
+
+def shape_value(s: Shape, control: Control, label: str, size: tuple[int, int]) -> dict | None:
+    """The ``value`` of a region for ``s`` in ``control``, or None when it cannot be shown there."""
+    w, h = size
+    key = control.tag.lower()
+    if control.tag in ("RectangleLabels", "Labels") and s.type == "rectangle":
+        x1, y1, x2, y2 = s.points
+        return {"x": _pct(x1, w), "y": _pct(y1, h), "width": _pct(x2 - x1, w), "height": _pct(y2 - y1, h),
+                "rotation": 0, key: [label]}
+    if control.tag == "PolygonLabels" and s.type in ("polygon", "mask"):
+        pts = s.points if s.type == "polygon" else tuple(mask_to_polygon(s.bitmap) or ())  # type: ignore[arg-type]
+        if len(pts) < 6:
+            return None
+        return {"points": [[_pct(pts[i], w), _pct(pts[i + 1], h)] for i in range(0, len(pts), 2)],
+                "closed": True, key: [label]}
+    if control.tag == "BrushLabels" and s.type in ("mask", "polygon"):
+        bitmap = s.bitmap if s.type == "mask" else polygon_to_mask(s.points, size)
+        if bitmap is None or not bitmap.any():
+            return None
+        return {"format": "rle", "rle": brush_rle(bitmap), key: [label]}
+    if control.tag == "KeyPointLabels" and s.type == "points":
+        return {"x": _pct(s.points[0], w), "y": _pct(s.points[1], h), "width": 0.5, key: [label]}
+    if control.tag == "Choices" and s.type == "tag":
+        return {"choices": [label]}
+    return None
+
+
+def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[int, int]) -> list[dict]:
+    """Regions of ``control`` for shapes already mapped onto its labels (label ids = its labels)."""
+    w, h = size
+    names = {t.id: t.name for t in control.labels}
+    out: list[dict] = []
+    for s in shapes:
+        label = names.get(s.label_id)
+        if label is None:
+            continue
+        pieces = [s]
+        if control.tag == "KeyPointLabels" and s.type == "skeleton":
+            pieces = [e for e in s.elements if not e.outside]
+        for piece in pieces:
+            value = shape_value(piece, control, label, size)
+            if value is None:
+                continue
+            region = {
+                "id": region_id(task_id, control.name, len(out)),
+                "from_name": control.name,
+                "to_name": control.to_name,
+                "type": control.tag.lower(),
+                "original_width": w,
+                "original_height": h,
+                "image_rotation": 0,
+                "value": value,
+            }
+            if s.score is not None:
+                region["score"] = float(s.score)
+            out.append(region)
+    return out
+
+
+def prediction_score(regions: list[dict]) -> float:
+    """A task-level score: the mean of the regions' scores (0 when there are none)."""
+    scores = [r["score"] for r in regions if "score" in r]
+    return float(sum(scores) / len(scores)) if scores else 0.0
