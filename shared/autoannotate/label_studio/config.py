@@ -72,7 +72,9 @@ def _shape_types(label_type: str) -> set[str]:
 
 
 def _synonyms(attrs: Any) -> tuple[str, ...]:
-    raw = (attrs or {}).get("predicted_values") if isinstance(attrs, dict) else None
+    """``predicted_values="a,b"`` of a <Label> (the SDK gives an object with ``attr`` or a dict)."""
+    attrs = getattr(attrs, "attr", attrs)
+    raw = attrs.get("predicted_values") if isinstance(attrs, dict) else None
     return tuple(s.strip() for s in str(raw).split(",") if s.strip()) if raw else ()
 
 

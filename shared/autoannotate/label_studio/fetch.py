@@ -193,7 +193,7 @@ class ImageFetcher:
         deadline = time.monotonic() + self.policy.timeout
         for _ in range(self.policy.max_redirects + 1):
             self.check_host(url)
-            headers = {"Accept": "image/*"}
+            headers = {"Accept": "*/*"}
             to_ls = self._is_label_studio(url)
             if to_ls and self.auth is not None:
                 headers.update(self.auth.headers(self._client))

@@ -1,0 +1,132 @@
+"""A real Label Studio server (``label-studio`` from PyPI, in .venv-ls), started once per test
+session on localhost with its own data folder, plus our backend served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+from tests.procs import kill_tree
+
+USER, PASSWORD = "tests@autoannotate.local", "autoannotate-test-pass"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def label_studio_binary() -> str:
+    exe = os.environ.get("LABEL_STUDIO_BIN") or str(REPO / ".venv-ls" / "bin" / "label-studio")
+    if not Path(exe).exists():
+        exe = shutil.which("label-studio") or ""
+    if not exe:
+        pytest.skip("the label-studio server is not installed (make test installs it into .venv-ls)")
+    return exe
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    token: str
+    data_dir: Path
+
+    def client(self):
+        from label_studio_sdk import LabelStudio
+
+        return LabelStudio(base_url=self.url, api_key=self.token, timeout=120)
+
+    def http(self) -> httpx.Client:
+        """Raw API calls with a fresh access token (for endpoints the SDK does not cover)."""
+        access = httpx.post(f"{self.url}/api/token/refresh/", json={"refresh": self.token}, timeout=30).json()["access"]
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {access}"}, timeout=120)
+
+
+def personal_access_token(url: str) -> str:
+    """The supported way in Label Studio 1.23: log in with a form session, then POST /api/token/."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        c.get("/user/login/")
+        c.post("/user/login/", data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": c.cookies.get("csrftoken")},
+               headers={"Referer": f"{url}/user/login/"})
+        r = c.post("/api/token/", headers={"X-CSRFToken": c.cookies.get("csrftoken"), "Referer": f"{url}/"})
+        assert r.status_code == 201, f"could not create an API token: {r.status_code} {r.text[:300]}"
+        return r.json()["token"]
+
+
+@pytest.fixture(scope="session")
+def label_studio():
+    exe = label_studio_binary()
+    data_dir = Path(tempfile.mkdtemp(prefix="autoannotate-ls-"))
+    port = free_port()
+    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_LOG_LEVEL": "WARNING",
+           "LOG_LEVEL": "WARNING", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "false",
+           # the backend under test listens on loopback, which Label Studio refuses by default
+           "SSRF_PROTECTION_ENABLED": "false", "ML_BLOCK_LOCAL_IP": "false"}
+    log = open(data_dir / "server.log", "w")
+    proc = subprocess.Popen([exe, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
+                             "--username", USER, "--password", PASSWORD], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"label-studio exited: {(data_dir / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("label-studio did not answer /health within 300 s")
+            time.sleep(1)
+        yield LabelStudioServer(url, personal_access_token(url), data_dir)
+    finally:
+        kill_tree(proc)
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@dataclass
+class RunningBackend:
+    url: str
+    backend: object
+
+
+@pytest.fixture
+def serve_backend():
+    """Serve a Backend with uvicorn on a free loopback port in this process."""
+    import uvicorn
+
+    from autoannotate.label_studio.app import Settings, create_app
+
+    servers = []
+
+    def start(backend, settings=None) -> RunningBackend:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings or Settings(), backend=backend), host="127.0.0.1",
+                                               port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return RunningBackend(f"http://127.0.0.1:{port}", backend)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,161 @@
+"""Against a real Label Studio server: connect the backend through Label Studio's API and get
+(a) pre-annotations, (b) an interactive prediction from a click, (c) predictions uploaded by the
+annotate command, all read back through Label Studio's API."""
+
+from __future__ import annotations
+
+import io
+
+import PIL.Image
+import pytest
+
+from autoannotate.functions import grabcut, yolox
+from autoannotate.label_studio import Backend, FetchPolicy, ImageFetcher, annotate_project
+
+CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="Human" predicted_values="person"/>
+    <Label value="Cup"/>
+    <Label value="cat"/>
+  </RectangleLabels>
+  <BrushLabels name="mask" toName="image">
+    <Label value="Human"/>
+    <Label value="Cup"/>
+  </BrushLabels>
+  <KeyPointLabels name="click" toName="image" smart="true">
+    <Label value="Human" smart="true"/>
+  </KeyPointLabels>
+</View>"""
+
+PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+def make_project(ls, title):
+    client = ls.client()
+    project = client.projects.create(title=title, label_config=CONFIG)
+    import skimage.data
+
+    with ls.http() as http:
+        files = []
+        for name in PHOTOS:
+            buf = io.BytesIO()
+            PIL.Image.fromarray(getattr(skimage.data, name)()).save(buf, "JPEG", quality=92)
+            files.append((f"file_{name}", (f"{name}.jpg", buf.getvalue(), "image/jpeg")))
+        r = http.post(f"/api/projects/{project.id}/import", files=files)
+        assert r.status_code == 201, r.text
+    tasks = {t.data["image"].rsplit("-", 1)[-1].split(".")[0]: t for t in client.tasks.list(project=project.id)}
+    assert set(tasks) == set(PHOTOS), tasks.keys()
+    return client, project, tasks
+
+
+def labels_of(prediction_results, from_name="label"):
+    return sorted({lbl for r in prediction_results if r["from_name"] == from_name for lbl in r["value"].get("rectanglelabels", [])})
+
+
+@pytest.fixture(scope="module")
+def functions(models_env_module):
+    return yolox.create(), grabcut.create()
+
+
+@pytest.fixture(scope="module")
+def models_env_module(models_dir):
+    import os
+
+    old = os.environ.get("AUTOANNOTATE_MODELS")
+    os.environ["AUTOANNOTATE_MODELS"] = str(models_dir)
+    yield
+    if old is None:
+        os.environ.pop("AUTOANNOTATE_MODELS", None)
+    else:
+        os.environ["AUTOANNOTATE_MODELS"] = old
+
+
+def connect(ls, serve_backend, functions, project):
+    detector, interactive = functions
+    backend = Backend(function=detector, interactive=interactive,
+                      fetcher=ImageFetcher(FetchPolicy(), label_studio_url=ls.url, api_key=ls.token))
+    running = serve_backend(backend)
+    client = ls.client()
+    ml = client.ml.create(project=project.id, url=running.url, title="autoannotate", is_interactive=True)
+    return client, ml, backend
+
+
+def test_backend_pre_annotates_tasks_through_label_studio(label_studio, serve_backend, functions):
+    client, project, tasks = make_project(label_studio, "pre-annotation")
+    client, ml, backend = connect(label_studio, serve_backend, functions, project)
+    assert client.ml.get(id=ml.id).state == "CO", "Label Studio could not connect to the backend"
+    with label_studio.http() as http:
+        r = http.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project.id},
+                      json={"selectedItems": {"all": True, "excluded": []}})
+        assert r.status_code == 200, r.text
+    by_photo = {}
+    for name, t in tasks.items():
+        preds = list(client.predictions.list(task=t.id))
+        assert len(preds) == 1, f"{name}: {len(preds)} predictions"
+        by_photo[name] = preds[0]
+    astro = by_photo["astronaut"]
+    assert astro.model_version == backend.model_version
+    assert "Human" in labels_of(astro.result)  # 'person' arrives as 'Human' through predicted_values
+    assert "Cup" in labels_of(by_photo["coffee"].result)
+    person = next(r for r in astro.result if r["value"]["rectanglelabels"] == ["Human"])
+    assert person["score"] == pytest.approx(0.93, abs=0.03)
+    assert person["original_width"] == 512 and 0 <= person["value"]["x"] < 5 and person["value"]["height"] > 85
+    ids = [r["id"] for p in by_photo.values() for r in p.result]
+    assert len(ids) == len(set(ids))
+
+
+def test_interactive_click_through_label_studio(label_studio, serve_backend, functions):
+    client, project, tasks = make_project(label_studio, "interactive")
+    client, ml, backend = connect(label_studio, serve_backend, functions, project)
+    cup = tasks["coffee"]
+    click = {"original_width": 600, "original_height": 400, "image_rotation": 0, "is_positive": True,
+             "from_name": "click", "to_name": "image", "type": "keypointlabels",
+             "value": {"x": 48.0, "y": 30.0, "width": 0.5, "keypointlabels": ["Cup"]}}
+    box = {"original_width": 600, "original_height": 400, "from_name": "label", "to_name": "image",
+           "type": "rectanglelabels", "value": {"x": 27.0, "y": 4.0, "width": 43.0, "height": 70.0, "rectanglelabels": ["Cup"]}}
+    with label_studio.http() as http:
+        r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": cup.id, "context": {"result": [click, box]}})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    result = data["result"] if isinstance(data, dict) else data[0]["result"]
+    brush = [reg for reg in result if reg["type"] == "brushlabels"]
+    assert len(brush) == 1 and brush[0]["value"]["brushlabels"] == ["Cup"] and brush[0]["value"]["format"] == "rle"
+    from label_studio_sdk.converter.brush import decode_rle
+
+    mask = decode_rle(brush[0]["value"]["rle"]).reshape(400, 600, 4)[:, :, 3] > 0
+    assert mask[120, 288] and not mask[380, 20]  # the cup, not the table's corner
+    assert backend.cache.stats.computed == 1
+
+
+def test_annotate_command_uploads_predictions_and_resumes(label_studio, functions, capsys):
+    client, project, tasks = make_project(label_studio, "annotate command")
+    detector, _ = functions
+    human = tasks["chelsea"]
+    client.annotations.create(id=human.id, result=[{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                                                    "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]}}])
+    report = annotate_project(label_studio.url, label_studio.token, project.id, detector, upload_every=1, progress=False)
+    assert report.images_processed == 2 and report.images_skipped == 1 and report.success
+    preds = {name: list(client.predictions.list(task=t.id)) for name, t in tasks.items()}
+    assert [len(preds[n]) for n in PHOTOS] == [1, 1, 0]  # the human-annotated task is left alone
+    assert preds["astronaut"][0].model_version == detector.model_version
+    assert "Human" in labels_of(preds["astronaut"][0].result)
+    again = annotate_project(label_studio.url, label_studio.token, project.id, detector, progress=False)
+    assert again.images_processed == 0 and again.images_skipped == 3
+    over = annotate_project(label_studio.url, label_studio.token, project.id, detector, overwrite=True, progress=False)
+    assert over.images_processed == 3
+    counts = [len(list(client.predictions.list(task=t.id))) for t in tasks.values()]
+    assert counts == [1, 1, 1]  # replaced, not duplicated
+    annotations = list(client.annotations.list(id=human.id))
+    assert len(annotations) == 1 and annotations[0].result[0]["value"]["rectanglelabels"] == ["cat"]
+
+
+def test_annotate_cli_prints_a_report(label_studio, models_env_module, capsys):
+    from autoannotate.cli import main
+
+    client, project, tasks = make_project(label_studio, "annotate cli")
+    code = main(["label-studio", "annotate", "--url", label_studio.url, "--api-key", label_studio.token,
+                 "--project", str(project.id), "--function", "yolox", "--max-tasks", "2", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "images processed:   2" in out
+    assert sum(len(list(client.predictions.list(task=t.id))) for t in tasks.values()) == 2
