@@ -23,9 +23,40 @@ def region_id(*parts: Any) -> str:
 
 
 def brush_rle(mask: np.ndarray) -> list[int]:
-    from label_studio_sdk.converter.brush import mask2rle
+    """Label Studio brush RLE of a boolean H x W mask, byte-identical to
+    ``label_studio_sdk.converter.brush.mask2rle(mask * 255)`` but vectorized: the SDK's pure
+    Python encoder takes seconds per full-image mask, this takes milliseconds.
 
-    return [int(v) for v in mask2rle((np.asarray(mask, dtype=bool) * 255).astype(np.uint8))]
+    Format (thi-ng rle-pack): 32-bit value count (4 RGBA bytes per pixel), 5-bit word size - 1,
+    four 4-bit run-size classes (3, 4, 8, 16 bits), then per run ``1``, a 2-bit size class, the
+    run length - 1 and the 8-bit value; padded with zero bits to whole bytes (a full zero byte
+    when already aligned, as the SDK does).
+    """
+    flat = np.asarray(mask, dtype=bool).ravel()
+    n = flat.size * 4
+    acc, nbits = (n << 21) | (7 << 16) | (2 << 12) | (3 << 8) | (7 << 4) | 15, 53
+    if flat.size:
+        edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        starts = np.concatenate([[0], edges])
+        lengths = np.diff(np.concatenate([starts, [flat.size]])) * 4
+        values = np.where(flat[starts], 255, 0)
+        for length, value in zip(lengths.tolist(), values.tolist()):
+            while length > 65536:
+                acc, nbits = (acc << 27) | (0b111 << 24) | (65535 << 8) | value, nbits + 27
+                length -= 65536
+            if length == 1:
+                acc, nbits = (acc << 14) | value, nbits + 14
+            elif length <= 8:
+                acc, nbits = (acc << 14) | (0b100 << 11) | ((length - 1) << 8) | value, nbits + 14
+            elif length <= 16:
+                acc, nbits = (acc << 15) | (0b101 << 12) | ((length - 1) << 8) | value, nbits + 15
+            elif length <= 256:
+                acc, nbits = (acc << 19) | (0b110 << 16) | ((length - 1) << 8) | value, nbits + 19
+            else:
+                acc, nbits = (acc << 27) | (0b111 << 24) | ((length - 1) << 8) | value, nbits + 27
+    pad = 8 - nbits % 8
+    acc, nbits = acc << pad, nbits + pad
+    return list(acc.to_bytes(nbits // 8, "big"))
 
 
 def _pct(v: float, total: int) -> float:

@@ -1,0 +1,67 @@
+"""Shapes -> Label Studio regions; the fast brush RLE equals the SDK's encoder byte for byte."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autoannotate as aa
+from autoannotate.label_studio.config import parse_config
+from autoannotate.label_studio.regions import brush_rle, to_regions
+
+pytest.importorskip("label_studio_sdk")
+from label_studio_sdk.converter.brush import decode_rle, mask2rle  # noqa: E402
+
+
+def sdk(mask):
+    return [int(v) for v in mask2rle((mask * 255).astype(np.uint8))]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_brush_rle_equals_the_sdk(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(1, 50, 2)
+    m = rng.random((h, w)) > [0.5, 0.97, 0.03][seed % 3]
+    assert brush_rle(m) == sdk(m)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (300, 400), (200, 200)])
+def test_brush_rle_long_runs_and_full_masks(shape):
+    m = np.zeros(shape, bool)
+    m[: shape[0] // 2] = True
+    assert brush_rle(m) == sdk(m)
+    assert (decode_rle(brush_rle(m)).reshape(*shape, 4)[:, :, 3] > 0).tolist() == m.tolist()
+
+
+CONFIG = """<View><Image name="img" value="$url"/>
+<RectangleLabels name="r" toName="img"><Label value="a"/></RectangleLabels>
+<PolygonLabels name="p" toName="img"><Label value="a"/></PolygonLabels>
+<KeyPointLabels name="k" toName="img"><Label value="a"/></KeyPointLabels>
+<Choices name="c" toName="img"><Choice value="a"/></Choices></View>"""
+
+
+def test_regions_in_percent_of_the_original_size():
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    assert controls["r"].value_key == "url"
+    size = (200, 100)
+    m = np.zeros((100, 200), bool)
+    m[10:50, 20:120] = True
+    cases = {
+        "r": aa.rectangle(0, [20, 10, 120, 50], score=0.5),
+        "p": aa.mask(0, m, score=0.6),
+        "k": aa.points(0, [50, 25]),
+        "c": aa.tag(0, score=0.7),
+    }
+    for name, s in cases.items():
+        (reg,) = to_regions(9, [s], controls[name], size)
+        assert reg["original_width"] == 200 and reg["original_height"] == 100 and reg["from_name"] == name
+        v = reg["value"]
+        if name == "r":
+            assert (v["x"], v["y"], v["width"], v["height"]) == (10.0, 10.0, 50.0, 40.0) and reg["score"] == 0.5
+        elif name == "p":
+            xs = [p[0] for p in v["points"]]
+            assert min(xs) == pytest.approx(10.0) and max(xs) == pytest.approx(59.5) and v["polygonlabels"] == ["a"]
+        elif name == "k":
+            assert (v["x"], v["y"]) == (25.0, 25.0) and "score" not in reg
+        else:
+            assert v == {"choices": ["a"]}
