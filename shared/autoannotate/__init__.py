@@ -28,6 +28,11 @@ from .interface import (
     InteractivePrompt,
     LabelSpec,
     SegmentationResult,
+    TrackableShape,
+    TrackingFunction,
+    TrackingFunctionContext,
+    TrackingFunctionShapeContext,
+    TrackingFunctionSpec,
     attribute_spec,
     checkbox_attribute_spec,
     keypoint_spec,
@@ -57,6 +62,7 @@ from .shapes import (
     skeleton,
     tag,
 )
+from .tracking import Track, detect_and_track, track_shapes
 from .validation import validate_shapes
 
 __version__ = "0.1.0"

@@ -361,3 +361,82 @@ class InteractiveFunction(Protocol):
     def segment(
         self, context: InteractiveFunctionContext, encoding: Any, prompt: InteractivePrompt
     ) -> list[SegmentationResult]: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Tracking
+
+TRACKABLE_SHAPE_TYPES = ("rectangle", "polygon", "points", "mask")
+
+
+@dataclass(frozen=True)
+class TrackingFunctionSpec:
+    """What a tracking function can follow: a non-empty subset of ``rectangle``, ``polygon``,
+    ``points`` and ``mask``."""
+
+    supported_shape_types: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        types = tuple(self.supported_shape_types)
+        object.__setattr__(self, "supported_shape_types", types)
+        if not types:
+            raise BadFunctionError("a tracking function must support at least one shape type")
+        bad = [t for t in types if t not in TRACKABLE_SHAPE_TYPES]
+        if bad or len(set(types)) != len(types):
+            raise BadFunctionError(
+                f"supported_shape_types must be distinct values of {list(TRACKABLE_SHAPE_TYPES)}, got {list(types)}"
+            )
+
+
+@dataclass(frozen=True)
+class TrackingFunctionContext:
+    """Inputs of ``preprocess_image``; ``frame_index`` is the frame's position in the video."""
+
+    frame_index: int = 0
+
+
+@dataclass(frozen=True)
+class TrackingFunctionShapeContext:
+    """Inputs of ``init_tracking_state`` / ``track``: the type of the shape being tracked."""
+
+    original_shape_type: str
+    frame_index: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class TrackableShape:
+    """A shape to follow: ``type`` and flat pixel ``points`` (``(x1, y1, x2, y2)`` for rectangles);
+    masks carry a boolean H x W ``bitmap`` instead of points."""
+
+    type: str
+    points: tuple[float, ...] = ()
+    bitmap: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "points", tuple(float(v) for v in np.asarray(self.points, dtype=np.float64).reshape(-1)))
+
+    def box(self) -> tuple[float, float, float, float] | None:
+        """Bounding box ``(x1, y1, x2, y2)`` in pixels (None for an empty mask)."""
+        if self.type == "mask":
+            if self.bitmap is None or not self.bitmap.any():
+                return None
+            ys = np.flatnonzero(self.bitmap.any(axis=1))
+            xs = np.flatnonzero(self.bitmap.any(axis=0))
+            return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
+        xs, ys = self.points[0::2], self.points[1::2]
+        return (min(xs), min(ys), max(xs), max(ys)) if xs else None
+
+
+@runtime_checkable
+class TrackingFunction(Protocol):
+    """``spec`` (a :class:`TrackingFunctionSpec`), ``init_tracking_state(context, pp_image, shape)``
+    returning a state, and ``track(context, pp_image, state)`` returning the shape on the new frame
+    or ``None`` when the object is lost. Optional ``preprocess_image(context, image)`` does the
+    per-frame work shared by all tracked shapes (its result is the ``pp_image``)."""
+
+    @property
+    def spec(self) -> TrackingFunctionSpec: ...
+
+    def init_tracking_state(self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape) -> Any: ...
+
+    def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: Any) -> TrackableShape | None: ...

@@ -26,6 +26,8 @@ PREDEFINED = {
     "torchvision_classification": "autoannotate.functions.torchvision_classification",
     "sam": "autoannotate.functions.sam",
     "grabcut": "autoannotate.functions.grabcut",
+    "opencv_tracker": "autoannotate.functions.opencv_tracker",
+    "sam_tracker": "autoannotate.functions.sam_tracker",
 }
 
 _BOOL = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}

@@ -1,0 +1,80 @@
+"""Segment Anything as a tracking function: a mask, polygon or rectangle is propagated frame to
+frame with the previous frame's box and mask (low-resolution logits) as prompts.
+
+``preprocess_image`` runs SAM's image encoder once per frame (shared by every tracked object);
+``track`` costs one decoder call per object. An empty mask means the object is lost (``None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+
+from ..interface import (
+    InteractiveFunctionContext,
+    InteractivePrompt,
+    TrackableShape,
+    TrackingFunctionContext,
+    TrackingFunctionShapeContext,
+    TrackingFunctionSpec,
+)
+from ..masks import mask_to_polygon
+
+
+@dataclass
+class SamTrackState:
+    box: tuple[float, float, float, float]
+    logits: Any
+    min_pixels: int
+
+
+class SamTracker:
+    spec = TrackingFunctionSpec(supported_shape_types=("rectangle", "polygon", "mask"))
+
+    def __init__(self, sam: Any, min_pixels: int = 16) -> None:
+        self.sam = sam
+        self.min_pixels = int(min_pixels)
+        self.model_version = f"{sam.model_version}-tracker"
+
+    def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> Any:
+        return self.sam.encode(InteractiveFunctionContext(frame_name=f"frame {context.frame_index}"), image)
+
+    def _segment(self, enc: Any, box: tuple[float, float, float, float], logits: Any) -> Any:
+        prompt = InteractivePrompt(boxes=[box], mask_input=logits)
+        return self.sam.segment(InteractiveFunctionContext(), enc, prompt)[0]
+
+    def init_tracking_state(self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape) -> SamTrackState:
+        """The shape's bounding box prompts SAM on its own frame; the resulting logits seed the
+        next frame's prompt (for masks and polygons too: SAM's mask prompt is its own logits)."""
+        box = shape.box()
+        if box is None:
+            raise ValueError("cannot track an empty shape")
+        return SamTrackState(box, self._segment(pp_image, box, None).logits, self.min_pixels)
+
+    def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: SamTrackState) -> TrackableShape | None:
+        result = self._segment(pp_image, state.box, state.logits)
+        mask = result.mask
+        if int(mask.sum()) < state.min_pixels:
+            return None
+        ys = np.flatnonzero(mask.any(axis=1))
+        xs = np.flatnonzero(mask.any(axis=0))
+        state.box = (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
+        state.logits = result.logits
+        kind = context.original_shape_type
+        if kind == "rectangle":
+            return TrackableShape("rectangle", state.box)
+        if kind == "polygon":
+            poly = mask_to_polygon(mask)
+            return TrackableShape("polygon", poly) if poly else None
+        return TrackableShape("mask", bitmap=mask)
+
+
+def create(model_type: str = "vit_b", checkpoint: str | None = None, pretrained: bool = True, device: str = "cpu",
+           min_pixels: int = 16) -> SamTracker:
+    """SAM tracker; parameters as in ``sam`` plus ``min_pixels`` (smaller masks count as lost)."""
+    from . import sam
+
+    return SamTracker(sam.create(model_type, checkpoint, pretrained, device, multimask="false"), min_pixels)

@@ -1,0 +1,54 @@
+"""A synthetic video made of real photos: a patch of chelsea() (the cat's face) moving over
+coffee() along a known path, with the ground-truth box of every frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+PATCH_BOX = (140, 40, 260, 150)  # x1, y1, x2, y2 in chelsea(): the cat's face
+SIZE = (320, 240)
+
+
+def path(n: int) -> list[tuple[int, int]]:
+    """Top-left corner of the patch on each frame: a diagonal drift with a gentle wave."""
+    return [(int(20 + 2.2 * i), int(40 + 1.2 * i + 12 * np.sin(i / 6))) for i in range(n)]
+
+
+def make_frames(n: int = 60, objects: int = 1) -> tuple[list[PIL.Image.Image], list[list[tuple[float, float, float, float]]]]:
+    """``n`` frames and, per object, its box on each frame."""
+    import skimage.data
+
+    background = PIL.Image.fromarray(skimage.data.coffee()).resize(SIZE)
+    patch = PIL.Image.fromarray(skimage.data.chelsea()).crop(PATCH_BOX).resize((60, 55))
+    pw, ph = patch.size
+    frames, boxes = [], [[] for _ in range(objects)]
+    for i, (x, y) in enumerate(path(n)):
+        frame = background.copy()
+        for k in range(objects):
+            ox, oy = (x, y) if k == 0 else (SIZE[0] - pw - x // 2 - 5, 20 + y // 3)
+            frame.paste(patch, (ox, oy))
+            boxes[k].append((float(ox), float(oy), float(ox + pw), float(oy + ph)))
+        frames.append(frame)
+    return frames, boxes
+
+
+def write_video(frames: list[PIL.Image.Image], path_out: Path, fps: int = 10) -> Path:
+    import cv2
+
+    w, h = frames[0].size
+    writer = cv2.VideoWriter(str(path_out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        writer.write(np.asarray(f)[:, :, ::-1])
+    writer.release()
+    return path_out
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
