@@ -208,6 +208,45 @@ class ListRuns(foo.Operator):
         return {"runs": [{k: r.get(k) for k in keep} | {"report": r.get("report")} for r in list_runs(ctx.dataset)]}
 
 
+class TrackLabels(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="track_labels", label="Track labels through the video", dynamic=True, allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Track")
+        inputs.str("label_field", required=True, label="Frame label field", description="e.g. detections (frames.detections)")
+        inputs.int("frame_number", default=1, min=1, label="Frame to start from")
+        inputs.int("num_frames", default=30, min=1, label="Frames to propagate")
+        inputs.enum("direction", ["forward", "backward", "both"], default="forward", label="Direction")
+        inputs.enum("function", ["opencv_tracker", "sam_tracker"], default="opencv_tracker", label="Tracker")
+        inputs.str("function_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated")
+        inputs.bool("overwrite", default=False, label="Replace tracked labels already on later frames")
+        return types.Property(inputs, view=types.View(label="Track labels"))
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone import track_labels
+        from autoannotate.loading import parse_params
+
+        p = ctx.params
+        selected = [s["label_id"] for s in ctx.selected_labels if s.get("field", "").endswith(p["label_field"])]
+        frames = {s.get("frame_number") for s in ctx.selected_labels if s.get("frame_number")}
+        report = track_labels(
+            ctx.target_view(), p["label_field"].removeprefix("frames."),
+            function=p.get("function") or "opencv_tracker",
+            function_params=parse_params(_split(p.get("function_params"))),
+            frame_number=frames.pop() if len(frames) == 1 else int(p.get("frame_number") or 1),
+            label_ids=selected or None, num_frames=int(p.get("num_frames") or 30),
+            direction=p.get("direction") or "forward", overwrite=bool(p.get("overwrite")),
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return report.to_dict()
+
+
 def register(p):
-    for op in (AutoLabel, AcceptLabels, RejectLabels, PromoteApproved, AssignReviewers, ListRuns):
+    for op in (AutoLabel, AcceptLabels, RejectLabels, PromoteApproved, AssignReviewers, ListRuns, TrackLabels):
         p.register(op)

@@ -8,6 +8,7 @@ from .convert import RUN_ATTRIBUTE, shape_to_label
 from .plan import OUTPUT_TYPES, ClassSpec, ReviewThresholds, parse_classes
 from .review import assign_reviewers, needs_review_view, promote_approved, set_review
 from .runs import get_run, list_runs
+from .video import annotate_video_dataset, track_labels
 
 __all__ = [
     "annotate_dataset",
@@ -24,4 +25,6 @@ __all__ = [
     "needs_review_view",
     "list_runs",
     "get_run",
+    "annotate_video_dataset",
+    "track_labels",
 ]

@@ -105,11 +105,22 @@ def annotate_dataset(
     - ``max_samples``: process at most this many samples (after skipping) in this call.
     - ``eval_gt_field``: evaluate the stored boxes against this ground-truth field (nothing is
       written to it); precision, recall and mAP go to ``report.extra["evaluation"]``.
+
+    On a video collection this labels frames with tracks (see
+    :func:`autoannotate.fiftyone.video.annotate_video_dataset`).
     """
     if not isinstance(samples, fo.core.collections.SampleCollection):
         raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
+    if samples.media_type == "video":
+        from .video import annotate_video_dataset
+
+        if classes is not None or label_map or max_samples is not None or eval_gt_field:
+            raise BadParameterError("for videos, classes, label_map, max_samples and eval_gt_field are not supported yet")
+        return annotate_video_dataset(samples, function, label_field=label_field, function_params=function_params,
+                                      conf_threshold=conf_threshold, review=review, overwrite=overwrite,
+                                      progress=bool(progress) and not callable(progress))
     if samples.media_type not in ("image", None):
-        raise BadParameterError(f"annotate_dataset labels images; this collection holds {samples.media_type!r}")
+        raise BadParameterError(f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}")
     conf_threshold = check_threshold(conf_threshold)
     if max_samples is not None and max_samples < 0:
         raise BadParameterError(f"max_samples must be >= 0, got {max_samples}")

@@ -1,0 +1,120 @@
+"""Video datasets in FiftyOne's real database: track_labels (API and operator) and auto-labelling
+videos with tracks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autoannotate as aa
+from autoannotate.fiftyone import annotate_dataset, list_runs, track_labels
+from tests.fakes import FakeDetector
+from tests.tracking.synthetic import iou, make_frames, write_video
+
+fo = pytest.importorskip("fiftyone")
+foo = pytest.importorskip("fiftyone.operators")
+
+N = 30
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    frames, truth = make_frames(N, objects=2)
+    return write_video(frames, tmp_path_factory.mktemp("video") / "clip.mp4"), truth, frames[0].size
+
+
+@pytest.fixture
+def video_dataset(clip, dataset_name):
+    path, truth, (w, h) = clip
+    ds = fo.Dataset(f"{dataset_name}-video")
+    sample = fo.Sample(filepath=str(path))
+    x1, y1, x2, y2 = truth[0][0]
+    sample.frames[1]["detections"] = fo.Detections(detections=[
+        fo.Detection(label="cat", bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], confidence=1.0)])
+    ds.add_sample(sample)
+    yield ds
+    ds.delete()
+
+
+def boxes_by_frame(ds, field="detections", index=None):
+    s = ds.first()
+    w, h = 320, 240
+    out = {}
+    for n, f in s.frames.items():
+        for d in (f[field].detections if f[field] is not None else []):
+            if index is None or d.index == index:
+                x, y, bw, bh = d.bounding_box
+                out.setdefault(n, []).append((x * w, y * h, (x + bw) * w, (y + bh) * h, d))
+    return out
+
+
+def test_track_labels_propagates_forward_with_an_index(video_dataset, clip):
+    _, truth, _ = clip
+    report = track_labels(video_dataset, "detections", num_frames=N - 1)
+    assert report.success and report.annotations_added == N - 1
+    got = boxes_by_frame(video_dataset)
+    assert sorted(got) == list(range(1, N + 1))
+    ious = [iou(got[n][0][:4], truth[0][n - 1]) for n in range(1, N + 1)]
+    assert sum(v >= 0.7 for v in ious) / N >= 0.9
+    indexes = {got[n][0][4].index for n in got}
+    assert indexes == {0}
+    d = got[5][0][4]
+    assert d.tracked and d.label == "cat" and d.confidence == 1.0 and d.autoannotate_run == report.extra["run_key"]
+    again = track_labels(video_dataset, "detections", num_frames=N - 1)
+    assert again.annotations_added == 0  # already tracked frames are kept
+    assert list_runs(video_dataset)[-1]["kind"] == "track_labels"
+
+
+def test_track_labels_backward_from_a_later_frame(video_dataset, clip):
+    path, truth, (w, h) = clip
+    s = video_dataset.first()
+    x1, y1, x2, y2 = truth[0][19]
+    s.frames[20]["detections"] = fo.Detections(detections=[
+        fo.Detection(label="cat", bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], index=7)])
+    s.save()
+    track_labels(video_dataset, "detections", frame_number=20, num_frames=10, direction="backward")
+    got = boxes_by_frame(video_dataset, index=7)
+    assert sorted(got) == list(range(10, 21))
+    assert np.mean([iou(got[n][0][:4], truth[0][n - 1]) for n in got]) > 0.7
+
+
+def test_track_labels_operator_with_selected_label(video_dataset):
+    label = video_dataset.first().frames[1]["detections"].detections[0]
+    result = foo.execute_operator("@autoannotate/autoannotate/track_labels", ctx={
+        "dataset": video_dataset.name,
+        "params": {"view_target": "DATASET", "label_field": "frames.detections", "num_frames": 10},
+        "selected_labels": [{"label_id": label.id, "sample_id": video_dataset.first().id, "field": "frames.detections",
+                             "frame_number": 1}],
+    })
+    assert result.error is None and result.result["annotations_added"] == 10
+    assert sorted(boxes_by_frame(video_dataset)) == list(range(1, 12))
+
+
+def test_auto_label_on_a_video_dataset_gives_frame_labels_with_track_ids(video_dataset, clip):
+    _, truth, _ = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(k, truth[k][i], score=s) for k, s in ((0, 0.9), (1, 0.5))]
+
+    report = annotate_dataset(video_dataset, FakeDetector(detect), label_field="auto", review=(0.3, 0.8), progress=False)
+    assert report.images_processed == 1 and report.extra["tracks"] == 2
+    assert (report.auto_approved, report.needs_review) == (1, 1)  # per track
+    got = boxes_by_frame(video_dataset, field="auto")
+    assert sorted(got) == list(range(1, N + 1)) and all(len(v) == 2 for v in got.values())
+    for n, items in got.items():
+        by_label = {d.label: (box, d) for *box, d in items}
+        assert iou(by_label["cat"][0], truth[0][n - 1]) > 0.6
+        assert by_label["cat"][1].index != by_label["dog"][1].index
+        assert by_label["cat"][1].review == "approved" and by_label["dog"][1].review == "needs_review"
+    skipped = annotate_dataset(video_dataset, FakeDetector(detect), label_field="auto", progress=False)
+    assert skipped.images_skipped == 1
+
+
+def test_video_errors(video_dataset, small_dataset):
+    with pytest.raises(aa.BadParameterError, match="needs a video collection"):
+        track_labels(small_dataset, "ground_truth")
+    with pytest.raises(aa.BadParameterError, match="not a frame field"):
+        track_labels(video_dataset, "nope")
+    with pytest.raises(aa.BadParameterError, match="direction"):
+        track_labels(video_dataset, "detections", direction="sideways")
