@@ -180,7 +180,7 @@ def test_odd_references():
     f = ImageFetcher(FetchPolicy())
     uri = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     assert f.fetch(uri) == png_bytes()
-    for ref, msg in [("", "no image reference"), ("data:text/html;base64,PGI+", "base64 image data"),
+    for ref, msg in [("", "no image reference"), ("data:text/html;base64,PGI+", "base64 image or video data"),
                      ("s3://bucket/key.png", "cloud storage"), ("ftp://host/x.png", "unsupported"),
                      ("/data/upload/1/x.png", "no Label Studio URL")]:
         with pytest.raises(FetchError, match=msg):

@@ -87,7 +87,7 @@ def test_health_and_setup(client):
     assert h["status"] == "UP" and h["model_version"] == "FakeDetector+counting-grabcut"
     r = client.post("/setup", json={"project": "1.123", "schema": CONFIG, "hostname": "http://localhost:8080"})
     assert r.status_code == 200
-    assert r.json()["controls"] == {"detection": ["box"], "interactive": ["brush", "poly"]}
+    assert r.json()["controls"] == {"detection": ["box"], "interactive": ["brush", "poly"], "video": []}
     assert client.get("/versions").json() == {"versions": ["FakeDetector+counting-grabcut"]}
 
 

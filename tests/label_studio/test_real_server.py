@@ -159,3 +159,59 @@ def test_annotate_cli_prints_a_report(label_studio, models_env_module, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "images processed:   2" in out
     assert sum(len(list(client.predictions.list(task=t.id))) for t in tasks.values()) == 2
+
+
+VIDEO_CONFIG = """<View>
+  <Labels name="videoLabels" toName="video"><Label value="Cat" predicted_values="cat"/></Labels>
+  <Video name="video" value="$video" framerate="10"/>
+  <VideoRectangle name="box" toName="video"/>
+</View>"""
+
+
+def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_backend, tmp_path):
+    import numpy as np
+
+    import autoannotate as aa
+    from autoannotate.functions import opencv_tracker
+    from tests.fakes import FakeDetector
+    from tests.tracking.synthetic import iou, make_frames, write_video
+
+    frames, (truth,) = make_frames(20)
+    video = write_video(frames, tmp_path / "clip.mp4")
+    client = label_studio.client()
+    project = client.projects.create(title="video", label_config=VIDEO_CONFIG)
+    with label_studio.http() as http:
+        r = http.post(f"/api/projects/{project.id}/import",
+                      files=[("file_clip", ("clip.mp4", video.read_bytes(), "video/mp4"))])
+        assert r.status_code == 201, r.text
+    (task,) = list(client.tasks.list(project=project.id))
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(0, truth[i], score=0.9)]
+
+    backend = Backend(function=FakeDetector(detect, labels=[aa.label_spec("cat", 0, type="rectangle")]),
+                      tracker=opencv_tracker.create(), track_frames=10,
+                      fetcher=ImageFetcher(FetchPolicy(), label_studio_url=label_studio.url, api_key=label_studio.token))
+    running = serve_backend(backend)
+    ml = client.ml.create(project=project.id, url=running.url, title="autoannotate-video", is_interactive=True)
+    x1, y1, x2, y2 = truth[4]
+    drawn = {"id": "abc", "type": "videorectangle", "from_name": "box", "to_name": "video",
+             "value": {"labels": ["Cat"], "sequence": [{"frame": 5, "enabled": True, "x": x1 / 3.2, "y": y1 / 2.4,
+                                                          "width": (x2 - x1) / 3.2, "height": (y2 - y1) / 2.4}]}}
+    with label_studio.http() as http:
+        r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": task.id, "context": {"result": [drawn]}})
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        (region,) = data["result"] if isinstance(data, dict) else data[0]["result"]
+        seq = region["value"]["sequence"]
+        assert [k["frame"] for k in seq] == list(range(5, 16))
+        boxes = [(k["x"] * 3.2, k["y"] * 2.4, (k["x"] + k["width"]) * 3.2, (k["y"] + k["height"]) * 2.4) for k in seq]
+        assert np.mean([iou(b, truth[k["frame"] - 1]) for b, k in zip(boxes, seq)]) > 0.8
+        r = http.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project.id},
+                      json={"selectedItems": {"all": True, "excluded": []}})
+        assert r.status_code == 200, r.text
+    (pred,) = list(client.predictions.list(task=task.id))
+    (region,) = pred.result
+    assert region["type"] == "videorectangle" and region["value"]["labels"] == ["Cat"]
+    assert len(region["value"]["sequence"]) == 20

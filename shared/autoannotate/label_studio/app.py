@@ -39,6 +39,8 @@ class Settings:
 
     function: str | None = "yolox"
     interactive: str | None = "grabcut"
+    tracker: str | None = "opencv_tracker"
+    track_frames: int = 30
     params: dict[str, Any] = field(default_factory=dict)
     interactive_params: dict[str, Any] = field(default_factory=dict)
     conf_threshold: float | None = None
@@ -70,6 +72,8 @@ class Settings:
         return cls(
             function=none_or("AUTOANNOTATE_FUNCTION", "yolox"),
             interactive=none_or("AUTOANNOTATE_INTERACTIVE", "grabcut"),
+            tracker=none_or("AUTOANNOTATE_TRACKER", "opencv_tracker"),
+            track_frames=int(get("AUTOANNOTATE_TRACK_FRAMES", 30)),
             params=parse_params(p for p in get("AUTOANNOTATE_PARAMS", "").split(",") if p.strip()),
             interactive_params=parse_params(p for p in get("AUTOANNOTATE_INTERACTIVE_PARAMS", "").split(",") if p.strip()),
             conf_threshold=float(get("AUTOANNOTATE_CONF_THRESHOLD")) if get("AUTOANNOTATE_CONF_THRESHOLD") else None,
@@ -91,12 +95,14 @@ class Settings:
         """Load the functions now (Label Studio gives /health and /setup only seconds)."""
         function = load_function(self.function, **self.params) if self.function else None
         interactive = load_function(self.interactive, **self.interactive_params) if self.interactive else None
+        tracker = load_function(self.tracker) if self.tracker else None
         fetcher = ImageFetcher(
             FetchPolicy(timeout=self.fetch_timeout, max_bytes=self.max_image_bytes, allow_hosts=self.allow_hosts,
                         local_root=Path(self.local_files_root) if self.local_files_root else None),
             label_studio_url=self.label_studio_url, api_key=self.label_studio_api_key,
         )
-        return Backend(function=function, interactive=interactive, fetcher=fetcher,
+        return Backend(function=function, interactive=interactive, tracker=tracker, track_frames=self.track_frames,
+                       fetcher=fetcher,
                        cache=EncodingCache(self.cache_bytes, self.cache_ttl), conf_threshold=self.conf_threshold,
                        batch_size=self.batch_size)
 

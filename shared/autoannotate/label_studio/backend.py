@@ -47,18 +47,23 @@ class Backend:
     conf_threshold: float | None = None
     batch_size: int = 4
     num_workers: int = 4
+    tracker: Any = None
+    track_frames: int = 30
+    key_frame_interval: int = 5
+    max_video_bytes: int = 512 << 20
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        if self.function is None and self.interactive is None:
-            raise ValueError("the backend needs a detection function, an interactive function, or both")
+        if self.function is None and self.interactive is None and self.tracker is None:
+            raise ValueError("the backend needs a detection, interactive or tracking function")
         self.conf_threshold = check_threshold(self.conf_threshold)
         self._identity = LabelMapping.build(self.function.spec) if self.function is not None else None
 
     @property
     def model_version(self) -> str:
-        parts = [getattr(f, "model_version", type(f).__name__) for f in (self.function, self.interactive) if f is not None]
+        parts = [getattr(f, "model_version", type(f).__name__)
+                 for f in (self.function, self.interactive, self.tracker) if f is not None]
         return "+".join(str(p) for p in parts)
 
     # -- protocol -------------------------------------------------------------------------
@@ -70,6 +75,7 @@ class Backend:
             "model_version": self.model_version,
             "detection": getattr(self.function, "model_version", None) if self.function else None,
             "interactive": getattr(self.interactive, "model_version", None) if self.interactive else None,
+            "tracker": getattr(self.tracker, "model_version", None) if self.tracker else None,
             "cache": {"items": len(self.cache), "bytes": self.cache.nbytes, "max_bytes": self.cache.max_bytes,
                       "hits": self.cache.stats.hits, "encodings": self.cache.stats.computed,
                       "evicted": self.cache.stats.evicted},
@@ -82,20 +88,31 @@ class Backend:
             if key in self._configs:
                 return self._configs[key]  # type: ignore[return-value]
         parsed = parse_config(label_config)
-        out: dict[str, list[Control]] = {"detection": [], "interactive": []}
+        images = [c for c in parsed if c.object_tag == "Image"]
+        videos = [c for c in parsed if c.object_tag == "Video"]
+        out: dict[str, list[Control]] = {"detection": [], "interactive": [], "video": []}
         errors = []
-        if self.function is not None:
+        if self.function is not None and images:
             try:
-                out["detection"] = map_controls(self.function.spec, parse_config(label_config))
+                out["detection"] = map_controls(self.function.spec, images)
             except LabelConfigError as e:
                 errors.append(str(e))
-        if self.interactive is not None:
+        if self.interactive is not None and images:
             try:
-                out["interactive"] = map_controls(None, parsed, interactive=True)  # type: ignore[arg-type]
+                out["interactive"] = map_controls(None, images, interactive=True)  # type: ignore[arg-type]
             except LabelConfigError as e:
                 errors.append(str(e))
-        if not out["detection"] and not out["interactive"]:
-            raise LabelConfigError(" ".join(errors))
+        if videos and self.tracker is not None:
+            if self.function is not None:
+                try:
+                    map_controls(self.function.spec, videos)
+                except LabelConfigError as e:
+                    errors.append(str(e))
+            out["video"] = videos  # drawn boxes can be tracked whatever their labels
+        elif videos:
+            errors.append("video tasks need a tracking function (AUTOANNOTATE_TRACKER)")
+        if not any(out.values()):
+            raise LabelConfigError(" ".join(errors) or "the labeling config has no control tag this backend can fill")
         with self._lock:
             self._configs[key] = out  # type: ignore[assignment]
         return out
@@ -110,6 +127,7 @@ class Backend:
             "controls": {
                 "detection": [c.name for c in controls["detection"]],
                 "interactive": [c.name for c in controls["interactive"]],
+                "video": [c.name for c in controls["video"]],
             },
         }
 
@@ -123,6 +141,13 @@ class Backend:
         params = payload.get("params") or {}
         context = params.get("context") if isinstance(params, Mapping) else None
         controls = self.controls(label_config)
+        if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
+            from .video import VideoSupport
+
+            video = VideoSupport(self)
+            if context:
+                return {"results": [video.track_drawn_boxes(tasks[0], context, controls["video"])]}
+            return {"results": [video.pre_annotate(t, controls["video"]) for t in tasks]}
         if context:
             if self.interactive is None:
                 raise BadRequest("this backend has no interactive function")
@@ -132,6 +157,11 @@ class Backend:
         if self.function is None:
             return {"results": [{"result": [], "score": 0.0, "model_version": self.model_version} for _ in tasks]}
         return {"results": self.pre_annotate(tasks, controls["detection"])}
+
+    @staticmethod
+    def _is_video_task(task: Mapping[str, Any], controls: list[Control]) -> bool:
+        data = task.get("data")
+        return isinstance(data, Mapping) and any(isinstance(data.get(c.value_key), str) for c in controls)
 
     # -- pre-annotation -------------------------------------------------------------------
 

@@ -16,6 +16,10 @@ def add_subcommands(sub: Any) -> None:
                    help="detection function for pre-annotation ('none' to disable; default yolox)")
     s.add_argument("--interactive", default=os.environ.get("AUTOANNOTATE_INTERACTIVE", "grabcut"),
                    help="interactive function for clicks/boxes: grabcut (default), sam, or none")
+    s.add_argument("--tracker", default=os.environ.get("AUTOANNOTATE_TRACKER", "opencv_tracker"),
+                   help="tracking function for video tasks: opencv_tracker (default), sam_tracker, or none")
+    s.add_argument("--track-frames", type=int, default=int(os.environ.get("AUTOANNOTATE_TRACK_FRAMES", "30")),
+                   help="how many frames a drawn video box is tracked")
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
                    help="a parameter of the detection function")
     s.add_argument("--interactive-param", action="append", default=[], metavar="NAME=TYPE:VALUE")
@@ -48,6 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     settings.function = None if args.function in ("none", "") else args.function
     settings.interactive = None if args.interactive in ("none", "") else args.interactive
+    settings.tracker = None if args.tracker in ("none", "") else args.tracker
+    settings.track_frames = args.track_frames
     if args.param:
         settings.params = parse_params(args.param)
     if args.interactive_param:

@@ -24,8 +24,9 @@ CONTROL_SHAPES = {
     "BrushLabels": {"mask", "polygon"},
     "KeyPointLabels": {"points", "skeleton"},
     "Choices": {"tag"},
+    "VideoRectangle": {"rectangle"},
 }
-OBJECT_TAGS = ("Image",)
+OBJECT_TAGS = ("Image", "Video")
 
 
 class LabelConfigError(AutoAnnotateError):
@@ -45,6 +46,8 @@ class Control:
     labels: list[TargetLabel]
     mapping: LabelMapping | None = None
     unmatched: list[str] = field(default_factory=list)
+    object_tag: str = "Image"
+    frame_rate: float = 24.0  # <Video framerate="..."> (Label Studio's default is 24)
 
     @property
     def label_names(self) -> list[str]:
@@ -89,6 +92,12 @@ def parse_config(label_config: str) -> list[Control]:
     except Exception as e:  # noqa: BLE001 - the SDK raises many types for bad XML
         raise LabelConfigError(f"cannot parse the labeling config: {type(e).__name__}: {e}") from None
     objects = {o.name: o for o in li.objects}
+    # VideoRectangle has no labels of its own: they come from <Labels> on the same video
+    video_labels: dict[str, Any] = {}
+    for c in li.controls:
+        for o in c.to_name or []:
+            if c.tag == "Labels" and o in objects and objects[o].tag == "Video":
+                video_labels.setdefault(o, c)
     controls = []
     for c in li.controls:
         if c.tag not in CONTROL_SHAPES:
@@ -97,14 +106,23 @@ def parse_config(label_config: str) -> list[Control]:
         if not targets:
             continue
         obj = objects[targets[0]]
+        if (obj.tag == "Video") != (c.tag == "VideoRectangle"):
+            continue  # Labels on a video only name VideoRectangle regions; video needs VideoRectangle
         value_key = str(obj.value or "").lstrip("$")
-        attrs = getattr(c, "labels_attrs", {}) or {}
-        names = list(c.labels or [])
+        source = video_labels.get(obj.name, c) if c.tag == "VideoRectangle" else c
+        attrs = getattr(source, "labels_attrs", {}) or {}
+        names = list(source.labels or [])
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise LabelConfigError(f"control {c.name!r} lists labels more than once: {dups}; remove the repeats")
         labels = [TargetLabel(n, i, synonyms=_synonyms(attrs.get(n))) for i, n in enumerate(names)]
-        controls.append(Control(c.name, c.tag, obj.name, value_key, labels))
+        control = Control(c.name, c.tag, obj.name, value_key, labels, object_tag=obj.tag)
+        if obj.tag == "Video":
+            try:
+                control.frame_rate = float((getattr(obj, "attr", None) or {}).get("framerate") or 24.0)
+            except ValueError:
+                raise LabelConfigError(f"<Video name={obj.name!r}> has a framerate that is not a number") from None
+        controls.append(control)
     return controls
 
 

@@ -107,42 +107,44 @@ class ImageFetcher:
 
     # -- references ------------------------------------------------------------------------
 
-    def fetch(self, ref: str) -> bytes:
+    def fetch(self, ref: str, max_bytes: int | None = None) -> bytes:
+        """The bytes behind ``ref``; ``max_bytes`` overrides the policy's limit (videos)."""
+        limit = int(max_bytes or self.policy.max_bytes)
         if not isinstance(ref, str) or not ref.strip():
             raise FetchError(f"the task has no image reference (got {ref!r})")
         ref = ref.strip()
         if ref.startswith("data:"):
-            return self._data_uri(ref)
+            return self._data_uri(ref, limit)
         parsed = urllib.parse.urlsplit(ref)
         if parsed.scheme in ("http", "https"):
-            return self._http(ref)
+            return self._http(ref, limit)
         if parsed.scheme in ("s3", "gs", "azure-blob"):
             raise FetchError(f"{ref}: cloud storage references must be resolved by Label Studio (presigned URLs)")
         if parsed.scheme == "file":
-            return self._local(urllib.parse.unquote(parsed.path))
+            return self._local(urllib.parse.unquote(parsed.path), limit)
         if ref.startswith("/data/local-files/") and self.policy.local_root is not None:
             d = urllib.parse.parse_qs(parsed.query).get("d", [""])[0]
-            return self._local(d)
+            return self._local(d, limit)
         if ref.startswith("/"):
             if ref.startswith("/data/") or ref.startswith("/storage-data/") or ref.startswith("/tasks/"):
                 if not self.label_studio_url:
                     raise FetchError(f"{ref} is a Label Studio path but no Label Studio URL is configured")
-                return self._http(urllib.parse.urljoin(self.label_studio_url.rstrip("/") + "/", ref.lstrip("/")))
-            return self._local(ref)
+                return self._http(urllib.parse.urljoin(self.label_studio_url.rstrip("/") + "/", ref.lstrip("/")), limit)
+            return self._local(ref, limit)
         raise FetchError(f"unsupported image reference {ref[:200]!r}")
 
-    def _data_uri(self, ref: str) -> bytes:
+    def _data_uri(self, ref: str, limit: int) -> bytes:
         header, _, payload = ref.partition(",")
-        if ";base64" not in header or not header[5:].startswith("image/"):
-            raise FetchError("only base64 image data URIs are accepted")
-        if len(payload) * 3 // 4 > self.policy.max_bytes:
-            raise FetchError(f"data URI larger than {self.policy.max_bytes:,} bytes")
+        if ";base64" not in header or not header[5:].startswith(("image/", "video/")):
+            raise FetchError("only base64 image or video data URIs are accepted")
+        if len(payload) * 3 // 4 > limit:
+            raise FetchError(f"data URI larger than {limit:,} bytes")
         try:
             return base64.b64decode(payload, validate=True)
         except ValueError:
             raise FetchError("malformed base64 in data URI") from None
 
-    def _local(self, path_text: str) -> bytes:
+    def _local(self, path_text: str, limit: int) -> bytes:
         root = self.policy.local_root
         if root is None:
             raise FetchError(f"{path_text}: local files are not served (set a local files root to allow them)")
@@ -153,8 +155,8 @@ class ImageFetcher:
             raise FetchError(f"{path_text}: outside the local files root")
         if not resolved.is_file():
             raise FetchError(f"{path_text}: file not found")
-        if resolved.stat().st_size > self.policy.max_bytes:
-            raise FetchError(f"{path_text}: larger than {self.policy.max_bytes:,} bytes")
+        if resolved.stat().st_size > limit:
+            raise FetchError(f"{path_text}: larger than {limit:,} bytes")
         return resolved.read_bytes()
 
     # -- network ---------------------------------------------------------------------------
@@ -187,7 +189,7 @@ class ImageFetcher:
                     "(allow-list it if the backend should reach it)"
                 )
 
-    def _http(self, url: str) -> bytes:
+    def _http(self, url: str, limit: int) -> bytes:
         import httpx
 
         deadline = time.monotonic() + self.policy.timeout
@@ -209,16 +211,17 @@ class ImageFetcher:
                     if resp.status_code != 200:
                         raise FetchError(f"{url}: answered HTTP {resp.status_code}")
                     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-                    if ctype and not (ctype.startswith("image/") or ctype in ("application/octet-stream", "binary/octet-stream")):
-                        raise FetchError(f"{url}: returned {ctype}, not an image")
+                    if ctype and not (ctype.startswith(("image/", "video/"))
+                                      or ctype in ("application/octet-stream", "binary/octet-stream")):
+                        raise FetchError(f"{url}: returned {ctype}, not an image or a video")
                     length = int(resp.headers.get("content-length") or 0)
-                    if length > self.policy.max_bytes:
-                        raise FetchError(f"{url}: {length:,} bytes is larger than the limit of {self.policy.max_bytes:,}")
+                    if length > limit:
+                        raise FetchError(f"{url}: {length:,} bytes is larger than the limit of {limit:,}")
                     chunks, total = [], 0
                     for chunk in resp.iter_bytes(1 << 16):
                         total += len(chunk)
-                        if total > self.policy.max_bytes:
-                            raise FetchError(f"{url}: body larger than the limit of {self.policy.max_bytes:,} bytes")
+                        if total > limit:
+                            raise FetchError(f"{url}: body larger than the limit of {limit:,} bytes")
                         if time.monotonic() > deadline:
                             raise FetchError(f"{url}: took longer than {self.policy.timeout:g} s")
                         chunks.append(chunk)

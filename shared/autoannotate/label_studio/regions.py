@@ -129,3 +129,25 @@ def prediction_score(regions: list[dict]) -> float:
     """A task-level score: the mean of the regions' scores (0 when there are none)."""
     scores = [r["score"] for r in regions if "score" in r]
     return float(sum(scores) / len(scores)) if scores else 0.0
+
+
+def video_region(key: Any, control: Control, label: str, boxes: dict[int, tuple[float, float, float, float]],
+                 size: tuple[int, int], score: float | None = None) -> dict:
+    """A VideoRectangle region: ``boxes`` maps 0-based frame index -> pixel box. Keyframes are
+    1-based ``frame`` numbers with ``time`` in seconds at the control's frame rate. Label Studio
+    interpolates between keyframes; the last keyframe is disabled, so the region ends there."""
+    w, h = size
+    fps = control.frame_rate or 24.0
+    seq = []
+    for k in sorted(boxes):
+        x1, y1, x2, y2 = boxes[k]
+        seq.append({"frame": k + 1, "enabled": True, "rotation": 0, "time": k / fps,
+                    "x": _pct(x1, w), "y": _pct(y1, h), "width": _pct(x2 - x1, w), "height": _pct(y2 - y1, h)})
+    if seq:
+        seq[-1] = {**seq[-1], "enabled": False}
+    region = {"id": region_id(key, control.name, label, min(boxes) if boxes else 0), "from_name": control.name,
+              "to_name": control.to_name, "type": "videorectangle", "origin": "prediction",
+              "value": {"sequence": seq, "labels": [label]}}
+    if score is not None:
+        region["score"] = float(score)
+    return region

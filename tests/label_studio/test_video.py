@@ -1,0 +1,100 @@
+"""Video tasks: a drawn VideoRectangle becomes a tracked sequence; whole videos are
+pre-annotated with tracks (fake detector, real OpenCV tracker, a real encoded video)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+import autoannotate as aa
+from autoannotate.functions import opencv_tracker
+from autoannotate.label_studio import Backend
+from autoannotate.label_studio.app import Settings, create_app
+from tests.fakes import FakeDetector
+from tests.tracking.synthetic import iou, make_frames, write_video
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+N = 30
+CONFIG = """<View>
+  <Labels name="videoLabels" toName="video"><Label value="Cat" predicted_values="cat"/><Label value="Dog"/></Labels>
+  <Video name="video" value="$video" framerate="10"/>
+  <VideoRectangle name="box" toName="video"/>
+</View>"""
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    frames, truth = make_frames(N, objects=2)
+    path = write_video(frames, tmp_path_factory.mktemp("ls-video") / "clip.mp4")
+    uri = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
+    return uri, truth
+
+
+def pct(box, w=320, h=240):
+    x1, y1, x2, y2 = box
+    return {"x": x1 / w * 100, "y": y1 / h * 100, "width": (x2 - x1) / w * 100, "height": (y2 - y1) / h * 100}
+
+
+def px(k, w=320, h=240):
+    return (k["x"] * w / 100, k["y"] * h / 100, (k["x"] + k["width"]) * w / 100, (k["y"] + k["height"]) * h / 100)
+
+
+def client(function=None):
+    backend = Backend(function=function, tracker=opencv_tracker.create(), track_frames=20)
+    return TestClient(create_app(Settings(), backend=backend)), backend
+
+
+def test_setup_lists_the_video_control():
+    c, _ = client()
+    assert c.post("/setup", json={"schema": CONFIG}).json()["controls"]["video"] == ["box"]
+
+
+def test_a_drawn_box_becomes_a_tracked_sequence(clip):
+    uri, truth = clip
+    c, _ = client()
+    drawn = {"id": "reg1", "type": "videorectangle", "from_name": "box", "to_name": "video",
+             "value": {"labels": ["Cat"], "sequence": [{"frame": 3, "enabled": True, **pct(truth[0][2])}]}}
+    r = c.post("/predict", json={"tasks": [{"id": 5, "data": {"video": uri}}], "label_config": CONFIG,
+                                 "params": {"context": {"result": [drawn]}}})
+    assert r.status_code == 200, r.text
+    (region,) = r.json()["results"][0]["result"]
+    assert region["id"] == "reg1" and region["type"] == "videorectangle" and region["value"]["labels"] == ["Cat"]
+    seq = region["value"]["sequence"]
+    assert [k["frame"] for k in seq] == list(range(3, 24))  # the drawn frame plus 20 tracked frames
+    assert seq[-1]["enabled"] is False and all(k["enabled"] for k in seq[:-1])
+    assert seq[5]["time"] == pytest.approx(0.7)  # frame 8 at 10 fps
+    ious = [iou(px(k), truth[0][k["frame"] - 1]) for k in seq]
+    assert np.mean(ious) > 0.8
+
+
+def test_whole_videos_are_pre_annotated_with_tracks(clip):
+    uri, truth = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(0, truth[0][i], score=0.9), aa.rectangle(1, truth[1][i], score=0.6)]
+
+    spec = [aa.label_spec("cat", 0, type="rectangle"), aa.label_spec("horse", 1, type="rectangle")]
+    c, _ = client(FakeDetector(detect, labels=spec))
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG})
+    assert r.status_code == 200, r.text
+    (region,) = r.json()["results"][0]["result"]  # 'horse' has no label in the project: dropped
+    assert region["value"]["labels"] == ["Cat"] and region["score"] == 0.9
+    seq = region["value"]["sequence"]
+    assert [k["frame"] for k in seq] == list(range(1, N + 1))
+    assert np.mean([iou(px(k), truth[0][k["frame"] - 1]) for k in seq]) > 0.7
+
+
+def test_bad_video_contexts(clip):
+    uri, _ = clip
+    c, _ = client()
+    for ctx, msg in [({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]}, "videorectangle"),
+                     ({"result": [{"type": "videorectangle", "value": {"sequence": [{"frame": 999, "x": 1, "y": 1,
+                                                                                     "width": 5, "height": 5}]}}]}, "outside")]:
+        r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG,
+                                     "params": {"context": ctx}})
+        assert r.status_code == 400 and msg in r.json()["error"]
