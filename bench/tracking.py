@@ -1,0 +1,78 @@
+"""Benchmark: tracking propagation, frames/s, against a bare loop over the same frames, and how the
+cost grows with the number of tracked objects.
+
+    .venv/bin/python bench/tracking.py [--frames 120] [--sam-frames 3]
+
+The bare loop decodes the same video frames and does nothing else. OpenCV MIL runs with 1, 2, 4
+and 8 objects; sam_tracker (SAM vit_b, random weights: the real compute) with 1 and 4 objects on
+a few frames (its per-frame image encoding dominates on a CPU). Writes bench/results/tracking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--sam-frames", type=int, default=3)
+    args = parser.parse_args()
+
+    from autoannotate.functions import opencv_tracker
+    from autoannotate.interface import TrackableShape
+    from autoannotate.tracking import track_shapes
+    from autoannotate.video import read_frames
+    from tests.tracking.synthetic import make_frames, write_video
+
+    frames, truth = make_frames(args.frames, objects=1)
+    video = write_video(frames, Path(tempfile.mkdtemp()) / "bench.mp4")
+    t = time.perf_counter()
+    n = sum(1 for _ in read_frames(video))
+    bare = n / (time.perf_counter() - t)
+    result = {"command": "python bench/tracking.py " + " ".join(sys.argv[1:]),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "frames": n, "frame_size": list(frames[0].size),
+              "bare_decode_frames_per_s": round(bare, 1), "opencv_mil": [], "sam_tracker": []}
+    box = truth[0][0]
+    for objects in (1, 2, 4, 8):
+        shapes = [TrackableShape("rectangle", box)] * objects
+        t = time.perf_counter()
+        tracks = track_shapes(opencv_tracker.create(min_similarity=-1.0), read_frames(video), shapes)
+        dt = time.perf_counter() - t
+        result["opencv_mil"].append({"objects": objects, "frames_per_s": round(n / dt, 1),
+                                     "ms_per_object_frame": round(dt / n / objects * 1000, 2),
+                                     "vs_bare_decode": round((n / dt) / bare, 3),
+                                     "frames_tracked": min(len(t_.shapes) for t_ in tracks)})
+        print(result["opencv_mil"][-1], flush=True)
+    import torch
+
+    from autoannotate.functions import sam_tracker
+
+    torch.manual_seed(0)
+    fn = sam_tracker.create(pretrained=False, min_pixels=0)
+    m = args.sam_frames
+    for objects in (1, 4):
+        shapes = [TrackableShape("rectangle", box)] * objects
+        t = time.perf_counter()
+        track_shapes(fn, read_frames(video, 0, m), shapes)
+        dt = time.perf_counter() - t
+        result["sam_tracker"].append({"objects": objects, "frames": m, "frames_per_s": round(m / dt, 3),
+                                      "vs_bare_decode": round((m / dt) / bare, 5)})
+        print(result["sam_tracker"][-1], flush=True)
+    out = ROOT / "bench" / "results" / "tracking.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
