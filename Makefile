@@ -25,7 +25,7 @@ LS_VERSION ?= 1.23.*
 LS_STAMP := $(LS_VENV)/.installed-label-studio
 export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
-.PHONY: install demo demo-coco test test-fast bench clean
+.PHONY: install demo demo-coco test test-long test-fast bench clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ demo-coco: $(STAMP)
 
 test: $(STAMP) $(LS_STAMP)
 	$(BIN)/python -m pytest
+
+# The long variants (load with many more requests, ...): pytest -m slow.
+test-long: $(STAMP) $(LS_STAMP)
+	$(BIN)/python -m pytest -m slow
 
 # Unit tests only (no models, no servers): seconds.
 test-fast: $(STAMP)

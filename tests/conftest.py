@@ -10,6 +10,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
+pytest_plugins = ["tests.ls_server"]  # the Label Studio server fixtures, shared by every directory
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -72,3 +74,20 @@ def coffee() -> PIL.Image.Image:
 def rgb_image() -> PIL.Image.Image:
     rng = np.random.default_rng(0)
     return PIL.Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def serve_backend_module():
+    """Like tests/label_studio's ``serve_backend``, for a whole test module."""
+    from tests.ls_server import start_backend_server
+
+    stops = []
+
+    def start(backend, settings=None):
+        running, stop = start_backend_server(backend, settings)
+        stops.append(stop)
+        return running
+
+    yield start
+    for stop in stops:
+        stop()

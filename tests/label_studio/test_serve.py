@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.label_studio.conftest import free_port
+from tests.ls_server import free_port
 from tests.procs import kill_tree
 
 

@@ -81,6 +81,23 @@ def _synonyms(attrs: Any) -> tuple[str, ...]:
     return tuple(s.strip() for s in str(raw).split(",") if s.strip()) if raw else ()
 
 
+def _check_duplicate_labels(label_config: str) -> None:
+    """Label Studio's parser silently merges repeated <Label>/<Choice> values; refuse them."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError:
+        return  # the SDK's parser reports syntax errors
+    for control in root.iter():
+        values = [child.get("value") for child in control if child.tag in ("Label", "Choice") and child.get("value")]
+        dups = sorted({v for v in values if values.count(v) > 1})
+        if dups:
+            raise LabelConfigError(
+                f"control {control.get('name')!r} lists labels more than once: {dups}; remove the repeats"
+            )
+
+
 def parse_config(label_config: str) -> list[Control]:
     """The supported control tags of a labeling config (others are ignored)."""
     from label_studio_sdk.label_interface import LabelInterface
@@ -91,6 +108,7 @@ def parse_config(label_config: str) -> list[Control]:
         li = LabelInterface(label_config)
     except Exception as e:  # noqa: BLE001 - the SDK raises many types for bad XML
         raise LabelConfigError(f"cannot parse the labeling config: {type(e).__name__}: {e}") from None
+    _check_duplicate_labels(label_config)
     objects = {o.name: o for o in li.objects}
     # VideoRectangle has no labels of its own: they come from <Labels> on the same video
     video_labels: dict[str, Any] = {}
@@ -112,9 +130,6 @@ def parse_config(label_config: str) -> list[Control]:
         source = video_labels.get(obj.name, c) if c.tag == "VideoRectangle" else c
         attrs = getattr(source, "labels_attrs", {}) or {}
         names = list(source.labels or [])
-        dups = sorted({n for n in names if names.count(n) > 1})
-        if dups:
-            raise LabelConfigError(f"control {c.name!r} lists labels more than once: {dups}; remove the repeats")
         labels = [TargetLabel(n, i, synonyms=_synonyms(attrs.get(n))) for i, n in enumerate(names)]
         control = Control(c.name, c.tag, obj.name, value_key, labels, object_tag=obj.tag)
         if obj.tag == "Video":

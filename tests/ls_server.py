@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
 from tests.procs import kill_tree
 
 USER, PASSWORD = "tests@autoannotate.local", "autoannotate-test-pass"
@@ -29,7 +28,8 @@ def free_port() -> int:
 
 
 def label_studio_binary() -> str:
-    exe = os.environ.get("LABEL_STUDIO_BIN") or str(REPO / ".venv-ls" / "bin" / "label-studio")
+    repo = Path(__file__).resolve().parents[1]
+    exe = os.environ.get("LABEL_STUDIO_BIN") or str(repo / ".venv-ls" / "bin" / "label-studio")
     if not Path(exe).exists():
         exe = shutil.which("label-studio") or ""
     if not exe:
@@ -104,29 +104,39 @@ class RunningBackend:
     backend: object
 
 
-@pytest.fixture
-def serve_backend():
-    """Serve a Backend with uvicorn on a free loopback port in this process."""
+def start_backend_server(backend, settings=None):
+    """Serve ``backend`` with uvicorn on a free loopback port in this process; returns the
+    :class:`RunningBackend` and a function that stops the server."""
     import uvicorn
 
     from autoannotate.label_studio.app import Settings, create_app
 
-    servers = []
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings or Settings(), backend=backend), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if server.started:
+            break
+        time.sleep(0.05)
 
-    def start(backend, settings=None) -> RunningBackend:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings or Settings(), backend=backend), host="127.0.0.1",
-                                               port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        servers.append((server, thread))
-        return RunningBackend(f"http://127.0.0.1:{port}", backend)
-
-    yield start
-    for server, thread in servers:
+    def stop():
         server.should_exit = True
         thread.join(timeout=10)
+
+    return RunningBackend(f"http://127.0.0.1:{port}", backend), stop
+
+
+@pytest.fixture
+def serve_backend():
+    stops = []
+
+    def start(backend, settings=None) -> RunningBackend:
+        running, stop = start_backend_server(backend, settings)
+        stops.append(stop)
+        return running
+
+    yield start
+    for stop in stops:
+        stop()
