@@ -310,3 +310,9 @@ def test_cache_failure_is_not_cached_and_reaches_waiters():
         with pytest.raises(RuntimeError):
             cache.get_or_compute("k", boom)
     assert len(calls) == 2 and len(cache) == 0
+
+
+def test_webhook_never_echoes_non_string_actions(client):
+    """Found by fuzzing: echoing {"action": Infinity} made the response unencodable (a 500)."""
+    r = client.post("/webhook", content=b'{"action": Infinity}', headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json() == {"status": "ok", "action": None}

@@ -94,7 +94,7 @@ class ImageFetcher:
 
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     label_studio_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         import httpx
