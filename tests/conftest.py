@@ -74,20 +74,3 @@ def coffee() -> PIL.Image.Image:
 def rgb_image() -> PIL.Image.Image:
     rng = np.random.default_rng(0)
     return PIL.Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-
-
-@pytest.fixture(scope="module")
-def serve_backend_module():
-    """Like tests/label_studio's ``serve_backend``, for a whole test module."""
-    from tests.ls_server import start_backend_server
-
-    stops = []
-
-    def start(backend, settings=None):
-        running, stop = start_backend_server(backend, settings)
-        stops.append(stop)
-        return running
-
-    yield start
-    for stop in stops:
-        stop()

@@ -128,8 +128,8 @@ def start_backend_server(backend, settings=None):
     return RunningBackend(f"http://127.0.0.1:{port}", backend), stop
 
 
-@pytest.fixture
-def serve_backend():
+def _backend_servers():
+    """Yields a ``start(backend, settings=None) -> RunningBackend``; stops every server after."""
     stops = []
 
     def start(backend, settings=None) -> RunningBackend:
@@ -140,3 +140,7 @@ def serve_backend():
     yield start
     for stop in stops:
         stop()
+
+
+serve_backend = pytest.fixture(_backend_servers, name="serve_backend")
+serve_backend_module = pytest.fixture(_backend_servers, scope="module", name="serve_backend_module")

@@ -418,11 +418,9 @@ class TrackableShape:
     def box(self) -> tuple[float, float, float, float] | None:
         """Bounding box ``(x1, y1, x2, y2)`` in pixels (None for an empty mask)."""
         if self.type == "mask":
-            if self.bitmap is None or not self.bitmap.any():
-                return None
-            ys = np.flatnonzero(self.bitmap.any(axis=1))
-            xs = np.flatnonzero(self.bitmap.any(axis=0))
-            return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
+            from .masks import mask_bbox
+
+            return mask_bbox(self.bitmap)
         xs, ys = self.points[0::2], self.points[1::2]
         return (min(xs), min(ys), max(xs), max(ys)) if xs else None
 

@@ -13,6 +13,15 @@ import PIL.Image
 import PIL.ImageDraw
 
 
+def mask_bbox(mask: np.ndarray | None) -> tuple[float, float, float, float] | None:
+    """``(x1, y1, x2, y2)`` of the set pixels (``x2``/``y2`` exclusive edges), or None if empty."""
+    if mask is None or not mask.any():
+        return None
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
+
+
 def mask_to_polygon(mask: np.ndarray, *, tolerance: float = 1.0) -> list[float] | None:
     """The outline of the largest connected region of ``mask`` as a flat polygon, simplified by
     Douglas-Peucker with ``tolerance`` pixels; ``None`` if the mask has no region of 3+ vertices.

@@ -86,11 +86,9 @@ class Shape:
         For masks the box covers the set pixels: ``x2``/``y2`` are exclusive pixel edges.
         """
         if self.type == "mask":
-            if self.bitmap is None or not self.bitmap.any():
-                return None
-            ys = np.flatnonzero(self.bitmap.any(axis=1))
-            xs = np.flatnonzero(self.bitmap.any(axis=0))
-            return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
+            from .masks import mask_bbox
+
+            return mask_bbox(self.bitmap)
         if self.type == "skeleton":
             pts = [p for e in self.elements if not e.outside for p in e.points]
         else:

@@ -13,7 +13,7 @@ from typing import Any
 import fiftyone as fo
 import numpy as np
 
-from ..masks import mask_to_polygon, polygon_to_mask
+from ..masks import mask_bbox, mask_to_polygon, polygon_to_mask
 from ..shapes import Shape
 from .plan import CONTAINER, Plan
 
@@ -34,11 +34,10 @@ def _rel_box(box: tuple[float, float, float, float], w: int, h: int) -> list[flo
 
 
 def _mask_detection(bitmap: np.ndarray, w: int, h: int, **kw: Any) -> fo.Detection | None:
-    ys = np.flatnonzero(bitmap.any(axis=1))
-    xs = np.flatnonzero(bitmap.any(axis=0))
-    if not len(xs):
+    box = mask_bbox(bitmap)
+    if box is None:
         return None
-    x1, x2, y1, y2 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
+    x1, y1, x2, y2 = (int(v) for v in box)
     return fo.Detection(bounding_box=_rel_box((x1, y1, x2, y2), w, h), mask=bitmap[y1:y2, x1:x2].copy(), **kw)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import PIL.Image
 
 from ..interface import (
@@ -21,7 +20,7 @@ from ..interface import (
     TrackingFunctionShapeContext,
     TrackingFunctionSpec,
 )
-from ..masks import mask_to_polygon
+from ..masks import mask_bbox, mask_to_polygon
 
 
 @dataclass
@@ -57,11 +56,9 @@ class SamTracker:
     def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: SamTrackState) -> TrackableShape | None:
         result = self._segment(pp_image, state.box, state.logits)
         mask = result.mask
-        if int(mask.sum()) < state.min_pixels:
+        if int(mask.sum()) < max(state.min_pixels, 1):
             return None
-        ys = np.flatnonzero(mask.any(axis=1))
-        xs = np.flatnonzero(mask.any(axis=0))
-        state.box = (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
+        state.box = mask_bbox(mask)  # type: ignore[assignment]
         state.logits = result.logits
         kind = context.original_shape_type
         if kind == "rectangle":

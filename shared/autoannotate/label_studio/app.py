@@ -171,6 +171,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail))
 
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
     async def body_dict(request: Request) -> dict:
         raw = await request.body()
         if len(raw) > MAX_BODY:
@@ -183,8 +186,6 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             raise BadRequest("the request body must be a JSON object")
         return data
 
-    from fastapi.responses import JSONResponse
-
     def run(handler, payload):
         """Call a handler; dicts go out through ``JSONResponse`` directly (FastAPI's
         ``jsonable_encoder`` walks every element in Python: 160 ms for one brush mask's RLE)."""
@@ -196,6 +197,29 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         except AutoAnnotateError as e:
             return _error(400, str(e))
 
+    async def handle(request: Request, handler, *, threaded: bool = False):
+        """Parse the JSON object body, then run ``handler(payload)`` (in a worker thread when it
+        does model work, so the event loop keeps answering)."""
+        try:
+            payload = await body_dict(request)
+        except BadRequest as e:
+            return _error(400, str(e))
+        if threaded:
+            return await run_in_threadpool(run, handler, payload)
+        return run(handler, payload)
+
+    def webhook_handler(payload: dict) -> dict:
+        action = payload.get("action")
+        action = action if isinstance(action, str) else None  # never echo arbitrary values (NaN is not JSON)
+        if action == "START_TRAINING":
+            return {"status": "ignored", "reason": "this backend does not train"}
+        return {"status": "ok", "action": action}
+
+    def validate_handler(payload: dict) -> dict:
+        if not isinstance(payload.get("config"), str):
+            raise BadRequest("validate needs 'config': the labeling config")
+        return {"status": "ok", **backend.setup({"schema": payload["config"]})}
+
     @app.get("/health")
     @app.get("/")
     def health():
@@ -203,33 +227,15 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @app.post("/setup")
     async def setup(request: Request):
-        try:
-            payload = await body_dict(request)
-        except BadRequest as e:
-            return _error(400, str(e))
-        return run(backend.setup, payload)
+        return await handle(request, backend.setup)
 
     @app.post("/predict")
     async def predict(request: Request):
-        try:
-            payload = await body_dict(request)
-        except BadRequest as e:
-            return _error(400, str(e))
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(run, backend.predict, payload)
+        return await handle(request, backend.predict, threaded=True)
 
     @app.post("/webhook")
     async def webhook(request: Request):
-        try:
-            payload = await body_dict(request)
-        except BadRequest as e:
-            return _error(400, str(e))
-        action = payload.get("action")
-        action = action if isinstance(action, str) else None  # never echo arbitrary values (NaN is not JSON)
-        if action == "START_TRAINING":
-            return {"status": "ignored", "reason": "this backend does not train"}
-        return {"status": "ok", "action": action}
+        return await handle(request, webhook_handler)
 
     @app.post("/train")
     def train():
@@ -241,14 +247,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @app.post("/validate")
     async def validate(request: Request):
-        try:
-            payload = await body_dict(request)
-        except BadRequest as e:
-            return _error(400, str(e))
-        config = payload.get("config")
-        if not isinstance(config, str):
-            return _error(400, "validate needs 'config': the labeling config")
-        return run(lambda p: {"status": "ok", **backend.setup({"schema": p["config"]})}, payload)
+        return await handle(request, validate_handler)
 
     return app
 
