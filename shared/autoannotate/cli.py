@@ -116,7 +116,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         names = {lbl.id: lbl.name for lbl in function.spec.labels}
         for r in results:
             if r.ok:
-                out = args.overlays / (Path(str(r.key)).stem + ".png")
+                # named after the path inside the folder, so photos with the same name never collide
+                rel = Path(str(r.key)).resolve().relative_to(root.resolve()).with_suffix("")
+                out = args.overlays / ("__".join(rel.parts) + ".png")
                 draw_overlay(load_image(r.key), r.shapes or [], names).save(out)
     print(report.summary())
     print(f"wrote {args.output} ({len(coco['images'])} images, {len(coco['annotations'])} annotations)")

@@ -11,7 +11,6 @@ thresholds, prints the report, and prints the command that opens the App on the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -89,9 +88,7 @@ def fiftyone_demo(name: str, out: Path, lower: float, upper: float) -> int:
         print(f"auto_label failed: {result.error}", file=sys.stderr)
         return 1
     report = AnnotateReport.from_dict(result.result)
-    print(report.summary())
-    if isinstance(report.extra.get("evaluation"), dict):
-        print("evaluation against ground_truth:", json.dumps(report.extra["evaluation"]))
+    print(report.summary())  # includes the evaluation against ground_truth when there is one
     venv_bin = Path(sys.executable).parent
     print("\nopen the App on it:")
     print(f"  FIFTYONE_PLUGINS_DIR={PLUGIN_DIR} {venv_bin / 'fiftyone'} app launch {ds.name}")

@@ -50,6 +50,7 @@ def folder(tmp_path):
     (d / "sub").mkdir(parents=True)
     PIL.Image.new("RGB", (20, 10), "red").save(d / "a.png")
     PIL.Image.new("RGB", (20, 10), "blue").save(d / "sub" / "b.jpg")
+    PIL.Image.new("RGB", (20, 10), "green").save(d / "sub" / "a.png")  # same name as the top-level a.png
     (d / "broken.jpg").write_text("nope")
     (d / "readme.txt").write_text("ignored")
     fn = tmp_path / "fn.py"
@@ -65,15 +66,15 @@ def test_annotate_writes_coco_with_scores_and_categories(folder, tmp_path, capsy
     assert code == 1  # completed, with one failed image
     coco = json.loads(out.read_text())
     assert [c["name"] for c in coco["categories"]] == ["box", "blob", "scene"]
-    assert sorted(i["file_name"] for i in coco["images"]) == ["a.png", "sub/b.jpg"]
+    assert sorted(i["file_name"] for i in coco["images"]) == ["a.png", "sub/a.png", "sub/b.jpg"]
     boxes = [a for a in coco["annotations"] if a["category_id"] == 1]
-    assert len(boxes) == 2 and all(a["score"] == 0.8 and a["bbox"] == [1, 2, 10, 5] for a in boxes)
+    assert len(boxes) == 3 and all(a["score"] == 0.8 and a["bbox"] == [1, 2, 10, 5] for a in boxes)
     masks = [a for a in coco["annotations"] if a["category_id"] == 2]
     assert masks[0]["area"] == 24 and masks[0]["segmentation"]["size"] == [10, 20]
     assert coco["images"][0]["tags"] == [{"category_id": 3, "score": 0.6}]
     text = capsys.readouterr().out
-    assert "images attempted:   3" in text and "images failed:      1" in text and "broken.jpg" in text
-    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.png", "b.png"]
+    assert "images attempted:   4" in text and "images failed:      1" in text and "broken.jpg" in text
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.png", "sub__a.png", "sub__b.png"]
 
 
 def test_functions_lists_predefined_functions(capsys):
