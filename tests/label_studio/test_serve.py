@@ -10,6 +10,8 @@ import time
 import httpx
 import pytest
 
+import autoannotate as aa
+
 from tests.conftest import REPO
 from tests.ls_server import free_port
 from tests.procs import kill_tree
@@ -55,4 +57,8 @@ def test_bad_settings_fail_at_start(monkeypatch):
 
     monkeypatch.setenv("AUTOANNOTATE_PARAMS", "model=int:notanumber")
     with pytest.raises(ValueError, match="not a valid int"):
+        Settings.from_env()
+    monkeypatch.delenv("AUTOANNOTATE_PARAMS")
+    monkeypatch.setenv("AUTOANNOTATE_CONF_THRESHOLD", "high")
+    with pytest.raises(aa.BadParameterError, match="AUTOANNOTATE_CONF_THRESHOLD='high' is not a valid float"):
         Settings.from_env()

@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves handler annotations from here
 
-from ..errors import AutoAnnotateError
+from ..errors import AutoAnnotateError, BadParameterError
 from ..loading import load_function, parse_params
 from .backend import Backend, BadRequest
 from .cache import EncodingCache
@@ -69,14 +69,21 @@ class Settings:
             v = get(name, default)
             return None if v in (None, "none", "") else v
 
+        def number(name: str, kind: type, default: Any) -> Any:
+            v = get(name, default)
+            try:
+                return None if v is None else kind(v)
+            except (TypeError, ValueError):
+                raise BadParameterError(f"{name}={v!r} is not a valid {kind.__name__}") from None
+
         return cls(
             function=none_or("AUTOANNOTATE_FUNCTION", "yolox"),
             interactive=none_or("AUTOANNOTATE_INTERACTIVE", "grabcut"),
             tracker=none_or("AUTOANNOTATE_TRACKER", "opencv_tracker"),
-            track_frames=int(get("AUTOANNOTATE_TRACK_FRAMES", 30)),
+            track_frames=number("AUTOANNOTATE_TRACK_FRAMES", int, 30),
             params=parse_params(p for p in get("AUTOANNOTATE_PARAMS", "").split(",") if p.strip()),
             interactive_params=parse_params(p for p in get("AUTOANNOTATE_INTERACTIVE_PARAMS", "").split(",") if p.strip()),
-            conf_threshold=float(get("AUTOANNOTATE_CONF_THRESHOLD")) if get("AUTOANNOTATE_CONF_THRESHOLD") else None,
+            conf_threshold=number("AUTOANNOTATE_CONF_THRESHOLD", float, None),
             label_studio_url=get("LABEL_STUDIO_URL"),
             label_studio_api_key=get("LABEL_STUDIO_API_KEY"),
             basic_auth_user=get("AUTOANNOTATE_BASIC_AUTH_USER"),
@@ -84,11 +91,11 @@ class Settings:
             bearer_token=get("AUTOANNOTATE_BEARER_TOKEN"),
             allow_hosts=parse_hosts(get("AUTOANNOTATE_ALLOW_HOSTS", "")),
             local_files_root=get("AUTOANNOTATE_LOCAL_FILES_ROOT"),
-            fetch_timeout=float(get("AUTOANNOTATE_FETCH_TIMEOUT", 15)),
-            max_image_bytes=int(get("AUTOANNOTATE_MAX_IMAGE_BYTES", 64 << 20)),
-            cache_bytes=int(get("AUTOANNOTATE_CACHE_BYTES", 2 << 30)),
-            cache_ttl=float(get("AUTOANNOTATE_CACHE_TTL", 3600)),
-            batch_size=int(get("AUTOANNOTATE_BATCH_SIZE", 4)),
+            fetch_timeout=number("AUTOANNOTATE_FETCH_TIMEOUT", float, 15),
+            max_image_bytes=number("AUTOANNOTATE_MAX_IMAGE_BYTES", int, 64 << 20),
+            cache_bytes=number("AUTOANNOTATE_CACHE_BYTES", int, 2 << 30),
+            cache_ttl=number("AUTOANNOTATE_CACHE_TTL", float, 3600),
+            batch_size=number("AUTOANNOTATE_BATCH_SIZE", int, 4),
         )
 
     def build_backend(self) -> Backend:
