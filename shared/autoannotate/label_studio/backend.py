@@ -82,7 +82,8 @@ class Backend:
         }
 
     def controls(self, label_config: str) -> dict[str, list[Control]]:
-        """``{"detection": [...], "interactive": [...]}`` usable controls (cached per config)."""
+        """Usable controls per use: ``detection`` (image pre-annotation), ``interactive`` (click
+        to mask), ``video`` (VideoRectangle). Cached per config, the last 64 configs kept."""
         key = hashlib.sha1(label_config.encode()).hexdigest()
         with self._lock:
             if key in self._configs:
@@ -115,6 +116,8 @@ class Backend:
             raise LabelConfigError(" ".join(errors) or "the labeling config has no control tag this backend can fill")
         with self._lock:
             self._configs[key] = out  # type: ignore[assignment]
+            while len(self._configs) > 64:  # callers decide what configs arrive: keep memory bounded
+                self._configs.pop(next(iter(self._configs)))
         return out
 
     def setup(self, payload: Mapping[str, Any]) -> dict:
