@@ -126,49 +126,34 @@ def interactive(images: list[str], base: str, clicks: int) -> dict:
         brush_rle(res.mask)  # what any Label Studio backend must also do: encode the mask
         bare_rle.append(time.perf_counter() - t)
 
-    # three annotators alternating between three images
     def encodings() -> int:
         return client.get(f"{url}/health").json()["cache"]["encodings"]
 
+    def concurrent_clicks(clients: int, each: int, x0: float, dx: float, y0: float, dy: float):
+        """``clients`` threads, each clicking ``each`` times, cycling over the three images."""
+        latencies: list[float] = []
+        errors: list[int] = []
+
+        def user(i: int) -> None:
+            c = httpx.Client(timeout=600)
+            for k in range(each):
+                t = time.perf_counter()
+                resp = c.post(f"{url}/predict", json=click_payload(urls[(i + k) % 3], x0 + i * dx, y0 + k * dy))
+                latencies.append(time.perf_counter() - t)
+                if resp.status_code != 200:
+                    errors.append(resp.status_code)
+
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return latencies, errors
+
     encodes_before = encodings()
-    lat3: list[float] = []
-    errors3 = []
-
-    def annotator(i: int) -> None:
-        c = httpx.Client(timeout=600)
-        for k in range(6):
-            u = urls[(i + k) % 3]
-            t = time.perf_counter()
-            resp = c.post(f"{url}/predict", json=click_payload(u, 30 + i * 10, 40 + k * 5))
-            lat3.append(time.perf_counter() - t)
-            if resp.status_code != 200:
-                errors3.append(resp.status_code)
-
-    threads = [threading.Thread(target=annotator, args=(i,)) for i in range(3)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    lat3, errors3 = concurrent_clicks(3, 6, 30, 10, 40, 5)  # three annotators alternating between three images
     encodes_three = encodings() - encodes_before
-
-    # 8 concurrent clients on cached images
-    lat8: list[float] = []
-    errors8: list[int] = []
-
-    def client8(i: int) -> None:
-        c = httpx.Client(timeout=600)
-        for k in range(5):
-            t = time.perf_counter()
-            resp = c.post(f"{url}/predict", json=click_payload(urls[(i + k) % 3], 10 + i * 9, 20 + k * 11))
-            lat8.append(time.perf_counter() - t)
-            if resp.status_code != 200:
-                errors8.append(resp.status_code)
-
-    threads = [threading.Thread(target=client8, args=(i,)) for i in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    lat8, errors8 = concurrent_clicks(8, 5, 10, 9, 20, 11)  # 8 concurrent clients on cached images
     total_encodings = encodings()
     server.terminate()
     server.wait()

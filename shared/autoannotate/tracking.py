@@ -14,7 +14,6 @@ tracked.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -29,9 +28,7 @@ from .interface import (
     TrackingFunctionShapeContext,
 )
 from .masks import box_iou
-
-_MIN_POINTS = {"rectangle": 4, "polygon": 6, "points": 2}
-
+from .validation import check_points
 
 @dataclass
 class Track:
@@ -66,15 +63,7 @@ def validate_tracked(original_type: str, shape: Any, size: tuple[int, int], *, w
             got = None if shape.bitmap is None else getattr(shape.bitmap, "shape", None)
             raise BadFunctionError(f"{where} returned a mask of shape {got} for a {w}x{h} frame")
         return
-    n = len(shape.points)
-    if n < _MIN_POINTS[shape.type] or n % 2 or (shape.type == "rectangle" and n != 4):
-        raise BadFunctionError(f"{where} returned a {shape.type} with {n} coordinates")
-    if not all(math.isfinite(v) for v in shape.points):
-        raise BadFunctionError(f"{where} returned non-finite coordinates {list(shape.points)}")
-    if shape.type == "rectangle":
-        x1, y1, x2, y2 = shape.points
-        if x2 < x1 or y2 < y1:
-            raise BadFunctionError(f"{where} returned an inverted rectangle {shape.points}")
+    check_points(shape.type, shape.points, where)
 
 
 class Tracker:

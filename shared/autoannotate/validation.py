@@ -70,20 +70,24 @@ def _check_score(s: Shape, where: str) -> None:
 
 
 def _check_points(s: Shape, where: str) -> None:
-    n = len(s.points)
-    minimum = _POINT_RULES[s.type]
-    if s.type == "rectangle" and n != 4:
-        raise BadFunctionError(f"{where}: a rectangle needs 4 coordinates (x1, y1, x2, y2), got {n}")
+    check_points(s.type, s.points, where)
+
+
+def check_points(kind: str, pts: tuple[float, ...], where: str) -> None:
+    """The rules for a point-based shape of ``kind``: coordinate count, finiteness, and ordered
+    rectangle corners. Used for function outputs and for tracked shapes alike."""
+    n = len(pts)
+    minimum = _POINT_RULES[kind]
+    if kind == "rectangle" and n != 4:
+        raise BadFunctionError(f"{where}: a rectangle needs 4 coordinates (x1, y1, x2, y2), got {n} coordinates")
     if n < minimum or n % 2:
-        raise BadFunctionError(
-            f"{where}: a {s.type} needs an even number of coordinates, at least {minimum}; got {n}"
-        )
-    if not all(math.isfinite(v) for v in s.points):
-        raise BadFunctionError(f"{where}: {s.type} coordinates must be finite, got {list(s.points)}")
-    if s.type == "rectangle":
-        x1, y1, x2, y2 = s.points
+        raise BadFunctionError(f"{where}: a {kind} needs an even number of coordinates, at least {minimum}; got {n} coordinates")
+    if not all(math.isfinite(v) for v in pts):
+        raise BadFunctionError(f"{where}: {kind} coordinates must be finite, got non-finite values in {list(pts)}")
+    if kind == "rectangle":
+        x1, y1, x2, y2 = pts
         if x2 < x1 or y2 < y1:
-            raise BadFunctionError(f"{where}: rectangle corners must satisfy x1 <= x2 and y1 <= y2, got {s.points}")
+            raise BadFunctionError(f"{where}: inverted rectangle, corners must satisfy x1 <= x2 and y1 <= y2, got {pts}")
 
 
 def _check_mask(s: Shape, image_size: tuple[int, int], where: str) -> None:

@@ -40,6 +40,16 @@ def state(ds):
     return out
 
 
+def wait_for_labels(ds, count, proc, field="auto", limit=180):
+    """Poll until ``count`` samples of ``ds`` have ``field`` (written by ``proc``) or it exits."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ds.reload()
+        if (ds.get_field(field) is not None and ds.exists(field).count() >= count) or proc.poll() is not None:
+            return
+        time.sleep(0.2)
+
+
 def _dataset(name, coco128, n):
     ds = fo.Dataset(name, overwrite=True)
     ds.persistent = True  # visible to the child process
@@ -57,13 +67,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(coco128, models_env):
     env = dict(os.environ)
     proc = subprocess.Popen([sys.executable, "-c", CHILD, killed.name, SLOW], env=env)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            killed.reload()
-            done = killed.exists("auto").count() if killed.get_field("auto") is not None else 0
-            if done >= 8 or proc.poll() is not None:
-                break
-            time.sleep(0.2)
+        wait_for_labels(killed, 8, proc, limit=120)
         assert proc.poll() is None, "the child finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

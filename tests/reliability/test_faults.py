@@ -19,7 +19,7 @@ import autoannotate as aa
 from autoannotate.fiftyone import annotate_dataset, list_runs
 from autoannotate.label_studio import annotate_project
 from tests.fiftyone.conftest import gt_snapshot
-from tests.fiftyone.test_resume_and_accuracy import SLOW, _dataset, state
+from tests.fiftyone.test_resume_and_accuracy import SLOW, _dataset, state, wait_for_labels
 
 fo = pytest.importorskip("fiftyone")
 
@@ -49,15 +49,6 @@ annotate_dataset(fo.load_dataset(name), function, function_params={"delay": 0.1}
 """
 
 
-def _wait_for(ds, count, proc, limit=180):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        ds.reload()
-        if (ds.get_field("auto") is not None and ds.exists("auto").count() >= count) or proc.poll() is not None:
-            return
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize("mode", ["inference", "write"])
 def test_fiftyone_run_killed_then_resumed_equals_uninterrupted(coco128, models_env, mode):
     n = 24
@@ -67,7 +58,7 @@ def test_fiftyone_run_killed_then_resumed_equals_uninterrupted(coco128, models_e
     proc = subprocess.Popen([sys.executable, "-c", CHILD, killed.name, SLOW, mode], env=dict(os.environ))
     try:
         if mode == "inference":
-            _wait_for(killed, 4, proc)
+            wait_for_labels(killed, 4, proc)
             assert proc.poll() is None, "finished before it could be killed"
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=180)
