@@ -48,10 +48,27 @@ class ImageResult:
     shapes: list[Shape] | None
     size: tuple[int, int] | None
     error: str | None = None
+    #: Review status of each shape (``approved`` / ``needs_review`` / None), once routed.
+    reviews: list[str | None] | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def route(self, router: Any) -> int:
+        """Apply review routing (an :class:`autoannotate.routing.Router`): discarded shapes are
+        removed, ``reviews`` is set for the rest. Returns how many shapes were discarded."""
+        kept: list[Shape] = []
+        reviews: list[str | None] = []
+        for s in self.shapes or []:
+            status = router.route(s.label_id, s.score)
+            if status == "discarded":
+                continue
+            kept.append(s)
+            reviews.append(status)
+        discarded = len(self.shapes or []) - len(kept)
+        self.shapes, self.reviews = kept, reviews
+        return discarded
 
 
 def check_threshold(value: float | None, what: str = "conf_threshold") -> float | None:
@@ -75,13 +92,15 @@ def _as_pairs(items: Iterable[Any]) -> Iterator[tuple[Hashable, ImageSource]]:
             yield image_name(item), item
 
 
-def _progress_bar(progress: Progress, total: int | None, desc: str):
+def progress_bar(progress: Progress, total: int | None, desc: str, unit: str = "img") -> Any:
+    """A tqdm bar (``progress=True``), a callback adapter (``progress=callable``) or nothing; all
+    have ``update(k)`` and ``close()``."""
     if callable(progress) and not isinstance(progress, bool):
         return _CallbackProgress(progress, total)
     if progress:
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
+        return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
     return _CallbackProgress(None, total)
 
 
@@ -134,7 +153,7 @@ def iter_annotations(
         total = len(images)
     load = loader or (lambda src: load_image(src, max_pixels=max_pixels))
     batch_fn = getattr(function, "detect_batch", None) if batch_size > 1 else None
-    bar = _progress_bar(progress, total, desc)
+    bar = progress_bar(progress, total, desc)
     pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
 
     def submit(src: ImageSource) -> Future:
@@ -173,7 +192,7 @@ def iter_annotations(
                 try:
                     batch.append((key, name, fut.result()))
                 except ImageLoadError as e:
-                    failed.append(ImageResult(key, name, None, None, str(e)))
+                    failed.append(ImageResult(key, name, None, None, failure_reason(e, name)))
                 except Exception as e:  # noqa: BLE001 - a loader bug must not stop the run
                     failed.append(ImageResult(key, name, None, None, f"cannot read image: {type(e).__name__}: {e}"))
                 fill()
@@ -195,6 +214,14 @@ def iter_annotations(
         bar.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def failure_reason(error: BaseException, name: str) -> str:
+    """The error's message without a leading ``"<name>: "`` (failure records already name the
+    item, so the path is not repeated)."""
+    text = str(error)
+    prefix = f"{name}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _run_batch(

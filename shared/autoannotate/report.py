@@ -24,6 +24,8 @@ class AnnotateReport:
     - ``images_skipped``: images left alone (already labelled, nothing to do);
     - ``failures``: images that could not be read or annotated, with the reason;
     - ``annotations_added``: shapes stored (after threshold, mapping and routing).
+    - ``warnings``: problems with single objects while the item itself was labelled (a video
+      object the tracker could not follow: the rest of the video is labelled).
 
     The review counts are filled by runs that route labels (FiftyOne ``review=``):
     ``auto_approved`` + ``needs_review`` labels were stored, ``discarded`` were not.
@@ -37,6 +39,7 @@ class AnnotateReport:
     auto_approved: int = 0
     needs_review: int = 0
     discarded: int = 0
+    warnings: list[ImageFailure] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -46,6 +49,9 @@ class AnnotateReport:
 
     def add_failure(self, image: str, reason: str) -> None:
         self.failures.append(ImageFailure(str(image), str(reason)))
+
+    def add_warning(self, item: str, reason: str) -> None:
+        self.warnings.append(ImageFailure(str(item), str(reason)))
 
     def merge(self, other: "AnnotateReport") -> None:
         """Add ``other``'s counts to this report."""
@@ -60,6 +66,7 @@ class AnnotateReport:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.extend(other.failures)
+        self.warnings.extend(other.warnings)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,6 +78,8 @@ class AnnotateReport:
         d = dict(d)
         d.pop("success", None)
         d["failures"] = [ImageFailure(**f) for f in d.get("failures", [])]
+        d["warnings"] = [ImageFailure(**f) for f in d.get("warnings", [])]
+        d.pop("failures_not_stored", None)
         return cls(**d)
 
     def summary(self, max_failures: int = 20) -> str:
@@ -90,6 +99,10 @@ class AnnotateReport:
             ]
         for k, v in self.extra.items():
             lines.append(f"{k}: {v}")
+        for w in self.warnings[:max_failures]:
+            lines.append(f"WARNING {w.image}: {w.reason}")
+        if len(self.warnings) > max_failures:
+            lines.append(f"... and {len(self.warnings) - max_failures} more warnings")
         for f in self.failures[:max_failures]:
             lines.append(f"FAILED {f.image}: {f.reason}")
         if len(self.failures) > max_failures:

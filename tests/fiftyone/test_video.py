@@ -99,7 +99,10 @@ def test_auto_label_on_a_video_dataset_gives_frame_labels_with_track_ids(video_d
 
     report = annotate_dataset(video_dataset, FakeDetector(detect), label_field="auto", review=(0.3, 0.8), progress=False)
     assert report.images_processed == 1 and report.extra["tracks"] == 2
-    assert (report.auto_approved, report.needs_review) == (1, 1)  # per track
+    # review counts are frame labels, like annotations_added (approved + needs review == stored);
+    # the same split per track is in extra
+    assert (report.auto_approved, report.needs_review) == (N, N) and report.annotations_added == 2 * N
+    assert report.extra["tracks_by_review"] == {"approved": 1, "needs_review": 1}
     got = boxes_by_frame(video_dataset, field="auto")
     assert sorted(got) == list(range(1, N + 1)) and all(len(v) == 2 for v in got.values())
     for n, items in got.items():

@@ -1,5 +1,7 @@
 """``annotate_dataset``: auto-label a FiftyOne dataset, view or selection, with review routing.
 
+The run itself is :func:`autoannotate.run.run`; this module decides what the run produces (the
+:class:`~autoannotate.fiftyone.plan.Plan`) and contributes the sink that writes FiftyOne labels.
 Labels are written in batches as results arrive (``set_values`` keyed by sample id), never one
 save per sample and never one write at the end. Every processed sample gets a container in the
 label field, empty when nothing was found, so a run that is killed and started again skips what
@@ -11,34 +13,46 @@ autoannotate did not make is never overwritten.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-from ..driver import Progress, check_threshold, iter_annotations
-from ..errors import AutoAnnotateError, BadParameterError
+from ..driver import ImageResult, Progress, check_threshold, iter_annotations
+from ..errors import BadParameterError
 from ..loading import load_function
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..report import AnnotateReport
-from . import runs
+from ..run import fingerprint, run, write_error
+from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, LabelBuilder
-from .plan import parse_classes, make_plan
+from .plan import Plan, make_plan, parse_classes
+from .runs import DatasetRuns
 
 log = logging.getLogger(__name__)
+
+__all__ = ["annotate_dataset", "default_refiner", "resolve_function", "check_collection"]
 
 RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
 
 
-def _resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+    """``(function object, its name for records, its parameters)`` from a name or an object."""
     params = dict(function_params or {})
     if isinstance(function, str):
         return load_function(function, **params), function, params
     if params:
         raise BadParameterError("function_params apply only when function is given by name")
     return function, type(function).__name__, {}
+
+
+def check_collection(samples: Any, media_type: str | None = None) -> None:
+    """``samples`` must be a FiftyOne dataset or view (of ``media_type``, when given)."""
+    if not isinstance(samples, fo.core.collections.SampleCollection):
+        raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
+    if media_type is not None and samples.media_type != media_type:
+        raise BadParameterError(f"this needs a {media_type} collection; this one holds {samples.media_type!r}")
 
 
 def default_refiner() -> str:
@@ -53,10 +67,11 @@ def default_refiner() -> str:
         return "grabcut"
 
 
-def _check_field(dataset: fo.Dataset, name: str, container: str) -> None:
+def check_field(dataset: fo.Dataset, name: str, container: str, *, frames: bool = False) -> None:
+    """``name`` is a usable field name, and holds ``container``'s type if it exists already."""
     if not name or not name.replace("_", "a").isalnum() or name[0].isdigit() or name in RESERVED_FIELDS:
         raise BadParameterError(f"label_field {name!r} is not a usable field name")
-    field = dataset.get_field(name)
+    field = (dataset.get_frame_field_schema() or {}).get(name) if frames else dataset.get_field(name)
     if field is None:
         return
     expected = CONTAINER_TYPES[container][0]
@@ -66,6 +81,21 @@ def _check_field(dataset: fo.Dataset, name: str, container: str) -> None:
         raise BadParameterError(
             f"field {name!r} already holds {found}, but this run writes {expected.__name__}; choose another label_field"
         )
+
+
+def plan_run(
+    samples: Any, spec: Any, *, label_field: str, classes: Sequence[Any] | None, label_map: Mapping[str, Any] | None,
+    review: Any, frames: bool = False,
+) -> Plan:
+    """What the run will store, checked against the dataset before any inference."""
+    dataset = samples._dataset
+    class_specs = parse_classes(classes)
+    dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
+    plan = make_plan(spec, label_field=label_field, classes=class_specs, label_map=label_map,
+                     dataset_classes=None if class_specs else dataset_classes, review=review)
+    for kind, field in plan.fields.items():
+        check_field(dataset, field, kind, frames=frames)
+    return plan
 
 
 def annotate_dataset(
@@ -79,14 +109,17 @@ def annotate_dataset(
     review: Any = None,
     overwrite: bool = False,
     max_samples: int | None = None,
-    batch_size: int = 8,
-    num_workers: int = 2,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = DEFAULT_NUM_WORKERS,
     progress: Progress = True,
     function_params: Mapping[str, Any] | None = None,
     refine_with: str | None = None,
     eval_gt_field: str | None = None,
-    write_every: int = 64,
-    write_interval: float = 5.0,
+    write_every: int = DEFAULT_WRITE_EVERY,
+    write_interval: float = DEFAULT_WRITE_INTERVAL,
+    tracker: Any = "opencv_tracker",
+    tracker_params: Mapping[str, Any] | None = None,
+    key_frame_interval: int = 5,
 ) -> AnnotateReport:
     """Auto-label ``samples`` (a dataset or view) into ``label_field``; returns the run's report.
 
@@ -105,166 +138,145 @@ def annotate_dataset(
     - ``max_samples``: process at most this many samples (after skipping) in this call.
     - ``eval_gt_field``: evaluate the stored boxes against this ground-truth field (nothing is
       written to it); precision, recall and mAP go to ``report.extra["evaluation"]``.
+    - ``write_every`` / ``write_interval``: labels are written after this many samples or seconds.
 
-    On a video collection this labels frames with tracks (see
+    On a video collection this labels frames with tracks: the detection function runs on every
+    ``key_frame_interval``-th frame and ``tracker`` (with ``tracker_params``) in between (see
     :func:`autoannotate.fiftyone.video.annotate_video_dataset`).
     """
-    if not isinstance(samples, fo.core.collections.SampleCollection):
-        raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
+    check_collection(samples)
     if samples.media_type == "video":
         from .video import annotate_video_dataset
 
-        if classes is not None or label_map or max_samples is not None or eval_gt_field:
-            raise BadParameterError("for videos, classes, label_map, max_samples and eval_gt_field are not supported yet")
-        return annotate_video_dataset(samples, function, label_field=label_field, function_params=function_params,
-                                      conf_threshold=conf_threshold, review=review, overwrite=overwrite,
-                                      progress=bool(progress) and not callable(progress))
+        if eval_gt_field:
+            raise BadParameterError("eval_gt_field is not supported for videos yet")
+        return annotate_video_dataset(
+            samples, function, label_field=label_field, classes=classes, label_map=label_map,
+            function_params=function_params, tracker=tracker, tracker_params=tracker_params,
+            conf_threshold=conf_threshold, review=review, overwrite=overwrite, max_samples=max_samples,
+            key_frame_interval=key_frame_interval, progress=progress, write_every=write_every,
+            write_interval=write_interval,
+        )
     if samples.media_type not in ("image", None):
         raise BadParameterError(f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}")
     conf_threshold = check_threshold(conf_threshold)
-    if max_samples is not None and max_samples < 0:
-        raise BadParameterError(f"max_samples must be >= 0, got {max_samples}")
     dataset = samples._dataset
-    class_specs = parse_classes(classes)
-    fn, fn_name, params = _resolve_function(function, function_params)
-    dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
-    plan = make_plan(
-        fn.spec, label_field=label_field, classes=class_specs, label_map=label_map,
-        dataset_classes=None if class_specs else dataset_classes, review=review,
-    )
-    for kind, field in plan.fields.items():
-        _check_field(dataset, field, kind)
+    fn, fn_name, params = resolve_function(function, function_params)
+    plan = plan_run(samples, fn.spec, label_field=label_field, classes=classes, label_map=label_map, review=review)
     if eval_gt_field is not None and dataset.get_field(eval_gt_field) is None:
         raise BadParameterError(f"eval_gt_field {eval_gt_field!r} is not a field of dataset {dataset.name!r}")
     if overwrite:
-        for field in plan.fields.values():
-            foreign = samples.exists(field).match(~F(f"{field}.{RUN_ATTRIBUTE}").exists()).count() if dataset.get_field(field) else 0
-            if foreign:
-                raise BadParameterError(
-                    f"{foreign} samples have labels in {field!r} that autoannotate did not make; overwrite=True "
-                    "would replace them. Choose another label_field"
-                )
+        _refuse_foreign_labels(samples, plan)
     if plan.refine:
-        interactive_name = refine_with or default_refiner()
-        fn = BoxRefiner(fn, load_function(interactive_name), outputs=plan.refine)
+        fn = BoxRefiner(fn, load_function(refine_with or default_refiner()), outputs=plan.refine)
     mapping = LabelMapping.build(fn.spec, plan.targets, synonyms=label_map, allow_unmatched=True,
                                  target_name=f"dataset {dataset.name!r}")
-
-    config = {
-        "function": fn_name,
-        "function_params": params,
-        "model_version": str(getattr(fn, "model_version", fn_name)),
-        "label_fields": list(plan.fields.values()),
-        "classes": plan.outputs,
-        "label_map": dict(label_map or {}),
-        "conf_threshold": conf_threshold,
-        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
-        "overwrite": overwrite,
-        "refine": {k: v for k, v in plan.refine.items()},
-    }
-    chash = runs.config_hash(config)
-    previous = runs.find_resumable(dataset, chash)
-    run_key = previous["run_key"] if previous else runs.new_run_key(dataset)
-    record = dict(previous or {}, **config, run_key=run_key, config_hash=chash, status="running",
-                  dataset=dataset.name, started_at=(previous or {}).get("started_at") or runs.now())
-    record["resumed"] = bool(previous)
-    runs.save_run(dataset, record)
-
-    primary = plan.primary_field
     ids, paths = samples.values(["id", "filepath"])
-    if dataset.get_field(primary) is None:
-        done: set[str] = set()
-    elif overwrite:  # only this run's own earlier progress counts as done
-        done = set(samples.match(F(f"{primary}.{RUN_ATTRIBUTE}") == run_key).values("id"))
-    else:
-        done = set(samples.exists(primary).values("id"))
-    todo = [(i, p) for i, p in zip(ids, paths) if i not in done]
-    if max_samples is not None:
-        todo = todo[:max_samples]
+    config = {
+        "kind": "images", "function": fn_name, "function_params": params,
+        "model_version": str(getattr(fn, "model_version", fn_name)), "label_fields": list(plan.fields.values()),
+        "classes": plan.outputs, "label_map": dict(label_map or {}), "conf_threshold": conf_threshold,
+        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()}, "overwrite": overwrite,
+        "refine": dict(plan.refine), "dataset": dataset.name, "target": fingerprint(ids),
+    }
 
-    report = AnnotateReport(images_attempted=len(done), images_skipped=len(done))
-    attr_names = {(t.id, a.id): a.name for t in plan.targets for a in t.attributes}
-    builder = LabelBuilder(plan, run_key, attr_names)
-    pending: dict[str, dict[str, Any]] = {f: {} for f in plan.fields.values()}
-    last_write = time.monotonic()
+    def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:
+        return iter_annotations(
+            fn, todo, mapping=mapping, conf_threshold=conf_threshold, batch_size=batch_size, num_workers=num_workers,
+            progress=progress, total=len(todo), report=report, desc=f"auto-labelling {dataset.name}",
+        )
 
-    def flush() -> None:
-        nonlocal last_write
-        for field, values in pending.items():
+    sink = ImageSink(samples, plan, overwrite=overwrite, eval_gt_field=eval_gt_field)
+    return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), router=plan.router(),
+               max_items=max_samples, write_every=write_every, write_interval=write_interval)
+
+
+def _refuse_foreign_labels(samples: Any, plan: Plan) -> None:
+    dataset = samples._dataset
+    for field in plan.fields.values():
+        if dataset.get_field(field) is None:
+            continue
+        foreign = samples.exists(field).match(~F(f"{field}.{RUN_ATTRIBUTE}").exists()).count()
+        if foreign:
+            raise BadParameterError(
+                f"{foreign} samples have labels in {field!r} that autoannotate did not make; overwrite=True "
+                "would replace them. Choose another label_field"
+            )
+
+
+class ImageSink:
+    """The run engine's sink for FiftyOne image samples: one container per plan field per sample,
+    written with ``set_values`` in batches."""
+
+    def __init__(self, samples: Any, plan: Plan, *, overwrite: bool, eval_gt_field: str | None) -> None:
+        self.samples = samples
+        self.dataset = samples._dataset
+        self.plan = plan
+        self.overwrite = overwrite
+        self.eval_gt_field = eval_gt_field
+        self.attribute_names = {(t.id, a.id): a.name for t in plan.targets for a in t.attributes}
+        self.values: dict[str, dict[Hashable, Any]] = {f: {} for f in plan.fields.values()}
+        self.builder = LabelBuilder(plan, "", self.attribute_names)
+
+    def done_keys(self, run_key: str | None) -> set[Hashable]:
+        primary = self.plan.primary_field
+        if self.dataset.get_field(primary) is None:
+            return set()
+        if self.overwrite:  # only this run's own earlier progress counts as done
+            return set(self.samples.match(F(f"{primary}.{RUN_ATTRIBUTE}") == run_key).values("id"))
+        return set(self.samples.exists(primary).values("id"))
+
+    def begin(self, run_key: str) -> None:
+        self.builder = LabelBuilder(self.plan, run_key, self.attribute_names)
+
+    def add(self, result: ImageResult) -> list[str | None]:
+        containers, stored = self.builder.containers(result.shapes or [], result.reviews, result.size)  # type: ignore[arg-type]
+        for field, container in containers.items():
+            self.values[field][result.key] = container
+        return stored
+
+    def pending(self) -> int:
+        return max(len(v) for v in self.values.values())
+
+    def flush(self) -> None:
+        for field, values in self.values.items():
             if values:
                 try:
-                    dataset.set_values(field, values, key_field="id")
+                    self.dataset.set_values(field, values, key_field="id")
                 except Exception as e:
-                    raise AutoAnnotateError(
-                        f"writing labels to {field!r} failed ({type(e).__name__}: {e}); what was written is kept "
-                        "and running the same call again continues where it stopped"
-                    ) from e
+                    raise write_error(f"field {field!r}", len(values), e) from e
                 values.clear()
-        last_write = time.monotonic()
 
-    status = "failed"
-    try:
-        for result in iter_annotations(
-            fn, todo, mapping=mapping, conf_threshold=conf_threshold, batch_size=batch_size,
-            num_workers=num_workers, progress=progress, total=len(todo), report=report, desc=f"auto-labelling {dataset.name}",
-        ):
-            if result.ok:
-                for field, container in builder.containers(result.shapes or [], result.size).items():  # type: ignore[arg-type]
-                    pending[field][result.key] = container
-            n_pending = max(len(v) for v in pending.values())
-            if n_pending >= write_every or (n_pending and time.monotonic() - last_write >= write_interval):
-                flush()
-        flush()
-        status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+    def finish(self, report: AnnotateReport) -> None:
+        """Declare the label attributes, save the needs-review view, evaluate against ground truth."""
+        report.extra["label_fields"] = list(self.plan.fields.values())
+        if self.builder.counts["unconvertible"]:
+            report.extra["unconvertible_shapes"] = self.builder.counts["unconvertible"]
         try:
-            if status != "completed" and any(pending.values()):
-                flush()
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("could not save pending labels")
-        report.annotations_added = builder.counts["added"]
-        report.auto_approved = builder.counts["auto_approved"]
-        report.needs_review = builder.counts["needs_review"]
-        report.discarded = builder.counts["discarded"]
-        report.extra.update({"run_key": run_key, "label_fields": list(plan.fields.values())})
-        if builder.counts["unconvertible"]:
-            report.extra["unconvertible_shapes"] = builder.counts["unconvertible"]
-        if status == "completed":
-            _finish(dataset, samples, plan, run_key, record, report, eval_gt_field)
-        record.update(status=status, finished_at=runs.now(), report=report.to_dict())
-        try:
-            runs.save_run(dataset, record)
-        except Exception:  # noqa: BLE001
-            log.exception("could not save the run record")
-    return report
+            self.dataset.add_dynamic_sample_fields()
+        except Exception:  # noqa: BLE001 - schema declaration only helps the App's filters
+            log.debug("could not declare dynamic fields", exc_info=True)
+        run_key = report.extra.get("run_key")
+        if self.plan.review and report.needs_review and run_key:
+            name = f"{run_key}-needs-review".replace("_", "-")
+            view = self.dataset.filter_labels(
+                self.plan.primary_field, (F("review") == "needs_review") & (F(RUN_ATTRIBUTE) == run_key)
+            )
+            self.dataset.save_view(name, view, description=f"labels of autoannotate run {run_key} waiting for review",
+                                   overwrite=True)
+            report.extra["needs_review_view"] = name
+        if self.eval_gt_field:
+            report.extra["evaluation"] = self._evaluate()
 
-
-def _finish(dataset, samples, plan, run_key, record, report, eval_gt_field) -> None:
-    """Declare the label attributes, save the needs-review view, evaluate against ground truth."""
-    try:
-        dataset.add_dynamic_sample_fields()
-    except Exception:  # noqa: BLE001 - schema declaration only helps the App's filters
-        log.debug("could not declare dynamic fields", exc_info=True)
-    if plan.review and report.needs_review:
-        name = f"{run_key}-needs-review".replace("_", "-")
-        view = dataset.filter_labels(plan.primary_field, (F("review") == "needs_review") & (F(RUN_ATTRIBUTE) == run_key))
-        dataset.save_view(name, view, description=f"labels of autoannotate run {run_key} waiting for review",
-                          overwrite=True)
-        record["needs_review_view"] = name
-        report.extra["needs_review_view"] = name
-    if eval_gt_field:
-        if "detections" not in plan.fields:
-            report.extra["evaluation"] = "skipped: only boxes and masks are evaluated"
-            return
-        results = samples.evaluate_detections(
-            plan.fields["detections"], gt_field=eval_gt_field, eval_key=None, compute_mAP=True, progress=False
+    def _evaluate(self) -> Any:
+        if "detections" not in self.plan.fields:
+            return "skipped: only boxes and masks are evaluated"
+        results = self.samples.evaluate_detections(
+            self.plan.fields["detections"], gt_field=self.eval_gt_field, eval_key=None, compute_mAP=True, progress=False
         )
         metrics = results.metrics()
-        report.extra["evaluation"] = {
-            "gt_field": eval_gt_field,
+        return {
+            "gt_field": self.eval_gt_field,
             "precision": round(float(metrics["precision"]), 4),
             "recall": round(float(metrics["recall"]), 4),
             "mAP": round(float(results.mAP()), 4),

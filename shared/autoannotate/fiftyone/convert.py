@@ -26,11 +26,18 @@ CONTAINER_TYPES = {
 }
 
 
-def _rel_box(box: tuple[float, float, float, float], w: int, h: int) -> list[float]:
+def rel_box(box: tuple[float, float, float, float], w: int, h: int) -> list[float]:
+    """Pixel ``(x1, y1, x2, y2)`` -> FiftyOne's relative ``[x, y, w, h]``, clipped to the image."""
     x1, y1, x2, y2 = box
     x1, x2 = max(0.0, min(x1, w)), max(0.0, min(x2, w))
     y1, y2 = max(0.0, min(y1, h)), max(0.0, min(y2, h))
     return [x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h]
+
+
+def abs_box(rel: list[float], w: int, h: int) -> tuple[float, float, float, float]:
+    """FiftyOne's relative ``[x, y, w, h]`` -> pixel ``(x1, y1, x2, y2)``."""
+    x, y, bw, bh = rel
+    return x * w, y * h, (x + bw) * w, (y + bh) * h
 
 
 def _mask_detection(bitmap: np.ndarray, w: int, h: int, **kw: Any) -> fo.Detection | None:
@@ -38,7 +45,7 @@ def _mask_detection(bitmap: np.ndarray, w: int, h: int, **kw: Any) -> fo.Detecti
     if box is None:
         return None
     x1, y1, x2, y2 = (int(v) for v in box)
-    return fo.Detection(bounding_box=_rel_box((x1, y1, x2, y2), w, h), mask=bitmap[y1:y2, x1:x2].copy(), **kw)
+    return fo.Detection(bounding_box=rel_box((x1, y1, x2, y2), w, h), mask=bitmap[y1:y2, x1:x2].copy(), **kw)
 
 
 def _rel_points(flat: tuple[float, ...], w: int, h: int) -> list[tuple[float, float]]:
@@ -56,7 +63,7 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
         return fo.Classification(**kw) if s.type == "tag" else None
     if output == "bbox":
         box = s.bbox()
-        return fo.Detection(bounding_box=_rel_box(box, w, h), **kw) if box else None
+        return fo.Detection(bounding_box=rel_box(box, w, h), **kw) if box else None
     if output == "mask":
         if s.type == "mask":
             return _mask_detection(s.bitmap, w, h, **kw)  # type: ignore[arg-type]
@@ -90,7 +97,8 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
 
 
 class LabelBuilder:
-    """Turns one image's mapped shapes into per-field containers and counts routing outcomes."""
+    """Turns one image's mapped, routed shapes into per-field containers; counts shapes that
+    cannot take their class's output type (``unconvertible``)."""
 
     def __init__(self, plan: Plan, run_key: str, attribute_names: dict[tuple[int, int], str]) -> None:
         self.plan = plan
@@ -99,34 +107,32 @@ class LabelBuilder:
         self.attribute_names = attribute_names
         self.counts: Counter[str] = Counter()
 
-    def containers(self, shapes: list[Shape], size: tuple[int, int]) -> dict[str, Any]:
+    def containers(
+        self, shapes: list[Shape], reviews: list[str | None] | None, size: tuple[int, int]
+    ) -> tuple[dict[str, Any], list[str | None]]:
         """``{field: container}`` for every field of the plan (empty containers included, so a
-        processed sample with nothing found is not processed again)."""
+        processed sample with nothing found is not processed again), and the review status of
+        each stored label."""
         lists: dict[str, list] = {kind: [] for kind in self.plan.fields}
-        for s in shapes:
+        stored: list[str | None] = []
+        for s, status in zip(shapes, reviews or [None] * len(shapes)):
             name = self.names[s.label_id]
-            output = self.plan.outputs[name]
             attrs = {self.attribute_names[(s.label_id, a.spec_id)]: a.value for a in s.attributes}
             attrs[RUN_ATTRIBUTE] = self.run_key
-            thresholds = self.plan.review.get(name)
-            if thresholds is not None:
-                status = thresholds.route(s.score)
-                if status == "discarded":
-                    self.counts["discarded"] += 1
-                    continue
+            if status is not None:
                 attrs["review"] = status
-            label = shape_to_label(s, name, output, size, attrs)
+            label = shape_to_label(s, name, self.plan.outputs[name], size, attrs)
             if label is None:
                 self.counts["unconvertible"] += 1
                 continue
-            if thresholds is not None:
-                self.counts["auto_approved" if attrs["review"] == "approved" else "needs_review"] += 1
-            self.counts["added"] += 1
-            lists[CONTAINER[output]].append(label)
-        out = {}
-        for kind, labels in lists.items():
-            cls, attr = CONTAINER_TYPES[kind]
-            container = cls(**{attr: labels})
-            container[RUN_ATTRIBUTE] = self.run_key
-            out[self.plan.fields[kind]] = container
-        return out
+            stored.append(status)
+            lists[CONTAINER[self.plan.outputs[name]]].append(label)
+        return {self.plan.fields[kind]: container(kind, labels, self.run_key) for kind, labels in lists.items()}, stored
+
+
+def container(kind: str, labels: list[Any], run_key: str) -> Any:
+    """A FiftyOne label list of ``kind`` (``detections``, ...) stamped with the run's key."""
+    cls, attr = CONTAINER_TYPES[kind]
+    out = cls(**{attr: labels})
+    out[RUN_ATTRIBUTE] = run_key
+    return out

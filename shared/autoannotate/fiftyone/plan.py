@@ -3,7 +3,7 @@
 - :class:`ClassSpec` / :func:`parse_classes`: which classes to store and in what form; classes
   come as tuples ``("person", "polygon")``, dicts ``{"name": ..., "output_type": ...}``,
   ``ClassSpec`` objects, or plain names (output inferred from the function's label type).
-- :class:`ReviewThresholds` / :func:`parse_review`: ``(lower, upper)`` or ``{class: (lower, upper)}``
+- review thresholds (:mod:`autoannotate.routing`): ``(lower, upper)`` or ``{class: (lower, upper)}``
   (``"*"`` is the fallback for classes not listed).
 - :func:`make_plan`: resolves names against the function (exact, ``label_map`` synonyms,
   case-insensitive), checks each output type is reachable from the function's label type, picks
@@ -17,10 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..driver import check_threshold
 from ..errors import BadParameterError
 from ..interface import DetectionFunctionSpec, LabelSpec
 from ..mapping import Synonyms, TargetAttribute, TargetLabel, resolve_names
+from ..routing import ReviewThresholds, Router, parse_review, thresholds_per_class
+
+__all__ = [
+    "OUTPUT_TYPES", "CONTAINER", "REACHABLE", "DEFAULT_OUTPUT", "ClassSpec", "parse_classes", "ReviewThresholds",
+    "parse_review", "Plan", "make_plan",
+]
 
 OUTPUT_TYPES = ("bbox", "polygon", "polyline", "keypoint", "mask", "tag")
 
@@ -106,45 +111,6 @@ def parse_classes(classes: Iterable[Any] | None) -> list[ClassSpec] | None:
     return out
 
 
-@dataclass(frozen=True)
-class ReviewThresholds:
-    """Routing by confidence: ``>= upper`` approved, ``[lower, upper)`` needs review, ``< lower``
-    discarded (not stored). Labels without a score always need review."""
-
-    lower: float
-    upper: float
-
-    def __post_init__(self) -> None:
-        lo = check_threshold(self.lower, "review lower threshold")
-        hi = check_threshold(self.upper, "review upper threshold")
-        if lo is None or hi is None or lo > hi:
-            raise BadParameterError(f"review thresholds need 0 <= lower <= upper <= 1, got ({self.lower}, {self.upper})")
-
-    def route(self, score: float | None) -> str:
-        """``approved``, ``needs_review`` or ``discarded``."""
-        if score is None:
-            return "needs_review"
-        if score >= self.upper:
-            return "approved"
-        if score >= self.lower:
-            return "needs_review"
-        return "discarded"
-
-
-def parse_review(review: Any) -> ReviewThresholds | dict[str, ReviewThresholds] | None:
-    if review is None:
-        return None
-    if isinstance(review, ReviewThresholds):
-        return review
-    if isinstance(review, Mapping):
-        return {str(k): parse_review(v) for k, v in review.items()}  # type: ignore[misc]
-    try:
-        lower, upper = review
-    except (TypeError, ValueError):
-        raise BadParameterError(f"review must be (lower, upper) or {{class: (lower, upper)}}, got {review!r}") from None
-    return ReviewThresholds(lower, upper)
-
-
 @dataclass
 class Plan:
     """Everything decided before inference.
@@ -167,6 +133,10 @@ class Plan:
 
     def field_for(self, class_name: str) -> str:
         return self.fields[CONTAINER[self.outputs[class_name]]]
+
+    def router(self) -> Router:
+        """Review routing by target label id (the ids the mapping gives shapes)."""
+        return Router({t.id: self.review[t.name] for t in self.targets if t.name in self.review})
 
 
 def make_plan(
@@ -216,21 +186,7 @@ def make_plan(
         kind: label_field if i == 0 else f"{label_field}_{kind}" for i, kind in enumerate(containers)
     }
     targets = [_target(name, i, by_class[name]) for i, name in enumerate(by_class)]
-    routing: dict[str, ReviewThresholds] = {}
-    parsed = parse_review(review)
-    if isinstance(parsed, ReviewThresholds):
-        routing = {name: parsed for name in outputs}
-    elif isinstance(parsed, dict):
-        unknown = [k for k in parsed if k != "*" and k not in outputs]
-        if unknown:
-            raise BadParameterError(f"review thresholds for unknown classes {unknown}; classes: {list(outputs)}")
-        for name in outputs:
-            t = parsed.get(name) or parsed.get("*")
-            if t is None:
-                raise BadParameterError(
-                    f"no review thresholds for class {name!r}; list it or add a '*' entry for the rest"
-                )
-            routing[name] = t
+    routing = thresholds_per_class(review, list(outputs))
     unmatched = [lbl.name for lbl in spec.labels if lbl.name not in names]
     return Plan(targets, outputs, fields, refine, routing, unmatched)
 

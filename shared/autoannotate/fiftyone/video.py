@@ -1,150 +1,124 @@
 """FiftyOne video datasets: propagate detections with a tracking function, and auto-label whole
 videos with tracks (a detection function on key frames, a tracking function in between).
 
-FiftyOne frame numbers start at 1; boxes are relative ``[x, y, w, h]``. Every written detection
-carries ``index`` (the track id), ``confidence``, ``autoannotate_run`` and, with review routing,
-``review``. Each video is written once, with all its frames (one save per video).
+Both are runs of :func:`autoannotate.run.run`: batched frame writes (``set_values`` on
+``frames.<field>`` for many videos at once), run records, resumable. FiftyOne frame numbers
+start at 1; boxes are relative ``[x, y, w, h]``. Every written detection carries ``index`` (the
+track id), ``confidence``, ``autoannotate_run`` and, with review routing, ``review``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Iterator, Mapping, Sequence
 
 import fiftyone as fo
+from fiftyone import ViewField as F
 
-from ..driver import check_threshold
+from ..driver import Progress, check_threshold, failure_reason, progress_bar
 from ..errors import AutoAnnotateError, BadParameterError
 from ..interface import TrackableShape
-from ..loading import load_function
+from ..mapping import LabelMapping
 from ..report import AnnotateReport
-from ..tracking import detect_and_track, track_shapes
-from ..video import read_frames, video_info
-from . import runs
-from .convert import RUN_ATTRIBUTE
-from .plan import ReviewThresholds, parse_review
+from ..run import fingerprint, run, write_error
+from ..settings import DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
+from ..tracking import track_shapes
+from ..video import VideoResult, iter_video_tracks, read_frames, video_info
+from .annotate import check_collection, plan_run, resolve_function
+from .convert import RUN_ATTRIBUTE, abs_box, container, rel_box
+from .runs import DatasetRuns
 
 log = logging.getLogger(__name__)
+
+__all__ = ["annotate_video_dataset", "track_labels", "DIRECTIONS"]
 
 DIRECTIONS = ("forward", "backward", "both")
 
 
-def _function(function: Any, params: Mapping[str, Any] | None) -> tuple[Any, str]:
-    if isinstance(function, str):
-        return load_function(function, **dict(params or {})), function
-    return function, type(function).__name__
+class _FrameSink:
+    """Writes per-video ``{frame_number: Detections}`` into ``frames.<field>`` in batches."""
 
+    def __init__(self, samples: Any, label_field: str) -> None:
+        self.samples = samples
+        self.dataset = samples._dataset
+        self.field = label_field
+        self.values: dict[Hashable, dict[int, Any]] = {}
+        self.run_key = ""
 
-def _abs_box(rel: list[float], w: int, h: int) -> tuple[float, float, float, float]:
-    x, y, bw, bh = rel
-    return x * w, y * h, (x + bw) * w, (y + bh) * h
+    def done_keys(self, run_key: str | None) -> set[Hashable]:
+        return set()
 
+    def begin(self, run_key: str) -> None:
+        self.run_key = run_key
 
-def _rel_box(box: tuple[float, float, float, float], w: int, h: int) -> list[float]:
-    x1, y1, x2, y2 = box
-    return [x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h]
+    def pending(self) -> int:
+        return len(self.values)
 
-
-def _check_video(samples: Any) -> None:
-    if not isinstance(samples, fo.core.collections.SampleCollection):
-        raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
-    if samples.media_type != "video":
-        raise BadParameterError(f"this needs a video collection; this one holds {samples.media_type!r}")
-
-
-def track_labels(
-    samples: Any,
-    label_field: str,
-    *,
-    function: Any = "opencv_tracker",
-    function_params: Mapping[str, Any] | None = None,
-    frame_number: int = 1,
-    label_ids: list[str] | None = None,
-    num_frames: int = 30,
-    direction: str = "forward",
-    overwrite: bool = False,
-    progress: bool = False,
-) -> AnnotateReport:
-    """Propagate the detections of ``frames.<label_field>`` on ``frame_number`` (or only the
-    labels in ``label_ids``) ``num_frames`` frames forward, backward or both.
-
-    Each source detection gets an ``index`` (its track id) if it has none; the tracked copies on
-    other frames share it. Frames that already hold a detection with that index keep it unless
-    ``overwrite``. Returns a report: ``annotations_added`` tracked detections written."""
-    _check_video(samples)
-    if direction not in DIRECTIONS:
-        raise BadParameterError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if num_frames < 1 or frame_number < 1:
-        raise BadParameterError("num_frames and frame_number must be >= 1")
-    fn, fn_name = _function(function, function_params)
-    dataset = samples._dataset
-    if dataset.get_frame_field_schema().get(label_field) is None:
-        raise BadParameterError(f"{label_field!r} is not a frame field of dataset {dataset.name!r}")
-    run_key = runs.new_run_key(dataset)
-    record = {"run_key": run_key, "kind": "track_labels", "function": fn_name, "function_params": dict(function_params or {}),
-              "model_version": str(getattr(fn, "model_version", fn_name)), "label_fields": [f"frames.{label_field}"],
-              "frame_number": frame_number, "num_frames": num_frames, "direction": direction, "started_at": runs.now(),
-              "status": "running", "dataset": dataset.name}
-    runs.save_run(dataset, record)
-    report = AnnotateReport()
-    wanted = set(label_ids or [])
-    for sample in samples.iter_samples(progress=progress):
-        report.images_attempted += 1
-        frame = sample.frames[frame_number] if frame_number in sample.frames else None
-        dets = frame[label_field].detections if frame is not None and frame[label_field] is not None else []
-        if wanted:
-            dets = [d for d in dets if d.id in wanted]
-        if not dets:
-            report.images_skipped += 1
-            continue
+    def flush(self) -> None:
+        if not self.values:
+            return
         try:
-            info = video_info(sample.filepath)
-            w, h = info["width"], info["height"]
-            used = {d.index for f in sample.frames.values() if f[label_field] is not None
-                    for d in f[label_field].detections if d.index is not None}
-            next_index = max(used, default=-1) + 1
-            for d in dets:
-                if d.index is None:
-                    d.index = next_index
-                    next_index += 1
-            steps = [1, -1] if direction == "both" else [1 if direction == "forward" else -1]
-            added = 0
-            for step in steps:
-                start = frame_number - 1
-                stop = min(info["frames"], start + num_frames + 1) if step > 0 else max(-1, start - num_frames - 1)
-                shapes = [TrackableShape("rectangle", _abs_box(d.bounding_box, w, h)) for d in dets]
-                tracks = track_shapes(fn, read_frames(sample.filepath, start, stop, step), shapes)
-                for d, t in zip(dets, tracks):
-                    for k, shape in t.shapes.items():
-                        if k == 0:
-                            continue
-                        n = frame_number + k * step
-                        added += _put(sample, n, label_field, d, _rel_box(shape.box(), w, h), run_key, overwrite)
-            sample.save()
-            report.images_processed += 1
-            report.annotations_added += added
-        except AutoAnnotateError as e:
-            report.add_failure(sample.filepath, str(e))
-        except Exception as e:  # noqa: BLE001 - one broken video must not stop the others
-            report.add_failure(sample.filepath, f"{type(e).__name__}: {e}")
-    record.update(status="completed", finished_at=runs.now(), report=report.to_dict())
-    runs.save_run(dataset, record)
-    report.extra["run_key"] = run_key
-    return report
+            self.dataset.set_values(f"frames.{self.field}", self.values, key_field="id")
+        except Exception as e:
+            raise write_error(f"frame field {self.field!r}", len(self.values), e) from e
+        self.values.clear()
+
+    def finish(self, report: AnnotateReport) -> None:
+        report.extra["label_fields"] = [f"frames.{self.field}"]
+        try:
+            self.dataset.add_dynamic_frame_fields()
+        except Exception:  # noqa: BLE001 - schema declaration only helps the App's filters
+            log.debug("could not declare dynamic frame fields", exc_info=True)
 
 
-def _put(sample: Any, n: int, field: str, source: Any, box: list[float], run_key: str, overwrite: bool) -> int:
-    frame = sample.frames[n]
-    container = frame[field] or fo.Detections()
-    same = [d for d in container.detections if d.index == source.index]
-    if same and not overwrite:
-        return 0
-    container.detections = [d for d in container.detections if d.index != source.index] + [
-        fo.Detection(label=source.label, bounding_box=box, index=source.index, confidence=source.confidence,
-                     tracked=True, **{RUN_ATTRIBUTE: run_key})
-    ]
-    frame[field] = container
-    return 1
+class _VideoSink(_FrameSink):
+    """Tracks -> frame detections. Every processed video gets a container on frame 1 at least (an
+    empty one when nothing was found), so a resumed run skips it."""
+
+    def __init__(self, samples: Any, label_field: str, names: dict[int, str], overwrite: bool) -> None:
+        super().__init__(samples, label_field)
+        self.names = names
+        self.overwrite = overwrite
+        self.tracks = 0
+        self.track_reviews: dict[str, int] = {}
+
+    def done_keys(self, run_key: str | None) -> set[Hashable]:
+        if self.dataset.get_frame_field_schema().get(self.field) is None:
+            return set()
+        if self.overwrite:  # only this run's own earlier progress counts as done
+            return set(self.samples.match_frames(F(f"{self.field}.{RUN_ATTRIBUTE}") == run_key).values("id"))
+        return set(self.samples.match_frames(F(self.field) != None).values("id"))  # noqa: E711 - a query
+
+    def add(self, result: VideoResult) -> list[str | None]:
+        w, h = result.size or (1, 1)
+        per_frame: dict[int, list[fo.Detection]] = {}
+        stored: list[str | None] = []
+        for t, status in zip(result.tracks or [], result.reviews or [None] * len(result.tracks or [])):
+            attrs: dict[str, Any] = {RUN_ATTRIBUTE: self.run_key}
+            if status:
+                attrs["review"] = status
+                self.track_reviews[status] = self.track_reviews.get(status, 0) + 1
+            for k, shape in sorted(t.shapes.items()):
+                box = shape.box()
+                if box is None:
+                    continue
+                per_frame.setdefault(k + 1, []).append(fo.Detection(
+                    label=self.names.get(t.label_id, str(t.label_id)), bounding_box=rel_box(box, w, h),
+                    index=t.track_id, confidence=t.score, **attrs))
+                stored.append(status)
+        values: dict[int, Any] = {n: None for n in range(1, result.frames + 1)} if self.overwrite else {}
+        values.update({n: container("detections", dets, self.run_key) for n, dets in per_frame.items()})
+        if not per_frame:
+            values[1] = container("detections", [], self.run_key)
+        self.values[result.key] = values
+        return stored
+
+    def finish(self, report: AnnotateReport) -> None:
+        super().finish(report)
+        report.extra["tracks"] = self.tracks
+        if self.track_reviews:
+            report.extra["tracks_by_review"] = dict(self.track_reviews)
 
 
 def annotate_video_dataset(
@@ -152,6 +126,8 @@ def annotate_video_dataset(
     function: Any,
     *,
     label_field: str,
+    classes: Sequence[Any] | None = None,
+    label_map: Mapping[str, Any] | None = None,
     tracker: Any = "opencv_tracker",
     function_params: Mapping[str, Any] | None = None,
     tracker_params: Mapping[str, Any] | None = None,
@@ -159,77 +135,224 @@ def annotate_video_dataset(
     review: Any = None,
     key_frame_interval: int = 5,
     overwrite: bool = False,
-    progress: bool = False,
+    max_samples: int | None = None,
+    progress: Progress = True,
+    write_every: int = DEFAULT_WRITE_EVERY,
+    write_interval: float = DEFAULT_WRITE_INTERVAL,
 ) -> AnnotateReport:
     """Frame-level detections with track ids (``index``) for every video: the detection function
-    runs on key frames, the tracker in between, detections are linked by IoU. Videos whose
-    ``frames.<label_field>`` already has labels are skipped unless ``overwrite``. Review routing
-    applies per track, by the track's best detection score."""
-    _check_video(samples)
+    runs on key frames, the tracker in between, detections are linked by IoU. Every detection is
+    validated and mapped onto the dataset's classes like an image's (``classes``, ``label_map``;
+    videos store boxes). Videos whose ``frames.<label_field>`` already has labels are skipped
+    unless ``overwrite``; a killed run continues where it stopped. Review routing applies per
+    track, by the track's best detection score; the report counts frame labels."""
+    check_collection(samples, "video")
     conf_threshold = check_threshold(conf_threshold)
-    routing = parse_review(review)
-    if isinstance(routing, dict):
-        raise BadParameterError("per-class review thresholds are not supported for videos yet; give (lower, upper)")
-    detector, fn_name = _function(function, function_params)
-    track_fn, tracker_name = _function(tracker, tracker_params)
+    if not isinstance(key_frame_interval, int) or key_frame_interval < 1:
+        raise BadParameterError(f"key_frame_interval must be an integer >= 1, got {key_frame_interval!r}")
+    detector, fn_name, params = resolve_function(function, function_params)
+    track_fn, tracker_name, t_params = resolve_function(tracker, tracker_params)
+    plan = plan_run(samples, detector.spec, label_field=label_field, classes=classes, label_map=label_map,
+                    review=review, frames=True)
+    not_boxes = {k: v for k, v in plan.outputs.items() if v != "bbox"}
+    if not_boxes:
+        raise BadParameterError(f"videos are labelled with boxes (bbox); these classes ask for more: {not_boxes}")
     dataset = samples._dataset
-    names = {lbl.id: lbl.name for lbl in detector.spec.labels}
-    run_key = runs.new_run_key(dataset)
-    record = {"run_key": run_key, "kind": "video", "function": fn_name, "tracker": tracker_name,
-              "model_version": str(getattr(detector, "model_version", fn_name)), "label_fields": [f"frames.{label_field}"],
-              "conf_threshold": conf_threshold, "review": None if routing is None else [routing.lower, routing.upper],
-              "key_frame_interval": key_frame_interval, "started_at": runs.now(), "status": "running",
-              "dataset": dataset.name}
-    runs.save_run(dataset, record)
-    report = AnnotateReport()
-    has_field = dataset.get_frame_field_schema().get(label_field) is not None
-    for sample in samples.iter_samples(progress=progress):
-        report.images_attempted += 1
-        if has_field and not overwrite and any(f[label_field] is not None for f in sample.frames.values()):
-            report.images_skipped += 1
-            continue
+    mapping = LabelMapping.build(detector.spec, plan.targets, synonyms=label_map, allow_unmatched=True,
+                                 target_name=f"dataset {dataset.name!r}")
+    ids, paths = samples.values(["id", "filepath"])
+    config = {
+        "kind": "video", "function": fn_name, "function_params": params, "tracker": tracker_name,
+        "tracker_params": t_params, "model_version": str(getattr(detector, "model_version", fn_name)),
+        "label_fields": [f"frames.{label_field}"], "classes": plan.outputs, "label_map": dict(label_map or {}),
+        "conf_threshold": conf_threshold, "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
+        "key_frame_interval": key_frame_interval, "overwrite": overwrite, "dataset": dataset.name,
+        "target": fingerprint(ids),
+    }
+    sink = _VideoSink(samples, label_field, {t.id: t.name for t in plan.targets}, overwrite)
+
+    def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[VideoResult]:
+        for result in iter_video_tracks(detector, track_fn, todo, mapping=mapping, conf_threshold=conf_threshold,
+                                        key_frame_interval=key_frame_interval, report=report, progress=progress,
+                                        desc=f"auto-labelling {dataset.name}"):
+            sink.tracks += len(result.tracks or [])
+            yield result
+
+    return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), router=plan.router(),
+               max_items=max_samples, write_every=write_every, write_interval=write_interval)
+
+
+@dataclass
+class _Propagated:
+    """One video's tracked copies: ``values`` maps frame number -> the frame's new container."""
+
+    key: Hashable
+    name: str
+    values: dict[int, Any] = field(default_factory=dict)
+    added: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def route(self, router: Any) -> int:
+        return 0  # tracked copies keep the review state of their source labels
+
+
+class _PropagationSink(_FrameSink):
+    def add(self, result: _Propagated) -> list[str | None]:
+        if result.values:
+            self.values[result.key] = result.values
+        return [None] * result.added
+
+
+def track_labels(
+    samples: Any,
+    label_field: str,
+    *,
+    tracker: Any = "opencv_tracker",
+    tracker_params: Mapping[str, Any] | None = None,
+    frame_number: int = 1,
+    label_ids: list[str] | None = None,
+    num_frames: int = 30,
+    direction: str = "forward",
+    overwrite: bool = False,
+    progress: Progress = False,
+    write_every: int = DEFAULT_WRITE_EVERY,
+    write_interval: float = DEFAULT_WRITE_INTERVAL,
+    function: Any = None,
+    function_params: Mapping[str, Any] | None = None,
+) -> AnnotateReport:
+    """Propagate the detections of ``frames.<label_field>`` on ``frame_number`` (or only the
+    labels in ``label_ids``) ``num_frames`` frames forward, backward or both with ``tracker``.
+
+    Each source detection gets an ``index`` (its track id) if it has none; the tracked copies on
+    other frames share it. Frames that already hold a detection with that index keep it unless
+    ``overwrite``. An object the tracker cannot follow is a warning in the report; the other
+    objects are tracked. Returns a report: ``annotations_added`` tracked detections written.
+
+    ``function`` / ``function_params`` are deprecated spellings of ``tracker`` / ``tracker_params``.
+    """
+    if function is not None or function_params is not None:
+        import warnings
+
+        warnings.warn("track_labels(function=, function_params=) is deprecated: use tracker=, tracker_params=",
+                      DeprecationWarning, stacklevel=2)
+        tracker = function if function is not None else tracker
+        tracker_params = function_params if function_params is not None else tracker_params
+    check_collection(samples, "video")
+    if direction not in DIRECTIONS:
+        raise BadParameterError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if num_frames < 1 or frame_number < 1:
+        raise BadParameterError("num_frames and frame_number must be >= 1")
+    fn, fn_name, params = resolve_function(tracker, tracker_params)
+    dataset = samples._dataset
+    if dataset.get_frame_field_schema().get(label_field) is None:
+        raise BadParameterError(f"{label_field!r} is not a frame field of dataset {dataset.name!r}")
+    propagation = _Propagation(fn, label_field, frame_number, set(label_ids or []), num_frames, direction, overwrite)
+    config = {"kind": "track_labels", "tracker": fn_name, "tracker_params": params,
+              "model_version": str(getattr(fn, "model_version", fn_name)), "label_fields": [f"frames.{label_field}"],
+              "frame_number": frame_number, "num_frames": num_frames, "direction": direction,
+              "label_ids": sorted(label_ids or []), "overwrite": overwrite, "dataset": dataset.name}
+    sink = _PropagationSink(samples, label_field)
+
+    def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[_Propagated]:
+        bar = progress_bar(progress, len(todo), "tracking", unit="video")
         try:
-            info = video_info(sample.filepath)
-            w, h = info["width"], info["height"]
-            tracks = detect_and_track(detector, track_fn, read_frames(sample.filepath), key_frame_interval=key_frame_interval,
-                                      conf_threshold=conf_threshold)
-            per_frame: dict[int, list] = {}
-            for t in tracks:
-                status = _route(routing, t.score, report)
-                if status == "discarded":
-                    continue
-                for k, shape in t.shapes.items():
-                    attrs = {RUN_ATTRIBUTE: run_key}
-                    if status:
-                        attrs["review"] = status
-                    per_frame.setdefault(k + 1, []).append(fo.Detection(
-                        label=names.get(t.label_id, str(t.label_id)), bounding_box=_rel_box(shape.box(), w, h),
-                        index=t.track_id, confidence=t.score, **attrs))
-            if overwrite:
-                for f in sample.frames.values():
-                    f[label_field] = None
-            for n, dets in per_frame.items():
-                sample.frames[n][label_field] = fo.Detections(detections=dets)
-                report.annotations_added += len(dets)
-            sample.save()
-            report.images_processed += 1
-            report.extra["tracks"] = report.extra.get("tracks", 0) + len(tracks)
+            for key, path in todo:
+                result = propagation.video(samples, key, path, sink.run_key)
+                report.images_attempted += 1
+                if not result.ok:
+                    report.add_failure(result.name, result.error or "unknown error")
+                elif result.values:
+                    report.images_processed += 1
+                else:
+                    report.images_skipped += 1  # nothing to track on that frame
+                for w in result.warnings:
+                    report.add_warning(result.name, w)
+                bar.update(1)
+                yield result
+        finally:
+            bar.close()
+
+    ids, paths = samples.values(["id", "filepath"])
+    return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), key_prefix="track",
+               write_every=write_every, write_interval=write_interval)
+
+
+@dataclass
+class _Propagation:
+    """How ``track_labels`` follows the source detections of one video."""
+
+    function: Any
+    field: str
+    frame_number: int
+    wanted: set[str]
+    num_frames: int
+    direction: str
+    overwrite: bool
+
+    def video(self, samples: Any, key: Hashable, path: str, run_key: str) -> _Propagated:
+        result = _Propagated(key, path)
+        try:
+            frames = self._frames(samples, key)
+            source = frames.get(self.frame_number)
+            dets = [d for d in (source.detections if source is not None else []) if not self.wanted or d.id in self.wanted]
+            if not dets:
+                return result
+            self._index(frames, dets)
+            result.values[self.frame_number] = source
+            info = video_info(path)
+            for step in [1, -1] if self.direction == "both" else [1 if self.direction == "forward" else -1]:
+                result.added += self._follow(path, info, step, dets, frames, result, run_key)
+        except AutoAnnotateError as e:
+            result.error = failure_reason(e, path)
         except Exception as e:  # noqa: BLE001 - one broken video must not stop the others
-            report.add_failure(sample.filepath, f"{type(e).__name__}: {e}" if not isinstance(e, AutoAnnotateError) else str(e))
-    record.update(status="completed", finished_at=runs.now(), report=report.to_dict())
-    runs.save_run(dataset, record)
-    report.extra["run_key"] = run_key
-    return report
+            result.error = f"{type(e).__name__}: {e}"
+        return result
 
+    def _frames(self, samples: Any, key: Hashable) -> dict[int, Any]:
+        sample = samples.select(key).first()
+        return {n: f[self.field] for n, f in sample.frames.items() if f[self.field] is not None}
 
-def _route(routing: ReviewThresholds | None, score: float | None, report: AnnotateReport) -> str | None:
-    if routing is None:
-        return None
-    status = routing.route(score)
-    if status == "approved":
-        report.auto_approved += 1
-    elif status == "needs_review":
-        report.needs_review += 1
-    else:
-        report.discarded += 1
-    return status
+    @staticmethod
+    def _index(frames: dict[int, Any], dets: list[Any]) -> None:
+        used = {d.index for c in frames.values() for d in c.detections if d.index is not None}
+        next_index = max(used, default=-1) + 1
+        for d in dets:
+            if d.index is None:
+                d.index = next_index
+                next_index += 1
+
+    def _follow(self, path: str, info: dict, step: int, dets: list[Any], frames: dict[int, Any],
+                result: _Propagated, run_key: str) -> int:
+        w, h = info["width"], info["height"]
+        start = self.frame_number - 1
+        stop = min(info["frames"], start + self.num_frames + 1) if step > 0 else max(-1, start - self.num_frames - 1)
+        shapes = [TrackableShape("rectangle", abs_box(d.bounding_box, w, h)) for d in dets]
+        tracks = track_shapes(self.function, read_frames(path, start, stop, step), shapes)
+        added = 0
+        for d, t in zip(dets, tracks):
+            if t.end_reason:
+                result.warnings.append(f"label {d.id} ({d.label}): {t.end_reason}")
+            for k, shape in t.shapes.items():
+                box = shape.box()
+                if k == 0 or box is None:
+                    continue
+                n = self.frame_number + k * step
+                added += self._put(frames, result, n, d, rel_box(box, w, h), run_key)
+        return added
+
+    def _put(self, frames: dict[int, Any], result: _Propagated, n: int, source: Any, box: list[float],
+             run_key: str) -> int:
+        current = frames.setdefault(n, fo.Detections())
+        if not self.overwrite and any(d.index == source.index for d in current.detections):
+            return 0
+        current.detections = [d for d in current.detections if d.index != source.index] + [
+            fo.Detection(label=source.label, bounding_box=box, index=source.index, confidence=source.confidence,
+                         tracked=True, **{RUN_ATTRIBUTE: run_key})
+        ]
+        result.values[n] = current
+        return 1

@@ -1,0 +1,314 @@
+"""The run engine: one loop behind every front end.
+
+A run is always the same steps, written once here:
+
+1. pick the items still to do (the sink says which are done; a resumed run keeps its key);
+2. process them: :func:`autoannotate.driver.iter_annotations` for images (decoding ahead,
+   batching, calling the function, validation and label mapping) or
+   :func:`autoannotate.video.iter_video_tracks` for videos (the same validation and mapping on
+   every key frame);
+3. route every label for review (:class:`autoannotate.routing.Router`);
+4. hand results to the sink, which writes them in batches: every ``write_every`` items or
+   ``write_interval`` seconds, and once more at the end, also when the run is interrupted;
+5. keep a run record (where the target has a :class:`RunStore`) and return the
+   :class:`~autoannotate.report.AnnotateReport`.
+
+A front end contributes a :class:`Sink` (FiftyOne images, FiftyOne video, Label Studio
+projects, COCO files) and, optionally, a :class:`RunStore` (FiftyOne keeps one document per run
+in its database, so several processes and machines never overwrite each other's records).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import secrets
+import time
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+from .errors import AutoAnnotateError, BadParameterError
+from .report import AnnotateReport
+from .routing import Router
+from .settings import DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
+
+log = logging.getLogger(__name__)
+
+#: A run record's ``status``: ``running`` while its process works on it.
+UNFINISHED = ("running", "interrupted", "failed")
+
+Item = tuple[Hashable, Any]
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What a processor yields per item (:class:`autoannotate.driver.ImageResult`,
+    :class:`autoannotate.video.VideoResult`)."""
+
+    key: Hashable
+    name: str
+    error: str | None
+
+    @property
+    def ok(self) -> bool: ...
+
+    def route(self, router: Router) -> int:
+        """Apply review routing in place; return how many labels were discarded."""
+        ...
+
+
+#: ``process(items, report)`` yields one :class:`Result` per item, in order, and counts
+#: attempted / processed / failed items in ``report``.
+Processor = Callable[[Sequence[Item], AnnotateReport], Iterator[Any]]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where a run's results go.
+
+    - ``done_keys(run_key)``: keys of items already finished (the run skips them); ``run_key`` is
+      the key of this run (resumed or new), for targets that count only this run's own work;
+    - ``begin(run_key)``: the run starts under this key (labels may carry it);
+    - ``add(result)``: take one successful, routed result and buffer it; return the review status
+      of each label it will store (``None`` for labels that are not routed), in any order;
+    - ``pending()``: how many results are buffered;
+    - ``flush()``: write what is buffered (raise :class:`AutoAnnotateError` if that fails; what was
+      written before stays);
+    - ``finish(report)``: called once when the run completed (saved views, evaluation, files).
+    """
+
+    def done_keys(self, run_key: str | None) -> set[Hashable]: ...
+
+    def begin(self, run_key: str) -> None: ...
+
+    def add(self, result: Any) -> Sequence[str | None]: ...
+
+    def pending(self) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self, report: AnnotateReport) -> None: ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Run records of one target, each created and updated atomically on its own.
+
+    - ``find_resumable(config_hash)``: the newest unfinished record with this configuration whose
+      process is gone (killed, interrupted), or None;
+    - ``claim(record)``: atomically take over ``record`` (a resumable one) for this process;
+      False when another process took it first;
+    - ``create(record)``: store a new record; False when its ``run_key`` already exists;
+    - ``update(record)``: write this run's record (it owns it);
+    - ``heartbeat(record)``: note that this run is alive (called at every write).
+    """
+
+    def find_resumable(self, config_hash: str) -> dict[str, Any] | None: ...
+
+    def claim(self, record: dict[str, Any]) -> bool: ...
+
+    def create(self, record: dict[str, Any]) -> bool: ...
+
+    def update(self, record: dict[str, Any]) -> None: ...
+
+    def heartbeat(self, record: dict[str, Any]) -> None: ...
+
+
+def now() -> str:
+    """UTC time as ISO 8601 (seconds), the format of every time in run records."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_key(prefix: str = "autolabel") -> str:
+    """A key unique across processes and machines: ``<prefix>_<UTC time>_<8 random hex digits>``."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d_%H%M%S")
+    return f"{prefix}_{stamp}_{secrets.token_hex(4)}"
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A short, stable hash of a run's configuration (what decides whether a run can resume)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint(keys: Iterable[Hashable]) -> str:
+    """A short hash of a set of item keys: which items a run targets, for its configuration."""
+    h = hashlib.sha256()
+    for k in sorted(str(k) for k in keys):
+        h.update(k.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def check_write_policy(write_every: int, write_interval: float) -> None:
+    if not isinstance(write_every, int) or isinstance(write_every, bool) or write_every < 1:
+        raise BadParameterError(f"write_every must be an integer >= 1, got {write_every!r}")
+    if not isinstance(write_interval, (int, float)) or isinstance(write_interval, bool) or write_interval < 0:
+        raise BadParameterError(f"write_interval must be a number of seconds >= 0, got {write_interval!r}")
+
+
+def check_max_items(value: int | None, name: str) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise BadParameterError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def run(
+    items: Iterable[Item],
+    process: Processor,
+    sink: Sink,
+    *,
+    config: Mapping[str, Any] | None = None,
+    store: RunStore | None = None,
+    router: Router | None = None,
+    max_items: int | None = None,
+    write_every: int = DEFAULT_WRITE_EVERY,
+    write_interval: float = DEFAULT_WRITE_INTERVAL,
+    key_prefix: str = "autolabel",
+) -> AnnotateReport:
+    """Run ``process`` over the ``items`` (``(key, source)`` pairs) the ``sink`` has not done yet.
+
+    ``config`` describes the run (function, classes, thresholds, ...): it is stored in the run
+    record, and a run with the same configuration whose process is gone is resumed under its
+    key. ``max_items`` limits how many items this call processes (after skipping). The report's
+    ``extra["run_key"]`` names the run (None when nothing was left to do and no run was resumed).
+    """
+    check_write_policy(write_every, write_interval)
+    check_max_items(max_items, "max_items")
+    items = list(items)
+    record = _Record(store, dict(config or {}), key_prefix)
+    todo, skipped = _todo(items, sink.done_keys(record.key), max_items)
+    report = AnnotateReport(images_attempted=skipped, images_skipped=skipped)
+    if not todo:  # nothing new: no new record; a resumed record is closed
+        record.close_resumed(report)
+        report.extra["run_key"] = record.resumed_key
+        sink.finish(report)
+        return report
+    if record.start():  # another process resumed that run first: this one is new, recount
+        todo, skipped = _todo(items, sink.done_keys(record.key), max_items)
+        report = AnnotateReport(images_attempted=skipped, images_skipped=skipped)
+    report.extra["run_key"] = record.key
+    sink.begin(record.key)
+    _Loop(sink, record, router, write_every, write_interval).run(process, todo, report)
+    return report
+
+
+def _todo(items: list[Item], done: set[Hashable], max_items: int | None) -> tuple[list[Item], int]:
+    todo = [it for it in items if it[0] not in done]
+    skipped = len(items) - len(todo)
+    return (todo if max_items is None else todo[:max_items]), skipped
+
+
+class _Record:
+    """This run's record: resumed or new, saved through the store (if any)."""
+
+    def __init__(self, store: RunStore | None, config: dict[str, Any], key_prefix: str) -> None:
+        self.store = store
+        self.config = config
+        self.prefix = key_prefix
+        self.hash = config_hash(config)
+        self.previous = store.find_resumable(self.hash) if store is not None else None
+        self.key = self.previous["run_key"] if self.previous else new_run_key(key_prefix)
+        self.data: dict[str, Any] = {}
+
+    @property
+    def resumed_key(self) -> str | None:
+        return self.previous["run_key"] if self.previous else None
+
+    def start(self) -> bool:
+        """Claim the resumable record or create a new one; True when the key changed (another
+        process resumed that run first, so this one starts a new run)."""
+        if self.store is None:
+            return False
+        if self.previous is not None and self.store.claim(self.previous):
+            self.data = dict(self.previous, **self.config, resumed=True, status="running")
+            self.store.update(self._doc())
+            return False
+        changed = self.previous is not None
+        self.previous = None
+        while True:
+            if changed:
+                self.key = new_run_key(self.prefix)
+            self.data = dict(self.config, status="running", started_at=now(), resumed=False)
+            if self.store.create(self._doc()):
+                return changed
+            changed = True
+
+    def _doc(self) -> dict[str, Any]:
+        return dict(self.data, run_key=self.key, config_hash=self.hash)
+
+    def close_resumed(self, report: AnnotateReport) -> None:
+        """Everything was done already: mark the resumed record completed (if this process wins it)."""
+        if self.store is None or self.previous is None or not self.store.claim(self.previous):
+            return
+        self.data = dict(self.previous, status="completed", finished_at=now())
+        self.data.setdefault("report", report.to_dict())
+        self.store.update(self._doc())
+
+    def heartbeat(self) -> None:
+        if self.store is not None and self.data:
+            self.store.heartbeat(self._doc())
+
+    def finish(self, status: str, report: AnnotateReport) -> None:
+        if self.store is None:
+            return
+        # what the run found out (its needs-review view, its evaluation) is part of its record
+        self.data.update({k: v for k, v in report.extra.items() if k not in self.config and k != "run_key"})
+        self.data.update(status=status, finished_at=now(), report=report.to_dict())
+        try:
+            self.store.update(self._doc())
+        except Exception:  # noqa: BLE001 - the run's own outcome matters more
+            log.exception("could not save the record of run %s", self.key)
+
+
+class _Loop:
+    """Routing, counting and timed/counted writes around one processor."""
+
+    def __init__(self, sink: Sink, record: _Record, router: Router | None, every: int, interval: float) -> None:
+        self.sink, self.record, self.router = sink, record, router
+        self.every, self.interval = every, interval
+        self.last_write = time.monotonic()
+
+    def run(self, process: Processor, todo: list[Item], report: AnnotateReport) -> None:
+        status = "failed"
+        try:
+            for result in process(todo, report):
+                if result.ok:
+                    self.take(result, report)
+                n = self.sink.pending()
+                if n >= self.every or (n and time.monotonic() - self.last_write >= self.interval):
+                    self.flush()
+            self.flush()
+            self.sink.finish(report)
+            status = "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if status != "completed" and self.sink.pending():
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    log.exception("could not write the pending results of run %s", self.record.key)
+            self.record.finish(status, report)
+
+    def take(self, result: Any, report: AnnotateReport) -> None:
+        if self.router:
+            report.discarded += result.route(self.router)
+        stored = self.sink.add(result)
+        report.annotations_added += len(stored)
+        report.auto_approved += sum(1 for s in stored if s == "approved")
+        report.needs_review += sum(1 for s in stored if s == "needs_review")
+
+    def flush(self) -> None:
+        if self.sink.pending():
+            self.sink.flush()
+            self.record.heartbeat()
+        self.last_write = time.monotonic()
+
+
+def write_error(target: str, count: int, error: BaseException) -> AutoAnnotateError:
+    """The error a sink raises when a write fails: what failed, and that re-running continues."""
+    return AutoAnnotateError(
+        f"writing {count} results to {target} failed ({type(error).__name__}: {error}); what was written "
+        "before is kept, and running the same call again continues where it stopped"
+    )
