@@ -9,13 +9,9 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-PREDEFINED_DETECTORS = [
-    "yolox",
-    "torchvision_detection",
-    "torchvision_instance_segmentation",
-    "torchvision_keypoint_detection",
-    "torchvision_classification",
-]
+from autoannotate.loading import parse_label_map, parse_params, predefined
+from autoannotate.settings import DEFAULT_BATCH_SIZE
+
 LABEL_LIST_TYPES = ("Detections", "Polylines", "Keypoints", "Classifications")
 
 
@@ -54,8 +50,12 @@ class AutoLabel(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Auto-label")
-        inputs.enum("function", PREDEFINED_DETECTORS, default="yolox", label="Function",
+        inputs.enum("function", predefined("detection"), default="yolox", label="Function",
                     description="a predefined function (see `autoannotate functions`)")
+        if ctx.dataset is not None and ctx.dataset.media_type == "video":
+            inputs.enum("tracker", predefined("tracking"), default="opencv_tracker", label="Tracker",
+                        description="follows the detections between key frames")
+            inputs.int("key_frame_interval", default=5, min=1, label="Detect on every Nth frame")
         inputs.str("function_params", default="", label="Function parameters",
                    description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano")
         inputs.str("classes", default="", label="Classes",
@@ -69,6 +69,7 @@ class AutoLabel(foo.Operator):
         inputs.float("review_upper", default=0.8, min=0.0, max=1.0, label="Auto-approve at or above")
         inputs.bool("overwrite", default=False, label="Re-label samples that already have labels in this field")
         inputs.int("max_samples", min=0, label="At most this many samples")
+        inputs.int("batch_size", default=DEFAULT_BATCH_SIZE, min=1, label="Images per model call")
         gt_choices = [f for f in _label_fields(ctx) if f != ctx.params.get("label_field")]
         if gt_choices:
             inputs.enum("eval_gt_field", gt_choices, label="Evaluate against ground truth field")
@@ -79,11 +80,11 @@ class AutoLabel(foo.Operator):
 
     def execute(self, ctx):
         from autoannotate.fiftyone import annotate_dataset
-        from autoannotate.loading import parse_params
 
         p = ctx.params
         review = (p.get("review_lower", 0.3), p.get("review_upper", 0.8)) if p.get("route", True) else None
-        label_map = dict(item.split("=", 1) for item in _split(p.get("label_map")))
+        label_map = parse_label_map(p.get("label_map"))
+        video = {"tracker": p.get("tracker") or "opencv_tracker", "key_frame_interval": int(p.get("key_frame_interval") or 5)}
         report = annotate_dataset(
             ctx.target_view(),
             p.get("function") or "yolox",
@@ -96,7 +97,9 @@ class AutoLabel(foo.Operator):
             overwrite=bool(p.get("overwrite")),
             max_samples=p.get("max_samples"),
             eval_gt_field=p.get("eval_gt_field"),
+            batch_size=int(p.get("batch_size") or DEFAULT_BATCH_SIZE),
             progress=_progress(ctx),
+            **(video if ctx.dataset.media_type == "video" else {}),
         )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
@@ -222,22 +225,22 @@ class TrackLabels(foo.Operator):
         inputs.int("frame_number", default=1, min=1, label="Frame to start from")
         inputs.int("num_frames", default=30, min=1, label="Frames to propagate")
         inputs.enum("direction", ["forward", "backward", "both"], default="forward", label="Direction")
-        inputs.enum("function", ["opencv_tracker", "sam_tracker"], default="opencv_tracker", label="Tracker")
-        inputs.str("function_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated")
+        inputs.enum("tracker", predefined("tracking"), default="opencv_tracker", label="Tracker")
+        inputs.str("tracker_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated")
         inputs.bool("overwrite", default=False, label="Replace tracked labels already on later frames")
         return types.Property(inputs, view=types.View(label="Track labels"))
 
     def execute(self, ctx):
         from autoannotate.fiftyone import track_labels
-        from autoannotate.loading import parse_params
 
         p = ctx.params
         selected = [s["label_id"] for s in ctx.selected_labels if s.get("field", "").endswith(p["label_field"])]
         frames = {s.get("frame_number") for s in ctx.selected_labels if s.get("frame_number")}
         report = track_labels(
             ctx.target_view(), p["label_field"].removeprefix("frames."),
-            function=p.get("function") or "opencv_tracker",
-            function_params=parse_params(_split(p.get("function_params"))),
+            # "function" / "function_params": the form's names before 0.2
+            tracker=p.get("tracker") or p.get("function") or "opencv_tracker",
+            tracker_params=parse_params(_split(p.get("tracker_params") or p.get("function_params"))),
             frame_number=frames.pop() if len(frames) == 1 else int(p.get("frame_number") or 1),
             label_ids=selected or None, num_frames=int(p.get("num_frames") or 30),
             direction=p.get("direction") or "forward", overwrite=bool(p.get("overwrite")),

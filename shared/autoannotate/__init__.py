@@ -8,7 +8,7 @@ onto a target's labels, and record per-image failures without stopping.
 Only numpy, Pillow and tqdm are imported here; models load on first use.
 """
 
-from .driver import ImageResult, annotate_images, iter_annotations
+from .driver import ImageResult, iter_annotations
 from .errors import (
     AutoAnnotateError,
     BadFunctionError,
@@ -48,6 +48,8 @@ from .loading import load_function, parse_param, parse_params
 from .mapping import LabelMapping, TargetAttribute, TargetLabel, target_labels_from_names
 from .refine import BoxRefiner
 from .report import AnnotateReport, ImageFailure
+from .routing import ReviewThresholds, Router
+from .run import RunStore, Sink, annotate_images, run
 from .shapes import (
     AttributeValue,
     Shape,

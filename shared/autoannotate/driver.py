@@ -6,7 +6,7 @@ threads (so the model never waits on disk), calls the function (in batches when 
 threshold, maps labels onto the target, and yields one :class:`ImageResult` per image, in input
 order. A bad image or a misbehaving model becomes a failure record; the run goes on.
 
-:func:`annotate_images` collects those results for callers that want them all at once.
+:func:`autoannotate.run.annotate_images` runs it through the run engine and returns every result.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import PIL.Image
 from .errors import AutoAnnotateError, BadFunctionError, BadParameterError, ImageLoadError
 from .images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
 from .interface import DetectionFunctionContext
-from .mapping import LabelMapping, Synonyms, TargetLabel
+from .mapping import LabelMapping
 from .report import AnnotateReport
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS
 from .shapes import Shape
 from .validation import validate_shapes
 
@@ -124,14 +125,15 @@ def iter_annotations(
     mapping: LabelMapping | None = None,
     conf_threshold: float | None = None,
     conv_mask_to_poly: bool = False,
-    batch_size: int = 1,
-    num_workers: int = 2,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = DEFAULT_NUM_WORKERS,
     progress: Progress = True,
     total: int | None = None,
     report: AnnotateReport | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     loader: Callable[[ImageSource], PIL.Image.Image] | None = None,
     desc: str = "auto-annotating",
+    item_name: Callable[[Hashable, Any], str] | None = None,
 ) -> Iterator[ImageResult]:
     """Yield an :class:`ImageResult` per image, in order.
 
@@ -139,7 +141,8 @@ def iter_annotations(
     the result. ``mapping`` (default: identity) converts label ids; build it before calling so a
     bad mapping fails before any inference. ``report``, if given, is updated as results arrive
     (attempted, processed, failures; ``annotations_added`` is left to the caller, which decides
-    what is stored).
+    what is stored). ``item_name(key, source)`` names items in results and failure records
+    (default: the path, or the key for in-memory images).
     """
     conf_threshold = check_threshold(conf_threshold)
     if batch_size < 1:
@@ -188,7 +191,12 @@ def iter_annotations(
             failed: list[ImageResult] = []
             while pending and len(batch) < batch_size:
                 key, src, fut = pending.popleft()
-                name = str(key) if isinstance(src, (PIL.Image.Image, bytes, bytearray)) else image_name(src)
+                if item_name is not None:
+                    name = item_name(key, src)
+                elif isinstance(src, (PIL.Image.Image, bytes, bytearray)) or src is None:
+                    name = str(key)
+                else:
+                    name = image_name(src)
                 try:
                     batch.append((key, name, fut.result()))
                 except ImageLoadError as e:
@@ -296,45 +304,3 @@ def masks_to_polygon_shapes(shapes: Iterable[Shape]) -> list[Shape]:
         if poly is not None:
             out.append(replace(s, type="polygon", points=tuple(poly), bitmap=None))
     return out
-
-
-def annotate_images(
-    function: Any,
-    images: Iterable[Any],
-    *,
-    target_labels: Sequence[TargetLabel] | None = None,
-    synonyms: Synonyms | None = None,
-    allow_unmatched_labels: bool = False,
-    conf_threshold: float | None = None,
-    conv_mask_to_poly: bool = False,
-    batch_size: int = 1,
-    num_workers: int = 2,
-    progress: Progress = True,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> tuple[list[ImageResult], AnnotateReport]:
-    """Annotate ``images`` and return every :class:`ImageResult` with the run's report.
-
-    Label mapping onto ``target_labels`` (default: the function's own labels) is checked before
-    any inference and raises :class:`~autoannotate.errors.LabelMappingError` if it fails.
-    """
-    mapping = LabelMapping.build(
-        function.spec, target_labels, synonyms=synonyms, allow_unmatched=allow_unmatched_labels
-    )
-    report = AnnotateReport()
-    results = []
-    for r in iter_annotations(
-        function,
-        images,
-        mapping=mapping,
-        conf_threshold=conf_threshold,
-        conv_mask_to_poly=conv_mask_to_poly,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
-        report=report,
-        max_pixels=max_pixels,
-    ):
-        if r.ok:
-            report.annotations_added += len(r.shapes or [])
-        results.append(r)
-    return results, report

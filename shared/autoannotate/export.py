@@ -9,6 +9,8 @@ COCO output: ``images`` (id, file_name, width, height, and ``tags`` for whole-im
 from __future__ import annotations
 
 import colorsys
+import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -73,31 +75,108 @@ def shape_to_coco(s: Shape, ann_id: int, image_id: int, category_id: int) -> dic
     return ann
 
 
+class CocoBuilder:
+    """Builds a COCO dict image by image (failed results are left out). Shapes carry label ids
+    of ``labels``; ``file_name`` is relative to ``root`` when given."""
+
+    def __init__(self, labels: Sequence[LabelSpec], *, root: str | Path | None = None) -> None:
+        self.categories, self.cat_ids = coco_categories(labels)
+        self.root = Path(root).resolve() if root is not None else None
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, r: ImageResult) -> int:
+        """Add one result; returns how many shapes it had (tags included)."""
+        if not r.ok:
+            return 0
+        name = str(r.key)
+        if self.root is not None:
+            try:
+                name = str(Path(name).resolve().relative_to(self.root))
+            except ValueError:
+                pass
+        image_id = len(self.images) + 1
+        width, height = r.size or (0, 0)
+        entry: dict[str, Any] = {"id": image_id, "file_name": name, "width": width, "height": height}
+        tags = [{"category_id": self.cat_ids[s.label_id], "score": s.score} for s in r.shapes or [] if s.type == "tag"]
+        if tags:
+            entry["tags"] = tags
+        self.images.append(entry)
+        for s in r.shapes or []:
+            ann = shape_to_coco(s, len(self.annotations) + 1, image_id, self.cat_ids[s.label_id])
+            if ann is not None:
+                self.annotations.append(ann)
+        return len(r.shapes or [])
+
+    def coco(self) -> dict[str, Any]:
+        return {"images": self.images, "annotations": self.annotations, "categories": self.categories}
+
+
 def results_to_coco(
     results: Iterable[ImageResult], labels: Sequence[LabelSpec], *, root: str | Path | None = None
 ) -> dict[str, Any]:
     """A COCO dict from driver results (failed images are left out). Shapes carry label ids of
     ``labels``; ``file_name`` is relative to ``root`` when given."""
-    categories, cat_ids = coco_categories(labels)
-    images, annotations = [], []
-    for image_id, r in enumerate((r for r in results if r.ok), start=1):
-        name = str(r.key)
-        if root is not None:
-            try:
-                name = str(Path(name).resolve().relative_to(Path(root).resolve()))
-            except ValueError:
-                pass
-        width, height = r.size or (0, 0)
-        entry: dict[str, Any] = {"id": image_id, "file_name": name, "width": width, "height": height}
-        tags = [{"category_id": cat_ids[s.label_id], "score": s.score} for s in r.shapes or [] if s.type == "tag"]
-        if tags:
-            entry["tags"] = tags
-        images.append(entry)
-        for s in r.shapes or []:
-            ann = shape_to_coco(s, len(annotations) + 1, image_id, cat_ids[s.label_id])
-            if ann is not None:
-                annotations.append(ann)
-    return {"images": images, "annotations": annotations, "categories": categories}
+    builder = CocoBuilder(labels, root=root)
+    for r in results:
+        builder.add(r)
+    return builder.coco()
+
+
+class CocoSink:
+    """The run engine's sink for a COCO file (and, optionally, overlay PNGs to look at).
+
+    The file is rewritten atomically at every write, so an interrupted run keeps what it did;
+    results are converted when they arrive, so masks are not held until the end."""
+
+    def __init__(
+        self, path: str | Path, labels: Sequence[LabelSpec], *, root: str | Path | None = None,
+        info: dict[str, Any] | None = None, overlays: str | Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.builder = CocoBuilder(labels, root=root)
+        self.info = dict(info or {})
+        self.overlays = Path(overlays) if overlays is not None else None
+        self.names = {lbl.id: lbl.name for lbl in labels}
+        self.buffered = 0
+
+    def done_keys(self, run_key: str | None) -> set:
+        return set()
+
+    def begin(self, run_key: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.overlays is not None:
+            self.overlays.mkdir(parents=True, exist_ok=True)
+
+    def add(self, r: ImageResult) -> list[str | None]:
+        n = self.builder.add(r)
+        if self.overlays is not None:
+            self._overlay(r)
+        self.buffered += 1
+        return [None] * n
+
+    def _overlay(self, r: ImageResult) -> None:
+        from .images import load_image
+
+        # named after the path inside the folder, so photos with the same name never collide
+        path = Path(str(r.key)).resolve()
+        rel = path.relative_to(self.builder.root) if self.builder.root is not None else Path(path.name)
+        out = self.overlays / ("__".join(rel.with_suffix("").parts) + ".png")  # type: ignore[operator]
+        draw_overlay(load_image(r.key), r.shapes or [], self.names).save(out)  # type: ignore[arg-type]
+
+    def pending(self) -> int:
+        return self.buffered
+
+    def flush(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".partial")
+        tmp.write_text(json.dumps(dict(self.builder.coco(), info=self.info)))
+        os.replace(tmp, self.path)
+        self.buffered = 0
+
+    def finish(self, report: Any) -> None:
+        if not self.path.exists():  # a run with no image annotated still leaves a valid file
+            self.flush()
+        report.extra["output"] = str(self.path)
 
 
 def label_color(index: int) -> tuple[int, int, int]:

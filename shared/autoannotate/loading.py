@@ -17,18 +17,30 @@ from typing import Any, Iterable
 
 from .errors import BadFunctionError, BadParameterError
 
-#: Predefined functions: short name -> module.
-PREDEFINED = {
-    "yolox": "autoannotate.functions.yolox",
-    "torchvision_detection": "autoannotate.functions.torchvision_detection",
-    "torchvision_instance_segmentation": "autoannotate.functions.torchvision_instance_segmentation",
-    "torchvision_keypoint_detection": "autoannotate.functions.torchvision_keypoint_detection",
-    "torchvision_classification": "autoannotate.functions.torchvision_classification",
-    "sam": "autoannotate.functions.sam",
-    "grabcut": "autoannotate.functions.grabcut",
-    "opencv_tracker": "autoannotate.functions.opencv_tracker",
-    "sam_tracker": "autoannotate.functions.sam_tracker",
+#: What each predefined function is: its module and its kind (``detection``, ``interactive`` or
+#: ``tracking``). Front ends offer choices from here.
+REGISTRY: dict[str, tuple[str, str]] = {
+    "yolox": ("autoannotate.functions.yolox", "detection"),
+    "torchvision_detection": ("autoannotate.functions.torchvision_detection", "detection"),
+    "torchvision_instance_segmentation": ("autoannotate.functions.torchvision_instance_segmentation", "detection"),
+    "torchvision_keypoint_detection": ("autoannotate.functions.torchvision_keypoint_detection", "detection"),
+    "torchvision_classification": ("autoannotate.functions.torchvision_classification", "detection"),
+    "sam": ("autoannotate.functions.sam", "interactive"),
+    "grabcut": ("autoannotate.functions.grabcut", "interactive"),
+    "opencv_tracker": ("autoannotate.functions.opencv_tracker", "tracking"),
+    "sam_tracker": ("autoannotate.functions.sam_tracker", "tracking"),
 }
+FUNCTION_KINDS = ("detection", "interactive", "tracking")
+#: Predefined functions: short name -> module.
+PREDEFINED = {name: module for name, (module, _) in REGISTRY.items()}
+
+
+def predefined(kind: str | None = None) -> list[str]:
+    """Names of the predefined functions of ``kind`` (all when None), in registry order."""
+    if kind is not None and kind not in FUNCTION_KINDS:
+        raise BadParameterError(f"kind must be one of {FUNCTION_KINDS}, got {kind!r}")
+    return [name for name, (_, k) in REGISTRY.items() if kind is None or k == kind]
+
 
 _BOOL = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
 
@@ -62,6 +74,22 @@ def parse_params(texts: Iterable[str]) -> dict[str, Any]:
         if k in out:
             raise BadParameterError(f"parameter {k!r} given twice")
         out[k] = v
+    return out
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"car=vehicle, person=pedestrian"`` -> ``{"car": "vehicle", "person": "pedestrian"}``
+    (commas or newlines between pairs; the form used by the CLI and the FiftyOne operator)."""
+    out: dict[str, str] = {}
+    for part in (text or "").replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        name, sep, target = part.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise BadParameterError(f"label map entry {part.strip()!r} must look like function_label=dataset_label")
+        if name.strip() in out:
+            raise BadParameterError(f"label map names {name.strip()!r} twice")
+        out[name.strip()] = target.strip()
     return out
 
 

@@ -26,12 +26,16 @@ import json
 import logging
 import secrets
 import time
+import warnings
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
+from .driver import ImageResult, Progress, iter_annotations
 from .errors import AutoAnnotateError, BadParameterError
+from .images import DEFAULT_MAX_PIXELS
+from .mapping import LabelMapping, Synonyms, TargetLabel
 from .report import AnnotateReport
 from .routing import Router
-from .settings import DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 
 log = logging.getLogger(__name__)
 
@@ -312,3 +316,72 @@ def write_error(target: str, count: int, error: BaseException) -> AutoAnnotateEr
         f"writing {count} results to {target} failed ({type(error).__name__}: {error}); what was written "
         "before is kept, and running the same call again continues where it stopped"
     )
+
+
+class _Collect:
+    """A sink that keeps every result in memory (for :func:`annotate_images`)."""
+
+    def __init__(self) -> None:
+        self.results: list[ImageResult] = []
+
+    def done_keys(self, run_key: str | None) -> set[Hashable]:
+        return set()
+
+    def begin(self, run_key: str) -> None:
+        pass
+
+    def add(self, result: ImageResult) -> list[str | None]:
+        return [None] * len(result.shapes or [])
+
+    def pending(self) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self, report: AnnotateReport) -> None:
+        pass
+
+
+def annotate_images(
+    function: Any,
+    images: Iterable[Any],
+    *,
+    target_labels: Sequence[TargetLabel] | None = None,
+    label_map: Synonyms | None = None,
+    allow_unmatched_labels: bool = False,
+    conf_threshold: float | None = None,
+    conv_mask_to_poly: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = DEFAULT_NUM_WORKERS,
+    progress: Progress = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    synonyms: Synonyms | None = None,
+) -> tuple[list[ImageResult], AnnotateReport]:
+    """Annotate ``images`` (paths, bytes, PIL images or ``(key, source)`` pairs) and return every
+    :class:`~autoannotate.driver.ImageResult`, in order, with the run's report.
+
+    Label mapping onto ``target_labels`` (default: the function's own labels, renamed by
+    ``label_map``) is checked before any inference and raises
+    :class:`~autoannotate.errors.LabelMappingError` if it fails. ``synonyms`` is the deprecated
+    spelling of ``label_map``.
+    """
+    if synonyms is not None:
+        warnings.warn("annotate_images(synonyms=) is deprecated: use label_map=", DeprecationWarning, stacklevel=2)
+        label_map = synonyms if label_map is None else label_map
+    mapping = LabelMapping.build(function.spec, target_labels, synonyms=label_map, allow_unmatched=allow_unmatched_labels)
+    sink = _Collect()
+    items = [(f"#{i}", it) for i, it in enumerate(images)]
+
+    def process(todo: Sequence[Item], report: AnnotateReport) -> Iterator[ImageResult]:
+        for r in iter_annotations(
+            function, [src for _, src in todo], mapping=mapping, conf_threshold=conf_threshold,
+            conv_mask_to_poly=conv_mask_to_poly, batch_size=batch_size, num_workers=num_workers,
+            progress=progress, report=report, total=len(todo), max_pixels=max_pixels,
+        ):
+            sink.results.append(r)
+            yield r
+
+    report = run(items, process, sink)
+    report.extra.pop("run_key", None)
+    return sink.results, report

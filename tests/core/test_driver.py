@@ -8,7 +8,7 @@ import pytest
 
 import autoannotate as aa
 from autoannotate import LabelMappingError
-from autoannotate.driver import annotate_images, iter_annotations
+from autoannotate import annotate_images, iter_annotations
 from autoannotate.mapping import TargetLabel
 from tests.fakes import FakeDetector
 

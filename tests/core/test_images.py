@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 
 import autoannotate as aa
-from autoannotate.driver import annotate_images
+from autoannotate import annotate_images
 from autoannotate.images import load_image
 from tests.fakes import FakeDetector
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import autoannotate as aa
-from autoannotate.driver import annotate_images
+from autoannotate import annotate_images
 from autoannotate.functions import grabcut
 from tests.fakes import FakeDetector
 from tests.functions.test_grabcut import disk_image, iou

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import autoannotate as aa
-from autoannotate.driver import annotate_images
+from autoannotate import annotate_images
 from autoannotate.functions import yolox
 from autoannotate.mapping import TargetLabel
 from tests.coco_eval import evaluate_boxes, load_gt

@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 
 import autoannotate as aa
-from autoannotate.driver import annotate_images
+from autoannotate import annotate_images
 from tests.fakes import FakeDetector
 
 

@@ -26,77 +26,15 @@ from ..refine import BoxRefiner
 from ..report import AnnotateReport
 from ..run import fingerprint, run, write_error
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
-from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, LabelBuilder
-from .plan import Plan, make_plan, parse_classes
+from .convert import RUN_ATTRIBUTE, LabelBuilder
+from .plan import Plan
+from .prepare import check_collection, default_refiner, plan_run, resolve_function
 from .runs import DatasetRuns
+from .video import annotate_video_dataset
 
 log = logging.getLogger(__name__)
 
-__all__ = ["annotate_dataset", "default_refiner", "resolve_function", "check_collection"]
-
-RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
-
-
-def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
-    """``(function object, its name for records, its parameters)`` from a name or an object."""
-    params = dict(function_params or {})
-    if isinstance(function, str):
-        return load_function(function, **params), function, params
-    if params:
-        raise BadParameterError("function_params apply only when function is given by name")
-    return function, type(function).__name__, {}
-
-
-def check_collection(samples: Any, media_type: str | None = None) -> None:
-    """``samples`` must be a FiftyOne dataset or view (of ``media_type``, when given)."""
-    if not isinstance(samples, fo.core.collections.SampleCollection):
-        raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
-    if media_type is not None and samples.media_type != media_type:
-        raise BadParameterError(f"this needs a {media_type} collection; this one holds {samples.media_type!r}")
-
-
-def default_refiner() -> str:
-    """``sam`` when its vit_b weights are on this machine (and the package is installed), else ``grabcut``."""
-    try:
-        import segment_anything  # noqa: F401
-
-        from ..functions.sam import weights_available
-
-        return "sam" if weights_available("vit_b") else "grabcut"
-    except ImportError:
-        return "grabcut"
-
-
-def check_field(dataset: fo.Dataset, name: str, container: str, *, frames: bool = False) -> None:
-    """``name`` is a usable field name, and holds ``container``'s type if it exists already."""
-    if not name or not name.replace("_", "a").isalnum() or name[0].isdigit() or name in RESERVED_FIELDS:
-        raise BadParameterError(f"label_field {name!r} is not a usable field name")
-    field = (dataset.get_frame_field_schema() or {}).get(name) if frames else dataset.get_field(name)
-    if field is None:
-        return
-    expected = CONTAINER_TYPES[container][0]
-    doc_type = getattr(field, "document_type", None)
-    if doc_type is not expected:
-        found = doc_type.__name__ if doc_type else type(field).__name__
-        raise BadParameterError(
-            f"field {name!r} already holds {found}, but this run writes {expected.__name__}; choose another label_field"
-        )
-
-
-def plan_run(
-    samples: Any, spec: Any, *, label_field: str, classes: Sequence[Any] | None, label_map: Mapping[str, Any] | None,
-    review: Any, frames: bool = False,
-) -> Plan:
-    """What the run will store, checked against the dataset before any inference."""
-    dataset = samples._dataset
-    class_specs = parse_classes(classes)
-    dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
-    plan = make_plan(spec, label_field=label_field, classes=class_specs, label_map=label_map,
-                     dataset_classes=None if class_specs else dataset_classes, review=review)
-    for kind, field in plan.fields.items():
-        check_field(dataset, field, kind, frames=frames)
-    return plan
-
+__all__ = ["annotate_dataset", "ImageSink", "default_refiner"]
 
 def annotate_dataset(
     samples: Any,
@@ -146,8 +84,6 @@ def annotate_dataset(
     """
     check_collection(samples)
     if samples.media_type == "video":
-        from .video import annotate_video_dataset
-
         if eval_gt_field:
             raise BadParameterError("eval_gt_field is not supported for videos yet")
         return annotate_video_dataset(

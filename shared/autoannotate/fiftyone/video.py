@@ -25,7 +25,7 @@ from ..run import fingerprint, run, write_error
 from ..settings import DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..tracking import track_shapes
 from ..video import VideoResult, iter_video_tracks, read_frames, video_info
-from .annotate import check_collection, plan_run, resolve_function
+from .prepare import check_collection, plan_run, resolve_function
 from .convert import RUN_ATTRIBUTE, abs_box, container, rel_box
 from .runs import DatasetRuns
 

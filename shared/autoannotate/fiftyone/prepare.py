@@ -1,0 +1,78 @@
+"""Checks and decisions every FiftyOne run makes before any inference: the collection, the
+function, the label fields and the :class:`~autoannotate.fiftyone.plan.Plan`."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import fiftyone as fo
+
+from ..errors import BadParameterError
+from ..loading import load_function
+from .convert import CONTAINER_TYPES
+from .plan import Plan, make_plan, parse_classes
+
+__all__ = ["resolve_function", "check_collection", "default_refiner", "check_field", "plan_run", "RESERVED_FIELDS"]
+
+RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
+
+
+def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+    """``(function object, its name for records, its parameters)`` from a name or an object."""
+    params = dict(function_params or {})
+    if isinstance(function, str):
+        return load_function(function, **params), function, params
+    if params:
+        raise BadParameterError("function_params apply only when function is given by name")
+    return function, type(function).__name__, {}
+
+
+def check_collection(samples: Any, media_type: str | None = None) -> None:
+    """``samples`` must be a FiftyOne dataset or view (of ``media_type``, when given)."""
+    if not isinstance(samples, fo.core.collections.SampleCollection):
+        raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
+    if media_type is not None and samples.media_type != media_type:
+        raise BadParameterError(f"this needs a {media_type} collection; this one holds {samples.media_type!r}")
+
+
+def default_refiner() -> str:
+    """``sam`` when its vit_b weights are on this machine (and the package is installed), else ``grabcut``."""
+    try:
+        import segment_anything  # noqa: F401
+
+        from ..functions.sam import weights_available
+
+        return "sam" if weights_available("vit_b") else "grabcut"
+    except ImportError:
+        return "grabcut"
+
+
+def check_field(dataset: fo.Dataset, name: str, container: str, *, frames: bool = False) -> None:
+    """``name`` is a usable field name, and holds ``container``'s type if it exists already."""
+    if not name or not name.replace("_", "a").isalnum() or name[0].isdigit() or name in RESERVED_FIELDS:
+        raise BadParameterError(f"label_field {name!r} is not a usable field name")
+    field = (dataset.get_frame_field_schema() or {}).get(name) if frames else dataset.get_field(name)
+    if field is None:
+        return
+    expected = CONTAINER_TYPES[container][0]
+    doc_type = getattr(field, "document_type", None)
+    if doc_type is not expected:
+        found = doc_type.__name__ if doc_type else type(field).__name__
+        raise BadParameterError(
+            f"field {name!r} already holds {found}, but this run writes {expected.__name__}; choose another label_field"
+        )
+
+
+def plan_run(
+    samples: Any, spec: Any, *, label_field: str, classes: Sequence[Any] | None, label_map: Mapping[str, Any] | None,
+    review: Any, frames: bool = False,
+) -> Plan:
+    """What the run will store, checked against the dataset before any inference."""
+    dataset = samples._dataset
+    class_specs = parse_classes(classes)
+    dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
+    plan = make_plan(spec, label_field=label_field, classes=class_specs, label_map=label_map,
+                     dataset_classes=None if class_specs else dataset_classes, review=review)
+    for kind, field in plan.fields.items():
+        check_field(dataset, field, kind, frames=frames)
+    return plan
