@@ -149,79 +149,99 @@ def iter_annotations(
         raise BadParameterError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
         raise BadParameterError(f"num_workers must be >= 0, got {num_workers}")
-    spec = function.spec
     if mapping is None:
-        mapping = LabelMapping.build(spec)
+        mapping = LabelMapping.build(function.spec)
     if total is None and isinstance(images, Sequence):
         total = len(images)
     load = loader or (lambda src: load_image(src, max_pixels=max_pixels))
     batch_fn = getattr(function, "detect_batch", None) if batch_size > 1 else None
     bar = progress_bar(progress, total, desc)
-    pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
-
-    def submit(src: ImageSource) -> Future:
-        if pool is not None:
-            return pool.submit(load, src)
-        f: Future = Future()
-        try:
-            f.set_result(load(src))
-        except BaseException as e:  # noqa: BLE001 - delivered to the consumer below
-            f.set_exception(e)
-        return f
-
-    pending: deque[tuple[Hashable, ImageSource, Future]] = deque()
-    source_iter = _as_pairs(images)
-    prefetch = max(batch_size * 2, num_workers * 2, 2)
-    exhausted = False
-
-    def fill() -> None:
-        nonlocal exhausted
-        while not exhausted and len(pending) < prefetch:
-            try:
-                key, src = next(source_iter)
-            except StopIteration:
-                exhausted = True
-                return
-            pending.append((key, src, submit(src)))
-
+    decoder = _Decoder(_as_pairs(images), load, num_workers, max(batch_size * 2, num_workers * 2, 2), item_name)
     try:
-        fill()
-        while pending:
-            batch: list[tuple[Hashable, str, PIL.Image.Image]] = []
-            failed: list[ImageResult] = []
-            while pending and len(batch) < batch_size:
-                key, src, fut = pending.popleft()
-                if item_name is not None:
-                    name = item_name(key, src)
-                elif isinstance(src, (PIL.Image.Image, bytes, bytearray)) or src is None:
-                    name = str(key)
-                else:
-                    name = image_name(src)
-                try:
-                    batch.append((key, name, fut.result()))
-                except ImageLoadError as e:
-                    failed.append(ImageResult(key, name, None, None, failure_reason(e, name)))
-                except Exception as e:  # noqa: BLE001 - a loader bug must not stop the run
-                    failed.append(ImageResult(key, name, None, None, f"cannot read image: {type(e).__name__}: {e}"))
-                fill()
-            results = failed + _run_batch(
-                function, batch_fn, batch, mapping, conf_threshold, conv_mask_to_poly
-            )
-            for r in results:
-                if report is not None:
-                    report.images_attempted += 1
-                    if r.ok:
-                        report.images_processed += 1
-                    else:
-                        report.add_failure(r.name, r.error or "unknown error")
-                if not r.ok:
-                    log.warning("%s: %s", r.name, r.error)
+        while True:
+            batch = decoder.take(batch_size)
+            if not batch:
+                return
+            decoded = [(key, name, img) for key, name, img in batch if isinstance(img, PIL.Image.Image)]
+            done = iter(_run_batch(function, batch_fn, decoded, mapping, conf_threshold, conv_mask_to_poly))
+            for key, name, img in batch:  # input order, failed reads included
+                r = next(done) if isinstance(img, PIL.Image.Image) else ImageResult(key, name, None, None, img)
+                _count(report, r)
                 bar.update(1)
                 yield r
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        decoder.close()
+
+
+class _Decoder:
+    """Reads images ahead of the model in ``num_workers`` threads (inline when 0), keeping at
+    most ``ahead`` in flight. ``take(n)`` returns up to ``n`` ``(key, name, image or failure
+    reason)`` in input order."""
+
+    def __init__(self, pairs: Iterator[tuple[Hashable, Any]], load: Callable[[Any], PIL.Image.Image],
+                 num_workers: int, ahead: int, item_name: Callable[[Hashable, Any], str] | None) -> None:
+        self.pairs, self.load, self.ahead, self.item_name = pairs, load, ahead, item_name
+        self.pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
+        self.pending: deque[tuple[Hashable, Any, Future]] = deque()
+        self.exhausted = False
+
+    def _submit(self, src: Any) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(self.load, src)
+        f: Future = Future()
+        try:
+            f.set_result(self.load(src))
+        except BaseException as e:  # noqa: BLE001 - delivered to the consumer in take()
+            f.set_exception(e)
+        return f
+
+    def _fill(self) -> None:
+        while not self.exhausted and len(self.pending) < self.ahead:
+            try:
+                key, src = next(self.pairs)
+            except StopIteration:
+                self.exhausted = True
+                return
+            self.pending.append((key, src, self._submit(src)))
+
+    def _name(self, key: Hashable, src: Any) -> str:
+        if self.item_name is not None:
+            return self.item_name(key, src)
+        if src is None or isinstance(src, (PIL.Image.Image, bytes, bytearray)):
+            return str(key)
+        return image_name(src)
+
+    def take(self, n: int) -> list[tuple[Hashable, str, PIL.Image.Image | str]]:
+        out: list[tuple[Hashable, str, PIL.Image.Image | str]] = []
+        self._fill()
+        while self.pending and len(out) < n:
+            key, src, fut = self.pending.popleft()
+            name = self._name(key, src)
+            try:
+                out.append((key, name, fut.result()))
+            except ImageLoadError as e:
+                out.append((key, name, failure_reason(e, name)))
+            except Exception as e:  # noqa: BLE001 - a loader bug must not stop the run
+                out.append((key, name, f"cannot read image: {type(e).__name__}: {e}"))
+            self._fill()
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _count(report: AnnotateReport | None, r: ImageResult) -> None:
+    if not r.ok:
+        log.warning("%s: %s", r.name, r.error)
+    if report is None:
+        return
+    report.images_attempted += 1
+    if r.ok:
+        report.images_processed += 1
+    else:
+        report.add_failure(r.name, r.error or "unknown error")
 
 
 def failure_reason(error: BaseException, name: str) -> str:

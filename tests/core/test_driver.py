@@ -156,3 +156,19 @@ def test_report_serialises():
     assert d["success"] is False and d["failures"] == [{"image": "a.jpg", "reason": "file not found"}]
     assert aa.AnnotateReport.from_dict(d) == r
     assert "FAILED a.jpg: file not found" in r.summary()
+
+
+def test_results_keep_input_order_when_a_batch_has_unreadable_images(tmp_path):
+    import PIL.Image as Image
+
+    from tests.fakes import FakeDetector
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8)).save(good)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    items = [("a", good), ("b", empty), ("c", good), ("d", tmp_path / "missing.png"), ("e", good)]
+    results = list(iter_annotations(FakeDetector(), items, batch_size=4, progress=False))
+    assert [r.key for r in results] == ["a", "b", "c", "d", "e"]
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    assert results[1].error == "empty file (0 bytes)"  # the path is not repeated in the reason
