@@ -3,13 +3,17 @@
 - :func:`track_shapes`: follow given shapes from their first frame onwards; a track stops at the
   first frame where the function returns ``None`` (lost).
 - :func:`detect_and_track`: run a detection function on key frames and a tracking function in
-  between; detections are linked to live tracks by IoU (same label, greedy by IoU), unmatched
-  detections start new tracks, so a whole video gets tracks with stable ids.
+  between; detections are validated, thresholded and label-mapped exactly as for images
+  (:func:`autoannotate.driver.process_output`), then linked to live tracks by IoU (same label,
+  greedy by IoU); unmatched detections start new tracks, so a whole video gets tracks with stable
+  ids.
 
-Every shape a tracking function returns is validated (same type as the tracked shape, finite
-points of the right count, a mask of the frame's size); a violation raises
-:class:`BadFunctionError`. ``preprocess_image`` runs once per frame, however many objects are
-tracked.
+Objects fail one by one, never the whole video: a rectangle is clipped to the frame before
+tracking starts; a box that is degenerate after clipping, a tracking function whose
+``init_tracking_state`` or ``track`` raises, or a tracked shape that breaks the rules (same type as
+the tracked shape, finite points of the right count, a mask of the frame's size) ends that one
+track, with :attr:`Track.end_reason` saying why; the other tracks go on. ``preprocess_image`` runs
+once per frame, however many objects are tracked.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 import PIL.Image
 
+from .driver import check_threshold, process_output
 from .errors import BadFunctionError
 from .interface import (
     DetectionFunctionContext,
@@ -27,12 +32,22 @@ from .interface import (
     TrackingFunctionContext,
     TrackingFunctionShapeContext,
 )
+from .mapping import LabelMapping
 from .masks import box_iou
 from .validation import check_points
 
+#: A rectangle narrower or lower than this (pixels, after clipping to the frame) is not tracked.
+MIN_BOX_SIZE = 2.0
+
+
 @dataclass
 class Track:
-    """One object followed through frames: ``shapes`` maps frame index -> shape (pixels)."""
+    """One object followed through frames: ``shapes`` maps frame index -> shape (pixels).
+
+    ``lost_at`` is the first frame the object is no longer followed on (``None``: followed to the
+    end). ``end_reason`` is ``None`` when the track ran to the end or the object was lost normally
+    (the tracking function returned ``None``, or no detection confirmed it); otherwise a sentence
+    saying why this object could not be tracked (further)."""
 
     track_id: int
     label_id: int | None = None
@@ -41,6 +56,7 @@ class Track:
     lost_at: int | None = None
     state: Any = field(default=None, repr=False)
     missed_key_frames: int = 0
+    end_reason: str | None = None
 
     @property
     def last_frame(self) -> int:
@@ -66,8 +82,44 @@ def validate_tracked(original_type: str, shape: Any, size: tuple[int, int], *, w
     check_points(shape.type, shape.points, where)
 
 
+def _px(v: float) -> str:
+    return f"{round(float(v), 1):g}"
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters (OpenCV errors are long)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    text = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip_rectangle(shape: TrackableShape, size: tuple[int, int]) -> TrackableShape:
+    """``shape`` (a rectangle) clipped to the frame ``[0, W] x [0, H]``; other shapes unchanged."""
+    if shape.type != "rectangle" or len(shape.points) != 4:
+        return shape
+    w, h = size
+    x1, y1, x2, y2 = shape.points
+    clipped = (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
+    return shape if clipped == shape.points else TrackableShape("rectangle", clipped)
+
+
+def _degenerate(shape: TrackableShape, size: tuple[int, int]) -> str | None:
+    """Why a clipped rectangle cannot be tracked, or ``None`` when it can."""
+    if shape.type != "rectangle":
+        return None
+    x1, y1, x2, y2 = shape.points
+    bw, bh = x2 - x1, y2 - y1
+    if bw < MIN_BOX_SIZE or bh < MIN_BOX_SIZE:
+        return (f"the box is {_px(bw)}x{_px(bh)} px after clipping to the {size[0]}x{size[1]} frame "
+                f"(at least {_px(MIN_BOX_SIZE)}x{_px(MIN_BOX_SIZE)} px are needed)")
+    return None
+
+
 class Tracker:
-    """Follows many shapes with one tracking function, one preprocessing per frame."""
+    """Follows many shapes with one tracking function, one preprocessing per frame.
+
+    One object's failure (a box it cannot start on, an exception in the function, a bad tracked
+    shape) ends that object's track with ``end_reason``; the others go on."""
 
     def __init__(self, function: Any) -> None:
         self.function = function
@@ -79,39 +131,86 @@ class Tracker:
     def preprocess(self, frame_index: int, image: PIL.Image.Image) -> Any:
         return self._pre(TrackingFunctionContext(frame_index), image) if self._pre else image
 
+    def _init_state(self, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None,
+                    verb: str) -> tuple[TrackableShape, Any, str | None]:
+        """Clip, check and start the tracking function on ``shape``: ``(shape to record, state,
+        None)`` or ``(shape to record, None, why not)``."""
+        if size is not None:
+            clipped = clip_rectangle(shape, size)
+            why = _degenerate(clipped, size)
+            if why is not None:
+                return shape, None, why
+            shape = clipped
+        try:
+            state = self.function.init_tracking_state(TrackingFunctionShapeContext(shape.type, frame_index), pp, shape)
+        except Exception as e:  # noqa: BLE001 - one object the function cannot follow must not stop the video
+            return shape, None, f"the tracker could not {verb} on this box (error: {_short(e)})"
+        return shape, state, None
+
     def start(self, pp: Any, frame_index: int, shape: TrackableShape, *, label_id: int | None = None,
               score: float | None = None, size: tuple[int, int] | None = None) -> Track:
+        """Start following ``shape`` from ``frame_index``; ``size`` is the frame's ``(width,
+        height)`` (rectangles are clipped to it). Always returns the new track, which ends at once
+        (``lost_at = frame_index + 1``, ``end_reason`` set) if the object cannot be tracked."""
         if shape.type not in self.supported:
             raise BadFunctionError(
                 f"this tracking function follows {sorted(self.supported)}, not {shape.type!r} shapes"
             )
         if size is not None:
             validate_tracked(shape.type, shape, size, where="the shape to track")
+        shape, state, why = self._init_state(pp, frame_index, shape, size, "start")
         track = Track(self._next_id, label_id, score, {frame_index: shape})
         self._next_id += 1
-        track.state = self.function.init_tracking_state(TrackingFunctionShapeContext(shape.type, frame_index), pp, shape)
         self.tracks.append(track)
+        if why is not None:
+            track.lost_at = frame_index + 1
+            track.end_reason = f"not tracked: {why}"
+        else:
+            track.state = state
         return track
 
-    def restart(self, track: Track, pp: Any, frame_index: int, shape: TrackableShape) -> None:
-        """Re-anchor a live track on a fresh shape (a matching detection)."""
+    def restart(self, track: Track, pp: Any, frame_index: int, shape: TrackableShape,
+                size: tuple[int, int] | None = None) -> None:
+        """Re-anchor a live track on a fresh shape (a matching detection); if the function cannot
+        start on it, the track ends after this frame with ``end_reason``."""
+        shape, state, why = self._init_state(pp, frame_index, shape, size, "restart")
         track.shapes[frame_index] = shape
-        track.state = self.function.init_tracking_state(TrackingFunctionShapeContext(shape.type, frame_index), pp, shape)
+        if why is not None:
+            track.state = None
+            track.lost_at = frame_index + 1
+            track.end_reason = f"tracking stopped on frame {frame_index}: {why}"
+        else:
+            track.state = state
 
     def live(self) -> list[Track]:
         return [t for t in self.tracks if t.lost_at is None]
 
     def step(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:
-        """Advance every live track to ``frame_index``; lost tracks stop there."""
+        """Advance every live track to ``frame_index``; lost or failing tracks stop there."""
         for t in self.live():
             original = t.shapes[min(t.shapes)].type
             ctx = TrackingFunctionShapeContext(original, frame_index)
-            shape = self.function.track(ctx, pp, t.state)
+            try:
+                shape = self.function.track(ctx, pp, t.state)
+            except Exception as e:  # noqa: BLE001 - one object's failure must not stop the others
+                self._stop(t, frame_index, f"the tracking function raised {_short(e)}")
+                continue
             if shape is None:
                 t.lost_at = frame_index
+                t.state = None
                 continue
-            validate_tracked(original, shape, size, where=f"track() on frame {frame_index}")
+            try:
+                validate_tracked(original, shape, size, where=f"track() on frame {frame_index}")
+            except BadFunctionError as e:
+                self._stop(t, frame_index, str(e))
+                continue
             t.shapes[frame_index] = shape
+
+    @staticmethod
+    def _stop(t: Track, frame_index: int, why: str) -> None:
+        t.lost_at = frame_index
+        t.state = None
+        t.end_reason = f"tracking stopped on frame {frame_index}: {why}"
 
 
 def track_shapes(
@@ -125,7 +224,8 @@ def track_shapes(
     """Follow ``shapes`` (given on the first of ``frames``) through the following frames.
 
     ``frames`` are upright RGB images, the first one at index ``start_frame``; iterating stops
-    early when every track is lost. Returns one :class:`Track` per shape, in order."""
+    early when every track is lost. Returns one :class:`Track` per shape, in order; an object that
+    cannot be tracked (further) has ``end_reason`` set and does not stop the others."""
     tracker = Tracker(function)
     index = start_frame
     for k, image in enumerate(frames):
@@ -146,6 +246,7 @@ def detect_and_track(
     tracking_function: Any,
     frames: Iterable[PIL.Image.Image],
     *,
+    mapping: LabelMapping | None = None,
     key_frame_interval: int = 5,
     iou_threshold: float = 0.3,
     conf_threshold: float | None = None,
@@ -154,12 +255,21 @@ def detect_and_track(
 ) -> list[Track]:
     """Tracks with stable ids over a whole video: detect on every ``key_frame_interval``-th frame,
     track in between. A live track that no detection confirms for more than
-    ``max_missed_key_frames`` key frames in a row is ended. Detector labels are kept on tracks."""
+    ``max_missed_key_frames`` key frames in a row is ended.
+
+    Each key frame's detections go through :func:`~autoannotate.driver.process_output`: they are
+    validated against the detector's spec (a protocol break raises :class:`BadFunctionError`
+    naming the frame: the whole video has failed), thresholded with ``conf_threshold`` and mapped
+    with ``mapping`` (default: identity), so ``Track.label_id`` is a target label id. Only
+    rectangles are linked and tracked."""
     if key_frame_interval < 1:
         raise ValueError("key_frame_interval must be >= 1")
+    conf_threshold = check_threshold(conf_threshold)
     tracker = Tracker(tracking_function)
     if "rectangle" not in tracker.supported:
         raise BadFunctionError("detect_and_track links detector boxes: the tracking function must follow rectangles")
+    if mapping is None:
+        mapping = LabelMapping.build(detector.spec)
     for k, image in enumerate(frames):
         index = start_frame + k
         pp = tracker.preprocess(index, image)
@@ -168,9 +278,14 @@ def detect_and_track(
         if k % key_frame_interval:
             continue
         ctx = DetectionFunctionContext(frame_name=f"frame {index}", conf_threshold=conf_threshold)
-        dets = [s for s in detector.detect(ctx, image) if s.type == "rectangle"]
-        if conf_threshold is not None:
-            dets = [d for d in dets if d.score is None or d.score >= conf_threshold]
+        raw = detector.detect(ctx, image)
+        try:
+            shapes = process_output(detector.spec, raw, image.size, ctx, mapping)
+        except BadFunctionError as e:
+            if ctx.frame_name in str(e):
+                raise
+            raise BadFunctionError(f"on {ctx.frame_name!r}: {e}") from e
+        dets = [s for s in shapes if s.type == "rectangle"]
         live = [t for t in tracker.live() if index in t.shapes]
         used_tracks: set[int] = set()
         used_dets: set[int] = set()
@@ -184,17 +299,20 @@ def detect_and_track(
                 used_dets.add(di)
                 used_tracks.add(ti)
                 t = live[ti]
-                tracker.restart(t, pp, index, TrackableShape("rectangle", dets[di].points))
+                tracker.restart(t, pp, index, TrackableShape("rectangle", dets[di].points), size=image.size)
                 t.missed_key_frames = 0
-                if dets[di].score is not None:
-                    t.score = max(t.score or 0.0, dets[di].score)
+                score = dets[di].score
+                if score is not None:
+                    t.score = max(t.score or 0.0, score)
         for ti, t in enumerate(live):
             if ti not in used_tracks:
                 t.missed_key_frames += 1
                 if t.missed_key_frames > max_missed_key_frames:
                     t.lost_at = index
+                    t.state = None
                     del t.shapes[index]
         for di, d in enumerate(dets):
             if di not in used_dets:
-                tracker.start(pp, index, TrackableShape("rectangle", d.points), label_id=d.label_id, score=d.score)
+                tracker.start(pp, index, TrackableShape("rectangle", d.points), label_id=d.label_id, score=d.score,
+                              size=image.size)
     return tracker.tracks

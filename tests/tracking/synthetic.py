@@ -52,3 +52,26 @@ def iou(a, b) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+PAN_SIZE = (400, 300)
+#: What YOLOX returned for the tall object on the first frame of the panned clip (a user's report).
+EDGE_BOX = (255.4, 0.5, 399.4, 300.0)
+
+
+def make_panned_frames(n: int = 10, step: int = 4) -> tuple[list[PIL.Image.Image], list[list[tuple[float, float, float, float]]]]:
+    """A 400x300 camera panning right over a wide scene, ``step`` px per frame: object 0 is a
+    full-height strip of chelsea() (it touches the top and bottom edges; on frame 0 it spans x
+    255..399, next to the right edge) and object 1 the cat's face, small, on the left. Both move
+    left by ``step`` px a frame. Returns the frames and, per object, its box on each frame."""
+    import skimage.data
+
+    W, H = PAN_SIZE
+    scene = PIL.Image.fromarray(skimage.data.coffee()).resize((W + step * n, H))
+    cat = PIL.Image.fromarray(skimage.data.chelsea())  # 451 x 300
+    scene.paste(cat.crop((150, 0, 294, 300)), (255, 0))  # 144 x 300
+    scene.paste(cat.crop(PATCH_BOX).resize((60, 55)), (60, 130))
+    frames = [scene.crop((step * i, 0, step * i + W, H)) for i in range(n)]
+    tall = [(255.0 - step * i, 0.0, 399.0 - step * i, 300.0) for i in range(n)]
+    face = [(60.0 - step * i, 130.0, 120.0 - step * i, 185.0) for i in range(n)]
+    return frames, [tall, face]

@@ -77,9 +77,13 @@ def test_preprocessing_runs_once_per_frame_for_many_objects(video):
     ],
 )
 def test_bad_tracked_shapes_raise(video, bad, message):
+    """A bad tracked shape (validate_tracked raises BadFunctionError inside) ends that track, with
+    the validation message as its end_reason, instead of failing the whole video."""
     frames, (truth,) = video
-    with pytest.raises(BadFunctionError, match=message):
-        track_shapes(LosingTracker(lose_at=99, bad=bad), frames[:4], [TrackableShape("rectangle", truth[0])])
+    (track,) = track_shapes(LosingTracker(lose_at=99, bad=bad), frames[:4], [TrackableShape("rectangle", truth[0])])
+    assert track.lost_at == 2 and sorted(track.shapes) == [0, 1]
+    assert track.end_reason.startswith("tracking stopped on frame 2: track() on frame 2")
+    assert message in track.end_reason
 
 
 def test_unsupported_shape_types_and_spec_rules(video):
