@@ -1,11 +1,18 @@
 """ASGI entry of the autoannotate ML backend for Label Studio.
 
     uvicorn app:app --host 0.0.0.0 --port 9090
+    python app.py                      # host and port from AUTOANNOTATE_HOST / AUTOANNOTATE_PORT
 
-Configuration comes from environment variables (see README.md here); the functions are loaded
-when the app is created, so Label Studio's short /health and /setup timeouts are met.
+Configuration comes from environment variables, read by ``autoannotate.settings.Settings``
+(see README.md here); the functions are loaded when the app is created, so Label Studio's short
+/health and /setup timeouts are met.
 """
 
-from autoannotate.label_studio.app import Settings, create_app
+from autoannotate.label_studio.app import create_app, serve
+from autoannotate.settings import Settings
 
-app = create_app(Settings.from_env())
+settings = Settings.from_env()
+app = create_app(settings)
+
+if __name__ == "__main__":
+    serve(settings)

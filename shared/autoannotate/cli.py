@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from .errors import AutoAnnotateError
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -63,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--conv-mask-to-poly", action="store_true", help="ask for polygons instead of masks")
     a.add_argument("--output", "-o", type=Path, required=True, help="COCO JSON file to write")
     a.add_argument("--overlays", type=Path, default=None, help="also write PNGs with the shapes drawn here")
-    a.add_argument("--batch-size", type=int, default=1)
-    a.add_argument("--num-workers", type=int, default=2, help="image decoding threads")
+    a.add_argument("--label-map", default="", metavar="FUNCTION_NAME=NAME,...",
+                   help="rename the function's labels in the output, e.g. car=vehicle,person=pedestrian")
+    a.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per model call")
+    a.add_argument("--num-workers", type=int, default=DEFAULT_NUM_WORKERS, help="image decoding threads")
+    a.add_argument("--write-every", type=int, default=DEFAULT_WRITE_EVERY,
+                   help="rewrite the output file after this many images (an interrupted run keeps them)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     try:
@@ -77,19 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_functions(args: argparse.Namespace) -> int:
-    from .loading import PREDEFINED, describe_parameters
+    from .loading import REGISTRY, describe_parameters
 
-    for name, module_name in PREDEFINED.items():
+    for name, (module_name, kind) in REGISTRY.items():
         module = importlib.import_module(module_name)
         doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
-        print(f"{name}\n    {doc}\n    {describe_parameters(module.create)}\n")
+        print(f"{name}\n    [{kind}] {doc}\n    {describe_parameters(module.create)}\n")
     return 0
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from .driver import annotate_images
-    from .export import draw_overlay, results_to_coco
-    from .images import load_image
+    from .driver import iter_annotations
+    from .export import CocoSink
+    from .loading import parse_label_map
+    from .run import run
 
     if not args.images.exists():
         raise AutoAnnotateError(f"{args.images} does not exist")
@@ -97,30 +103,24 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if not paths:
         raise AutoAnnotateError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.images}")
     function = function_from_args(args)
-    results, report = annotate_images(
-        function,
-        [(str(p), p) for p in paths],
-        conf_threshold=args.conf_threshold,
-        conv_mask_to_poly=args.conv_mask_to_poly,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        progress=not args.no_progress,
-    )
+    label_map = parse_label_map(args.label_map)
+    unknown = sorted(set(label_map) - set(function.spec.label_names))
+    if unknown:
+        raise AutoAnnotateError(f"--label-map names labels the function does not have: {unknown}")
+    labels = [replace(lbl, name=label_map.get(lbl.name, lbl.name)) for lbl in function.spec.labels]
     root = args.images if args.images.is_dir() else args.images.parent
-    coco = results_to_coco(results, function.spec.labels, root=root)
-    coco["info"] = {"description": "autoannotate", "model_version": getattr(function, "model_version", "")}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(coco))
-    if args.overlays:
-        args.overlays.mkdir(parents=True, exist_ok=True)
-        names = {lbl.id: lbl.name for lbl in function.spec.labels}
-        for r in results:
-            if r.ok:
-                # named after the path inside the folder, so photos with the same name never collide
-                rel = Path(str(r.key)).resolve().relative_to(root.resolve()).with_suffix("")
-                out = args.overlays / ("__".join(rel.parts) + ".png")
-                draw_overlay(load_image(r.key), r.shapes or [], names).save(out)
+    sink = CocoSink(args.output, labels, root=root, overlays=args.overlays,
+                    info={"description": "autoannotate", "model_version": getattr(function, "model_version", "")})
+
+    def process(todo, report):
+        return iter_annotations(function, todo, conf_threshold=args.conf_threshold,
+                                conv_mask_to_poly=args.conv_mask_to_poly, batch_size=args.batch_size,
+                                num_workers=args.num_workers, progress=not args.no_progress, report=report,
+                                total=len(todo))
+
+    report = run([(str(p), p) for p in paths], process, sink, write_every=args.write_every, key_prefix="coco")
     print(report.summary())
+    coco = sink.builder.coco()
     print(f"wrote {args.output} ({len(coco['images'])} images, {len(coco['annotations'])} annotations)")
     if args.overlays:
         print(f"overlays in {args.overlays}")

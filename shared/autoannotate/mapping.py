@@ -10,15 +10,19 @@ Each function label is matched, in order, by
 Sublabels (skeleton keypoints) and attributes match by name the same way. Anything of the function
 without a counterpart raises :class:`LabelMappingError` listing all of them, unless
 ``allow_unmatched`` is set, in which case shapes (or keypoints, attributes) that use them are
-dropped. The mapping is built before any inference; ``map_shapes`` never edits its input.
+dropped; nothing matching at all raises :class:`NoLabelsMatchError`. A name matching several
+target labels case-insensitively, or a label (attribute) whose type differs on the two sides, is a
+:class:`LabelMappingError` too: a conflict between the function and the target, not a broken
+function. The mapping is built before any inference; ``map_shapes`` never edits its input.
+:func:`match_name` is the one name matcher of the package.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence, TypeVar
 
-from .errors import BadFunctionError, LabelMappingError
+from .errors import LabelMappingError, NoLabelsMatchError
 from .interface import DetectionFunctionSpec, LabelSpec
 from .shapes import AttributeValue, Shape
 
@@ -75,36 +79,64 @@ def target_labels_from_spec(spec: DetectionFunctionSpec) -> list[TargetLabel]:
     return [conv(label) for label in spec.labels]
 
 
-def _normalize_synonyms(synonyms: Synonyms | None) -> dict[str, list[str]]:
+def normalize_synonyms(synonyms: Synonyms | None) -> dict[str, list[str]]:
+    """``{"car": "vehicle"}`` / ``{"car": ["vehicle", "auto"]}`` -> ``{"car": ["vehicle"]}`` etc."""
     out: dict[str, list[str]] = {}
     for k, v in (synonyms or {}).items():
         out[str(k)] = [v] if isinstance(v, str) else [str(x) for x in v]
     return out
 
 
-def _match(
-    name: str, candidates: Sequence[TargetLabel] | Sequence[TargetAttribute], synonyms: dict[str, list[str]]
-):
-    """Find ``name`` among ``candidates``: exact, then synonyms, then case-insensitive."""
+Candidate = TypeVar("Candidate", TargetLabel, TargetAttribute)
+
+
+def match_name(
+    name: str,
+    candidates: Sequence[Candidate],
+    synonyms: Synonyms | None = None,
+    *,
+    what: str = "function label",
+    target_name: str = "the target",
+) -> Candidate | None:
+    """The candidate ``name`` stands for, or None: its exact name first, then synonyms (the
+    user's ``synonyms[name]`` and the candidates' own ``synonyms``, e.g. Label Studio's
+    ``predicted_values``), then case-insensitively. The one matcher of the package: label
+    mappings, dataset class names and Label Studio controls all use it.
+
+    Raises :class:`LabelMappingError` when ``name`` is a synonym declared by several candidates
+    or matches several candidates case-insensitively (``what`` and ``target_name`` word the
+    message)."""
+    syn = normalize_synonyms(synonyms)
     for c in candidates:
         if c.name == name:
             return c
-    wanted = synonyms.get(name, [])
-    for c in candidates:
-        if c.name in wanted or name in getattr(c, "synonyms", ()):
-            return c
+    wanted = syn.get(name, [])
+    for w in wanted:  # the user's synonyms, in the order given
+        for c in candidates:
+            if c.name == w:
+                return c
+    declared = [c for c in candidates if name in getattr(c, "synonyms", ())]
+    if len(declared) > 1:
+        raise LabelMappingError(
+            f"{what} {name!r} is declared as a synonym by several target labels in {target_name}: "
+            f"{[c.name for c in declared]}; keep it on one of them (Label Studio: predicted_values)",
+            [name],
+        )
+    if declared:
+        return declared[0]
     folded = name.casefold()
+    wanted_folded = {w.casefold() for w in wanted}
     hits = [
         c
         for c in candidates
         if c.name.casefold() == folded
         or folded in (s.casefold() for s in getattr(c, "synonyms", ()))
-        or any(w.casefold() == c.name.casefold() for w in wanted)
+        or c.name.casefold() in wanted_folded
     ]
     if len(hits) > 1:
         raise LabelMappingError(
-            f"function label {name!r} matches several target labels case-insensitively: "
-            f"{[h.name for h in hits]}; name one with a synonym",
+            f"{what} {name!r} matches several target labels case-insensitively in {target_name}: "
+            f"{[h.name for h in hits]}; name one with a synonym (Label Studio: predicted_values)",
             [name],
         )
     return hits[0] if hits else None
@@ -138,58 +170,62 @@ class LabelMapping:
     ) -> "LabelMapping":
         """Match ``spec`` onto ``targets`` (``None``: the spec's own labels, an identity mapping).
 
-        Raises :class:`LabelMappingError` listing every unmatched name unless ``allow_unmatched``,
-        and :class:`BadFunctionError` when a matched label's type is incompatible.
+        Raises :class:`NoLabelsMatchError` when no label matches at all (even with
+        ``allow_unmatched``), :class:`LabelMappingError` listing every unmatched name unless
+        ``allow_unmatched``, and :class:`LabelMappingError` when a name matches several target
+        labels or a matched label's type (an attribute's input type) differs on the two sides.
         """
         if targets is None:
             targets = target_labels_from_spec(spec)
-        syn = _normalize_synonyms(synonyms)
+        syn = normalize_synonyms(synonyms)
         matches: dict[int, _LabelMatch] = {}
         unmatched: list[str] = []
         for label in spec.labels:
-            target = _match(label.name, targets, syn)
+            target = match_name(label.name, targets, syn, target_name=target_name)
             if target is None:
                 unmatched.append(label.name)
                 continue
             _check_types(label, target, target_name)
             m = _LabelMatch(target)
             for a in label.attributes:
-                ta = _match(a.name, target.attributes, {})
+                ta = match_name(a.name, target.attributes, what=f"attribute of {label.name!r}", target_name=target_name)
                 if ta is None:
                     unmatched.append(f"{label.name}.{a.name} (attribute)")
                     continue
                 if ta.input_type is not None and ta.input_type != a.input_type:
-                    raise BadFunctionError(
+                    raise LabelMappingError(
                         f"attribute {label.name}.{a.name} is {a.input_type!r} in the function, "
-                        f"{ta.input_type!r} in {target_name}"
+                        f"{ta.input_type!r} in {target_name}",
+                        [f"{label.name}.{a.name}"],
                     )
                 m.attributes[a.id] = ta
             for sub in label.sublabels:
-                ts = _match(sub.name, target.sublabels, {})
+                ts = match_name(sub.name, target.sublabels, what=f"keypoint of {label.name!r}", target_name=target_name)
                 if ts is None:
                     unmatched.append(f"{label.name}.{sub.name} (keypoint)")
                     continue
                 sm = _LabelMatch(ts)
                 for a in sub.attributes:
-                    ta = _match(a.name, ts.attributes, {})
+                    ta = match_name(a.name, ts.attributes, what=f"attribute of {label.name}.{sub.name}",
+                                    target_name=target_name)
                     if ta is None:
                         unmatched.append(f"{label.name}.{sub.name}.{a.name} (attribute)")
                     else:
                         sm.attributes[a.id] = ta
                 m.sublabels[sub.id] = sm
             matches[label.id] = m
+        if not matches:
+            raise NoLabelsMatchError(
+                f"none of the function's labels {spec.label_names} matches a label of {target_name} "
+                f"{[t.name for t in targets]}. Add synonyms (e.g. {{'car': 'vehicle'}}) or rename labels.",
+                spec.label_names,
+            )
         if unmatched and not allow_unmatched:
             raise LabelMappingError(
                 f"function labels with no match in {target_name}: {unmatched}. "
                 f"Labels of {target_name}: {[t.name for t in targets]}. "
                 "Add synonyms (e.g. {'car': 'vehicle'}) or allow unmatched labels to drop them.",
                 unmatched,
-            )
-        if not matches:
-            raise LabelMappingError(
-                f"none of the function's labels {spec.label_names} matches a label of {target_name} "
-                f"{[t.name for t in targets]}",
-                spec.label_names,
             )
         return cls(spec, matches, unmatched)
 
@@ -203,7 +239,8 @@ class LabelMapping:
         return m.target if m else None
 
     def map_shapes(self, shapes: Iterable[Shape], *, target_name: str = "the target") -> list[Shape]:
-        """New shapes with target ids; shapes of unmatched labels are dropped."""
+        """New shapes with target ids; shapes of unmatched labels are dropped. A shape type the
+        matched target label does not take raises :class:`LabelMappingError`."""
         out: list[Shape] = []
         for s in shapes:
             m = self._matches.get(s.label_id)
@@ -211,9 +248,10 @@ class LabelMapping:
                 continue
             if not m.target.allows(s.type):
                 fn_label = self.spec.label(s.label_id)
-                raise BadFunctionError(
+                raise LabelMappingError(
                     f"the function returned a {s.type!r} for {fn_label.name!r}; {target_name} takes "  # type: ignore[union-attr]
-                    f"{m.target.type!r} for {m.target.name!r}"
+                    f"{m.target.type!r} for {m.target.name!r}",
+                    [fn_label.name],  # type: ignore[union-attr]
                 )
             elements = tuple(
                 replace(e, label_id=m.sublabels[e.label_id].target.id, attributes=_map_attrs(e.attributes, m.sublabels[e.label_id]))
@@ -228,16 +266,19 @@ def _map_attrs(attrs: tuple[AttributeValue, ...], m: _LabelMatch) -> tuple[Attri
     return tuple(AttributeValue(m.attributes[a.spec_id].id, a.value) for a in attrs if a.spec_id in m.attributes)
 
 
+def types_conflict(label_type: str, target_type: str) -> bool:
+    """Whether a function label of ``label_type`` cannot map onto a target label of
+    ``target_type`` (``any`` meets every type but ``skeleton``)."""
+    if "skeleton" in (label_type, target_type):
+        return label_type != target_type
+    return "any" not in (label_type, target_type) and label_type != target_type
+
+
 def _check_types(label: LabelSpec, target: TargetLabel, target_name: str) -> None:
-    if label.type == "skeleton" or target.type == "skeleton":
-        if label.type != target.type:
-            raise BadFunctionError(
-                f"label {label.name!r} is {label.type!r} in the function, {target.type!r} in {target_name}"
-            )
-        return
-    if "any" not in (label.type, target.type) and label.type != target.type:
-        raise BadFunctionError(
-            f"label {label.name!r} is {label.type!r} in the function, {target.type!r} in {target_name}"
+    if types_conflict(label.type, target.type):
+        raise LabelMappingError(
+            f"label {label.name!r} is {label.type!r} in the function, {target.type!r} in {target_name}",
+            [label.name],
         )
 
 
@@ -247,13 +288,13 @@ def resolve_names(
     """Function label name -> the name it takes among ``names`` (exact, synonyms, case-insensitive);
     labels without a match are left out. ``names=None``: the function's own names, renamed by
     ``synonyms`` (its first synonym when a label has several)."""
-    syn = _normalize_synonyms(synonyms)
+    syn = normalize_synonyms(synonyms)
     if names is None:
         return {label.name: (syn.get(label.name) or [label.name])[0] for label in spec.labels}
     candidates = [TargetLabel(n, i) for i, n in enumerate(names)]
     out = {}
     for label in spec.labels:
-        hit = _match(label.name, candidates, syn)
+        hit = match_name(label.name, candidates, syn)
         if hit is not None:
             out[label.name] = hit.name
     return out

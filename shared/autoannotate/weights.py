@@ -22,11 +22,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .settings import CACHE_ENV, MODELS_ENV, OFFLINE_ENV, cache_dir, models_dirs, offline
+
+__all__ = [
+    "WeightsEntry", "REGISTRY", "search_dirs", "find_local", "resolve", "sha256_of",
+    # where weights are looked for (parsed in settings.py, the one place that reads the environment)
+    "MODELS_ENV", "CACHE_ENV", "OFFLINE_ENV", "cache_dir", "models_dirs", "offline",
+]
 from .errors import WeightsNotFoundError
 
-MODELS_ENV = "AUTOANNOTATE_MODELS"
-CACHE_ENV = "AUTOANNOTATE_CACHE"
-OFFLINE_ENV = "AUTOANNOTATE_OFFLINE"
 
 
 @dataclass(frozen=True)
@@ -58,16 +62,7 @@ REGISTRY: dict[str, WeightsEntry] = {
 
 def search_dirs() -> list[Path]:
     """Folders searched, in order: ``AUTOANNOTATE_MODELS`` entries, then the cache."""
-    dirs = [Path(p).expanduser() for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
-    return dirs + [cache_dir()]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "autoannotate").expanduser()
-
-
-def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return models_dirs() + [cache_dir()]
 
 
 def find_local(filename: str) -> Path | None:

@@ -77,6 +77,25 @@ def test_annotate_writes_coco_with_scores_and_categories(folder, tmp_path, capsy
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.png", "sub__a.png", "sub__b.png"]
 
 
+def test_annotate_a_folder_of_symbolic_links_with_a_label_map(folder, tmp_path, capsys):
+    d, fn = folder
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("a.png", "sub/b.jpg"):
+        (links / name.replace("/", "_")).symlink_to(d / name)
+    out = tmp_path / "links.json"
+    code = main(["annotate", str(links), "--function-file", str(fn), "--output", str(out),
+                 "--overlays", str(tmp_path / "ov2"), "--label-map", "box=crate", "--no-progress"])
+    assert code == 0
+    coco = json.loads(out.read_text())
+    assert sorted(i["file_name"] for i in coco["images"]) == ["a.png", "sub_b.jpg"]  # the names in the folder
+    assert [c["name"] for c in coco["categories"]] == ["crate", "blob", "scene"]
+    assert sorted(p.name for p in (tmp_path / "ov2").iterdir()) == ["a.png", "sub_b.png"]
+    assert main(["annotate", str(links), "--function-file", str(fn), "--output", str(out),
+                 "--label-map", "nope=crate", "--no-progress"]) == 2
+    assert "--label-map names labels the function does not have: ['nope']" in capsys.readouterr().err
+
+
 def test_functions_lists_predefined_functions(capsys):
     assert main(["functions"]) == 0
     text = capsys.readouterr().out
@@ -113,3 +132,147 @@ def test_missing_or_empty_folder(tmp_path, capsys):
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "autoannotate.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "annotate" in r.stdout
+
+
+# -- environment variables: read when a command runs, never while the parser is built --------
+
+
+def run_cli(*args, env=None):
+    import os
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOANNOTATE_", "LABEL_STUDIO_"))}
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "autoannotate.cli", *args], capture_output=True, text=True,
+                          env=full, timeout=120)
+
+
+def test_a_malformed_variable_does_not_break_other_commands():
+    r = run_cli("functions", env={"AUTOANNOTATE_PORT": "abc", "AUTOANNOTATE_BATCH_SIZE": "many"})
+    assert r.returncode == 0, r.stderr
+    assert "yolox" in r.stdout and "Traceback" not in r.stderr
+    r = run_cli("label-studio", "serve", "--help", env={"AUTOANNOTATE_PORT": "abc"})
+    assert r.returncode == 0 and "AUTOANNOTATE_PORT" in r.stdout
+
+
+def test_a_malformed_variable_is_a_clear_error_for_the_command_that_uses_it():
+    pytest.importorskip("fastapi")
+    r = run_cli("label-studio", "serve", env={"AUTOANNOTATE_PORT": "abc"})
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: AUTOANNOTATE_PORT='abc' is not a valid int" and "Traceback" not in r.stderr
+    r = run_cli("label-studio", "annotate", "--project", "1", "--url", "http://x", "--api-key", "k",
+                env={"AUTOANNOTATE_BATCH_SIZE": "0"})
+    assert r.returncode == 2 and "AUTOANNOTATE_BATCH_SIZE='0' must be >= 1" in r.stderr
+
+
+def test_parsers_never_read_the_environment(monkeypatch):
+    import os
+
+    from autoannotate.cli import build_parser
+
+    reads = []
+
+    class Spy(dict):
+        def get(self, key, default=None):
+            reads.append(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return super().__getitem__(key)
+
+    monkeypatch.setattr(os, "environ", Spy(os.environ))
+    build_parser()
+    assert [r for r in reads if r.startswith(("AUTOANNOTATE_", "LABEL_STUDIO_"))] == []
+
+
+@pytest.fixture
+def fake_annotate_project(monkeypatch):
+    """Capture what `label-studio annotate` passes to annotate_project (no server, no model)."""
+    pytest.importorskip("label_studio_sdk")
+    import autoannotate.label_studio.project as project
+    import autoannotate.loading as loading
+
+    calls = []
+
+    class Report:
+        success = True
+
+        def summary(self):
+            return "done"
+
+    def fake(url, api_key, project_id, function, **kwargs):
+        calls.append({"url": url, "api_key": api_key, "project_id": project_id, "function": function, **kwargs})
+        return Report()
+
+    monkeypatch.setattr(project, "annotate_project", fake)
+    monkeypatch.setattr(loading, "load_function", lambda name, **params: (name, params))
+    for var in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "AUTOANNOTATE_BATCH_SIZE", "AUTOANNOTATE_NUM_WORKERS",
+                "AUTOANNOTATE_FUNCTION", "AUTOANNOTATE_PARAMS", "AUTOANNOTATE_CONF_THRESHOLD"):
+        monkeypatch.delenv(var, raising=False)
+    return calls
+
+
+def test_label_studio_annotate_defaults_come_from_settings(fake_annotate_project, monkeypatch, capsys):
+    from autoannotate.settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY
+
+    assert main(["label-studio", "annotate", "--project", "4"]) == 2
+    assert "--url is required (or set LABEL_STUDIO_URL)" in capsys.readouterr().err
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://ls:8080")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "secret")
+    assert main(["label-studio", "annotate", "--project", "4", "--no-progress"]) == 0
+    (call,) = fake_annotate_project
+    assert call["url"] == "http://ls:8080" and call["api_key"] == "secret" and call["project_id"] == 4
+    assert call["function"] == ("yolox", {})
+    assert (call["batch_size"], call["num_workers"], call["write_every"]) == (
+        DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY)
+    assert call["progress"] is False and call["conf_threshold"] is None and "upload_every" not in call
+    monkeypatch.setenv("AUTOANNOTATE_BATCH_SIZE", "3")
+    monkeypatch.setenv("AUTOANNOTATE_NUM_WORKERS", "1")
+    monkeypatch.setenv("AUTOANNOTATE_FUNCTION", "torchvision_detection")
+    monkeypatch.setenv("AUTOANNOTATE_PARAMS", "model_name=str:x")
+    main(["label-studio", "annotate", "--project", "4"])
+    assert (fake_annotate_project[-1]["batch_size"], fake_annotate_project[-1]["num_workers"]) == (3, 1)
+    assert fake_annotate_project[-1]["function"] == ("torchvision_detection", {"model_name": "x"})
+
+
+def test_label_studio_annotate_flags_override_settings(fake_annotate_project, monkeypatch, capsys):
+    monkeypatch.setenv("AUTOANNOTATE_BATCH_SIZE", "3")
+    args = ["label-studio", "annotate", "--project", "2", "--url", "http://a", "--api-key", "k", "-f", "grabcut",
+            "--batch-size", "5", "--num-workers", "0", "--write-every", "7", "--conf-threshold", "0.4"]
+    assert main(args) == 0
+    call = fake_annotate_project[-1]
+    assert (call["batch_size"], call["num_workers"], call["write_every"], call["conf_threshold"]) == (5, 0, 7, 0.4)
+    assert call["function"] == ("grabcut", {}) and capsys.readouterr().err == ""
+
+
+def test_upload_every_is_a_hidden_deprecated_alias_of_write_every(fake_annotate_project, capsys):
+    from autoannotate.cli import build_parser
+
+    base = ["label-studio", "annotate", "--project", "2", "--url", "http://a", "--api-key", "k"]
+    assert main(base + ["--upload-every", "9"]) == 0
+    assert fake_annotate_project[-1]["write_every"] == 9
+    assert "--upload-every is deprecated; use --write-every" in capsys.readouterr().err
+    assert main(base + ["--write-every", "0"]) == 2
+    assert "--write-every must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["label-studio", "annotate", "--help"])
+    annotate_help = capsys.readouterr().out
+    assert "--write-every" in annotate_help and "--num-workers" in annotate_help
+    assert "--upload-every" not in annotate_help
+
+
+def test_label_studio_serve_resolves_settings_when_it_runs(monkeypatch):
+    pytest.importorskip("fastapi")
+    import autoannotate.label_studio.app as app
+
+    served = []
+    monkeypatch.setattr(app, "serve", lambda settings, **kw: served.append((settings, kw)))
+    monkeypatch.setenv("AUTOANNOTATE_PORT", "9999")
+    monkeypatch.setenv("AUTOANNOTATE_TRACKER", "none")
+    monkeypatch.setenv("AUTOANNOTATE_BATCH_SIZE", "6")
+    assert main(["label-studio", "serve", "--host", "127.0.0.1", "--interactive", "none", "--num-workers", "2"]) == 0
+    settings, kw = served[-1]
+    assert (settings.host, settings.port, settings.tracker, settings.interactive) == ("127.0.0.1", 9999, None, None)
+    assert (settings.batch_size, settings.num_workers, settings.function) == (6, 2, "yolox")
+    assert main(["label-studio", "serve", "--port", "1234", "-p", "model=str:yolox_s"]) == 0
+    assert served[-1][0].port == 1234 and served[-1][0].params == {"model": "yolox_s"}

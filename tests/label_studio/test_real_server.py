@@ -134,7 +134,7 @@ def test_annotate_command_uploads_predictions_and_resumes(label_studio, function
     human = tasks["chelsea"]
     client.annotations.create(id=human.id, result=[{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
                                                     "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]}}])
-    report = annotate_project(label_studio.url, label_studio.token, project.id, detector, upload_every=1, progress=False)
+    report = annotate_project(label_studio.url, label_studio.token, project.id, detector, write_every=1, progress=False)
     assert report.images_processed == 2 and report.images_skipped == 1 and report.success
     preds = {name: list(client.predictions.list(task=t.id)) for name, t in tasks.items()}
     assert [len(preds[n]) for n in PHOTOS] == [1, 1, 0]  # the human-annotated task is left alone
@@ -157,7 +157,7 @@ def test_annotate_cli_prints_a_report(label_studio, models_env_module, capsys):
     code = main(["label-studio", "annotate", "--url", label_studio.url, "--api-key", label_studio.token,
                  "--project", str(project.id), "--function", "yolox", "--max-tasks", "2", "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0 and "images processed:   2" in out
+    assert code == 0 and "tasks processed:    2" in out
     assert sum(len(list(client.predictions.list(task=t.id))) for t in tasks.values()) == 2
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import autoannotate as aa
 from autoannotate.label_studio.config import parse_config
-from autoannotate.label_studio.regions import brush_rle, to_regions
+from autoannotate.label_studio.regions import brush_rle, build_prediction, to_regions
 
 pytest.importorskip("label_studio_sdk")
 from label_studio_sdk.converter.brush import decode_rle, mask2rle  # noqa: E402
@@ -65,3 +65,33 @@ def test_regions_in_percent_of_the_original_size():
             assert (v["x"], v["y"]) == (25.0, 25.0) and "score" not in reg
         else:
             assert v == {"choices": ["a"]}
+
+
+def test_build_prediction_numbers_regions_once_unique_across_controls_and_stable():
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    size = (200, 100)
+    parts = [
+        (controls["r"], [aa.rectangle(0, [20, 10, 120, 50], score=0.5), aa.rectangle(0, [0, 0, 10, 10], score=0.7)]),
+        (controls["k"], [aa.points(0, [50, 25], score=0.9)]),
+        (controls["c"], [aa.tag(0)]),
+        (controls["p"], [aa.rectangle(0, [0, 0, 1, 1])]),  # a polygon control cannot show a rectangle: no region
+    ]
+    pred = build_prediction(7, parts, size, "m@1")
+    assert set(pred) == {"result", "score", "model_version"} and pred["model_version"] == "m@1"
+    regions = pred["result"]
+    assert [r["from_name"] for r in regions] == ["r", "r", "k", "c"]
+    ids = [r["id"] for r in regions]
+    assert len(set(ids)) == 4 and all(isinstance(i, str) and len(i) == 12 for i in ids)
+    assert pred["score"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)
+    assert [r["id"] for r in build_prediction(7, parts, size, "m@1")["result"]] == ids  # stable
+    assert not set(ids) & {r["id"] for r in build_prediction(8, parts, size, "m@1")["result"]}  # per task
+    # the same shapes in two controls with the same labels never share an id
+    both = build_prediction(7, [(controls["r"], parts[0][1]), (controls["r"], parts[0][1])], size, "m")["result"]
+    assert len({r["id"] for r in both}) == 4
+    assert build_prediction(7, [], size, "m") == {"result": [], "score": 0.0, "model_version": "m"}
+
+
+def test_to_regions_is_build_prediction_for_one_control():
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    shapes = [aa.rectangle(0, [20, 10, 120, 50], score=0.5)]
+    assert to_regions(3, shapes, controls["r"], (200, 100)) == build_prediction(3, [(controls["r"], shapes)], (200, 100), "x")["result"]

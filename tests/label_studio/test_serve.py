@@ -62,3 +62,24 @@ def test_bad_settings_fail_at_start(monkeypatch):
     monkeypatch.setenv("AUTOANNOTATE_CONF_THRESHOLD", "high")
     with pytest.raises(aa.BadParameterError, match="AUTOANNOTATE_CONF_THRESHOLD='high' is not a valid float"):
         Settings.from_env()
+
+
+def test_the_backend_takes_its_defaults_and_limits_from_the_settings(tmp_path):
+    from autoannotate.label_studio import Backend
+    from autoannotate.label_studio.service import build_backend, fetch_policy
+    from autoannotate.settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, Settings
+
+    plain = Backend(interactive=object())
+    assert (plain.batch_size, plain.num_workers) == (DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS)
+    defaults = Settings()
+    assert (plain.track_frames, plain.key_frame_interval, plain.max_video_bytes) == (
+        defaults.track_frames, defaults.key_frame_interval, defaults.max_video_bytes)
+    s = Settings(function=None, interactive="grabcut", tracker=None, batch_size=3, num_workers=1, track_frames=7,
+                 key_frame_interval=2, max_video_bytes=99, conf_threshold=0.2, cache_bytes=1000, fetch_timeout=3.0,
+                 max_image_bytes=55, allow_hosts=("10.0.0.1",), local_files_root=str(tmp_path))
+    b = build_backend(s)
+    assert (b.batch_size, b.num_workers, b.track_frames, b.key_frame_interval, b.max_video_bytes) == (3, 1, 7, 2, 99)
+    assert b.conf_threshold == 0.2 and b.cache.max_bytes == 1000 and b.function is None and b.tracker is None
+    policy = fetch_policy(s)
+    assert (policy.timeout, policy.max_bytes, policy.allow_hosts, str(policy.local_root)) == (
+        3.0, 55, ("10.0.0.1",), str(tmp_path))

@@ -98,3 +98,79 @@ def test_bad_video_contexts(clip):
         r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG,
                                      "params": {"context": ctx}})
         assert r.status_code == 400 and msg in r.json()["error"]
+
+
+# -- the video functions on their own (no backend object) -----------------------------------
+
+
+def video_controls(spec):
+    from autoannotate.label_studio import map_controls, parse_config
+
+    (control,) = parse_config(CONFIG)
+    return control, map_controls(spec, [control])
+
+
+def test_pre_annotate_video_maps_detections_through_the_control(clip):
+    from autoannotate.label_studio import ImageFetcher, pre_annotate_video
+
+    uri, truth = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(0, truth[0][i], score=0.8), aa.rectangle(1, truth[1][i], score=0.95)]
+
+    detector = FakeDetector(detect, labels=[aa.label_spec("cat", 0, type="rectangle"),
+                                            aa.label_spec("dog", 1, type="rectangle")])
+    raw, mapped = video_controls(detector.spec)
+    kwargs = dict(detector=detector, tracker=opencv_tracker.create(), fetcher=ImageFetcher(),
+                  key_frame_interval=10, conf_threshold=0.9, max_video_bytes=64 << 20, model_version="v1")
+    pred = pre_annotate_video({"id": 3, "data": {"video": uri}}, mapped, **kwargs)
+    (region,) = pred["result"]  # the cat (0.8) is under the threshold; 'dog' maps onto 'Dog'
+    assert region["value"]["labels"] == ["Dog"] and region["score"] == 0.95 and pred["model_version"] == "v1"
+    assert np.mean([iou(px(k), truth[1][k["frame"] - 1]) for k in region["value"]["sequence"]]) > 0.7
+    # without a mapped control (or a detector) there is nothing to pre-annotate
+    assert pre_annotate_video({"id": 3, "data": {"video": uri}}, [raw], **kwargs)["result"] == []
+    assert pre_annotate_video({"id": 3, "data": {"video": uri}}, mapped, **{**kwargs, "detector": None})["result"] == []
+
+
+def test_pre_annotate_video_failures_are_records_not_exceptions():
+    from autoannotate.label_studio import ImageFetcher, pre_annotate_video
+
+    _, mapped = video_controls(FakeDetector().spec)
+    kwargs = dict(detector=FakeDetector(), tracker=opencv_tracker.create(), fetcher=ImageFetcher(),
+                  key_frame_interval=5, conf_threshold=None, max_video_bytes=1 << 20, model_version="v")
+    no_video = pre_annotate_video({"id": 1, "data": {}}, mapped, **kwargs)
+    assert "result" not in no_video and "no video under data.video" in no_video["error"] and no_video["error_id"]
+    garbage = pre_annotate_video({"id": 2, "data": {"video": "data:video/mp4;base64,AAAA"}}, mapped, **kwargs)
+    assert "result" not in garbage and garbage["error"]
+    too_big = pre_annotate_video({"id": 2, "data": {"video": "data:video/mp4;base64," + "A" * 2_000_000}}, mapped,
+                                 **kwargs)
+    assert "result" not in too_big and too_big["error"]
+
+
+def test_track_drawn_boxes_on_its_own(clip):
+    from autoannotate.label_studio import BadRequest, ImageFetcher, track_drawn_boxes
+
+    uri, truth = clip
+    control, _ = video_controls(FakeDetector().spec)
+    drawn = {"id": "r9", "type": "videorectangle", "from_name": "box",
+             "value": {"labels": ["Dog"], "sequence": [{"frame": 1, "enabled": True, **pct(truth[1][0])}]}}
+    kwargs = dict(tracker=opencv_tracker.create(), fetcher=ImageFetcher(), track_frames=5,
+                  max_video_bytes=64 << 20, model_version="t")
+    pred = track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": [drawn]}, [control], **kwargs)
+    (region,) = pred["result"]
+    assert region["id"] == "r9" and [k["frame"] for k in region["value"]["sequence"]] == list(range(1, 7))
+    assert pred["model_version"] == "t"
+    with pytest.raises(BadRequest, match="at least one videorectangle"):
+        track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": []}, [control], **kwargs)
+
+
+def test_video_module_does_not_import_the_backend():
+    import ast
+    import inspect
+
+    from autoannotate.label_studio import video
+
+    tree = ast.parse(inspect.getsource(video))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "backend" not in modules and not any(m and m.endswith(".backend") for m in modules)

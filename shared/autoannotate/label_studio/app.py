@@ -13,105 +13,22 @@ import base64
 import hmac
 import json
 import logging
-import os
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves handler annotations from here
 
-from ..errors import AutoAnnotateError, BadParameterError
-from ..loading import load_function, parse_params
-from .backend import Backend, BadRequest
-from .cache import EncodingCache
+from ..errors import AutoAnnotateError
+from ..settings import Settings
+from .backend import Backend
 from .config import LabelConfigError
-from .fetch import FetchPolicy, ImageFetcher, parse_hosts
+from .responses import BadRequest
+from .service import build_backend
+
+__all__ = ["Settings", "create_app", "serve", "build_backend"]
 
 log = logging.getLogger("autoannotate.label_studio")
 
 MAX_BODY = 32 << 20
-
-
-@dataclass
-class Settings:
-    """Everything the service needs; :meth:`from_env` reads the ``AUTOANNOTATE_*`` variables."""
-
-    function: str | None = "yolox"
-    interactive: str | None = "grabcut"
-    tracker: str | None = "opencv_tracker"
-    track_frames: int = 30
-    params: dict[str, Any] = field(default_factory=dict)
-    interactive_params: dict[str, Any] = field(default_factory=dict)
-    conf_threshold: float | None = None
-    label_studio_url: str | None = None
-    label_studio_api_key: str | None = field(default=None, repr=False)  # secrets never appear in reprs/logs
-    basic_auth_user: str | None = None
-    basic_auth_pass: str | None = field(default=None, repr=False)
-    bearer_token: str | None = field(default=None, repr=False)
-    allow_hosts: tuple[str, ...] = ()
-    local_files_root: str | None = None
-    fetch_timeout: float = 15.0
-    max_image_bytes: int = 64 << 20
-    cache_bytes: int = 2 << 30
-    cache_ttl: float = 3600.0
-    batch_size: int = 4
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        e = dict(os.environ if env is None else env)
-
-        def get(name: str, default: Any = None) -> Any:
-            v = e.get(name)
-            return default if v is None or v == "" else v
-
-        def none_or(name: str, default: str | None) -> str | None:
-            v = get(name, default)
-            return None if v in (None, "none", "") else v
-
-        def number(name: str, kind: type, default: Any) -> Any:
-            v = get(name, default)
-            try:
-                return None if v is None else kind(v)
-            except (TypeError, ValueError):
-                raise BadParameterError(f"{name}={v!r} is not a valid {kind.__name__}") from None
-
-        return cls(
-            function=none_or("AUTOANNOTATE_FUNCTION", "yolox"),
-            interactive=none_or("AUTOANNOTATE_INTERACTIVE", "grabcut"),
-            tracker=none_or("AUTOANNOTATE_TRACKER", "opencv_tracker"),
-            track_frames=number("AUTOANNOTATE_TRACK_FRAMES", int, 30),
-            params=parse_params(p for p in get("AUTOANNOTATE_PARAMS", "").split(",") if p.strip()),
-            interactive_params=parse_params(p for p in get("AUTOANNOTATE_INTERACTIVE_PARAMS", "").split(",") if p.strip()),
-            conf_threshold=number("AUTOANNOTATE_CONF_THRESHOLD", float, None),
-            label_studio_url=get("LABEL_STUDIO_URL"),
-            label_studio_api_key=get("LABEL_STUDIO_API_KEY"),
-            basic_auth_user=get("AUTOANNOTATE_BASIC_AUTH_USER"),
-            basic_auth_pass=get("AUTOANNOTATE_BASIC_AUTH_PASS"),
-            bearer_token=get("AUTOANNOTATE_BEARER_TOKEN"),
-            allow_hosts=parse_hosts(get("AUTOANNOTATE_ALLOW_HOSTS", "")),
-            local_files_root=get("AUTOANNOTATE_LOCAL_FILES_ROOT"),
-            fetch_timeout=number("AUTOANNOTATE_FETCH_TIMEOUT", float, 15),
-            max_image_bytes=number("AUTOANNOTATE_MAX_IMAGE_BYTES", int, 64 << 20),
-            cache_bytes=number("AUTOANNOTATE_CACHE_BYTES", int, 2 << 30),
-            cache_ttl=number("AUTOANNOTATE_CACHE_TTL", float, 3600),
-            batch_size=number("AUTOANNOTATE_BATCH_SIZE", int, 4),
-        )
-
-    def build_backend(self) -> Backend:
-        """Load the functions now (Label Studio gives /health and /setup only seconds)."""
-        function = load_function(self.function, **self.params) if self.function else None
-        interactive = load_function(self.interactive, **self.interactive_params) if self.interactive else None
-        tracker = load_function(self.tracker) if self.tracker else None
-        fetcher = ImageFetcher(
-            FetchPolicy(timeout=self.fetch_timeout, max_bytes=self.max_image_bytes, allow_hosts=self.allow_hosts,
-                        local_root=Path(self.local_files_root) if self.local_files_root else None),
-            label_studio_url=self.label_studio_url, api_key=self.label_studio_api_key,
-        )
-        return Backend(function=function, interactive=interactive, tracker=tracker, track_frames=self.track_frames,
-                       fetcher=fetcher,
-                       cache=EncodingCache(self.cache_bytes, self.cache_ttl), conf_threshold=self.conf_threshold,
-                       batch_size=self.batch_size)
 
 
 def _error(status: int, message: str, error_id: str | None = None):
@@ -146,7 +63,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     settings = settings or Settings.from_env()
-    backend = backend or settings.build_backend()
+    backend = backend or build_backend(settings)
     app = FastAPI(title="autoannotate Label Studio ML backend", version="0.1.0")
     app.state.backend = backend
     app.state.settings = settings
@@ -259,9 +176,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     return app
 
 
-def serve(settings: Settings, host: str = "0.0.0.0", port: int = 9090, log_level: str = "info") -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
+    """Serve the backend; ``host`` / ``port`` default to the settings' (``AUTOANNOTATE_HOST`` /
+    ``AUTOANNOTATE_PORT``)."""
     import uvicorn
 
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     app = create_app(settings)
     log.info("serving %s on http://%s:%d", app.state.backend.model_version, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -22,17 +21,24 @@ from ..errors import AutoAnnotateError
 from ..images import load_image
 from ..interface import InteractiveFunctionContext, InteractivePrompt
 from ..mapping import LabelMapping
+from ..settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_KEY_FRAME_INTERVAL,
+    DEFAULT_MAX_VIDEO_BYTES,
+    DEFAULT_NUM_WORKERS,
+    DEFAULT_TRACK_FRAMES,
+)
 from ..shapes import mask as mask_shape
 from .cache import EncodingCache
-from .config import Control, LabelConfigError, map_controls, parse_config
+from .config import Control, ControlConflictError, LabelConfigError, map_controls, parse_config
 from .fetch import ImageFetcher
-from .regions import prediction_score, region_id, to_regions
+from .regions import build_prediction
+from .responses import BadRequest, empty_prediction, failure, task_ref
+from .video import pre_annotate_video, track_drawn_boxes
 
 log = logging.getLogger(__name__)
 
-
-class BadRequest(AutoAnnotateError):
-    """The request is malformed (the message says what is wrong)."""
+__all__ = ["Backend", "BadRequest", "parse_context"]
 
 
 @dataclass
@@ -45,12 +51,12 @@ class Backend:
     fetcher: ImageFetcher = field(default_factory=ImageFetcher)
     cache: EncodingCache = field(default_factory=EncodingCache)
     conf_threshold: float | None = None
-    batch_size: int = 4
-    num_workers: int = 4
+    batch_size: int = DEFAULT_BATCH_SIZE
+    num_workers: int = DEFAULT_NUM_WORKERS
     tracker: Any = None
-    track_frames: int = 30
-    key_frame_interval: int = 5
-    max_video_bytes: int = 512 << 20
+    track_frames: int = DEFAULT_TRACK_FRAMES
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
+    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -96,6 +102,8 @@ class Backend:
         if self.function is not None and images:
             try:
                 out["detection"] = map_controls(self.function.spec, images)
+            except ControlConflictError:
+                raise  # a conflict is never hidden behind other usable controls
             except LabelConfigError as e:
                 errors.append(str(e))
         if self.interactive is not None and images:
@@ -104,12 +112,16 @@ class Backend:
             except LabelConfigError as e:
                 errors.append(str(e))
         if videos and self.tracker is not None:
+            mapped: dict[str, Control] = {}
             if self.function is not None:
                 try:
-                    map_controls(self.function.spec, videos)
+                    mapped = {c.name: c for c in map_controls(self.function.spec, videos)}
+                except ControlConflictError:
+                    raise
                 except LabelConfigError as e:
                     errors.append(str(e))
-            out["video"] = videos  # drawn boxes can be tracked whatever their labels
+            # drawn boxes can be tracked whatever their labels; whole videos need a mapping
+            out["video"] = [mapped.get(c.name, c) for c in videos]
         elif videos:
             errors.append("video tasks need a tracking function (AUTOANNOTATE_TRACKER)")
         if not any(out.values()):
@@ -145,12 +157,15 @@ class Backend:
         context = params.get("context") if isinstance(params, Mapping) else None
         controls = self.controls(label_config)
         if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
-            from .video import VideoSupport
-
-            video = VideoSupport(self)
             if context:
-                return {"results": [video.track_drawn_boxes(tasks[0], context, controls["video"])]}
-            return {"results": [video.pre_annotate(t, controls["video"]) for t in tasks]}
+                return {"results": [track_drawn_boxes(
+                    tasks[0], context, controls["video"], tracker=self.tracker, fetcher=self.fetcher,
+                    track_frames=self.track_frames, max_video_bytes=self.max_video_bytes,
+                    model_version=self.model_version)]}
+            return {"results": [pre_annotate_video(
+                t, controls["video"], detector=self.function, tracker=self.tracker, fetcher=self.fetcher,
+                key_frame_interval=self.key_frame_interval, conf_threshold=self.conf_threshold,
+                max_video_bytes=self.max_video_bytes, model_version=self.model_version) for t in tasks]}
         if context:
             if self.interactive is None:
                 raise BadRequest("this backend has no interactive function")
@@ -158,7 +173,7 @@ class Backend:
                 raise BadRequest("an interactive request needs its task")
             return {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
         if self.function is None:
-            return {"results": [{"result": [], "score": 0.0, "model_version": self.model_version} for _ in tasks]}
+            return {"results": [empty_prediction(self.model_version) for _ in tasks]}
         return {"results": self.pre_annotate(tasks, controls["detection"])}
 
     @staticmethod
@@ -169,41 +184,36 @@ class Backend:
     # -- pre-annotation -------------------------------------------------------------------
 
     def image_ref(self, task: Mapping[str, Any], control: Control) -> str:
-        data = task.get("data")
-        if not isinstance(data, Mapping):
-            raise BadRequest(f"task {task.get('id')!r} has no 'data' object")
-        ref = data.get(control.value_key)
-        if not isinstance(ref, str):
-            raise BadRequest(f"task {task.get('id')!r} has no image under data.{control.value_key}")
-        return ref
+        return task_ref(task, control, "image")
 
     def pre_annotate(self, tasks: list[Mapping[str, Any]], controls: list[Control]) -> list[dict]:
         """One prediction per task, in order. A task that fails gets ``error`` and ``error_id``
         but no ``result``: Label Studio then stores nothing for it and it can be retried."""
         if not controls:
-            return [{"result": [], "score": 0.0, "model_version": self.model_version} for _ in tasks]
+            return [empty_prediction(self.model_version) for _ in tasks]
         items, early = [], {}
         for i, task in enumerate(tasks):
             try:
                 items.append((i, self.image_ref(task, controls[0])))
             except BadRequest as e:
                 early[i] = str(e)
-        outputs: dict[int, dict] = {i: _failure(msg) for i, msg in early.items()}
+        outputs: dict[int, dict] = {i: failure(msg) for i, msg in early.items()}
         for r in iter_annotations(
             self.function, items, mapping=self._identity, conf_threshold=self.conf_threshold,
             batch_size=self.batch_size, num_workers=self.num_workers, progress=False,
             loader=lambda ref: load_image(self.fetcher.fetch(ref)),
         ):
             if not r.ok:
-                outputs[r.key] = _failure(r.error or "unknown error")  # type: ignore[index]
+                outputs[r.key] = failure(r.error or "unknown error")  # type: ignore[index]
                 continue
             task = tasks[r.key]  # type: ignore[index]
-            regions: list[dict] = []
-            for c in controls:
-                mapped = c.mapping.map_shapes(r.shapes or [])  # type: ignore[union-attr]
-                regions += to_regions(task.get("id"), mapped, c, r.size)  # type: ignore[arg-type]
-            _renumber(regions, task.get("id"))
-            outputs[r.key] = {"result": regions, "score": prediction_score(regions), "model_version": self.model_version}  # type: ignore[index]
+            try:
+                parts = [(c, c.mapping.map_shapes(r.shapes or [], target_name=f"control {c.name!r}"))  # type: ignore[union-attr]
+                         for c in controls]
+            except AutoAnnotateError as e:  # e.g. a shape type a control's label does not take
+                outputs[r.key] = failure(str(e))  # type: ignore[index]
+                continue
+            outputs[r.key] = build_prediction(task.get("id"), parts, r.size, self.model_version)  # type: ignore[index,arg-type]
         return [outputs[i] for i in range(len(tasks))]
 
     # -- interactive ----------------------------------------------------------------------
@@ -224,18 +234,14 @@ class Backend:
         size = sized.size
         prompt = percent.to_prompt(size)
         results = self.interactive.segment(ictx, sized.encoding, prompt)
-        regions: list[dict] = []
         salt = hashlib.sha1(repr((prompt.positive_points, prompt.negative_points, prompt.boxes)).encode()).hexdigest()[:8]
+        parts = []
         for c in controls:
-            label = c.label_named(prompt.label) or (c.label_names[0] if c.label_names else None)
+            label = c.label_named(prompt.label) or (c.labels[0] if c.labels else None)
             if label is None:
                 continue
-            label_id = c.label_names.index(label)
-            for res in results:
-                s = mask_shape(label_id, res.mask, score=res.score)
-                regions += to_regions(f"{task.get('id')}:{salt}", [s], c, size)
-        _renumber(regions, f"{task.get('id')}:{salt}")
-        return {"result": regions, "score": prediction_score(regions), "model_version": self.model_version}
+            parts.append((c, [mask_shape(label.id, res.mask, score=res.score) for res in results]))
+        return build_prediction(f"{task.get('id')}:{salt}", parts, size, self.model_version)
 
 
 @dataclass
@@ -302,15 +308,3 @@ def parse_context(context: Any) -> _PromptInPercent:
     if not pos and not boxes:
         raise BadRequest("the interactive context needs at least one positive click or one box")
     return _PromptInPercent(pos, neg, boxes, label)
-
-
-def _renumber(regions: list[dict], task_key: Any) -> None:
-    """Stable, unique ids across all controls of one prediction."""
-    for i, r in enumerate(regions):
-        r["id"] = region_id(task_key, r["from_name"], i)
-
-
-def _failure(message: str) -> dict:
-    error_id = uuid.uuid4().hex[:12]
-    log.warning("task failed [%s]: %s", error_id, message)
-    return {"error": message, "error_id": error_id}

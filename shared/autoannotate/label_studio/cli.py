@@ -1,10 +1,21 @@
-"""``autoannotate label-studio serve | annotate``."""
+"""``autoannotate label-studio serve | annotate``.
+
+Building the parsers reads no environment variable: a flag left out is ``None`` and takes its
+value, when the command runs, from :meth:`autoannotate.settings.Settings.from_env` (the
+``AUTOANNOTATE_*`` / ``LABEL_STUDIO_*`` variables, else the package defaults). A malformed
+variable is then a clear error naming it (exit status 2), and commands that do not need the
+settings never look at them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 from typing import Any
+
+from ..errors import BadParameterError
+
+_NONE_WORDS = ("none", "")
 
 
 def add_subcommands(sub: Any) -> None:
@@ -12,67 +23,128 @@ def add_subcommands(sub: Any) -> None:
     ls_sub = ls.add_subparsers(dest="ls_command", required=True)
 
     s = ls_sub.add_parser("serve", help="serve the ML backend (settings also from AUTOANNOTATE_* variables)")
-    s.add_argument("--function", "-f", default=os.environ.get("AUTOANNOTATE_FUNCTION", "yolox"),
-                   help="detection function for pre-annotation ('none' to disable; default yolox)")
-    s.add_argument("--interactive", default=os.environ.get("AUTOANNOTATE_INTERACTIVE", "grabcut"),
-                   help="interactive function for clicks/boxes: grabcut (default), sam, or none")
-    s.add_argument("--tracker", default=os.environ.get("AUTOANNOTATE_TRACKER", "opencv_tracker"),
-                   help="tracking function for video tasks: opencv_tracker (default), sam_tracker, or none")
-    s.add_argument("--track-frames", type=int, default=int(os.environ.get("AUTOANNOTATE_TRACK_FRAMES", "30")),
-                   help="how many frames a drawn video box is tracked")
+    s.add_argument("--function", "-f", default=None,
+                   help="detection function for pre-annotation, 'none' to disable "
+                        "(default: AUTOANNOTATE_FUNCTION, else yolox)")
+    s.add_argument("--interactive", default=None,
+                   help="interactive function for clicks/boxes: grabcut, sam, or none "
+                        "(default: AUTOANNOTATE_INTERACTIVE, else grabcut)")
+    s.add_argument("--tracker", default=None,
+                   help="tracking function for video tasks: opencv_tracker, sam_tracker, or none "
+                        "(default: AUTOANNOTATE_TRACKER, else opencv_tracker)")
+    s.add_argument("--track-frames", type=int, default=None,
+                   help="how many frames a drawn video box is tracked (default: AUTOANNOTATE_TRACK_FRAMES, else 30)")
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
-                   help="a parameter of the detection function")
-    s.add_argument("--interactive-param", action="append", default=[], metavar="NAME=TYPE:VALUE")
-    s.add_argument("--conf-threshold", type=float, default=None)
-    s.add_argument("--host", default=os.environ.get("AUTOANNOTATE_HOST", "0.0.0.0"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("AUTOANNOTATE_PORT", "9090")))
+                   help="a parameter of the detection function (default: AUTOANNOTATE_PARAMS)")
+    s.add_argument("--interactive-param", action="append", default=[], metavar="NAME=TYPE:VALUE",
+                   help="a parameter of the interactive function (default: AUTOANNOTATE_INTERACTIVE_PARAMS)")
+    s.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
+    s.add_argument("--batch-size", type=int, default=None,
+                   help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)")
+    s.add_argument("--num-workers", type=int, default=None,
+                   help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)")
+    s.add_argument("--host", default=None, help="default: AUTOANNOTATE_HOST, else 0.0.0.0")
+    s.add_argument("--port", type=int, default=None, help="default: AUTOANNOTATE_PORT, else 9090")
     s.add_argument("--log-level", default="info")
     s.set_defaults(handler=cmd_serve)
 
     a = ls_sub.add_parser("annotate", help="pre-annotate every task of a project (immediate mode)")
-    a.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"), required=not os.environ.get("LABEL_STUDIO_URL"))
-    a.add_argument("--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"),
-                   required=not os.environ.get("LABEL_STUDIO_API_KEY"), help="personal access token (or legacy token)")
+    a.add_argument("--url", default=None, help="Label Studio's address (default: LABEL_STUDIO_URL)")
+    a.add_argument("--api-key", default=None,
+                   help="personal access token or legacy token (default: LABEL_STUDIO_API_KEY)")
     a.add_argument("--project", type=int, required=True)
-    a.add_argument("--function", "-f", default="yolox")
-    a.add_argument("-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE")
-    a.add_argument("--conf-threshold", type=float, default=None)
+    a.add_argument("--function", "-f", default=None, help="default: AUTOANNOTATE_FUNCTION, else yolox")
+    a.add_argument("-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
+                   help="a parameter of the function (default: AUTOANNOTATE_PARAMS when --function is not given)")
+    a.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
     a.add_argument("--overwrite", action="store_true", help="replace this model version's predictions too")
     a.add_argument("--max-tasks", type=int, default=None)
-    a.add_argument("--batch-size", type=int, default=4)
-    a.add_argument("--upload-every", type=int, default=32, help="tasks per bulk upload")
+    a.add_argument("--batch-size", type=int, default=None,
+                   help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)")
+    a.add_argument("--num-workers", type=int, default=None,
+                   help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)")
+    a.add_argument("--write-every", type=int, default=None, metavar="N",
+                   help="tasks per bulk upload of predictions (default 64)")
+    a.add_argument("--upload-every", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --write-every
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(handler=cmd_annotate)
 
 
+def _function_name(value: str) -> str | None:
+    return None if value.strip().lower() in _NONE_WORDS else value
+
+
+def _positive(name: str, value: int | None, low: int = 1) -> int | None:
+    if value is not None and value < low:
+        raise BadParameterError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ..loading import parse_params
-    from .app import Settings, serve
+    from ..settings import Settings
 
     settings = Settings.from_env()
-    settings.function = None if args.function in ("none", "") else args.function
-    settings.interactive = None if args.interactive in ("none", "") else args.interactive
-    settings.tracker = None if args.tracker in ("none", "") else args.tracker
-    settings.track_frames = args.track_frames
+    overrides: dict[str, Any] = {}
+    for name in ("function", "interactive", "tracker"):
+        if getattr(args, name) is not None:
+            overrides[name] = _function_name(getattr(args, name))
+    for name in ("track_frames", "conf_threshold", "batch_size", "num_workers", "host", "port"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    _positive("--track-frames", args.track_frames)
+    _positive("--batch-size", args.batch_size)
+    _positive("--num-workers", args.num_workers, 0)
     if args.param:
-        settings.params = parse_params(args.param)
+        overrides["params"] = parse_params(args.param)
     if args.interactive_param:
-        settings.interactive_params = parse_params(args.interactive_param)
-    if args.conf_threshold is not None:
-        settings.conf_threshold = args.conf_threshold
-    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+        overrides["interactive_params"] = parse_params(args.interactive_param)
+    settings = replace(settings, **overrides)
+
+    from .app import serve
+
+    serve(settings, log_level=args.log_level)
     return 0
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from ..loading import load_function, parse_params
+    from ..settings import DEFAULT_WRITE_EVERY, Settings
     from .project import annotate_project
+    from .service import fetch_policy
 
-    function = load_function(args.function, **parse_params(args.param))
+    settings = Settings.from_env()
+    url = args.url or settings.label_studio_url
+    api_key = args.api_key or settings.label_studio_api_key
+    if not url:
+        raise BadParameterError("--url is required (or set LABEL_STUDIO_URL)")
+    if not api_key:
+        raise BadParameterError("--api-key is required (or set LABEL_STUDIO_API_KEY)")
+    write_every = args.write_every
+    if args.upload_every is not None:
+        print("warning: --upload-every is deprecated; use --write-every", file=sys.stderr)
+        if write_every is None:
+            write_every = args.upload_every
+    _positive("--write-every", write_every)
+    _positive("--batch-size", args.batch_size)
+    _positive("--num-workers", args.num_workers, 0)
+    if args.function is not None:
+        name, params = _function_name(args.function), parse_params(args.param)
+    else:
+        name, params = settings.function, parse_params(args.param) if args.param else settings.params
+    if name is None:
+        raise BadParameterError("annotate needs a detection function (--function NAME)")
+    function = load_function(name, **params)
     report = annotate_project(
-        args.url, args.api_key, args.project, function, conf_threshold=args.conf_threshold,
-        overwrite=args.overwrite, max_tasks=args.max_tasks, batch_size=args.batch_size,
-        upload_every=args.upload_every, progress=not args.no_progress,
+        url, api_key, args.project, function,
+        conf_threshold=args.conf_threshold if args.conf_threshold is not None else settings.conf_threshold,
+        overwrite=args.overwrite, max_tasks=args.max_tasks,
+        batch_size=args.batch_size if args.batch_size is not None else settings.batch_size,
+        num_workers=args.num_workers if args.num_workers is not None else settings.num_workers,
+        write_every=write_every if write_every is not None else DEFAULT_WRITE_EVERY,
+        progress=not args.no_progress, fetch_policy=fetch_policy(settings),
     )
     print(report.summary())
     return 0 if report.success else 1

@@ -2,19 +2,20 @@
 mapping of a function's labels onto each control tag.
 
 Each supported control tag (RectangleLabels, PolygonLabels, BrushLabels, KeyPointLabels,
-Choices, Labels) that points at an Image gets its own :class:`LabelMapping`: exact name, then
-the label's ``predicted_values`` synonyms, then case-insensitive. A config where nothing maps is
-an error that names the function's labels and the project's labels.
+Choices, Labels) that points at an Image gets its own :class:`LabelMapping`, matched by
+:func:`autoannotate.mapping.match_name` (exact name, then the label's ``predicted_values``
+synonyms, then case-insensitive). A config where nothing maps is an error that names the
+function's labels and the project's labels; an ambiguous name on a control is an error naming it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import AutoAnnotateError, BadFunctionError
+from ..errors import AutoAnnotateError, LabelMappingError, NoLabelsMatchError
 from ..interface import SHAPE_TYPES, DetectionFunctionSpec
-from ..mapping import LabelMapping, TargetLabel
+from ..mapping import LabelMapping, Synonyms, TargetLabel, match_name
 
 #: Control tags we write, and the shape types each can represent.
 CONTROL_SHAPES = {
@@ -31,6 +32,12 @@ OBJECT_TAGS = ("Image", "Video")
 
 class LabelConfigError(AutoAnnotateError):
     """The labeling config cannot be used with this function (a message says how to fix it)."""
+
+
+class ControlConflictError(LabelConfigError):
+    """A control's labels conflict with the function's (e.g. a function label matching several of
+    the control's labels case-insensitively): the config must be fixed, even when other controls
+    could be used."""
 
 
 @dataclass
@@ -56,18 +63,14 @@ class Control:
     def accepts(self, shape_type: str) -> bool:
         return shape_type in CONTROL_SHAPES[self.tag]
 
-    def label_named(self, name: str | None) -> str | None:
-        """The control's label for a name (exact, synonyms, case-insensitive), or None."""
+    def label_named(self, name: str | None, synonyms: Synonyms | None = None) -> TargetLabel | None:
+        """The control's label for a name, or None: matched like every label of the package
+        (:func:`~autoannotate.mapping.match_name`: exact, then ``synonyms`` and the labels'
+        ``predicted_values``, then case-insensitively). A name that matches several labels
+        case-insensitively raises :class:`~autoannotate.errors.LabelMappingError`."""
         if not name:
             return None
-        for t in self.labels:
-            if t.name == name:
-                return t.name
-        for t in self.labels:
-            if name in t.synonyms:
-                return t.name
-        folded = name.casefold()
-        return next((t.name for t in self.labels if t.name.casefold() == folded), None)
+        return match_name(name, self.labels, synonyms, what="label", target_name=f"control {self.name!r}")
 
 
 def _shape_types(label_type: str) -> set[str]:
@@ -141,11 +144,29 @@ def parse_config(label_config: str) -> list[Control]:
     return controls
 
 
-def map_controls(spec: DetectionFunctionSpec, controls: list[Control], *, interactive: bool = False) -> list[Control]:
-    """Build each control's mapping; raise :class:`LabelConfigError` when no control maps at all.
+def _usable_labels(spec: DetectionFunctionSpec, control: Control) -> list:
+    """The function labels whose shapes ``control`` can show. Skeleton labels never map: Label
+    Studio labels are flat (no keypoint sublabels)."""
+    shows = CONTROL_SHAPES[control.tag] - {"skeleton"}
+    return [lbl for lbl in spec.labels if lbl.type != "skeleton" and _shape_types(lbl.type) & shows]
 
-    A detection function maps onto controls whose tag can show its label types. Interactive
-    segmentation needs a BrushLabels or PolygonLabels control and no mapping.
+
+def map_controls(
+    spec: DetectionFunctionSpec | None,
+    controls: list[Control],
+    *,
+    interactive: bool = False,
+    synonyms: Synonyms | None = None,
+) -> list[Control]:
+    """The controls the function can fill, as new :class:`Control` objects carrying their
+    ``mapping`` (``controls`` are never modified).
+
+    A detection function maps onto each control whose tag can show some of its label types; only
+    those labels take part. A control onto which none of them maps is left out; when no control
+    is left, :class:`LabelConfigError` names both sides and why each control was left out. A
+    conflict on a control (a function label matching several of its labels case-insensitively)
+    is a :class:`ControlConflictError` naming the control: it is never silently dropped.
+    Interactive segmentation needs a BrushLabels or PolygonLabels control and no mapping.
     """
     if interactive:
         usable = [c for c in controls if c.tag in ("BrushLabels", "PolygonLabels")]
@@ -154,23 +175,32 @@ def map_controls(spec: DetectionFunctionSpec, controls: list[Control], *, intera
                 "interactive segmentation needs a BrushLabels or PolygonLabels control tag pointing at an Image; "
                 f"the config has {[f'{c.tag} {c.name!r}' for c in controls] or 'none'}"
             )
-        return usable
-    mapped = []
+        return [replace(c, mapping=None, unmatched=[]) for c in usable]
+    if spec is None:
+        raise TypeError("map_controls needs the detection function's spec")
+    mapped: list[Control] = []
+    skipped: list[str] = []
     for c in controls:
-        c.mapping, c.unmatched = None, []
-        if not any(_shape_types(lbl.type) & CONTROL_SHAPES[c.tag] for lbl in spec.labels):
+        labels = _usable_labels(spec, c)
+        if not labels:
+            types = sorted({lbl.type for lbl in spec.labels})
+            skipped.append(f"{c.tag} {c.name!r}: {c.label_names} (cannot show the function's {types} shapes)")
             continue
+        part = spec if len(labels) == len(spec.labels) else DetectionFunctionSpec(labels=tuple(labels))
         try:
-            c.mapping = LabelMapping.build(spec, c.labels, allow_unmatched=True, target_name=f"control {c.name!r}")
-        except BadFunctionError:  # nothing maps, or label types that cannot meet (skeletons)
+            mapping = LabelMapping.build(part, c.labels, synonyms=synonyms, allow_unmatched=True,
+                                         target_name=f"control {c.name!r}")
+        except NoLabelsMatchError:
+            skipped.append(f"{c.tag} {c.name!r}: {c.label_names}")
             continue
-        c.unmatched = c.mapping.unmatched
-        mapped.append(c)
+        except LabelMappingError as e:
+            raise ControlConflictError(f"{c.tag} {c.name!r}: {e}") from e
+        mapped.append(replace(c, mapping=mapping, unmatched=list(mapping.unmatched)))
     if not mapped:
         raise LabelConfigError(
             f"none of the function's labels maps onto the labeling config. Function labels: "
             f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}. Project labels: "
-            + "; ".join(f"{c.tag} {c.name!r}: {c.label_names}" for c in controls)
+            + ("; ".join(skipped) or "no control tag")
             + ". Rename labels, or add predicted_values=\"<function label>\" to a <Label>."
         )
     return mapped

@@ -2,14 +2,16 @@
 
 Label Studio's convention: ``x``, ``y``, ``width``, ``height`` and polygon/keypoint points are
 percentages (0-100) of ``original_width`` / ``original_height``; brush masks are Label Studio RLE
-(``label_studio_sdk.converter.brush.mask2rle``). Region ids are derived from the task, the control
-and the region's index, so the same input always gives the same ids and no two regions share one.
+(``label_studio_sdk.converter.brush.mask2rle``). :func:`build_prediction` turns per-control shapes
+into one prediction and is the only place that numbers regions: ids are derived from the task, the
+control and the region's index, so the same input always gives the same ids and no two regions of
+a prediction share one.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -93,8 +95,8 @@ def shape_value(s: Shape, control: Control, label: str, size: tuple[int, int]) -
     return None
 
 
-def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[int, int]) -> list[dict]:
-    """Regions of ``control`` for shapes already mapped onto its labels (label ids = its labels)."""
+def _control_regions(shapes: Sequence[Shape], control: Control, size: tuple[int, int]) -> list[dict]:
+    """Regions (ids not yet assigned) of ``control`` for shapes already mapped onto its labels."""
     w, h = size
     names = {t.id: t.name for t in control.labels}
     out: list[dict] = []
@@ -110,7 +112,7 @@ def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[
             if value is None:
                 continue
             region = {
-                "id": region_id(task_id, control.name, len(out)),
+                "id": "",  # numbered by build_prediction
                 "from_name": control.name,
                 "to_name": control.to_name,
                 "type": control.tag.lower(),
@@ -123,6 +125,35 @@ def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[
                 region["score"] = float(s.score)
             out.append(region)
     return out
+
+
+def build_prediction(
+    task_key: Any,
+    parts: Sequence[tuple[Control, Sequence[Shape]]],
+    size: tuple[int, int],
+    model_version: str,
+) -> dict:
+    """A whole Label Studio prediction for one task: ``{"result": regions, "score": mean region
+    score, "model_version": model_version}``.
+
+    ``parts`` pairs each control with shapes already mapped onto its labels (label ids are the
+    control's label ids, e.g. ``control.mapping.map_shapes(shapes)``); ``size`` is the image's
+    (width, height). Region ids are assigned here and only here: ``region_id(task_key, control
+    name, index of the region in the prediction)``, so they are unique across controls and the
+    same input always gives the same ids.
+    """
+    regions: list[dict] = []
+    for control, shapes in parts:
+        regions += _control_regions(shapes, control, size)
+    for i, r in enumerate(regions):
+        r["id"] = region_id(task_key, r["from_name"], i)
+    return {"result": regions, "score": prediction_score(regions), "model_version": str(model_version)}
+
+
+def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[int, int]) -> list[dict]:
+    """Regions of one control for shapes already mapped onto its labels (label ids = its labels):
+    ``build_prediction(task_id, [(control, shapes)], size, ...)["result"]``."""
+    return build_prediction(task_id, [(control, shapes)], size, "")["result"]
 
 
 def prediction_score(regions: list[dict]) -> float:

@@ -1,0 +1,181 @@
+"""Defaults shared by every front end (Python API, CLI, FiftyOne operators, Label Studio backend),
+and the one place that reads the ``AUTOANNOTATE_*`` environment variables (:class:`Settings`).
+
+One vocabulary, one set of defaults: a front end never writes its own number for these, and never
+reads ``os.environ`` itself. This module imports nothing heavy (no FastAPI, Label Studio SDK or
+FiftyOne): the CLI and the Docker health check use it as is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import BadParameterError
+from .loading import parse_params
+
+#: Images per call of the function (functions with ``detect_batch`` use it; others go one by one).
+DEFAULT_BATCH_SIZE = 8
+#: Threads that decode (and fetch) images ahead of the model.
+DEFAULT_NUM_WORKERS = 4
+#: Results written to the target after at most this many items ...
+DEFAULT_WRITE_EVERY = 64
+#: ... or after this many seconds, whichever comes first.
+DEFAULT_WRITE_INTERVAL = 5.0
+#: Frames a box drawn on a video is tracked (Label Studio ``VideoRectangle``).
+DEFAULT_TRACK_FRAMES = 30
+#: Whole-video pre-annotation: the detector runs on every n-th frame, the tracker in between.
+DEFAULT_KEY_FRAME_INTERVAL = 5
+#: Largest video the Label Studio backend downloads.
+DEFAULT_MAX_VIDEO_BYTES = 512 << 20
+#: Largest image the Label Studio backend downloads.
+DEFAULT_MAX_IMAGE_BYTES = 64 << 20
+#: Seconds per image (video) download, body included.
+DEFAULT_FETCH_TIMEOUT = 15.0
+#: Where ``autoannotate label-studio serve`` listens.
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 9090
+
+_NONE_WORDS = ("none", "")
+
+# Where weights are found (read when a model loads, so a test or a user can change them at run time).
+MODELS_ENV = "AUTOANNOTATE_MODELS"
+CACHE_ENV = "AUTOANNOTATE_CACHE"
+OFFLINE_ENV = "AUTOANNOTATE_OFFLINE"
+
+
+def models_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The folders of ``AUTOANNOTATE_MODELS`` (``os.pathsep``-separated), in order."""
+    e = os.environ if env is None else env
+    return [Path(p).expanduser() for p in (e.get(MODELS_ENV) or "").split(os.pathsep) if p]
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``AUTOANNOTATE_CACHE``, default ``~/.cache/autoannotate``."""
+    e = os.environ if env is None else env
+    return Path(e.get(CACHE_ENV) or Path.home() / ".cache" / "autoannotate").expanduser()
+
+
+def offline(env: Mapping[str, str] | None = None) -> bool:
+    """``AUTOANNOTATE_OFFLINE`` set to 1 / true / yes / on: never download weights."""
+    e = os.environ if env is None else env
+    return (e.get(OFFLINE_ENV) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    """Everything the Label Studio service (and ``autoannotate label-studio ...``) needs.
+
+    :meth:`from_env` reads the variables below; every field has the same default whether it comes
+    from here, the CLI or the Docker image. ``function`` / ``interactive`` / ``tracker`` are
+    function names (see ``autoannotate functions``), None to disable one.
+    """
+
+    function: str | None = "yolox"
+    interactive: str | None = "grabcut"
+    tracker: str | None = "opencv_tracker"
+    track_frames: int = DEFAULT_TRACK_FRAMES
+    params: dict[str, Any] = field(default_factory=dict)
+    interactive_params: dict[str, Any] = field(default_factory=dict)
+    conf_threshold: float | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    batch_size: int = DEFAULT_BATCH_SIZE
+    num_workers: int = DEFAULT_NUM_WORKERS
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
+    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    label_studio_url: str | None = None
+    label_studio_api_key: str | None = field(default=None, repr=False)  # secrets never appear in reprs/logs
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    bearer_token: str | None = field(default=None, repr=False)
+    allow_hosts: tuple[str, ...] = ()
+    local_files_root: str | None = None
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    cache_bytes: int = 2 << 30
+    cache_ttl: float = 3600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from ``env`` (default ``os.environ``); an unset or empty variable keeps the
+        default. A malformed value raises :class:`~autoannotate.errors.BadParameterError` naming
+        the variable, e.g. ``AUTOANNOTATE_PORT='abc' is not a valid int``."""
+        e = dict(os.environ if env is None else env)
+        d = cls()
+
+        def get(name: str) -> str | None:
+            v = e.get(name)
+            return None if v is None or v.strip() == "" else v
+
+        def text(name: str, default: str | None) -> str | None:
+            v = get(name)
+            return default if v is None else v
+
+        def function(name: str, default: str | None) -> str | None:
+            v = get(name)
+            if v is None:
+                return default
+            return None if v.strip().lower() in _NONE_WORDS else v.strip()
+
+        def number(name: str, kind: Callable[[str], Any], default: Any, *, low: float | None = None,
+                   high: float | None = None) -> Any:
+            v = get(name)
+            if v is None:
+                return default
+            try:
+                x = kind(v)
+            except (TypeError, ValueError):
+                raise BadParameterError(f"{name}={v!r} is not a valid {kind.__name__}") from None
+            if x != x or (low is not None and x < low) or (high is not None and x > high):  # NaN too
+                bounds = f">= {low}" if high is None else f"between {low} and {high}"
+                raise BadParameterError(f"{name}={v!r} must be {bounds}")
+            return x
+
+        def params(name: str) -> dict[str, Any]:
+            v = get(name) or ""
+            try:
+                return parse_params(p for p in v.split(",") if p.strip())
+            except BadParameterError as err:
+                raise BadParameterError(f"{name}: {err}") from None
+
+        return cls(
+            function=function("AUTOANNOTATE_FUNCTION", d.function),
+            interactive=function("AUTOANNOTATE_INTERACTIVE", d.interactive),
+            tracker=function("AUTOANNOTATE_TRACKER", d.tracker),
+            track_frames=number("AUTOANNOTATE_TRACK_FRAMES", int, d.track_frames, low=1),
+            params=params("AUTOANNOTATE_PARAMS"),
+            interactive_params=params("AUTOANNOTATE_INTERACTIVE_PARAMS"),
+            conf_threshold=number("AUTOANNOTATE_CONF_THRESHOLD", float, d.conf_threshold, low=0, high=1),
+            host=text("AUTOANNOTATE_HOST", d.host).strip(),  # type: ignore[union-attr]
+            port=number("AUTOANNOTATE_PORT", int, d.port, low=0, high=65535),
+            batch_size=number("AUTOANNOTATE_BATCH_SIZE", int, d.batch_size, low=1),
+            num_workers=number("AUTOANNOTATE_NUM_WORKERS", int, d.num_workers, low=0),
+            key_frame_interval=number("AUTOANNOTATE_KEY_FRAME_INTERVAL", int, d.key_frame_interval, low=1),
+            max_video_bytes=number("AUTOANNOTATE_MAX_VIDEO_BYTES", int, d.max_video_bytes, low=1),
+            label_studio_url=text("LABEL_STUDIO_URL", d.label_studio_url),
+            label_studio_api_key=text("LABEL_STUDIO_API_KEY", d.label_studio_api_key),
+            basic_auth_user=text("AUTOANNOTATE_BASIC_AUTH_USER", d.basic_auth_user),
+            basic_auth_pass=text("AUTOANNOTATE_BASIC_AUTH_PASS", d.basic_auth_pass),
+            bearer_token=text("AUTOANNOTATE_BEARER_TOKEN", d.bearer_token),
+            allow_hosts=tuple(h.strip() for h in (get("AUTOANNOTATE_ALLOW_HOSTS") or "").split(",") if h.strip()),
+            local_files_root=text("AUTOANNOTATE_LOCAL_FILES_ROOT", d.local_files_root),
+            fetch_timeout=number("AUTOANNOTATE_FETCH_TIMEOUT", float, d.fetch_timeout, low=0),
+            max_image_bytes=number("AUTOANNOTATE_MAX_IMAGE_BYTES", int, d.max_image_bytes, low=1),
+            cache_bytes=number("AUTOANNOTATE_CACHE_BYTES", int, d.cache_bytes, low=0),
+            cache_ttl=number("AUTOANNOTATE_CACHE_TTL", float, d.cache_ttl, low=0),
+        )
+
+
+#: Every variable :meth:`Settings.from_env` reads.
+ENV_VARIABLES = (
+    "AUTOANNOTATE_FUNCTION", "AUTOANNOTATE_INTERACTIVE", "AUTOANNOTATE_TRACKER", "AUTOANNOTATE_TRACK_FRAMES",
+    "AUTOANNOTATE_PARAMS", "AUTOANNOTATE_INTERACTIVE_PARAMS", "AUTOANNOTATE_CONF_THRESHOLD", "AUTOANNOTATE_HOST",
+    "AUTOANNOTATE_PORT", "AUTOANNOTATE_BATCH_SIZE", "AUTOANNOTATE_NUM_WORKERS", "AUTOANNOTATE_KEY_FRAME_INTERVAL",
+    "AUTOANNOTATE_MAX_VIDEO_BYTES", "AUTOANNOTATE_ALLOW_HOSTS", "AUTOANNOTATE_LOCAL_FILES_ROOT",
+    "AUTOANNOTATE_FETCH_TIMEOUT", "AUTOANNOTATE_MAX_IMAGE_BYTES", "AUTOANNOTATE_CACHE_BYTES", "AUTOANNOTATE_CACHE_TTL",
+    "AUTOANNOTATE_BASIC_AUTH_USER", "AUTOANNOTATE_BASIC_AUTH_PASS", "AUTOANNOTATE_BEARER_TOKEN",
+    "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
+)
