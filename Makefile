@@ -25,7 +25,7 @@ LS_VERSION ?= 1.23.*
 LS_STAMP := $(LS_VENV)/.installed-label-studio
 export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
-.PHONY: install demo demo-coco test test-long test-fast bench clean
+.PHONY: install demo demo-coco test test-long test-fast lint bench clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,8 +47,14 @@ demo: $(STAMP)
 demo-coco: $(STAMP)
 	$(BIN)/python -m autoannotate.demo --coco --out demo-output
 
-test: $(STAMP) $(LS_STAMP)
+test: lint $(LS_STAMP)
 	$(BIN)/python -m pytest
+
+# ruff (lint + format check) and mypy over the package, the plugin, the backend, tests and benchmarks.
+lint: $(STAMP)
+	$(BIN)/ruff check shared plugins backends tests bench
+	$(BIN)/ruff format --check shared plugins backends tests bench
+	$(BIN)/mypy
 
 # The long variants (load with many more requests, ...): pytest -m slow.
 test-long: $(STAMP) $(LS_STAMP)

@@ -60,7 +60,8 @@ class AutoLabel(foo.Operator):
                    description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano")
         inputs.str("classes", default="", label="Classes",
                    description="name:output_type, comma-separated (bbox, polygon, polyline, keypoint, mask, tag); empty: all")
-        inputs.str("label_map", default="", label="Synonyms", description="function_name=dataset_name, comma-separated")
+        inputs.str("label_map", default="", label="Label map",
+                   description="function_label=dataset_label, comma-separated (e.g. car=vehicle)")
         inputs.str("label_field", default="auto_labels", required=True, label="Label field")
         inputs.float("conf_threshold", min=0.0, max=1.0, label="Model confidence threshold",
                      description="empty: the model's default")

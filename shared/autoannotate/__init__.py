@@ -10,6 +10,7 @@ Only numpy, Pillow and tqdm are imported here; models load on first use.
 
 from .driver import ImageResult, iter_annotations
 from .errors import (
+    NoLabelsMatchError,
     AutoAnnotateError,
     BadFunctionError,
     BadParameterError,
@@ -49,7 +50,7 @@ from .mapping import LabelMapping, TargetAttribute, TargetLabel, target_labels_f
 from .refine import BoxRefiner
 from .report import AnnotateReport, ImageFailure
 from .routing import ReviewThresholds, Router
-from .run import RunStore, Sink, annotate_images, run
+from .run import RunStore, Sink, annotate_images
 from .shapes import (
     AttributeValue,
     Shape,
@@ -69,4 +70,71 @@ from .validation import validate_shapes
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ImageResult",
+    "iter_annotations",
+    "NoLabelsMatchError",
+    "AutoAnnotateError",
+    "BadFunctionError",
+    "BadParameterError",
+    "ImageLoadError",
+    "LabelMappingError",
+    "WeightsNotFoundError",
+    "load_image",
+    "AttributeSpec",
+    "DetectionFunction",
+    "DetectionFunctionContext",
+    "DetectionFunctionSpec",
+    "InteractiveFunction",
+    "InteractiveFunctionContext",
+    "InteractivePrompt",
+    "LabelSpec",
+    "SegmentationResult",
+    "TrackableShape",
+    "TrackingFunction",
+    "TrackingFunctionContext",
+    "TrackingFunctionShapeContext",
+    "TrackingFunctionSpec",
+    "attribute_spec",
+    "checkbox_attribute_spec",
+    "keypoint_spec",
+    "label_spec",
+    "number_attribute_spec",
+    "number_attribute_values",
+    "radio_attribute_spec",
+    "select_attribute_spec",
+    "skeleton_label_spec",
+    "text_attribute_spec",
+    "load_function",
+    "parse_param",
+    "parse_params",
+    "LabelMapping",
+    "TargetAttribute",
+    "TargetLabel",
+    "target_labels_from_names",
+    "BoxRefiner",
+    "AnnotateReport",
+    "ImageFailure",
+    "ReviewThresholds",
+    "Router",
+    "RunStore",
+    "Sink",
+    "annotate_images",
+    "AttributeValue",
+    "Shape",
+    "attribute_vals_from_dict",
+    "keypoint",
+    "mask",
+    "points",
+    "polygon",
+    "polyline",
+    "rectangle",
+    "shape",
+    "skeleton",
+    "tag",
+    "Track",
+    "detect_and_track",
+    "track_shapes",
+    "validate_shapes",
+    "__version__",
+]

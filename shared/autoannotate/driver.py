@@ -22,7 +22,7 @@ import PIL.Image
 
 from .errors import AutoAnnotateError, BadFunctionError, BadParameterError, ImageLoadError
 from .images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
-from .interface import DetectionFunctionContext
+from .interface import DetectionFunction, DetectionFunctionContext
 from .mapping import LabelMapping
 from .report import AnnotateReport
 from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS
@@ -119,7 +119,7 @@ class _CallbackProgress:
 
 
 def iter_annotations(
-    function: Any,
+    function: DetectionFunction,
     images: Iterable[Any],
     *,
     mapping: LabelMapping | None = None,

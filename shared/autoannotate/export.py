@@ -81,7 +81,8 @@ class CocoBuilder:
 
     def __init__(self, labels: Sequence[LabelSpec], *, root: str | Path | None = None) -> None:
         self.categories, self.cat_ids = coco_categories(labels)
-        self.root = Path(root).resolve() if root is not None else None
+        # absolute but not resolved: a folder of symbolic links keeps the names it shows
+        self.root = Path(os.path.abspath(root)) if root is not None else None
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
 
@@ -89,12 +90,7 @@ class CocoBuilder:
         """Add one result; returns how many shapes it had (tags included)."""
         if not r.ok:
             return 0
-        name = str(r.key)
-        if self.root is not None:
-            try:
-                name = str(Path(name).resolve().relative_to(self.root))
-            except ValueError:
-                pass
+        name = self.relative_name(r.key)
         image_id = len(self.images) + 1
         width, height = r.size or (0, 0)
         entry: dict[str, Any] = {"id": image_id, "file_name": name, "width": width, "height": height}
@@ -107,6 +103,15 @@ class CocoBuilder:
             if ann is not None:
                 self.annotations.append(ann)
         return len(r.shapes or [])
+
+    def relative_name(self, key: Any) -> str:
+        """``key`` (a path) relative to the root when it lies inside it, else as given."""
+        if self.root is None:
+            return str(key)
+        try:
+            return str(Path(os.path.abspath(str(key))).relative_to(self.root))
+        except ValueError:
+            return str(key)
 
     def coco(self) -> dict[str, Any]:
         return {"images": self.images, "annotations": self.annotations, "categories": self.categories}
@@ -159,9 +164,8 @@ class CocoSink:
         from .images import load_image
 
         # named after the path inside the folder, so photos with the same name never collide
-        path = Path(str(r.key)).resolve()
-        rel = path.relative_to(self.builder.root) if self.builder.root is not None else Path(path.name)
-        out = self.overlays / ("__".join(rel.with_suffix("").parts) + ".png")  # type: ignore[operator]
+        rel = Path(self.builder.relative_name(r.key)).with_suffix("")
+        out = self.overlays / ("__".join(p for p in rel.parts if p not in ("/", "..")) + ".png")  # type: ignore[operator]
         draw_overlay(load_image(r.key), r.shapes or [], self.names).save(out)  # type: ignore[arg-type]
 
     def pending(self) -> int:

@@ -40,6 +40,8 @@ class AnnotateReport:
     needs_review: int = 0
     discarded: int = 0
     warnings: list[ImageFailure] = field(default_factory=list)
+    #: What the run's items are, for people reading the summary: images, videos, tasks.
+    unit: str = "images"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,12 +86,13 @@ class AnnotateReport:
 
     def summary(self, max_failures: int = 20) -> str:
         """A few lines for a terminal."""
+        u = self.unit
         lines = [
-            f"images attempted:   {self.images_attempted}",
-            f"images processed:   {self.images_processed}",
-            f"images skipped:     {self.images_skipped}",
-            f"images failed:      {len(self.failures)}",
-            f"annotations added:  {self.annotations_added}",
+            f"{u + ' attempted:':<20}{self.images_attempted}",
+            f"{u + ' processed:':<20}{self.images_processed}",
+            f"{u + ' skipped:':<20}{self.images_skipped}",
+            f"{u + ' failed:':<20}{len(self.failures)}",
+            f"{'annotations added:':<20}{self.annotations_added}",
         ]
         if self.auto_approved or self.needs_review or self.discarded:
             lines += [
@@ -98,7 +101,8 @@ class AnnotateReport:
                 f"  discarded:        {self.discarded}",
             ]
         for k, v in self.extra.items():
-            lines.append(f"{k}: {v}")
+            if v is not None:
+                lines.append(f"{k}: {v}")
         for w in self.warnings[:max_failures]:
             lines.append(f"WARNING {w.image}: {w.reason}")
         if len(self.warnings) > max_failures:

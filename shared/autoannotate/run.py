@@ -32,6 +32,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protoco
 from .driver import ImageResult, Progress, iter_annotations
 from .errors import AutoAnnotateError, BadParameterError
 from .images import DEFAULT_MAX_PIXELS
+from .interface import DetectionFunction
 from .mapping import LabelMapping, Synonyms, TargetLabel
 from .report import AnnotateReport
 from .routing import Router
@@ -168,29 +169,34 @@ def run(
     write_every: int = DEFAULT_WRITE_EVERY,
     write_interval: float = DEFAULT_WRITE_INTERVAL,
     key_prefix: str = "autolabel",
+    unit: str = "images",
 ) -> AnnotateReport:
     """Run ``process`` over the ``items`` (``(key, source)`` pairs) the ``sink`` has not done yet.
 
     ``config`` describes the run (function, classes, thresholds, ...): it is stored in the run
     record, and a run with the same configuration whose process is gone is resumed under its
-    key. ``max_items`` limits how many items this call processes (after skipping). The report's
-    ``extra["run_key"]`` names the run (None when nothing was left to do and no run was resumed).
+    key. ``max_items`` limits how many items this call processes (after skipping). With a
+    ``store``, the report's ``extra["run_key"]`` names the run (None when nothing was left to do
+    and no run was resumed);
+    ``unit`` names the items in its summary (images, videos, tasks).
     """
     check_write_policy(write_every, write_interval)
     check_max_items(max_items, "max_items")
     items = list(items)
     record = _Record(store, dict(config or {}), key_prefix)
     todo, skipped = _todo(items, sink.done_keys(record.key), max_items)
-    report = AnnotateReport(images_attempted=skipped, images_skipped=skipped)
+    report = AnnotateReport(images_attempted=skipped, images_skipped=skipped, unit=unit)
     if not todo:  # nothing new: no new record; a resumed record is closed
         record.close_resumed(report)
-        report.extra["run_key"] = record.resumed_key
+        if store is not None:
+            report.extra["run_key"] = record.resumed_key
         sink.finish(report)
         return report
     if record.start():  # another process resumed that run first: this one is new, recount
         todo, skipped = _todo(items, sink.done_keys(record.key), max_items)
-        report = AnnotateReport(images_attempted=skipped, images_skipped=skipped)
-    report.extra["run_key"] = record.key
+        report = AnnotateReport(images_attempted=skipped, images_skipped=skipped, unit=unit)
+    if store is not None:  # a key without a record to look it up in would only be noise
+        report.extra["run_key"] = record.key
     sink.begin(record.key)
     _Loop(sink, record, router, write_every, write_interval).run(process, todo, report)
     return report
@@ -314,7 +320,7 @@ def write_error(target: str, count: int, error: BaseException) -> AutoAnnotateEr
     """The error a sink raises when a write fails: what failed, and that re-running continues."""
     return AutoAnnotateError(
         f"writing {count} results to {target} failed ({type(error).__name__}: {error}); what was written "
-        "before is kept, and running the same call again continues where it stopped"
+        "before is kept, and running the same call or command again continues where it stopped"
     )
 
 
@@ -344,7 +350,7 @@ class _Collect:
 
 
 def annotate_images(
-    function: Any,
+    function: DetectionFunction,
     images: Iterable[Any],
     *,
     target_labels: Sequence[TargetLabel] | None = None,
@@ -382,6 +388,4 @@ def annotate_images(
             sink.results.append(r)
             yield r
 
-    report = run(items, process, sink)
-    report.extra.pop("run_key", None)
-    return sink.results, report
+    return sink.results, run(items, process, sink)

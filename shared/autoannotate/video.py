@@ -11,6 +11,7 @@ from typing import Any, Hashable, Iterator, Sequence
 import PIL.Image
 
 from .errors import AutoAnnotateError, BadFunctionError, ImageLoadError
+from .interface import DetectionFunction, TrackingFunction
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class VideoResult:
     error: str | None = None
     reviews: list[str | None] | None = None
     warnings: list[str] = field(default_factory=list)
+    discarded_tracks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -93,6 +95,7 @@ class VideoResult:
             status = router.route(t.label_id, t.score)
             if status == "discarded":
                 discarded += len(t.shapes)
+                self.discarded_tracks += 1
                 continue
             kept.append(t)
             reviews.append(status)
@@ -101,8 +104,8 @@ class VideoResult:
 
 
 def iter_video_tracks(
-    detector: Any,
-    tracker: Any,
+    detector: DetectionFunction,
+    tracker: TrackingFunction,
     items: Sequence[tuple[Hashable, str]],
     *,
     mapping: Any = None,

@@ -100,7 +100,12 @@ def test_a_dead_run_is_claimed_by_one_process_only(small_dataset):
                                                                             "heartbeat_at": "2026-01-01T00:00:00+00:00"}})
     found = store.find_resumable("h")
     assert found is not None and found["run_key"] == "autolabel_dead"
-    assert store.claim(found) and not store.claim(found)  # the second claim sees a changed owner
+    assert store.claim(found) and not store.claim(found)  # the second claim sees a new claim token
+    # a run that failed in this very process (same owner, same second) is claimed again
+    mine = store.coll.find_one({"_id": store._id("autolabel_dead")})
+    store.update(dict(found, status="failed"))
+    again = store.find_resumable("h")
+    assert again is not None and again["claim"] == mine["claim"] and store.claim(again)
 
 
 def test_legacy_records_in_dataset_info_are_still_listed(small_dataset):

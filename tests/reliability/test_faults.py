@@ -95,7 +95,7 @@ def test_database_write_failure_is_clear_and_resumable(coco128, models_env, monk
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(fo.core.dataset.Dataset, "set_values", failing)
-    with pytest.raises(aa.AutoAnnotateError, match="writing labels to 'auto' failed.*running the same call again"):
+    with pytest.raises(aa.AutoAnnotateError, match=r"writing \d+ results to field 'auto' failed.*running the same call or command again continues"):
         annotate_dataset(ds, "yolox", label_field="auto", review=REVIEW, write_every=4, progress=False)
     monkeypatch.setattr(fo.core.dataset.Dataset, "set_values", original)
     (run,) = list_runs(ds)
@@ -117,7 +117,7 @@ import sys
 from autoannotate.loading import load_function
 from autoannotate.label_studio import annotate_project
 url, key, project, function = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-annotate_project(url, key, project, load_function(function, delay=2.0), upload_every=1, batch_size=1,
+annotate_project(url, key, project, load_function(function, delay=2.0), write_every=1, batch_size=1,
                  num_workers=0, progress=False)
 """
 
@@ -214,8 +214,8 @@ def test_label_studio_going_away_mid_run_is_clear_and_resumable(label_studio, mo
 
     fn.detect = detect_then_drop
     try:
-        with pytest.raises(aa.AutoAnnotateError, match="run the same command again|cannot"):
-            annotate_project(proxy.url, label_studio.token, project.id, fn, upload_every=1,
+        with pytest.raises(aa.AutoAnnotateError, match="same call or command again continues|cannot"):
+            annotate_project(proxy.url, label_studio.token, project.id, fn, write_every=1,
                                              num_workers=0, batch_size=1, progress=False)
     finally:
         proxy.close()

@@ -25,7 +25,13 @@ from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..report import AnnotateReport
 from ..run import fingerprint, run, write_error
-from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
+from ..settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_KEY_FRAME_INTERVAL,
+    DEFAULT_NUM_WORKERS,
+    DEFAULT_WRITE_EVERY,
+    DEFAULT_WRITE_INTERVAL,
+)
 from .convert import RUN_ATTRIBUTE, LabelBuilder
 from .plan import Plan
 from .prepare import check_collection, default_refiner, plan_run, resolve_function
@@ -57,7 +63,7 @@ def annotate_dataset(
     write_interval: float = DEFAULT_WRITE_INTERVAL,
     tracker: Any = "opencv_tracker",
     tracker_params: Mapping[str, Any] | None = None,
-    key_frame_interval: int = 5,
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
 ) -> AnnotateReport:
     """Auto-label ``samples`` (a dataset or view) into ``label_field``; returns the run's report.
 

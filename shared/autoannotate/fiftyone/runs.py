@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -26,7 +27,7 @@ COLLECTION = "autoannotate_runs"
 LEGACY_INFO_KEY = "autoannotate_runs"
 #: A running record from another host counts as abandoned after this long without a write.
 HEARTBEAT_TIMEOUT = _dt.timedelta(minutes=15)
-_MANAGED = ("_id", "owner", "heartbeat_at", "dataset_id")
+_MANAGED = ("_id", "owner", "heartbeat_at", "dataset_id", "claim")
 #: At most this many failures are kept in a stored report (the rest are counted).
 MAX_STORED_FAILURES = 1000
 #: Runs this process is working on (threads of one process, e.g. an App server, run side by side).
@@ -43,6 +44,10 @@ def _collection() -> Any:
 
 def _dataset_id(dataset: Any) -> str:
     return str(dataset._doc.id)
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
 
 
 def _owner() -> dict[str, Any]:
@@ -110,11 +115,12 @@ class DatasetRuns:
         return None
 
     def claim(self, record: dict[str, Any]) -> bool:
-        """Take over ``record`` only if it is still as found (same status, owner and heartbeat)."""
+        """Take over ``record`` only if it is still as found (same status, owner and claim token;
+        every claim writes a new token, so of two processes claiming at once one wins)."""
         query = {"_id": self._id(record["run_key"]), "status": record.get("status"),
-                 "owner": record.get("owner"), "heartbeat_at": record.get("heartbeat_at")}
-        result = self.coll.update_one(query, {"$set": {"owner": _owner(), "heartbeat_at": now()}})
-        if result.modified_count != 1:
+                 "owner": record.get("owner"), "claim": record.get("claim")}
+        result = self.coll.update_one(query, {"$set": {"owner": _owner(), "heartbeat_at": now(), "claim": _token()}})
+        if result.matched_count != 1:
             return False
         _ACTIVE.add(self._id(record["run_key"]))
         return True
@@ -123,7 +129,7 @@ class DatasetRuns:
         from pymongo.errors import DuplicateKeyError
 
         doc = dict(_trim(record), _id=self._id(record["run_key"]), dataset_id=self.dataset_id,
-                   dataset=self.dataset.name, owner=_owner(), heartbeat_at=now())
+                   dataset=self.dataset.name, owner=_owner(), heartbeat_at=now(), claim=_token())
         try:
             self.coll.insert_one(doc)
         except DuplicateKeyError:

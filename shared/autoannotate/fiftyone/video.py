@@ -22,7 +22,7 @@ from ..interface import TrackableShape
 from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import fingerprint, run, write_error
-from ..settings import DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
+from ..settings import DEFAULT_KEY_FRAME_INTERVAL, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..tracking import track_shapes
 from ..video import VideoResult, iter_video_tracks, read_frames, video_info
 from .prepare import check_collection, plan_run, resolve_function
@@ -92,6 +92,9 @@ class _VideoSink(_FrameSink):
 
     def add(self, result: VideoResult) -> list[str | None]:
         w, h = result.size or (1, 1)
+        self.tracks += len(result.tracks or [])
+        if result.discarded_tracks:
+            self.track_reviews["discarded"] = self.track_reviews.get("discarded", 0) + result.discarded_tracks
         per_frame: dict[int, list[fo.Detection]] = {}
         stored: list[str | None] = []
         for t, status in zip(result.tracks or [], result.reviews or [None] * len(result.tracks or [])):
@@ -133,7 +136,7 @@ def annotate_video_dataset(
     tracker_params: Mapping[str, Any] | None = None,
     conf_threshold: float | None = None,
     review: Any = None,
-    key_frame_interval: int = 5,
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
     overwrite: bool = False,
     max_samples: int | None = None,
     progress: Progress = True,
@@ -172,14 +175,12 @@ def annotate_video_dataset(
     sink = _VideoSink(samples, label_field, {t.id: t.name for t in plan.targets}, overwrite)
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[VideoResult]:
-        for result in iter_video_tracks(detector, track_fn, todo, mapping=mapping, conf_threshold=conf_threshold,
-                                        key_frame_interval=key_frame_interval, report=report, progress=progress,
-                                        desc=f"auto-labelling {dataset.name}"):
-            sink.tracks += len(result.tracks or [])
-            yield result
+        return iter_video_tracks(detector, track_fn, todo, mapping=mapping, conf_threshold=conf_threshold,
+                                 key_frame_interval=key_frame_interval, report=report, progress=progress,
+                                 desc=f"auto-labelling {dataset.name}")
 
     return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), router=plan.router(),
-               max_items=max_samples, write_every=write_every, write_interval=write_interval)
+               max_items=max_samples, write_every=write_every, write_interval=write_interval, unit="videos")
 
 
 @dataclass
@@ -278,8 +279,11 @@ def track_labels(
             bar.close()
 
     ids, paths = samples.values(["id", "filepath"])
-    return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), key_prefix="track",
-               write_every=write_every, write_interval=write_interval)
+    report = run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), key_prefix="track",
+                 write_every=write_every, write_interval=write_interval, unit="videos")
+    if propagation.kept:
+        report.extra["kept_existing"] = propagation.kept  # frames that already held that track (overwrite=False)
+    return report
 
 
 @dataclass
@@ -293,6 +297,7 @@ class _Propagation:
     num_frames: int
     direction: str
     overwrite: bool
+    kept: int = 0
 
     def video(self, samples: Any, key: Hashable, path: str, run_key: str) -> _Propagated:
         result = _Propagated(key, path)
@@ -349,6 +354,7 @@ class _Propagation:
              run_key: str) -> int:
         current = frames.setdefault(n, fo.Detections())
         if not self.overwrite and any(d.index == source.index for d in current.detections):
+            self.kept += 1
             return 0
         current.detections = [d for d in current.detections if d.index != source.index] + [
             fo.Detection(label=source.label, bounding_box=box, index=source.index, confidence=source.confidence,
