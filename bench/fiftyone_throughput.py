@@ -78,8 +78,13 @@ def fo_model(fn):
             dets = []
             for s in fn.detect(aa.DetectionFunctionContext(), img):
                 x1, y1, x2, y2 = s.points
-                dets.append(fo.Detection(label=names[s.label_id], bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h],
-                                         confidence=s.score))
+                dets.append(
+                    fo.Detection(
+                        label=names[s.label_id],
+                        bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h],
+                        confidence=s.score,
+                    )
+                )
             return fo.Detections(detections=dets)
 
         def predict_all(self, args):
@@ -101,7 +106,9 @@ def throughput(n: int) -> dict:
 
     ds = make_dataset("bench-annotate", paths)
     t = time.perf_counter()
-    report = annotate_dataset(ds, fn, label_field="auto", review=(0.3, 0.7), batch_size=8, num_workers=2, progress=False)
+    report = annotate_dataset(
+        ds, fn, label_field="auto", review=(0.3, 0.7), batch_size=8, num_workers=2, progress=False
+    )
     ours_s = time.perf_counter() - t
     assert report.images_processed == n, report.summary()
 
@@ -132,7 +139,11 @@ def memory_child(n: int) -> None:
     annotate_dataset(ds, "yolox", label_field="auto", review=(0.3, 0.7), batch_size=8, progress=False)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ds.delete()
-    print(json.dumps({"samples": n, "max_rss_mb_before_run": round(before / 1024, 1), "max_rss_mb": round(after / 1024, 1)}))
+    print(
+        json.dumps(
+            {"samples": n, "max_rss_mb_before_run": round(before / 1024, 1), "max_rss_mb": round(after / 1024, 1)}
+        )
+    )
 
 
 def main() -> None:
@@ -147,13 +158,21 @@ def main() -> None:
     if args.memory_child:
         memory_child(args.memory_child)
         return
-    result = {"command": "python bench/fiftyone_throughput.py " + " ".join(sys.argv[1:]),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "throughput": throughput(args.samples)}
+    result = {
+        "command": "python bench/fiftyone_throughput.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "throughput": throughput(args.samples),
+    }
     print(json.dumps(result["throughput"], indent=2), flush=True)
     result["memory"] = []
     for n in args.memory_sizes:
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(n)], capture_output=True, text=True,
-                             env=os.environ, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(n)],
+            capture_output=True,
+            text=True,
+            env=os.environ,
+            check=True,
+        ).stdout
         result["memory"].append(json.loads(out.strip().splitlines()[-1]))
         print(result["memory"][-1], flush=True)
     if len(result["memory"]) >= 2:

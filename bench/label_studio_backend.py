@@ -64,8 +64,11 @@ def wait_http(url: str, proc) -> None:
 
 def serve_folder(folder: Path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_http(f"http://127.0.0.1:{port}/", proc)
     return f"http://127.0.0.1:{port}", proc
 
@@ -74,17 +77,38 @@ def start_backend(*args: str):
     """``autoannotate label-studio serve`` in its own process; returns its URL and process."""
     port = free_port()
     env = {**os.environ, "AUTOANNOTATE_ALLOW_HOSTS": "127.0.0.1"}
-    proc = subprocess.Popen([sys.executable, "-m", "autoannotate.cli", "label-studio", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning", *args], env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoannotate.cli",
+            "label-studio",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        env=env,
+    )
     wait_http(f"http://127.0.0.1:{port}/health", proc)
     return f"http://127.0.0.1:{port}", proc
 
 
 def click_payload(url, x, y, label="object"):
-    ctx = {"result": [{"type": "keypointlabels", "is_positive": True,
-                       "value": {"x": x, "y": y, "keypointlabels": [label]}}]}
-    return {"tasks": [{"id": 1, "data": {"image": url}}], "label_config": CONFIG.format(labels='<Label value="person"/>'),
-            "params": {"context": ctx}}
+    ctx = {
+        "result": [
+            {"type": "keypointlabels", "is_positive": True, "value": {"x": x, "y": y, "keypointlabels": [label]}}
+        ]
+    }
+    return {
+        "tasks": [{"id": 1, "data": {"image": url}}],
+        "label_config": CONFIG.format(labels='<Label value="person"/>'),
+        "params": {"context": ctx},
+    }
 
 
 def interactive(images: list[str], base: str, clicks: int) -> dict:
@@ -95,8 +119,9 @@ def interactive(images: list[str], base: str, clicks: int) -> dict:
     from autoannotate.functions import sam
     from autoannotate.label_studio import FetchPolicy, ImageFetcher
 
-    url, server = start_backend("--function", "none", "--interactive", "sam",
-                                "--interactive-param", "pretrained=bool:false")
+    url, server = start_backend(
+        "--function", "none", "--interactive", "sam", "--interactive-param", "pretrained=bool:false"
+    )
     torch.manual_seed(0)
     fn = sam.create("vit_b", pretrained=False)  # the bare baseline, in this process
     fetcher = ImageFetcher(FetchPolicy(allow_hosts=("127.0.0.1",)))
@@ -166,10 +191,20 @@ def interactive(images: list[str], base: str, clicks: int) -> dict:
         "later_click_p50_vs_bare_decoder": round(p(later, 0.5) / p(bare, 0.5), 3),
         "bare_decoder_plus_brush_rle_p50_s": round(p(bare_rle, 0.5), 4),
         "later_click_p50_vs_decoder_plus_rle": round(p(later, 0.5) / p(bare_rle, 0.5), 3),
-        "three_annotators_three_images": {"requests": len(lat3), "encodings": encodes_three, "errors": len(errors3),
-                                          "p50_s": round(p(lat3, 0.5), 3), "p95_s": round(p(lat3, 0.95), 3)},
-        "eight_concurrent_clients": {"requests": len(lat8), "errors": len(errors8), "p50_s": round(p(lat8, 0.5), 3),
-                                     "p95_s": round(p(lat8, 0.95), 3), "encodings_total": total_encodings},
+        "three_annotators_three_images": {
+            "requests": len(lat3),
+            "encodings": encodes_three,
+            "errors": len(errors3),
+            "p50_s": round(p(lat3, 0.5), 3),
+            "p95_s": round(p(lat3, 0.95), 3),
+        },
+        "eight_concurrent_clients": {
+            "requests": len(lat8),
+            "errors": len(errors8),
+            "p50_s": round(p(lat8, 0.5), 3),
+            "p95_s": round(p(lat8, 0.95), 3),
+            "encodings_total": total_encodings,
+        },
     }
 
 
@@ -204,8 +239,13 @@ def pre_annotation(images: list[str], base: str, n: int) -> dict:
     ours = time.perf_counter() - t
     server.terminate()
     server.wait()
-    return {"tasks": n, "bare_loop_tasks_per_s": round(n / bare, 2), "predict_tasks_per_s": round(n / ours, 2),
-            "predict_vs_bare_loop": round(bare / ours, 3), "regions": regions}
+    return {
+        "tasks": n,
+        "bare_loop_tasks_per_s": round(n / bare, 2),
+        "predict_tasks_per_s": round(n / ours, 2),
+        "predict_vs_bare_loop": round(bare / ours, 3),
+        "regions": regions,
+    }
 
 
 def main() -> None:
@@ -216,8 +256,10 @@ def main() -> None:
     args = parser.parse_args()
     images = sorted(p.name for p in (COCO / "images").glob("*.jpg"))
     base, image_server = serve_folder(COCO / "images")
-    result = {"command": "python bench/label_studio_backend.py " + " ".join(sys.argv[1:]),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    result = {
+        "command": "python bench/label_studio_backend.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
     result["pre_annotation"] = pre_annotation(images, base, args.tasks)
     print(json.dumps(result["pre_annotation"], indent=2), flush=True)
     if not args.skip_sam:

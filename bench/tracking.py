@@ -40,19 +40,30 @@ def main() -> None:
     t = time.perf_counter()
     n = sum(1 for _ in read_frames(video))
     bare = n / (time.perf_counter() - t)
-    result = {"command": "python bench/tracking.py " + " ".join(sys.argv[1:]),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "frames": n, "frame_size": list(frames[0].size),
-              "bare_decode_frames_per_s": round(bare, 1), "opencv_mil": [], "sam_tracker": []}
+    result = {
+        "command": "python bench/tracking.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "frames": n,
+        "frame_size": list(frames[0].size),
+        "bare_decode_frames_per_s": round(bare, 1),
+        "opencv_mil": [],
+        "sam_tracker": [],
+    }
     box = truth[0][0]
     for objects in (1, 2, 4, 8):
         shapes = [TrackableShape("rectangle", box)] * objects
         t = time.perf_counter()
         tracks = track_shapes(opencv_tracker.create(min_similarity=-1.0), read_frames(video), shapes)
         dt = time.perf_counter() - t
-        result["opencv_mil"].append({"objects": objects, "frames_per_s": round(n / dt, 1),
-                                     "ms_per_object_frame": round(dt / n / objects * 1000, 2),
-                                     "vs_bare_decode": round((n / dt) / bare, 3),
-                                     "frames_tracked": min(len(t_.shapes) for t_ in tracks)})
+        result["opencv_mil"].append(
+            {
+                "objects": objects,
+                "frames_per_s": round(n / dt, 1),
+                "ms_per_object_frame": round(dt / n / objects * 1000, 2),
+                "vs_bare_decode": round((n / dt) / bare, 3),
+                "frames_tracked": min(len(t_.shapes) for t_ in tracks),
+            }
+        )
         print(result["opencv_mil"][-1], flush=True)
     import torch
 
@@ -66,8 +77,14 @@ def main() -> None:
         t = time.perf_counter()
         track_shapes(fn, read_frames(video, 0, m), shapes)
         dt = time.perf_counter() - t
-        result["sam_tracker"].append({"objects": objects, "frames": m, "frames_per_s": round(m / dt, 3),
-                                      "vs_bare_decode": round((m / dt) / bare, 5)})
+        result["sam_tracker"].append(
+            {
+                "objects": objects,
+                "frames": m,
+                "frames_per_s": round(m / dt, 3),
+                "vs_bare_decode": round((m / dt) / bare, 5),
+            }
+        )
         print(result["sam_tracker"][-1], flush=True)
     out = ROOT / "bench" / "results" / "tracking.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

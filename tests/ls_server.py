@@ -58,8 +58,11 @@ def personal_access_token(url: str) -> str:
     """The supported way in Label Studio 1.23: log in with a form session, then POST /api/token/."""
     with httpx.Client(base_url=url, timeout=60) as c:
         c.get("/user/login/")
-        c.post("/user/login/", data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": c.cookies.get("csrftoken")},
-               headers={"Referer": f"{url}/user/login/"})
+        c.post(
+            "/user/login/",
+            data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": c.cookies.get("csrftoken")},
+            headers={"Referer": f"{url}/user/login/"},
+        )
         r = c.post("/api/token/", headers={"X-CSRFToken": c.cookies.get("csrftoken"), "Referer": f"{url}/"})
         assert r.status_code == 201, f"could not create an API token: {r.status_code} {r.text[:300]}"
         return r.json()["token"]
@@ -70,13 +73,35 @@ def label_studio():
     exe = label_studio_binary()
     data_dir = Path(tempfile.mkdtemp(prefix="autoannotate-ls-"))
     port = free_port()
-    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_LOG_LEVEL": "WARNING",
-           "LOG_LEVEL": "WARNING", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "false",
-           # the backend under test listens on loopback, which Label Studio refuses by default
-           "SSRF_PROTECTION_ENABLED": "false", "ML_BLOCK_LOCAL_IP": "false"}
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "WARNING",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "false",
+        # the backend under test listens on loopback, which Label Studio refuses by default
+        "SSRF_PROTECTION_ENABLED": "false",
+        "ML_BLOCK_LOCAL_IP": "false",
+    }
     log = open(data_dir / "server.log", "w")
-    proc = subprocess.Popen([exe, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-                             "--username", USER, "--password", PASSWORD], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "start",
+            "--no-browser",
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -112,8 +137,11 @@ def start_backend_server(backend, settings=None):
     from autoannotate.label_studio.app import Settings, create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings or Settings(), backend=backend), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings or Settings(), backend=backend), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(400):

@@ -50,21 +50,48 @@ class AutoLabel(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Auto-label")
-        inputs.enum("function", predefined("detection"), default="yolox", label="Function",
-                    description="a predefined function (see `autoannotate functions`)")
+        inputs.enum(
+            "function",
+            predefined("detection"),
+            default="yolox",
+            label="Function",
+            description="a predefined function (see `autoannotate functions`)",
+        )
         if ctx.dataset is not None and ctx.dataset.media_type == "video":
-            inputs.enum("tracker", predefined("tracking"), default="opencv_tracker", label="Tracker",
-                        description="follows the detections between key frames")
+            inputs.enum(
+                "tracker",
+                predefined("tracking"),
+                default="opencv_tracker",
+                label="Tracker",
+                description="follows the detections between key frames",
+            )
             inputs.int("key_frame_interval", default=5, min=1, label="Detect on every Nth frame")
-        inputs.str("function_params", default="", label="Function parameters",
-                   description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano")
-        inputs.str("classes", default="", label="Classes",
-                   description="name:output_type, comma-separated (bbox, polygon, polyline, keypoint, mask, tag); empty: all")
-        inputs.str("label_map", default="", label="Label map",
-                   description="function_label=dataset_label, comma-separated (e.g. car=vehicle)")
+        inputs.str(
+            "function_params",
+            default="",
+            label="Function parameters",
+            description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano",
+        )
+        inputs.str(
+            "classes",
+            default="",
+            label="Classes",
+            description="name:output_type, comma-separated (bbox, polygon, polyline, keypoint, mask, tag); empty: all",
+        )
+        inputs.str(
+            "label_map",
+            default="",
+            label="Label map",
+            description="function_label=dataset_label, comma-separated (e.g. car=vehicle)",
+        )
         inputs.str("label_field", default="auto_labels", required=True, label="Label field")
-        inputs.float("conf_threshold", min=0.0, max=1.0, label="Model confidence threshold",
-                     description="empty: the model's default")
+        inputs.float(
+            "conf_threshold",
+            min=0.0,
+            max=1.0,
+            label="Model confidence threshold",
+            description="empty: the model's default",
+        )
         inputs.bool("route", default=True, label="Route labels for review")
         inputs.float("review_lower", default=0.3, min=0.0, max=1.0, label="Discard below")
         inputs.float("review_upper", default=0.8, min=0.0, max=1.0, label="Auto-approve at or above")
@@ -85,7 +112,10 @@ class AutoLabel(foo.Operator):
         p = ctx.params
         review = (p.get("review_lower", 0.3), p.get("review_upper", 0.8)) if p.get("route", True) else None
         label_map = parse_label_map(p.get("label_map"))
-        video = {"tracker": p.get("tracker") or "opencv_tracker", "key_frame_interval": int(p.get("key_frame_interval") or 5)}
+        video = {
+            "tracker": p.get("tracker") or "opencv_tracker",
+            "key_frame_interval": int(p.get("key_frame_interval") or 5),
+        }
         report = annotate_dataset(
             ctx.target_view(),
             p.get("function") or "yolox",
@@ -129,7 +159,9 @@ class _SetReview(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         n = len(ctx.selected_labels)
-        inputs.md(f"{n} selected label(s) will be marked **{self.status}**." if n else "Select labels in the App first.")
+        inputs.md(
+            f"{n} selected label(s) will be marked **{self.status}**." if n else "Select labels in the App first."
+        )
         return types.Property(inputs)
 
     def execute(self, ctx):
@@ -160,7 +192,9 @@ class PromoteApproved(foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(
-            name="promote_approved", label="Promote approved labels to ground truth", dynamic=True,
+            name="promote_approved",
+            label="Promote approved labels to ground truth",
+            dynamic=True,
             allow_delegated_execution=True,
         )
 
@@ -183,7 +217,9 @@ class PromoteApproved(foo.Operator):
 class AssignReviewers(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(name="assign_reviewers", label="Assign needs-review samples to reviewers", dynamic=True)
+        return foo.OperatorConfig(
+            name="assign_reviewers", label="Assign needs-review samples to reviewers", dynamic=True
+        )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -216,18 +252,25 @@ class TrackLabels(foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(
-            name="track_labels", label="Track labels through the video", dynamic=True, allow_delegated_execution=True,
+            name="track_labels",
+            label="Track labels through the video",
+            dynamic=True,
+            allow_delegated_execution=True,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Track")
-        inputs.str("label_field", required=True, label="Frame label field", description="e.g. detections (frames.detections)")
+        inputs.str(
+            "label_field", required=True, label="Frame label field", description="e.g. detections (frames.detections)"
+        )
         inputs.int("frame_number", default=1, min=1, label="Frame to start from")
         inputs.int("num_frames", default=30, min=1, label="Frames to propagate")
         inputs.enum("direction", ["forward", "backward", "both"], default="forward", label="Direction")
         inputs.enum("tracker", predefined("tracking"), default="opencv_tracker", label="Tracker")
-        inputs.str("tracker_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated")
+        inputs.str(
+            "tracker_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated"
+        )
         inputs.bool("overwrite", default=False, label="Replace tracked labels already on later frames")
         return types.Property(inputs, view=types.View(label="Track labels"))
 
@@ -238,13 +281,16 @@ class TrackLabels(foo.Operator):
         selected = [s["label_id"] for s in ctx.selected_labels if s.get("field", "").endswith(p["label_field"])]
         frames = {s.get("frame_number") for s in ctx.selected_labels if s.get("frame_number")}
         report = track_labels(
-            ctx.target_view(), p["label_field"].removeprefix("frames."),
+            ctx.target_view(),
+            p["label_field"].removeprefix("frames."),
             # "function" / "function_params": the form's names before 0.2
             tracker=p.get("tracker") or p.get("function") or "opencv_tracker",
             tracker_params=parse_params(_split(p.get("tracker_params") or p.get("function_params"))),
             frame_number=frames.pop() if len(frames) == 1 else int(p.get("frame_number") or 1),
-            label_ids=selected or None, num_frames=int(p.get("num_frames") or 30),
-            direction=p.get("direction") or "forward", overwrite=bool(p.get("overwrite")),
+            label_ids=selected or None,
+            num_frames=int(p.get("num_frames") or 30),
+            direction=p.get("direction") or "forward",
+            overwrite=bool(p.get("overwrite")),
         )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")

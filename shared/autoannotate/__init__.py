@@ -10,12 +10,12 @@ Only numpy, Pillow and tqdm are imported here; models load on first use.
 
 from .driver import ImageResult, iter_annotations
 from .errors import (
-    NoLabelsMatchError,
     AutoAnnotateError,
     BadFunctionError,
     BadParameterError,
     ImageLoadError,
     LabelMappingError,
+    NoLabelsMatchError,
     WeightsNotFoundError,
 )
 from .images import load_image

@@ -14,9 +14,9 @@ import importlib
 import inspect
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from .errors import AutoAnnotateError
 from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY
@@ -38,7 +38,11 @@ def _add_function_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--function-module", help="an importable module with create() or spec/detect")
     g.add_argument("--function-file", help="a .py file with create() or spec/detect")
     p.add_argument(
-        "-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE:VALUE",
         help="a parameter for the function's create(); TYPE is str, int, float or bool (repeatable)",
     )
 
@@ -64,19 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--conv-mask-to-poly", action="store_true", help="ask for polygons instead of masks")
     a.add_argument("--output", "-o", type=Path, required=True, help="COCO JSON file to write")
     a.add_argument("--overlays", type=Path, default=None, help="also write PNGs with the shapes drawn here")
-    a.add_argument("--label-map", default="", metavar="FUNCTION_NAME=NAME,...",
-                   help="rename the function's labels in the output, e.g. car=vehicle,person=pedestrian")
+    a.add_argument(
+        "--label-map",
+        default="",
+        metavar="FUNCTION_NAME=NAME,...",
+        help="rename the function's labels in the output, e.g. car=vehicle,person=pedestrian",
+    )
     a.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per model call")
     a.add_argument("--num-workers", type=int, default=DEFAULT_NUM_WORKERS, help="image decoding threads")
-    a.add_argument("--write-every", type=int, default=DEFAULT_WRITE_EVERY,
-                   help="rewrite the output file after this many images (an interrupted run keeps them)")
+    a.add_argument(
+        "--write-every",
+        type=int,
+        default=DEFAULT_WRITE_EVERY,
+        help="rewrite the output file after this many images (an interrupted run keeps them)",
+    )
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     try:
         from .label_studio.cli import add_subcommands as add_ls
     except ImportError:  # the integration is not part of this build
-        add_ls = None
-    if add_ls is not None:
+        pass
+    else:
         add_ls(sub)
     return parser
 
@@ -109,14 +121,26 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         raise AutoAnnotateError(f"--label-map names labels the function does not have: {unknown}")
     labels = [replace(lbl, name=label_map.get(lbl.name, lbl.name)) for lbl in function.spec.labels]
     root = args.images if args.images.is_dir() else args.images.parent
-    sink = CocoSink(args.output, labels, root=root, overlays=args.overlays,
-                    info={"description": "autoannotate", "model_version": getattr(function, "model_version", "")})
+    sink = CocoSink(
+        args.output,
+        labels,
+        root=root,
+        overlays=args.overlays,
+        info={"description": "autoannotate", "model_version": getattr(function, "model_version", "")},
+    )
 
     def process(todo, report):
-        return iter_annotations(function, todo, conf_threshold=args.conf_threshold,
-                                conv_mask_to_poly=args.conv_mask_to_poly, batch_size=args.batch_size,
-                                num_workers=args.num_workers, progress=not args.no_progress, report=report,
-                                total=len(todo))
+        return iter_annotations(
+            function,
+            todo,
+            conf_threshold=args.conf_threshold,
+            conv_mask_to_poly=args.conv_mask_to_poly,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            progress=not args.no_progress,
+            report=report,
+            total=len(todo),
+        )
 
     report = run([(str(p), p) for p in paths], process, sink, write_every=args.write_every, key_prefix="coco")
     print(report.summary())
@@ -133,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     handlers = {"functions": cmd_functions, "annotate": cmd_annotate}
     handler = handlers.get(args.command) or getattr(args, "handler", None)
+    if handler is None:  # calling it would fail the same way
+        raise TypeError(f"no handler for command {args.command!r}")
     try:
         return handler(args)
     except AutoAnnotateError as e:

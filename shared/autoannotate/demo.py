@@ -43,10 +43,20 @@ def coco_demo(out: Path, conf_threshold: float) -> int:
     photos = out / "photos"
     write_sample_photos(photos)
     print(f"annotating {len(SAMPLE_PHOTOS)} real photos in {photos} with YOLOX-Nano")
-    return cli_main([
-        "annotate", str(photos), "--function", "yolox", "--conf-threshold", str(conf_threshold),
-        "--output", str(out / "coco.json"), "--overlays", str(out / "overlays"),
-    ])
+    return cli_main(
+        [
+            "annotate",
+            str(photos),
+            "--function",
+            "yolox",
+            "--conf-threshold",
+            str(conf_threshold),
+            "--output",
+            str(out / "coco.json"),
+            "--overlays",
+            str(out / "overlays"),
+        ]
+    )
 
 
 def build_dataset(name: str, out: Path):
@@ -56,9 +66,14 @@ def build_dataset(name: str, out: Path):
     if coco is not None and (coco / "detections.json").exists():
         print(f"building dataset {name!r} from the 128 COCO photos in {coco} (with their ground truth)")
         ds = fo.Dataset.from_dir(
-            dataset_type=fo.types.COCODetectionDataset, data_path=str(coco / "images"),
-            labels_path=str(coco / "detections.json"), label_types=["detections"], label_field="ground_truth",
-            name=name, overwrite=True, progress=False,
+            dataset_type=fo.types.COCODetectionDataset,
+            data_path=str(coco / "images"),
+            labels_path=str(coco / "detections.json"),
+            label_types=["detections"],
+            label_field="ground_truth",
+            name=name,
+            overwrite=True,
+            progress=False,
         )
     else:
         photos = write_sample_photos(out / "photos")
@@ -77,8 +92,13 @@ def fiftyone_demo(name: str, out: Path, lower: float, upper: float) -> int:
 
     ds = build_dataset(name, out)
     params = {
-        "view_target": "DATASET", "function": "yolox", "label_field": "auto_labels",
-        "route": True, "review_lower": lower, "review_upper": upper, "overwrite": True,
+        "view_target": "DATASET",
+        "function": "yolox",
+        "label_field": "auto_labels",
+        "route": True,
+        "review_lower": lower,
+        "review_upper": upper,
+        "overwrite": True,
     }
     if ds.get_field("ground_truth") is not None:
         params["eval_gt_field"] = "ground_truth"

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, Union
+from typing import Any
 
 import PIL.Image
 
@@ -32,7 +33,7 @@ from .validation import validate_shapes
 log = logging.getLogger(__name__)
 
 #: ``progress`` may be a bool (tqdm or nothing) or a callback ``(done, total_or_None)``.
-Progress = Union[bool, Callable[[int, "int | None"], None]]
+Progress = bool | Callable[[int, int | None], None]
 
 
 @dataclass
@@ -131,7 +132,7 @@ def iter_annotations(
     total: int | None = None,
     report: AnnotateReport | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    loader: Callable[[ImageSource], PIL.Image.Image] | None = None,
+    loader: Callable[[Any], PIL.Image.Image] | None = None,
     desc: str = "auto-annotating",
     item_name: Callable[[Hashable, Any], str] | None = None,
 ) -> Iterator[ImageResult]:
@@ -179,8 +180,14 @@ class _Decoder:
     most ``ahead`` in flight. ``take(n)`` returns up to ``n`` ``(key, name, image or failure
     reason)`` in input order."""
 
-    def __init__(self, pairs: Iterator[tuple[Hashable, Any]], load: Callable[[Any], PIL.Image.Image],
-                 num_workers: int, ahead: int, item_name: Callable[[Hashable, Any], str] | None) -> None:
+    def __init__(
+        self,
+        pairs: Iterator[tuple[Hashable, Any]],
+        load: Callable[[Any], PIL.Image.Image],
+        num_workers: int,
+        ahead: int,
+        item_name: Callable[[Hashable, Any], str] | None,
+    ) -> None:
         self.pairs, self.load, self.ahead, self.item_name = pairs, load, ahead, item_name
         self.pool = ThreadPoolExecutor(max_workers=num_workers) if num_workers > 0 else None
         self.pending: deque[tuple[Hashable, Any, Future]] = deque()
@@ -235,13 +242,8 @@ class _Decoder:
 def _count(report: AnnotateReport | None, r: ImageResult) -> None:
     if not r.ok:
         log.warning("%s: %s", r.name, r.error)
-    if report is None:
-        return
-    report.images_attempted += 1
-    if r.ok:
-        report.images_processed += 1
-    else:
-        report.add_failure(r.name, r.error or "unknown error")
+    if report is not None:
+        report.count(r.name, r.error)
 
 
 def failure_reason(error: BaseException, name: str) -> str:
@@ -249,7 +251,7 @@ def failure_reason(error: BaseException, name: str) -> str:
     item, so the path is not repeated)."""
     text = str(error)
     prefix = f"{name}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def _run_batch(
@@ -271,9 +273,7 @@ def _run_batch(
         try:
             outputs = list(batch_fn(contexts, [img for _, _, img in batch]))
             if len(outputs) != len(batch):
-                raise BadFunctionError(
-                    f"detect_batch() returned {len(outputs)} results for {len(batch)} images"
-                )
+                raise BadFunctionError(f"detect_batch() returned {len(outputs)} results for {len(batch)} images")
         except Exception as e:  # noqa: BLE001 - retry one by one to isolate the bad image
             log.warning("batch of %d failed (%s: %s); retrying image by image", len(batch), type(e).__name__, e)
             outputs = None

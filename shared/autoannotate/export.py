@@ -11,8 +11,9 @@ from __future__ import annotations
 import colorsys
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -135,8 +136,13 @@ class CocoSink:
     results are converted when they arrive, so masks are not held until the end."""
 
     def __init__(
-        self, path: str | Path, labels: Sequence[LabelSpec], *, root: str | Path | None = None,
-        info: dict[str, Any] | None = None, overlays: str | Path | None = None,
+        self,
+        path: str | Path,
+        labels: Sequence[LabelSpec],
+        *,
+        root: str | Path | None = None,
+        info: dict[str, Any] | None = None,
+        overlays: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.builder = CocoBuilder(labels, root=root)
@@ -213,8 +219,10 @@ def draw_overlay(image: PIL.Image.Image, shapes: Iterable[Shape], names: dict[in
             draw.line(list(zip(s.points[0::2], s.points[1::2])), fill=color + (255,), width=width)
         elif s.type == "rectangle":
             draw.rectangle(s.points, outline=color + (255,), width=width)
-        pts = [e.points for e in s.elements if not e.outside] if s.type == "skeleton" else (
-            [s.points[i : i + 2] for i in range(0, len(s.points), 2)] if s.type == "points" else []
+        pts = (
+            [e.points for e in s.elements if not e.outside]
+            if s.type == "skeleton"
+            else ([s.points[i : i + 2] for i in range(0, len(s.points), 2)] if s.type == "points" else [])
         )
         for x, y in pts:
             draw.ellipse([x - width * 2, y - width * 2, x + width * 2, y + width * 2], fill=color + (255,))

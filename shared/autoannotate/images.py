@@ -12,7 +12,6 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import PIL.Image
@@ -24,7 +23,7 @@ from .errors import ImageLoadError
 #: decompression bombs. 178,956,970 is Pillow's own error threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
 
-ImageSource = Union[str, os.PathLike, bytes, PIL.Image.Image]
+ImageSource = str | os.PathLike | bytes | PIL.Image.Image
 
 
 def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> PIL.Image.Image:

@@ -15,8 +15,9 @@ Specs are frozen and validated when built: a spec that breaks a rule raises
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import PIL.Image
@@ -110,7 +111,7 @@ class LabelSpec:
     id: int
     type: str = "any"
     attributes: tuple[AttributeSpec, ...] = ()
-    sublabels: tuple["LabelSpec", ...] = ()
+    sublabels: tuple[LabelSpec, ...] = ()
     color: str | None = None
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ class LabelSpec:
     def attribute(self, attribute_id: int) -> AttributeSpec | None:
         return next((a for a in self.attributes if a.id == attribute_id), None)
 
-    def sublabel(self, sublabel_id: int) -> "LabelSpec | None":
+    def sublabel(self, sublabel_id: int) -> LabelSpec | None:
         return next((s for s in self.sublabels if s.id == sublabel_id), None)
 
 
@@ -413,7 +414,9 @@ class TrackableShape:
     bitmap: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "points", tuple(float(v) for v in np.asarray(self.points, dtype=np.float64).reshape(-1)))
+        object.__setattr__(
+            self, "points", tuple(float(v) for v in np.asarray(self.points, dtype=np.float64).reshape(-1))
+        )
 
     def box(self) -> tuple[float, float, float, float] | None:
         """Bounding box ``(x1, y1, x2, y2)`` in pixels (None for an empty mask)."""
@@ -435,6 +438,8 @@ class TrackingFunction(Protocol):
     @property
     def spec(self) -> TrackingFunctionSpec: ...
 
-    def init_tracking_state(self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape) -> Any: ...
+    def init_tracking_state(
+        self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape
+    ) -> Any: ...
 
     def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: Any) -> TrackableShape | None: ...

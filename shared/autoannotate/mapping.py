@@ -19,8 +19,9 @@ function. The mapping is built before any inference; ``map_shapes`` never edits 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from .errors import LabelMappingError, NoLabelsMatchError
 from .interface import DetectionFunctionSpec, LabelSpec
@@ -50,7 +51,7 @@ class TargetLabel:
     id: int
     type: str = "any"
     attributes: tuple[TargetAttribute, ...] = ()
-    sublabels: tuple["TargetLabel", ...] = ()
+    sublabels: tuple[TargetLabel, ...] = ()
     synonyms: tuple[str, ...] = ()
 
     def allows(self, shape_type: str) -> bool:
@@ -146,7 +147,7 @@ def match_name(
 class _LabelMatch:
     target: TargetLabel
     attributes: dict[int, TargetAttribute] = field(default_factory=dict)
-    sublabels: dict[int, "_LabelMatch"] = field(default_factory=dict)
+    sublabels: dict[int, _LabelMatch] = field(default_factory=dict)
 
 
 class LabelMapping:
@@ -167,7 +168,7 @@ class LabelMapping:
         synonyms: Synonyms | None = None,
         allow_unmatched: bool = False,
         target_name: str = "the target",
-    ) -> "LabelMapping":
+    ) -> LabelMapping:
         """Match ``spec`` onto ``targets`` (``None``: the spec's own labels, an identity mapping).
 
         Raises :class:`NoLabelsMatchError` when no label matches at all (even with
@@ -206,8 +207,9 @@ class LabelMapping:
                     continue
                 sm = _LabelMatch(ts)
                 for a in sub.attributes:
-                    ta = match_name(a.name, ts.attributes, what=f"attribute of {label.name}.{sub.name}",
-                                    target_name=target_name)
+                    ta = match_name(
+                        a.name, ts.attributes, what=f"attribute of {label.name}.{sub.name}", target_name=target_name
+                    )
                     if ta is None:
                         unmatched.append(f"{label.name}.{sub.name}.{a.name} (attribute)")
                     else:
@@ -254,7 +256,11 @@ class LabelMapping:
                     [fn_label.name],  # type: ignore[union-attr]
                 )
             elements = tuple(
-                replace(e, label_id=m.sublabels[e.label_id].target.id, attributes=_map_attrs(e.attributes, m.sublabels[e.label_id]))
+                replace(
+                    e,
+                    label_id=m.sublabels[e.label_id].target.id,
+                    attributes=_map_attrs(e.attributes, m.sublabels[e.label_id]),
+                )
                 for e in s.elements
                 if e.label_id in m.sublabels
             )

@@ -6,7 +6,7 @@ Masks are boolean HxW numpy arrays over the whole image (row = y, column = x). P
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import PIL.Image

@@ -8,8 +8,9 @@ since it is the detection confidence that review routing needs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Iterable, Sequence
+from typing import Any, cast
 
 import PIL.Image
 
@@ -34,7 +35,9 @@ def segment_boxes(
     batched = getattr(interactive, "segment_boxes", None)
     if batched is not None:
         return list(batched(context, encoding, boxes))
-    return [interactive.segment(context, encoding, InteractivePrompt(boxes=(tuple(b),)))[0] for b in boxes]
+    # InteractivePrompt checks at runtime that each box has four coordinates.
+    box4 = [cast("tuple[float, float, float, float]", tuple(b)) for b in boxes]
+    return [interactive.segment(context, encoding, InteractivePrompt(boxes=(b,)))[0] for b in box4]
 
 
 class BoxRefiner:
@@ -62,11 +65,13 @@ class BoxRefiner:
         self.interactive = interactive
         self.outputs = dict(outputs)
         self._spec = DetectionFunctionSpec(
-            labels=[replace(lbl, type="any") if lbl.name in self.outputs else lbl for lbl in detector.spec.labels]
+            labels=tuple(replace(lbl, type="any") if lbl.name in self.outputs else lbl for lbl in detector.spec.labels)
         )
         self._refined_ids = {lbl.id: self.outputs[lbl.name] for lbl in detector.spec.labels if lbl.name in self.outputs}
-        parts = [getattr(detector, "model_version", type(detector).__name__),
-                 getattr(interactive, "model_version", type(interactive).__name__)]
+        parts = [
+            getattr(detector, "model_version", type(detector).__name__),
+            getattr(interactive, "model_version", type(interactive).__name__),
+        ]
         self.model_version = "+".join(str(p) for p in parts)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,10 +53,20 @@ class AnnotateReport:
     def add_failure(self, image: str, reason: str) -> None:
         self.failures.append(ImageFailure(str(image), str(reason)))
 
+    def count(self, item: str, error: str | None, warnings: Iterable[str] = ()) -> None:
+        """Count one attempted item: processed (with its warnings) or failed with ``error``."""
+        self.images_attempted += 1
+        if error is None:
+            self.images_processed += 1
+            for w in warnings:
+                self.add_warning(item, w)
+        else:
+            self.add_failure(item, error)
+
     def add_warning(self, item: str, reason: str) -> None:
         self.warnings.append(ImageFailure(str(item), str(reason)))
 
-    def merge(self, other: "AnnotateReport") -> None:
+    def merge(self, other: AnnotateReport) -> None:
         """Add ``other``'s counts to this report."""
         for name in (
             "images_attempted",
@@ -76,7 +87,7 @@ class AnnotateReport:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AnnotateReport":
+    def from_dict(cls, d: dict[str, Any]) -> AnnotateReport:
         d = dict(d)
         d.pop("success", None)
         d["failures"] = [ImageFailure(**f) for f in d.get("failures", [])]

@@ -10,8 +10,9 @@ video tracks alike, and counts the outcomes in the run's report.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .driver import check_threshold
 from .errors import BadParameterError
@@ -31,7 +32,9 @@ class ReviewThresholds:
         lo = check_threshold(self.lower, "review lower threshold")
         hi = check_threshold(self.upper, "review upper threshold")
         if lo is None or hi is None or lo > hi:
-            raise BadParameterError(f"review thresholds need 0 <= lower <= upper <= 1, got ({self.lower}, {self.upper})")
+            raise BadParameterError(
+                f"review thresholds need 0 <= lower <= upper <= 1, got ({self.lower}, {self.upper})"
+            )
 
     def route(self, score: float | None) -> str:
         """``approved``, ``needs_review`` or ``discarded``."""

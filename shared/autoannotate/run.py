@@ -27,7 +27,8 @@ import logging
 import secrets
 import time
 import warnings
-from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from .driver import ImageResult, Progress, iter_annotations
 from .errors import AutoAnnotateError, BadParameterError
@@ -177,8 +178,8 @@ def run(
     record, and a run with the same configuration whose process is gone is resumed under its
     key. ``max_items`` limits how many items this call processes (after skipping). With a
     ``store``, the report's ``extra["run_key"]`` names the run (None when nothing was left to do
-    and no run was resumed);
-    ``unit`` names the items in its summary (images, videos, tasks).
+    and no run was resumed). ``unit`` names the items in the report's summary (images, videos,
+    tasks); ``key_prefix`` starts new run keys.
     """
     check_write_policy(write_every, write_interval)
     check_max_items(max_items, "max_items")
@@ -375,15 +376,25 @@ def annotate_images(
     if synonyms is not None:
         warnings.warn("annotate_images(synonyms=) is deprecated: use label_map=", DeprecationWarning, stacklevel=2)
         label_map = synonyms if label_map is None else label_map
-    mapping = LabelMapping.build(function.spec, target_labels, synonyms=label_map, allow_unmatched=allow_unmatched_labels)
+    mapping = LabelMapping.build(
+        function.spec, target_labels, synonyms=label_map, allow_unmatched=allow_unmatched_labels
+    )
     sink = _Collect()
     items = [(f"#{i}", it) for i, it in enumerate(images)]
 
     def process(todo: Sequence[Item], report: AnnotateReport) -> Iterator[ImageResult]:
         for r in iter_annotations(
-            function, [src for _, src in todo], mapping=mapping, conf_threshold=conf_threshold,
-            conv_mask_to_poly=conv_mask_to_poly, batch_size=batch_size, num_workers=num_workers,
-            progress=progress, report=report, total=len(todo), max_pixels=max_pixels,
+            function,
+            [src for _, src in todo],
+            mapping=mapping,
+            conf_threshold=conf_threshold,
+            conv_mask_to_poly=conv_mask_to_poly,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+            report=report,
+            total=len(todo),
+            max_pixels=max_pixels,
         ):
             sink.results.append(r)
             yield r

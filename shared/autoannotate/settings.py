@@ -9,9 +9,10 @@ FiftyOne): the CLI and the Docker health check use it as is.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from .errors import BadParameterError
 from .loading import parse_params
@@ -99,7 +100,7 @@ class Settings:
     cache_ttl: float = 3600.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``env`` (default ``os.environ``); an unset or empty variable keeps the
         default. A malformed value raises :class:`~autoannotate.errors.BadParameterError` naming
         the variable, e.g. ``AUTOANNOTATE_PORT='abc' is not a valid int``."""
@@ -120,8 +121,9 @@ class Settings:
                 return default
             return None if v.strip().lower() in _NONE_WORDS else v.strip()
 
-        def number(name: str, kind: Callable[[str], Any], default: Any, *, low: float | None = None,
-                   high: float | None = None) -> Any:
+        def number(
+            name: str, kind: Callable[[str], Any], default: Any, *, low: float | None = None, high: float | None = None
+        ) -> Any:
             v = get(name)
             if v is None:
                 return default
@@ -171,11 +173,28 @@ class Settings:
 
 #: Every variable :meth:`Settings.from_env` reads.
 ENV_VARIABLES = (
-    "AUTOANNOTATE_FUNCTION", "AUTOANNOTATE_INTERACTIVE", "AUTOANNOTATE_TRACKER", "AUTOANNOTATE_TRACK_FRAMES",
-    "AUTOANNOTATE_PARAMS", "AUTOANNOTATE_INTERACTIVE_PARAMS", "AUTOANNOTATE_CONF_THRESHOLD", "AUTOANNOTATE_HOST",
-    "AUTOANNOTATE_PORT", "AUTOANNOTATE_BATCH_SIZE", "AUTOANNOTATE_NUM_WORKERS", "AUTOANNOTATE_KEY_FRAME_INTERVAL",
-    "AUTOANNOTATE_MAX_VIDEO_BYTES", "AUTOANNOTATE_ALLOW_HOSTS", "AUTOANNOTATE_LOCAL_FILES_ROOT",
-    "AUTOANNOTATE_FETCH_TIMEOUT", "AUTOANNOTATE_MAX_IMAGE_BYTES", "AUTOANNOTATE_CACHE_BYTES", "AUTOANNOTATE_CACHE_TTL",
-    "AUTOANNOTATE_BASIC_AUTH_USER", "AUTOANNOTATE_BASIC_AUTH_PASS", "AUTOANNOTATE_BEARER_TOKEN",
-    "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
+    "AUTOANNOTATE_FUNCTION",
+    "AUTOANNOTATE_INTERACTIVE",
+    "AUTOANNOTATE_TRACKER",
+    "AUTOANNOTATE_TRACK_FRAMES",
+    "AUTOANNOTATE_PARAMS",
+    "AUTOANNOTATE_INTERACTIVE_PARAMS",
+    "AUTOANNOTATE_CONF_THRESHOLD",
+    "AUTOANNOTATE_HOST",
+    "AUTOANNOTATE_PORT",
+    "AUTOANNOTATE_BATCH_SIZE",
+    "AUTOANNOTATE_NUM_WORKERS",
+    "AUTOANNOTATE_KEY_FRAME_INTERVAL",
+    "AUTOANNOTATE_MAX_VIDEO_BYTES",
+    "AUTOANNOTATE_ALLOW_HOSTS",
+    "AUTOANNOTATE_LOCAL_FILES_ROOT",
+    "AUTOANNOTATE_FETCH_TIMEOUT",
+    "AUTOANNOTATE_MAX_IMAGE_BYTES",
+    "AUTOANNOTATE_CACHE_BYTES",
+    "AUTOANNOTATE_CACHE_TTL",
+    "AUTOANNOTATE_BASIC_AUTH_USER",
+    "AUTOANNOTATE_BASIC_AUTH_PASS",
+    "AUTOANNOTATE_BEARER_TOKEN",
+    "LABEL_STUDIO_URL",
+    "LABEL_STUDIO_API_KEY",
 )

@@ -15,8 +15,8 @@ use :func:`dataclasses.replace` (drivers and mappings do).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class AttributeValue:
     value: str
 
 
-AttributesArg = Union[Mapping[int, object], Iterable[AttributeValue], None]
+AttributesArg = Mapping[int, object] | Iterable[AttributeValue] | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,7 +41,7 @@ class Shape:
     points: tuple[float, ...] = ()
     score: float | None = None
     attributes: tuple[AttributeValue, ...] = ()
-    elements: tuple["Shape", ...] = ()
+    elements: tuple[Shape, ...] = ()
     occluded: bool = False
     outside: bool = False
     bitmap: np.ndarray | None = field(default=None, repr=False)

@@ -18,8 +18,9 @@ once per frame, however many objects are tracked.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -70,7 +71,9 @@ class Track:
 def validate_tracked(original_type: str, shape: Any, size: tuple[int, int], *, where: str = "track()") -> None:
     """Raise :class:`BadFunctionError` unless ``shape`` is a sane TrackableShape of ``original_type``."""
     if not isinstance(shape, TrackableShape):
-        raise BadFunctionError(f"{where} must return a TrackableShape or None, the function returned {type(shape).__name__}")
+        raise BadFunctionError(
+            f"{where} must return a TrackableShape or None, the function returned {type(shape).__name__}"
+        )
     if shape.type != original_type:
         raise BadFunctionError(f"{where} returned a {shape.type!r} for a tracked {original_type!r}")
     if shape.type == "mask":
@@ -110,8 +113,10 @@ def _degenerate(shape: TrackableShape, size: tuple[int, int]) -> str | None:
     x1, y1, x2, y2 = shape.points
     bw, bh = x2 - x1, y2 - y1
     if bw < MIN_BOX_SIZE or bh < MIN_BOX_SIZE:
-        return (f"the box is {_px(bw)}x{_px(bh)} px after clipping to the {size[0]}x{size[1]} frame "
-                f"(at least {_px(MIN_BOX_SIZE)}x{_px(MIN_BOX_SIZE)} px are needed)")
+        return (
+            f"the box is {_px(bw)}x{_px(bh)} px after clipping to the {size[0]}x{size[1]} frame "
+            f"(at least {_px(MIN_BOX_SIZE)}x{_px(MIN_BOX_SIZE)} px are needed)"
+        )
     return None
 
 
@@ -131,8 +136,9 @@ class Tracker:
     def preprocess(self, frame_index: int, image: PIL.Image.Image) -> Any:
         return self._pre(TrackingFunctionContext(frame_index), image) if self._pre else image
 
-    def _init_state(self, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None,
-                    verb: str) -> tuple[TrackableShape, Any, str | None]:
+    def _init_state(
+        self, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None, verb: str
+    ) -> tuple[TrackableShape, Any, str | None]:
         """Clip, check and start the tracking function on ``shape``: ``(shape to record, state,
         None)`` or ``(shape to record, None, why not)``."""
         if size is not None:
@@ -147,8 +153,16 @@ class Tracker:
             return shape, None, f"the tracker could not {verb} on this box (error: {_short(e)})"
         return shape, state, None
 
-    def start(self, pp: Any, frame_index: int, shape: TrackableShape, *, label_id: int | None = None,
-              score: float | None = None, size: tuple[int, int] | None = None) -> Track:
+    def start(
+        self,
+        pp: Any,
+        frame_index: int,
+        shape: TrackableShape,
+        *,
+        label_id: int | None = None,
+        score: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> Track:
         """Start following ``shape`` from ``frame_index``; ``size`` is the frame's ``(width,
         height)`` (rectangles are clipped to it). Always returns the new track, which ends at once
         (``lost_at = frame_index + 1``, ``end_reason`` set) if the object cannot be tracked."""
@@ -169,8 +183,9 @@ class Tracker:
             track.state = state
         return track
 
-    def restart(self, track: Track, pp: Any, frame_index: int, shape: TrackableShape,
-                size: tuple[int, int] | None = None) -> None:
+    def restart(
+        self, track: Track, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None = None
+    ) -> None:
         """Re-anchor a live track on a fresh shape (a matching detection); if the function cannot
         start on it, the track ends after this frame with ``end_reason``."""
         shape, state, why = self._init_state(pp, frame_index, shape, size, "restart")
@@ -313,6 +328,12 @@ def detect_and_track(
                     del t.shapes[index]
         for di, d in enumerate(dets):
             if di not in used_dets:
-                tracker.start(pp, index, TrackableShape("rectangle", d.points), label_id=d.label_id, score=d.score,
-                              size=image.size)
+                tracker.start(
+                    pp,
+                    index,
+                    TrackableShape("rectangle", d.points),
+                    label_id=d.label_id,
+                    score=d.score,
+                    size=image.size,
+                )
     return tracker.tracks

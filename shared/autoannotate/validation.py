@@ -81,13 +81,17 @@ def check_points(kind: str, pts: tuple[float, ...], where: str) -> None:
     if kind == "rectangle" and n != 4:
         raise BadFunctionError(f"{where}: a rectangle needs 4 coordinates (x1, y1, x2, y2), got {n} coordinates")
     if n < minimum or n % 2:
-        raise BadFunctionError(f"{where}: a {kind} needs an even number of coordinates, at least {minimum}; got {n} coordinates")
+        raise BadFunctionError(
+            f"{where}: a {kind} needs an even number of coordinates, at least {minimum}; got {n} coordinates"
+        )
     if not all(math.isfinite(v) for v in pts):
         raise BadFunctionError(f"{where}: {kind} coordinates must be finite, got non-finite values in {list(pts)}")
     if kind == "rectangle":
         x1, y1, x2, y2 = pts
         if x2 < x1 or y2 < y1:
-            raise BadFunctionError(f"{where}: inverted rectangle, corners must satisfy x1 <= x2 and y1 <= y2, got {pts}")
+            raise BadFunctionError(
+                f"{where}: inverted rectangle, corners must satisfy x1 <= x2 and y1 <= y2, got {pts}"
+            )
 
 
 def _check_mask(s: Shape, image_size: tuple[int, int], where: str) -> None:

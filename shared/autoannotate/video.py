@@ -4,9 +4,10 @@ turn whole videos into tracks (:func:`iter_video_tracks`, the processor of video
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Iterator, Sequence
+from typing import Any
 
 import PIL.Image
 
@@ -129,8 +130,14 @@ def iter_video_tracks(
             name = str(path)
             try:
                 info = video_info(path)
-                tracks = detect_and_track(detector, tracker, read_frames(path), mapping=mapping,
-                                          key_frame_interval=key_frame_interval, conf_threshold=conf_threshold)
+                tracks = detect_and_track(
+                    detector,
+                    tracker,
+                    read_frames(path),
+                    mapping=mapping,
+                    key_frame_interval=key_frame_interval,
+                    conf_threshold=conf_threshold,
+                )
                 result = VideoResult(key, name, tracks, (info["width"], info["height"]), info["frames"])
                 result.warnings = [f"track {t.track_id}: {t.end_reason}" for t in tracks if t.end_reason]
             except BadFunctionError as e:
@@ -150,12 +157,5 @@ def iter_video_tracks(
 def _count(report: Any, result: VideoResult) -> None:
     if not result.ok:
         log.warning("%s: %s", result.name, result.error)
-    if report is None:
-        return
-    report.images_attempted += 1
-    if result.ok:
-        report.images_processed += 1
-        for w in result.warnings:
-            report.add_warning(result.name, w)
-    else:
-        report.add_failure(result.name, result.error or "unknown error")
+    if report is not None:
+        report.count(result.name, result.error, result.warnings)

@@ -25,12 +25,21 @@ from pathlib import Path
 from .settings import CACHE_ENV, MODELS_ENV, OFFLINE_ENV, cache_dir, models_dirs, offline
 
 __all__ = [
-    "WeightsEntry", "REGISTRY", "search_dirs", "find_local", "resolve", "sha256_of",
+    "WeightsEntry",
+    "REGISTRY",
+    "search_dirs",
+    "find_local",
+    "resolve",
+    "sha256_of",
     # where weights are looked for (parsed in settings.py, the one place that reads the environment)
-    "MODELS_ENV", "CACHE_ENV", "OFFLINE_ENV", "cache_dir", "models_dirs", "offline",
+    "MODELS_ENV",
+    "CACHE_ENV",
+    "OFFLINE_ENV",
+    "cache_dir",
+    "models_dirs",
+    "offline",
 ]
 from .errors import WeightsNotFoundError
-
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,13 @@ def resolve(
 ) -> Path:
     """The path of a weights file (a :data:`REGISTRY` name, a file name, an entry or a path)."""
     if isinstance(name_or_entry, WeightsEntry):
-        entry: WeightsEntry | None = name_or_entry
+        entry = name_or_entry
     else:
         given = Path(name_or_entry).expanduser()
         if given.is_file():
             return given
-        entry = REGISTRY.get(name_or_entry) or next(
-            (e for e in REGISTRY.values() if e.filename == name_or_entry), None
-        )
-        if entry is None:
+        known = REGISTRY.get(name_or_entry) or next((e for e in REGISTRY.values() if e.filename == name_or_entry), None)
+        if known is None:
             if given.parent != Path("."):
                 raise WeightsNotFoundError(f"weights file {name_or_entry!r} does not exist")
             found = find_local(name_or_entry)
@@ -101,6 +108,7 @@ def resolve(
                 f"known model (known: {sorted(REGISTRY)}). Put the file in one of those folders or "
                 f"set {MODELS_ENV} to the folder that holds it."
             )
+        entry = known
     found = find_local(entry.filename)
     if found:
         return found

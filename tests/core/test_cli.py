@@ -61,8 +61,23 @@ def folder(tmp_path):
 def test_annotate_writes_coco_with_scores_and_categories(folder, tmp_path, capsys):
     d, fn = folder
     out = tmp_path / "out" / "coco.json"
-    code = main(["annotate", str(d), "--function-file", str(fn), "-p", "score=float:0.8",
-                 "--conf-threshold", "0.5", "--output", str(out), "--overlays", str(tmp_path / "ov"), "--no-progress"])
+    code = main(
+        [
+            "annotate",
+            str(d),
+            "--function-file",
+            str(fn),
+            "-p",
+            "score=float:0.8",
+            "--conf-threshold",
+            "0.5",
+            "--output",
+            str(out),
+            "--overlays",
+            str(tmp_path / "ov"),
+            "--no-progress",
+        ]
+    )
     assert code == 1  # completed, with one failed image
     coco = json.loads(out.read_text())
     assert [c["name"] for c in coco["categories"]] == ["box", "blob", "scene"]
@@ -84,23 +99,57 @@ def test_annotate_a_folder_of_symbolic_links_with_a_label_map(folder, tmp_path, 
     for name in ("a.png", "sub/b.jpg"):
         (links / name.replace("/", "_")).symlink_to(d / name)
     out = tmp_path / "links.json"
-    code = main(["annotate", str(links), "--function-file", str(fn), "--output", str(out),
-                 "--overlays", str(tmp_path / "ov2"), "--label-map", "box=crate", "--no-progress"])
+    code = main(
+        [
+            "annotate",
+            str(links),
+            "--function-file",
+            str(fn),
+            "--output",
+            str(out),
+            "--overlays",
+            str(tmp_path / "ov2"),
+            "--label-map",
+            "box=crate",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     coco = json.loads(out.read_text())
     assert sorted(i["file_name"] for i in coco["images"]) == ["a.png", "sub_b.jpg"]  # the names in the folder
     assert [c["name"] for c in coco["categories"]] == ["crate", "blob", "scene"]
     assert sorted(p.name for p in (tmp_path / "ov2").iterdir()) == ["a.png", "sub_b.png"]
-    assert main(["annotate", str(links), "--function-file", str(fn), "--output", str(out),
-                 "--label-map", "nope=crate", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "annotate",
+                str(links),
+                "--function-file",
+                str(fn),
+                "--output",
+                str(out),
+                "--label-map",
+                "nope=crate",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--label-map names labels the function does not have: ['nope']" in capsys.readouterr().err
 
 
 def test_functions_lists_predefined_functions(capsys):
     assert main(["functions"]) == 0
     text = capsys.readouterr().out
-    for name in ("yolox", "torchvision_detection", "torchvision_instance_segmentation",
-                 "torchvision_keypoint_detection", "torchvision_classification", "sam", "grabcut"):
+    for name in (
+        "yolox",
+        "torchvision_detection",
+        "torchvision_instance_segmentation",
+        "torchvision_keypoint_detection",
+        "torchvision_classification",
+        "sam",
+        "grabcut",
+    ):
         assert f"\n{name}\n" in "\n" + text
     assert "model_name: str" in text
 
@@ -142,8 +191,9 @@ def run_cli(*args, env=None):
 
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOANNOTATE_", "LABEL_STUDIO_"))}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "autoannotate.cli", *args], capture_output=True, text=True,
-                          env=full, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "autoannotate.cli", *args], capture_output=True, text=True, env=full, timeout=120
+    )
 
 
 def test_a_malformed_variable_does_not_break_other_commands():
@@ -159,8 +209,17 @@ def test_a_malformed_variable_is_a_clear_error_for_the_command_that_uses_it():
     r = run_cli("label-studio", "serve", env={"AUTOANNOTATE_PORT": "abc"})
     assert r.returncode == 2
     assert r.stderr.strip() == "error: AUTOANNOTATE_PORT='abc' is not a valid int" and "Traceback" not in r.stderr
-    r = run_cli("label-studio", "annotate", "--project", "1", "--url", "http://x", "--api-key", "k",
-                env={"AUTOANNOTATE_BATCH_SIZE": "0"})
+    r = run_cli(
+        "label-studio",
+        "annotate",
+        "--project",
+        "1",
+        "--url",
+        "http://x",
+        "--api-key",
+        "k",
+        env={"AUTOANNOTATE_BATCH_SIZE": "0"},
+    )
     assert r.returncode == 2 and "AUTOANNOTATE_BATCH_SIZE='0' must be >= 1" in r.stderr
 
 
@@ -206,8 +265,15 @@ def fake_annotate_project(monkeypatch):
 
     monkeypatch.setattr(project, "annotate_project", fake)
     monkeypatch.setattr(loading, "load_function", lambda name, **params: (name, params))
-    for var in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "AUTOANNOTATE_BATCH_SIZE", "AUTOANNOTATE_NUM_WORKERS",
-                "AUTOANNOTATE_FUNCTION", "AUTOANNOTATE_PARAMS", "AUTOANNOTATE_CONF_THRESHOLD"):
+    for var in (
+        "LABEL_STUDIO_URL",
+        "LABEL_STUDIO_API_KEY",
+        "AUTOANNOTATE_BATCH_SIZE",
+        "AUTOANNOTATE_NUM_WORKERS",
+        "AUTOANNOTATE_FUNCTION",
+        "AUTOANNOTATE_PARAMS",
+        "AUTOANNOTATE_CONF_THRESHOLD",
+    ):
         monkeypatch.delenv(var, raising=False)
     return calls
 
@@ -224,7 +290,10 @@ def test_label_studio_annotate_defaults_come_from_settings(fake_annotate_project
     assert call["url"] == "http://ls:8080" and call["api_key"] == "secret" and call["project_id"] == 4
     assert call["function"] == ("yolox", {})
     assert (call["batch_size"], call["num_workers"], call["write_every"]) == (
-        DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY)
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_NUM_WORKERS,
+        DEFAULT_WRITE_EVERY,
+    )
     assert call["progress"] is False and call["conf_threshold"] is None and "upload_every" not in call
     monkeypatch.setenv("AUTOANNOTATE_BATCH_SIZE", "3")
     monkeypatch.setenv("AUTOANNOTATE_NUM_WORKERS", "1")
@@ -237,8 +306,26 @@ def test_label_studio_annotate_defaults_come_from_settings(fake_annotate_project
 
 def test_label_studio_annotate_flags_override_settings(fake_annotate_project, monkeypatch, capsys):
     monkeypatch.setenv("AUTOANNOTATE_BATCH_SIZE", "3")
-    args = ["label-studio", "annotate", "--project", "2", "--url", "http://a", "--api-key", "k", "-f", "grabcut",
-            "--batch-size", "5", "--num-workers", "0", "--write-every", "7", "--conf-threshold", "0.4"]
+    args = [
+        "label-studio",
+        "annotate",
+        "--project",
+        "2",
+        "--url",
+        "http://a",
+        "--api-key",
+        "k",
+        "-f",
+        "grabcut",
+        "--batch-size",
+        "5",
+        "--num-workers",
+        "0",
+        "--write-every",
+        "7",
+        "--conf-threshold",
+        "0.4",
+    ]
     assert main(args) == 0
     call = fake_annotate_project[-1]
     assert (call["batch_size"], call["num_workers"], call["write_every"], call["conf_threshold"]) == (5, 0, 7, 0.4)

@@ -7,8 +7,7 @@ import PIL.Image
 import pytest
 
 import autoannotate as aa
-from autoannotate import LabelMappingError
-from autoannotate import annotate_images, iter_annotations
+from autoannotate import LabelMappingError, annotate_images, iter_annotations
 from autoannotate.mapping import TargetLabel
 from tests.fakes import FakeDetector
 
@@ -92,8 +91,11 @@ def test_function_output_is_not_mutated():
         return s
 
     results, _ = annotate_images(
-        FakeDetector(make), images(1), target_labels=[TargetLabel("cat", 10), TargetLabel("dog", 11)],
-        conf_threshold=0.3, progress=False,
+        FakeDetector(make),
+        images(1),
+        target_labels=[TargetLabel("cat", 10), TargetLabel("dog", 11)],
+        conf_threshold=0.3,
+        progress=False,
     )
     assert [s.label_id for s in kept[0]] == [0, 1] and len(kept[0]) == 2
     assert [s.label_id for s in results[0].shapes] == [10]

@@ -174,11 +174,16 @@ def test_private_names_and_cycles_are_found_in_sources(tmp_path):
     """The checks themselves, on a made-up pair of modules importing each other."""
     (tmp_path / "backend.py").write_text("from .video import track\nfrom . import video\n")
     (tmp_path / "video.py").write_text("def f():\n    from .backend import BadRequest, _failure\n")
-    modules = {"autoannotate.ls": tmp_path, "autoannotate.ls.backend": tmp_path / "backend.py",
-               "autoannotate.ls.video": tmp_path / "video.py"}
+    modules = {
+        "autoannotate.ls": tmp_path,
+        "autoannotate.ls.backend": tmp_path / "backend.py",
+        "autoannotate.ls.video": tmp_path / "video.py",
+    }
     found = imports_of("autoannotate.ls.video", tmp_path / "video.py", modules)
     assert found == [("autoannotate.ls.backend", ["BadRequest", "_failure"], 2)]
     assert imports_of("autoannotate.ls.backend", tmp_path / "backend.py", modules) == [
-        ("autoannotate.ls.video", ["track"], 1), ("autoannotate.ls.video", [], 2)]
+        ("autoannotate.ls.video", ["track"], 1),
+        ("autoannotate.ls.video", [], 2),
+    ]
     assert resolve("autoannotate.ls.video", False, "errors", 2) == "autoannotate.errors"
     assert resolve("autoannotate.ls", True, "app", 1) == "autoannotate.ls.app"

@@ -23,7 +23,9 @@ SPEC = aa.DetectionFunctionSpec(
 def targets(*names, **kw):
     """Target labels; every 'car' (any case) declares the 'color' attribute the function uses."""
     return [
-        TargetLabel(n, 100 + i, attributes=(TargetAttribute("color", 1),) if n.lower() in ("car", "vehicle") else (), **kw)
+        TargetLabel(
+            n, 100 + i, attributes=(TargetAttribute("color", 1),) if n.lower() in ("car", "vehicle") else (), **kw
+        )
         for i, n in enumerate(names)
     ]
 
@@ -35,7 +37,9 @@ def test_exact_match_replaces_ids():
 
 
 def test_synonyms_from_user_and_from_target():
-    m = LabelMapping.build(SPEC, targets("kitty", "vehicle", "person"), synonyms={"cat": "kitty", "car": ["auto", "vehicle"]})
+    m = LabelMapping.build(
+        SPEC, targets("kitty", "vehicle", "person"), synonyms={"cat": "kitty", "car": ["auto", "vehicle"]}
+    )
     assert {k: v.name for k, v in m.matched_targets.items()} == {"cat": "kitty", "car": "vehicle", "Person": "person"}
     # a target label may declare its own synonyms (Label Studio's predicted_values)
     own = [TargetLabel("Feline", 7, synonyms=("cat",))] + targets("car", "person")
@@ -92,8 +96,11 @@ def test_every_mapping_conflict_is_a_label_mapping_error_not_a_bad_function():
     """Ambiguity, label type, attribute input type and returned shape type conflicts."""
     ambiguous = targets("cat", "car", "person", "PERSON")
     typed = targets("cat", "car", "person", type="polygon")
-    attr = [TargetLabel("car", 5, attributes=(TargetAttribute("color", 42, "text"),)), TargetLabel("cat", 6),
-            TargetLabel("person", 7)]
+    attr = [
+        TargetLabel("car", 5, attributes=(TargetAttribute("color", 42, "text"),)),
+        TargetLabel("cat", 6),
+        TargetLabel("person", 7),
+    ]
     for t in (ambiguous, typed, attr):
         with pytest.raises(LabelMappingError) as e:
             LabelMapping.build(SPEC, t)
@@ -119,10 +126,18 @@ def test_one_matcher_for_mappings_names_and_controls():
 
 
 def test_attributes_map_by_name():
-    t = [TargetLabel("car", 5, attributes=(TargetAttribute("Color", 42, "select"),)), TargetLabel("cat", 6), TargetLabel("person", 7)]
+    t = [
+        TargetLabel("car", 5, attributes=(TargetAttribute("Color", 42, "select"),)),
+        TargetLabel("cat", 6),
+        TargetLabel("person", 7),
+    ]
     out = LabelMapping.build(SPEC, t).map_shapes([aa.rectangle(1, [0, 0, 1, 1], attributes={0: "blue"})])
     assert out[0].attributes == (aa.AttributeValue(42, "blue"),)
-    bad = [TargetLabel("car", 5, attributes=(TargetAttribute("color", 42, "text"),)), TargetLabel("cat", 6), TargetLabel("person", 7)]
+    bad = [
+        TargetLabel("car", 5, attributes=(TargetAttribute("color", 42, "text"),)),
+        TargetLabel("cat", 6),
+        TargetLabel("person", 7),
+    ]
     with pytest.raises(LabelMappingError, match="'select' in the function, 'text' in the target"):
         LabelMapping.build(SPEC, bad)
 

@@ -20,14 +20,19 @@ SIZE = (64, 48)  # width, height
 def test_valid_spec_with_every_kind_of_label():
     spec = aa.DetectionFunctionSpec(
         labels=[
-            aa.label_spec("car", 0, type="rectangle", attributes=[
-                aa.checkbox_attribute_spec("parked", 0),
-                aa.number_attribute_spec("doors", 1, aa.number_attribute_values(2, 5)),
-                aa.radio_attribute_spec("color", 2, ["red", "blue"]),
-                aa.select_attribute_spec("kind", 3, ["sedan", "van"], default_value="van"),
-                aa.text_attribute_spec("plate", 4),
-                aa.attribute_spec("brand", 5, "select", ["a", "b"]),
-            ]),
+            aa.label_spec(
+                "car",
+                0,
+                type="rectangle",
+                attributes=[
+                    aa.checkbox_attribute_spec("parked", 0),
+                    aa.number_attribute_spec("doors", 1, aa.number_attribute_values(2, 5)),
+                    aa.radio_attribute_spec("color", 2, ["red", "blue"]),
+                    aa.select_attribute_spec("kind", 3, ["sedan", "van"], default_value="van"),
+                    aa.text_attribute_spec("plate", 4),
+                    aa.attribute_spec("brand", 5, "select", ["a", "b"]),
+                ],
+            ),
             aa.skeleton_label_spec("person", 1, [aa.keypoint_spec("head", 0), aa.keypoint_spec("foot", 1)]),
             aa.label_spec("scene", 2, type="tag"),
         ]
@@ -120,7 +125,9 @@ def test_unknown_label_id():
 
 
 def test_shape_type_not_allowed_by_label():
-    with pytest.raises(BadFunctionError, match=r"returned a 'polygon' for label 'box', whose type in the spec is 'rectangle'"):
+    with pytest.raises(
+        BadFunctionError, match=r"returned a 'polygon' for label 'box', whose type in the spec is 'rectangle'"
+    ):
         check(aa.polygon(0, [0, 0, 1, 0, 1, 1]))
     with pytest.raises(BadFunctionError, match="'skeleton'"):
         check(aa.skeleton(1, []))  # 'any' does not admit skeletons

@@ -94,8 +94,9 @@ def test_run_keys_are_unique_even_in_the_same_second():
 def test_skips_done_items_writes_in_batches_and_counts():
     sink = ListSink(done={"img0", "img1"})
     store = MemoryStore()
-    report = run(images(7), processor(FakeDetector()), sink, config={"a": 1}, store=store, write_every=2,
-                 write_interval=1e9)
+    report = run(
+        images(7), processor(FakeDetector()), sink, config={"a": 1}, store=store, write_every=2, write_interval=1e9
+    )
     assert report.images_attempted == 7 and report.images_skipped == 2 and report.images_processed == 5
     assert report.annotations_added == 5
     assert sink.writes == [["img2", "img3"], ["img4", "img5"], ["img6"]]
@@ -113,9 +114,9 @@ def test_timed_writes():
 
 
 def test_routing_is_counted_by_the_engine():
-    shapes = lambda ctx, img: [aa.rectangle(0, [1, 1, 5, 5], score=s) for s in (0.1, 0.5, 0.9)] + [
-        aa.rectangle(1, [1, 1, 5, 5], score=0.1)
-    ]
+    shapes = lambda ctx, img: (
+        [aa.rectangle(0, [1, 1, 5, 5], score=s) for s in (0.1, 0.5, 0.9)] + [aa.rectangle(1, [1, 1, 5, 5], score=0.1)]
+    )
     router = Router({0: ReviewThresholds(0.3, 0.8)})  # label 1 ("dog") is not routed
     report = run(images(2), processor(FakeDetector(shapes)), ListSink(), router=router)
     assert report.discarded == 2 and report.auto_approved == 2 and report.needs_review == 2

@@ -34,26 +34,58 @@ def test_defaults_without_any_variable():
 
 def test_every_variable_is_read():
     env = {
-        "AUTOANNOTATE_FUNCTION": "torchvision_detection", "AUTOANNOTATE_INTERACTIVE": "none",
-        "AUTOANNOTATE_TRACKER": "sam_tracker", "AUTOANNOTATE_TRACK_FRAMES": "12",
+        "AUTOANNOTATE_FUNCTION": "torchvision_detection",
+        "AUTOANNOTATE_INTERACTIVE": "none",
+        "AUTOANNOTATE_TRACKER": "sam_tracker",
+        "AUTOANNOTATE_TRACK_FRAMES": "12",
         "AUTOANNOTATE_PARAMS": "model=str:yolox_s, default_conf_threshold=float:0.4",
-        "AUTOANNOTATE_INTERACTIVE_PARAMS": "device=str:cpu", "AUTOANNOTATE_CONF_THRESHOLD": "0.3",
-        "AUTOANNOTATE_HOST": "127.0.0.1", "AUTOANNOTATE_PORT": "9191", "AUTOANNOTATE_BATCH_SIZE": "2",
-        "AUTOANNOTATE_NUM_WORKERS": "0", "AUTOANNOTATE_KEY_FRAME_INTERVAL": "3", "AUTOANNOTATE_MAX_VIDEO_BYTES": "1000",
-        "AUTOANNOTATE_ALLOW_HOSTS": "10.0.0.0/8, minio", "AUTOANNOTATE_LOCAL_FILES_ROOT": "/data",
-        "AUTOANNOTATE_FETCH_TIMEOUT": "2.5", "AUTOANNOTATE_MAX_IMAGE_BYTES": "100", "AUTOANNOTATE_CACHE_BYTES": "5",
-        "AUTOANNOTATE_CACHE_TTL": "60", "AUTOANNOTATE_BASIC_AUTH_USER": "u", "AUTOANNOTATE_BASIC_AUTH_PASS": "p w",
-        "AUTOANNOTATE_BEARER_TOKEN": "t", "LABEL_STUDIO_URL": "http://ls:8080", "LABEL_STUDIO_API_KEY": "k",
+        "AUTOANNOTATE_INTERACTIVE_PARAMS": "device=str:cpu",
+        "AUTOANNOTATE_CONF_THRESHOLD": "0.3",
+        "AUTOANNOTATE_HOST": "127.0.0.1",
+        "AUTOANNOTATE_PORT": "9191",
+        "AUTOANNOTATE_BATCH_SIZE": "2",
+        "AUTOANNOTATE_NUM_WORKERS": "0",
+        "AUTOANNOTATE_KEY_FRAME_INTERVAL": "3",
+        "AUTOANNOTATE_MAX_VIDEO_BYTES": "1000",
+        "AUTOANNOTATE_ALLOW_HOSTS": "10.0.0.0/8, minio",
+        "AUTOANNOTATE_LOCAL_FILES_ROOT": "/data",
+        "AUTOANNOTATE_FETCH_TIMEOUT": "2.5",
+        "AUTOANNOTATE_MAX_IMAGE_BYTES": "100",
+        "AUTOANNOTATE_CACHE_BYTES": "5",
+        "AUTOANNOTATE_CACHE_TTL": "60",
+        "AUTOANNOTATE_BASIC_AUTH_USER": "u",
+        "AUTOANNOTATE_BASIC_AUTH_PASS": "p w",
+        "AUTOANNOTATE_BEARER_TOKEN": "t",
+        "LABEL_STUDIO_URL": "http://ls:8080",
+        "LABEL_STUDIO_API_KEY": "k",
     }
     assert set(env) == set(ENV_VARIABLES)
     s = Settings.from_env(env)
     assert s == Settings(
-        function="torchvision_detection", interactive=None, tracker="sam_tracker", track_frames=12,
-        params={"model": "yolox_s", "default_conf_threshold": 0.4}, interactive_params={"device": "cpu"},
-        conf_threshold=0.3, host="127.0.0.1", port=9191, batch_size=2, num_workers=0, key_frame_interval=3,
-        max_video_bytes=1000, allow_hosts=("10.0.0.0/8", "minio"), local_files_root="/data", fetch_timeout=2.5,
-        max_image_bytes=100, cache_bytes=5, cache_ttl=60.0, basic_auth_user="u", basic_auth_pass="p w",
-        bearer_token="t", label_studio_url="http://ls:8080", label_studio_api_key="k",
+        function="torchvision_detection",
+        interactive=None,
+        tracker="sam_tracker",
+        track_frames=12,
+        params={"model": "yolox_s", "default_conf_threshold": 0.4},
+        interactive_params={"device": "cpu"},
+        conf_threshold=0.3,
+        host="127.0.0.1",
+        port=9191,
+        batch_size=2,
+        num_workers=0,
+        key_frame_interval=3,
+        max_video_bytes=1000,
+        allow_hosts=("10.0.0.0/8", "minio"),
+        local_files_root="/data",
+        fetch_timeout=2.5,
+        max_image_bytes=100,
+        cache_bytes=5,
+        cache_ttl=60.0,
+        basic_auth_user="u",
+        basic_auth_pass="p w",
+        bearer_token="t",
+        label_studio_url="http://ls:8080",
+        label_studio_api_key="k",
     )
     assert {f.name for f in fields(Settings)} >= {"host", "port", "batch_size", "num_workers"}
 
@@ -101,8 +133,10 @@ def test_settings_is_light_and_reexported():
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in imported if m.split(".")[0] in ("fastapi", "label_studio_sdk", "fiftyone", "uvicorn")}
-    code = ("import sys, autoannotate.settings; "
-            "print(sorted(m for m in ('fastapi', 'label_studio_sdk', 'fiftyone', 'uvicorn') if m in sys.modules))")
+    code = (
+        "import sys, autoannotate.settings; "
+        "print(sorted(m for m in ('fastapi', 'label_studio_sdk', 'fiftyone', 'uvicorn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     pytest.importorskip("fastapi")

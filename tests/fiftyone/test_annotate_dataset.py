@@ -24,15 +24,24 @@ def labels(ds, field="auto"):
     out = []
     for s in ds.sort_by("filepath"):
         c = s[field]
-        out.append(None if c is None else [(d.label, round(d.confidence, 6), getattr(d, "review", None)) for d in c.detections])
+        out.append(
+            None if c is None else [(d.label, round(d.confidence, 6), getattr(d, "review", None)) for d in c.detections]
+        )
     return out
 
 
 def test_routing_at_the_threshold_edges(small_dataset):
-    report = annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="auto", review=(0.3, 0.8), progress=False)
+    report = annotate_dataset(
+        small_dataset, FakeDetector(scored_boxes), label_field="auto", review=(0.3, 0.8), progress=False
+    )
     first = labels(small_dataset)[0]
     # 0.0 discarded; 0.3 is at the lower edge (kept, needs review); 0.8 is at the upper edge (approved)
-    assert [(c, r) for _, c, r in first] == [(0.3, "needs_review"), (0.5, "needs_review"), (0.8, "approved"), (1.0, "approved")]
+    assert [(c, r) for _, c, r in first] == [
+        (0.3, "needs_review"),
+        (0.5, "needs_review"),
+        (0.8, "approved"),
+        (1.0, "approved"),
+    ]
     assert (report.auto_approved, report.needs_review, report.discarded) == (12, 12, 6)
     assert report.annotations_added == 24 and report.images_processed == 6 and report.success
     d = small_dataset.first().auto.detections[0]
@@ -41,23 +50,46 @@ def test_routing_at_the_threshold_edges(small_dataset):
 
 
 def test_zero_thresholds_are_real(small_dataset):
-    report = annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="auto", review=(0.0, 0.0),
-                              conf_threshold=0.0, progress=False)
+    report = annotate_dataset(
+        small_dataset,
+        FakeDetector(scored_boxes),
+        label_field="auto",
+        review=(0.0, 0.0),
+        conf_threshold=0.0,
+        progress=False,
+    )
     assert report.auto_approved == 30 and report.discarded == 0 and report.needs_review == 0
 
 
 def test_per_class_thresholds_with_fallback(small_dataset):
-    report = annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="auto",
-                              review={"cat": (0.5, 0.9), "*": (0.0, 0.3)}, progress=False)
+    report = annotate_dataset(
+        small_dataset,
+        FakeDetector(scored_boxes),
+        label_field="auto",
+        review={"cat": (0.5, 0.9), "*": (0.0, 0.3)},
+        progress=False,
+    )
     first = labels(small_dataset)[0]
     # cats have scores 0.0, 0.5, 1.0; dogs 0.3, 0.8
-    assert first == [("dog", 0.3, "approved"), ("cat", 0.5, "needs_review"), ("dog", 0.8, "approved"), ("cat", 1.0, "approved")]
+    assert first == [
+        ("dog", 0.3, "approved"),
+        ("cat", 0.5, "needs_review"),
+        ("dog", 0.8, "approved"),
+        ("cat", 1.0, "approved"),
+    ]
     assert report.discarded == 6
     with pytest.raises(aa.BadParameterError, match="no review thresholds for class 'dog'"):
-        annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="x", review={"cat": (0.1, 0.2)}, progress=False)
+        annotate_dataset(
+            small_dataset, FakeDetector(scored_boxes), label_field="x", review={"cat": (0.1, 0.2)}, progress=False
+        )
     with pytest.raises(aa.BadParameterError, match="unknown classes"):
-        annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="x", review={"horse": (0.1, 0.2), "*": (0, 1)},
-                         progress=False)
+        annotate_dataset(
+            small_dataset,
+            FakeDetector(scored_boxes),
+            label_field="x",
+            review={"horse": (0.1, 0.2), "*": (0, 1)},
+            progress=False,
+        )
     with pytest.raises(aa.BadParameterError, match="lower <= upper"):
         annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="x", review=(0.9, 0.1), progress=False)
 
@@ -81,7 +113,9 @@ def test_human_labels_in_the_target_field_are_never_overwritten(small_dataset):
     skipped = annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="ground_truth", progress=False)
     assert skipped.images_skipped == 6 and skipped.annotations_added == 0
     with pytest.raises(aa.BadParameterError, match="that autoannotate did not make"):
-        annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="ground_truth", overwrite=True, progress=False)
+        annotate_dataset(
+            small_dataset, FakeDetector(scored_boxes), label_field="ground_truth", overwrite=True, progress=False
+        )
     assert gt_snapshot(small_dataset) == before
 
 
@@ -115,8 +149,15 @@ def test_bad_images_are_failures_and_the_run_goes_on(small_dataset, tmp_path):
 
 def test_classes_in_three_shapes_and_label_map(small_dataset):
     for classes in ([("kitty", "bbox")], [{"name": "kitty", "output_type": "bbox"}], [ClassSpec("kitty", "bbox")]):
-        report = annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="auto", classes=classes,
-                                  label_map={"cat": "kitty"}, overwrite=True, progress=False)
+        report = annotate_dataset(
+            small_dataset,
+            FakeDetector(scored_boxes),
+            label_field="auto",
+            classes=classes,
+            label_map={"cat": "kitty"},
+            overwrite=True,
+            progress=False,
+        )
         assert set(small_dataset.distinct("auto.detections.label")) == {"kitty"}
         assert report.annotations_added == 18
 
@@ -153,17 +194,29 @@ def test_polygons_and_masks_from_a_box_detector_are_refined(small_dataset):
     for s in small_dataset:
         arr = np.full((40, 60, 3), (40, 160, 60), np.uint8)
         yy, xx = np.mgrid[:40, :60]
-        arr[(xx - 30) ** 2 + (yy - 20) ** 2 <= 12 ** 2] = (200, 40, 40)
+        arr[(xx - 30) ** 2 + (yy - 20) ** 2 <= 12**2] = (200, 40, 40)
         PIL.Image.fromarray(arr).save(s.filepath)
-    report = annotate_dataset(small_dataset, FakeDetector(disk), label_field="auto",
-                              classes=[("cat", "polygon")], refine_with="grabcut", progress=False)
+    report = annotate_dataset(
+        small_dataset,
+        FakeDetector(disk),
+        label_field="auto",
+        classes=[("cat", "polygon")],
+        refine_with="grabcut",
+        progress=False,
+    )
     assert report.success and report.extra["label_fields"] == ["auto"]
     poly = small_dataset.first().auto.polylines[0]
     assert poly.closed and poly.filled and poly.confidence == 0.9 and len(poly.points[0]) >= 3
     xs = [p[0] * 60 for p in poly.points[0]]
     assert 16 <= min(xs) <= 20 and 40 <= max(xs) <= 44  # hugs the disk (x 18..42), not the box (15..45)
-    annotate_dataset(small_dataset, FakeDetector(disk), label_field="masks", classes=[("cat", "mask")],
-                     refine_with="grabcut", progress=False)
+    annotate_dataset(
+        small_dataset,
+        FakeDetector(disk),
+        label_field="masks",
+        classes=[("cat", "mask")],
+        refine_with="grabcut",
+        progress=False,
+    )
     det = small_dataset.first().masks.detections[0]
     assert det.mask is not None and det.mask.any() and det.mask.shape == (25, 25)
 
@@ -178,8 +231,14 @@ def test_mixed_output_types_get_one_field_per_container(small_dataset):
 
 
 def test_runs_are_recorded_with_a_needs_review_view(small_dataset):
-    report = annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="auto", review=(0.3, 0.8),
-                              conf_threshold=0.0, progress=False)
+    report = annotate_dataset(
+        small_dataset,
+        FakeDetector(scored_boxes),
+        label_field="auto",
+        review=(0.3, 0.8),
+        conf_threshold=0.0,
+        progress=False,
+    )
     key = report.extra["run_key"]
     run = get_run(small_dataset, key)
     assert run["status"] == "completed" and run["review"] == {"cat": [0.3, 0.8], "dog": [0.3, 0.8]}
@@ -201,13 +260,16 @@ def test_max_samples_and_views(small_dataset):
 
 def test_progress_callback(small_dataset):
     seen = []
-    annotate_dataset(small_dataset, FakeDetector(scored_boxes), label_field="auto", progress=lambda n, t: seen.append((n, t)))
+    annotate_dataset(
+        small_dataset, FakeDetector(scored_boxes), label_field="auto", progress=lambda n, t: seen.append((n, t))
+    )
     assert seen[-1] == (6, 6)
 
 
 def test_function_by_name_with_params(small_dataset, models_env):
-    report = annotate_dataset(small_dataset, "yolox", function_params={"default_conf_threshold": 0.9},
-                              label_field="auto", progress=False)
+    report = annotate_dataset(
+        small_dataset, "yolox", function_params={"default_conf_threshold": 0.9}, label_field="auto", progress=False
+    )
     assert report.success
     run = get_run(small_dataset, report.extra["run_key"])
     assert run["function"] == "yolox" and run["function_params"] == {"default_conf_threshold": 0.9}

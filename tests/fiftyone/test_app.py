@@ -41,8 +41,13 @@ def app(coco128, models_env):
     ds.add_samples([fo.Sample(filepath=str(p)) for p in sorted((coco128 / "images").glob("*.jpg"))[:12]])
     report = annotate_dataset(ds, "yolox", label_field="auto_labels", review=(0.3, 0.7), progress=False)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, name, str(port)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, name, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for_line(proc, "ready")
         url = f"http://127.0.0.1:{port}"

@@ -34,8 +34,12 @@ def state(ds):
     out = {}
     for s in ds:
         dets = s.auto.detections if s.auto is not None else None
-        out[Path(s.filepath).name] = None if dets is None else sorted(
-            (d.label, tuple(round(v, 5) for v in d.bounding_box), round(d.confidence, 5), d.review) for d in dets
+        out[Path(s.filepath).name] = (
+            None
+            if dets is None
+            else sorted(
+                (d.label, tuple(round(v, 5) for v in d.bounding_box), round(d.confidence, 5), d.review) for d in dets
+            )
         )
     return out
 
@@ -54,8 +58,15 @@ def _dataset(name, coco128, n):
     ds = fo.Dataset(name, overwrite=True)
     ds.persistent = True  # visible to the child process
     paths = sorted((coco128 / "images").glob("*.jpg"))[:n]
-    ds.add_samples([fo.Sample(filepath=str(p), ground_truth=fo.Detections(
-        detections=[fo.Detection(label="human", bounding_box=[0.1, 0.1, 0.5, 0.5])])) for p in paths])
+    ds.add_samples(
+        [
+            fo.Sample(
+                filepath=str(p),
+                ground_truth=fo.Detections(detections=[fo.Detection(label="human", bounding_box=[0.1, 0.1, 0.5, 0.5])]),
+            )
+            for p in paths
+        ]
+    )
     return ds
 
 
@@ -80,8 +91,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(coco128, models_env):
     (interrupted_run,) = list_runs(killed)
     assert interrupted_run["status"] == "running"  # killed: never marked finished
 
-    resumed = annotate_dataset(killed, SLOW, function_params={"delay": 0.15}, label_field="auto", review=REVIEW,
-                               progress=False)
+    resumed = annotate_dataset(
+        killed, SLOW, function_params={"delay": 0.15}, label_field="auto", review=REVIEW, progress=False
+    )
     assert resumed.images_skipped == partial and resumed.images_processed == n - partial
     runs = list_runs(killed)
     assert len(runs) == 1 and runs[0]["status"] == "completed" and runs[0]["resumed"]
@@ -96,8 +108,15 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(coco128, models_env):
 
 def test_yolox_nano_accuracy_through_fiftyone_evaluation(coco128_dataset, models_env):
     """A broken pre- or post-processing step shows up here: expect mAP@[.5:.95] about 0.33."""
-    report = annotate_dataset(coco128_dataset, "yolox", label_field="yolox", conf_threshold=0.01, overwrite=True,
-                              eval_gt_field="ground_truth", progress=False)
+    report = annotate_dataset(
+        coco128_dataset,
+        "yolox",
+        label_field="yolox",
+        conf_threshold=0.01,
+        overwrite=True,
+        eval_gt_field="ground_truth",
+        progress=False,
+    )
     ev = report.extra["evaluation"]
     print(f"FiftyOne evaluation of YOLOX-Nano on COCO128: {ev}")
     assert report.images_processed == 128 and report.success

@@ -57,8 +57,14 @@ def _image_dataset(name, tmp_path, n):
 def test_two_processes_started_in_the_same_second_keep_two_records(tmp_path):
     ds = _image_dataset("aa-concurrent-runs", tmp_path, 12)
     start_at = time.time() + 12  # both import FiftyOne first, then start together
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_CHILD, ds.name, str(part), str(start_at), SLOW],
-                              stdout=subprocess.PIPE, text=True) for part in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_CHILD, ds.name, str(part), str(start_at), SLOW],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for part in (0, 1)
+    ]
     try:
         outs = [p.communicate(timeout=240)[0] for p in procs]
     finally:
@@ -96,8 +102,10 @@ def test_a_dead_run_is_claimed_by_one_process_only(small_dataset):
     assert not store.create(record)  # the key is taken
     dead = dict(store.find_resumable("h") or {})
     assert dead == {}  # this process owns it and is running it: not resumable
-    store.coll.update_one({"_id": store._id("autolabel_dead")}, {"$set": {"owner": {"host": "elsewhere", "pid": 1},
-                                                                            "heartbeat_at": "2026-01-01T00:00:00+00:00"}})
+    store.coll.update_one(
+        {"_id": store._id("autolabel_dead")},
+        {"$set": {"owner": {"host": "elsewhere", "pid": 1}, "heartbeat_at": "2026-01-01T00:00:00+00:00"}},
+    )
     found = store.find_resumable("h")
     assert found is not None and found["run_key"] == "autolabel_dead"
     assert store.claim(found) and not store.claim(found)  # the second claim sees a new claim token
@@ -109,8 +117,15 @@ def test_a_dead_run_is_claimed_by_one_process_only(small_dataset):
 
 
 def test_legacy_records_in_dataset_info_are_still_listed(small_dataset):
-    small_dataset.info = {"autoannotate_runs": {"autolabel_old": {"run_key": "autolabel_old", "status": "completed",
-                                                                  "started_at": "2025-01-01T00:00:00+00:00"}}}
+    small_dataset.info = {
+        "autoannotate_runs": {
+            "autolabel_old": {
+                "run_key": "autolabel_old",
+                "status": "completed",
+                "started_at": "2025-01-01T00:00:00+00:00",
+            }
+        }
+    }
     small_dataset.save()
     assert [r["run_key"] for r in list_runs(small_dataset)] == ["autolabel_old"]
 
@@ -138,8 +153,10 @@ def _frame_state(ds):
         frames = {}
         for n, f in s.frames.items():
             if f["auto"] is not None:
-                frames[n] = sorted((d.label, d.index, tuple(round(v, 4) for v in d.bounding_box), d.review)
-                                   for d in f["auto"].detections)
+                frames[n] = sorted(
+                    (d.label, d.index, tuple(round(v, 4) for v in d.bounding_box), d.review)
+                    for d in f["auto"].detections
+                )
         out[Path(s.filepath).name] = frames
     return out
 
@@ -156,8 +173,11 @@ def test_video_run_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
             killed.reload()
-            if killed.get_frame_field_schema().get("auto") is not None and \
-                    len(killed.match_frames(fo.ViewField("auto") != None).values("id")) >= 2:  # noqa: E711
+            labelled = fo.ViewField("auto") != None  # noqa: E711 - a database query, not a comparison
+            if (
+                killed.get_frame_field_schema().get("auto") is not None
+                and len(killed.match_frames(labelled).values("id")) >= 2
+            ):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it could be killed: make the function slower"
@@ -170,14 +190,32 @@ def test_video_run_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
     assert 2 <= done_before < 6
     (dead,) = list_runs(killed)
     assert dead["status"] == "running"
-    resumed = annotate_dataset(killed, SLOW, tracker=STILL, label_field="auto", review=(0.3, 0.95), key_frame_interval=4,
-                               write_every=1, write_interval=0.1, progress=False, function_params={"delay": 0.3})
+    resumed = annotate_dataset(
+        killed,
+        SLOW,
+        tracker=STILL,
+        label_field="auto",
+        review=(0.3, 0.95),
+        key_frame_interval=4,
+        write_every=1,
+        write_interval=0.1,
+        progress=False,
+        function_params={"delay": 0.3},
+    )
     assert resumed.extra["run_key"] == dead["run_key"]
     assert resumed.images_skipped == done_before and resumed.images_processed == 6 - done_before
     (record,) = list_runs(killed)
     assert record["status"] == "completed" and record["resumed"] is True
-    full = annotate_dataset(reference, SLOW, tracker=STILL, label_field="auto", review=(0.3, 0.95), key_frame_interval=4,
-                            progress=False, function_params={"delay": 0.0})
+    full = annotate_dataset(
+        reference,
+        SLOW,
+        tracker=STILL,
+        label_field="auto",
+        review=(0.3, 0.95),
+        key_frame_interval=4,
+        progress=False,
+        function_params={"delay": 0.0},
+    )
     assert full.images_processed == 6
     killed.reload()
     reference.reload()

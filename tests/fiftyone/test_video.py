@@ -29,8 +29,11 @@ def video_dataset(clip, dataset_name):
     ds = fo.Dataset(f"{dataset_name}-video")
     sample = fo.Sample(filepath=str(path))
     x1, y1, x2, y2 = truth[0][0]
-    sample.frames[1]["detections"] = fo.Detections(detections=[
-        fo.Detection(label="cat", bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], confidence=1.0)])
+    sample.frames[1]["detections"] = fo.Detections(
+        detections=[
+            fo.Detection(label="cat", bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], confidence=1.0)
+        ]
+    )
     ds.add_sample(sample)
     yield ds
     ds.delete()
@@ -41,7 +44,7 @@ def boxes_by_frame(ds, field="detections", index=None):
     w, h = 320, 240
     out = {}
     for n, f in s.frames.items():
-        for d in (f[field].detections if f[field] is not None else []):
+        for d in f[field].detections if f[field] is not None else []:
             if index is None or d.index == index:
                 x, y, bw, bh = d.bounding_box
                 out.setdefault(n, []).append((x * w, y * h, (x + bw) * w, (y + bh) * h, d))
@@ -69,8 +72,9 @@ def test_track_labels_backward_from_a_later_frame(video_dataset, clip):
     path, truth, (w, h) = clip
     s = video_dataset.first()
     x1, y1, x2, y2 = truth[0][19]
-    s.frames[20]["detections"] = fo.Detections(detections=[
-        fo.Detection(label="cat", bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], index=7)])
+    s.frames[20]["detections"] = fo.Detections(
+        detections=[fo.Detection(label="cat", bounding_box=[x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h], index=7)]
+    )
     s.save()
     track_labels(video_dataset, "detections", frame_number=20, num_frames=10, direction="backward")
     got = boxes_by_frame(video_dataset, index=7)
@@ -80,12 +84,21 @@ def test_track_labels_backward_from_a_later_frame(video_dataset, clip):
 
 def test_track_labels_operator_with_selected_label(video_dataset):
     label = video_dataset.first().frames[1]["detections"].detections[0]
-    result = foo.execute_operator("@autoannotate/autoannotate/track_labels", ctx={
-        "dataset": video_dataset.name,
-        "params": {"view_target": "DATASET", "label_field": "frames.detections", "num_frames": 10},
-        "selected_labels": [{"label_id": label.id, "sample_id": video_dataset.first().id, "field": "frames.detections",
-                             "frame_number": 1}],
-    })
+    result = foo.execute_operator(
+        "@autoannotate/autoannotate/track_labels",
+        ctx={
+            "dataset": video_dataset.name,
+            "params": {"view_target": "DATASET", "label_field": "frames.detections", "num_frames": 10},
+            "selected_labels": [
+                {
+                    "label_id": label.id,
+                    "sample_id": video_dataset.first().id,
+                    "field": "frames.detections",
+                    "frame_number": 1,
+                }
+            ],
+        },
+    )
     assert result.error is None and result.result["annotations_added"] == 10
     assert sorted(boxes_by_frame(video_dataset)) == list(range(1, 12))
 
@@ -97,7 +110,9 @@ def test_auto_label_on_a_video_dataset_gives_frame_labels_with_track_ids(video_d
         i = int(ctx.frame_name.split()[-1])
         return [aa.rectangle(k, truth[k][i], score=s) for k, s in ((0, 0.9), (1, 0.5))]
 
-    report = annotate_dataset(video_dataset, FakeDetector(detect), label_field="auto", review=(0.3, 0.8), progress=False)
+    report = annotate_dataset(
+        video_dataset, FakeDetector(detect), label_field="auto", review=(0.3, 0.8), progress=False
+    )
     assert report.images_processed == 1 and report.extra["tracks"] == 2
     # review counts are frame labels, like annotations_added (approved + needs review == stored);
     # the same split per track is in extra

@@ -13,7 +13,9 @@ from tests.functions.test_grabcut import disk_image, iou
 
 
 def detector():
-    return FakeDetector(lambda c, i: [aa.rectangle(0, [30, 20, 90, 80], score=0.8), aa.rectangle(1, [0, 0, 10, 10], score=0.4)])
+    return FakeDetector(
+        lambda c, i: [aa.rectangle(0, [30, 20, 90, 80], score=0.8), aa.rectangle(1, [0, 0, 10, 10], score=0.4)]
+    )
 
 
 def test_boxes_become_masks_and_keep_the_detector_score():

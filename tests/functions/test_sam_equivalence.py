@@ -54,7 +54,9 @@ def test_clicks_and_a_box_together(setup):
     )
     (r,) = fn.segment(CTX, enc, prompt)
     masks, scores, low = predictor.predict(
-        np.array([[250, 200], [300, 260], [120, 400]]), np.array([1, 1, 0]), box=np.array([100, 50, 400, 450]),
+        np.array([[250, 200], [300, 260], [120, 400]]),
+        np.array([1, 1, 0]),
+        box=np.array([100, 50, 400, 450]),
         multimask_output=False,
     )
     same(r, masks, scores, low, 0)
@@ -66,7 +68,9 @@ def test_several_boxes_give_one_object_each_with_their_own_clicks(setup):
     prompt = aa.InteractivePrompt(positive_points=[(100, 100), (300, 300)], negative_points=[(260, 480)], boxes=boxes)
     results = fn.segment(CTX, enc, prompt)
     assert len(results) == 2
-    m0, s0, l0 = predictor.predict(np.array([[100, 100]]), np.array([1]), box=np.array(boxes[0]), multimask_output=False)
+    m0, s0, l0 = predictor.predict(
+        np.array([[100, 100]]), np.array([1]), box=np.array(boxes[0]), multimask_output=False
+    )
     m1, s1, l1 = predictor.predict(
         np.array([[300, 300], [260, 480]]), np.array([1, 0]), box=np.array(boxes[1]), multimask_output=False
     )

@@ -56,9 +56,14 @@ def test_map_on_coco128(fn, coco128):
     results, report = annotate_images(fn, items, target_labels=targets, conf_threshold=0.01, progress=False)
     assert report.success and report.images_processed == 128
     dets = [
-        {"image_id": r.key, "category_id": s.label_id, "score": s.score,
-         "bbox": [s.points[0], s.points[1], s.points[2] - s.points[0], s.points[3] - s.points[1]]}
-        for r in results for s in r.shapes
+        {
+            "image_id": r.key,
+            "category_id": s.label_id,
+            "score": s.score,
+            "bbox": [s.points[0], s.points[1], s.points[2] - s.points[0], s.points[3] - s.points[1]],
+        }
+        for r in results
+        for s in r.shapes
     ]
     assert set(cat_by_name.values()) >= {d["category_id"] for d in dets}
     scores = evaluate_boxes(coco128 / "detections.json", dets)

@@ -69,8 +69,12 @@ def test_an_ambiguous_name_on_a_control_is_an_error_naming_it():
 
 
 def test_controls_that_map_nothing_are_listed_with_why():
-    spec = aa.DetectionFunctionSpec(labels=[aa.label_spec("cat", 0, type="rectangle"),
-                                            aa.skeleton_label_spec("person", 1, [aa.keypoint_spec("nose", 0)])])
+    spec = aa.DetectionFunctionSpec(
+        labels=[
+            aa.label_spec("cat", 0, type="rectangle"),
+            aa.skeleton_label_spec("person", 1, [aa.keypoint_spec("nose", 0)]),
+        ]
+    )
     cfg = """<View><Image name="i" value="$image"/>
       <RectangleLabels name="box" toName="i"><Label value="Horse"/></RectangleLabels>
       <KeyPointLabels name="kp" toName="i"><Label value="person"/></KeyPointLabels></View>"""
@@ -83,9 +87,13 @@ def test_controls_that_map_nothing_are_listed_with_why():
 
 def test_only_the_labels_a_control_can_show_take_part():
     """A skeleton (or mask) label never makes a rectangle control fail or appear unmatched."""
-    spec = aa.DetectionFunctionSpec(labels=[aa.label_spec("cat", 0, type="rectangle"),
-                                            aa.skeleton_label_spec("person", 1, [aa.keypoint_spec("nose", 0)]),
-                                            aa.label_spec("blob", 2, type="mask")])
+    spec = aa.DetectionFunctionSpec(
+        labels=[
+            aa.label_spec("cat", 0, type="rectangle"),
+            aa.skeleton_label_spec("person", 1, [aa.keypoint_spec("nose", 0)]),
+            aa.label_spec("blob", 2, type="mask"),
+        ]
+    )
     cfg = """<View><Image name="i" value="$image"/>
       <RectangleLabels name="box" toName="i"><Label value="cat"/><Label value="person"/></RectangleLabels></View>"""
     (box,) = map_controls(spec, parse_config(cfg))
@@ -101,8 +109,10 @@ def test_label_named_uses_the_mapping_matcher():
     assert box.label_named("dog").name == "Dog"  # case-insensitive
     assert box.label_named("kitty", synonyms={"kitty": "feline"}).name == "Feline"  # user synonyms
     assert box.label_named("horse") is None and box.label_named(None) is None
-    (twice,) = parse_config('<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i">'
-                            '<Label value="Cat"/><Label value="CAT"/></BrushLabels></View>')
+    (twice,) = parse_config(
+        '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i">'
+        '<Label value="Cat"/><Label value="CAT"/></BrushLabels></View>'
+    )
     with pytest.raises(aa.LabelMappingError, match="control 'b'"):
         twice.label_named("cat")
     assert twice.label_named("CAT").id == 1  # an exact name is never ambiguous

@@ -79,8 +79,14 @@ def server():
 def test_loopback_and_private_hosts_are_refused(server):
     s = server({"*": send(body=png_bytes())})
     f = ImageFetcher(FetchPolicy())
-    for url in (f"{s.url}/a.png", f"http://localhost:{s.port}/a.png", "http://10.1.2.3/a.png",
-                "http://169.254.169.254/latest/meta-data", "http://[::1]:80/a.png", "http://0.0.0.0/a.png"):
+    for url in (
+        f"{s.url}/a.png",
+        f"http://localhost:{s.port}/a.png",
+        "http://10.1.2.3/a.png",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:80/a.png",
+        "http://0.0.0.0/a.png",
+    ):
         with pytest.raises(FetchError, match="internal address|resolves"):
             f.fetch(url)
     assert s.requests == []  # nothing was even sent
@@ -88,8 +94,11 @@ def test_loopback_and_private_hosts_are_refused(server):
 
 def test_dns_names_resolving_inside_are_refused(monkeypatch):
     real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real("127.0.0.1", *a, **k)
-                        if host == "innocent.example.com" else real(host, *a, **k))
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.1", *a, **k) if host == "innocent.example.com" else real(host, *a, **k),
+    )
     with pytest.raises(FetchError, match="innocent.example.com.*internal address 127.0.0.1"):
         ImageFetcher(FetchPolicy()).fetch("http://innocent.example.com/cat.png")
 
@@ -113,8 +122,12 @@ def test_redirects_to_private_addresses_are_refused(server):
 def test_token_goes_only_to_label_studio(server):
     token = "legacy-token-123"
     other = server({"*": send(body=png_bytes())})
-    ls = server({"/data/upload/1/a.png": send(302, headers={"Location": f"http://localhost:{other.port}/a.png"}),
-                 "*": send(body=png_bytes())})
+    ls = server(
+        {
+            "/data/upload/1/a.png": send(302, headers={"Location": f"http://localhost:{other.port}/a.png"}),
+            "*": send(body=png_bytes()),
+        }
+    )
     f = ImageFetcher(FetchPolicy(allow_hosts=("localhost",)), label_studio_url=ls.url, api_key=token)
     assert f.fetch("/data/upload/1/b.png") == png_bytes()
     assert ls.requests[-1][1].get("Authorization") == f"Token {token}"
@@ -168,8 +181,13 @@ def test_local_files_are_confined_to_the_root(tmp_path):
     (root / "imgs" / "link.png").symlink_to(tmp_path / "secret.txt")
     f = ImageFetcher(FetchPolicy(local_root=root))
     assert f.fetch("/data/local-files/?d=imgs/ok.png") == png_bytes()
-    for ref in ("/data/local-files/?d=../secret.txt", "/data/local-files/?d=imgs/../../secret.txt",
-                "/data/local-files/?d=imgs/link.png", f"file://{tmp_path}/secret.txt", str(tmp_path / "secret.txt")):
+    for ref in (
+        "/data/local-files/?d=../secret.txt",
+        "/data/local-files/?d=imgs/../../secret.txt",
+        "/data/local-files/?d=imgs/link.png",
+        f"file://{tmp_path}/secret.txt",
+        str(tmp_path / "secret.txt"),
+    ):
         with pytest.raises(FetchError, match="outside the local files root"):
             f.fetch(ref)
     with pytest.raises(FetchError, match="local files are not served"):
@@ -180,8 +198,12 @@ def test_odd_references():
     f = ImageFetcher(FetchPolicy())
     uri = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     assert f.fetch(uri) == png_bytes()
-    for ref, msg in [("", "no image reference"), ("data:text/html;base64,PGI+", "base64 image or video data"),
-                     ("s3://bucket/key.png", "cloud storage"), ("ftp://host/x.png", "unsupported"),
-                     ("/data/upload/1/x.png", "no Label Studio URL")]:
+    for ref, msg in [
+        ("", "no image reference"),
+        ("data:text/html;base64,PGI+", "base64 image or video data"),
+        ("s3://bucket/key.png", "cloud storage"),
+        ("ftp://host/x.png", "unsupported"),
+        ("/data/upload/1/x.png", "no Label Studio URL"),
+    ]:
         with pytest.raises(FetchError, match=msg):
             f.fetch(ref)

@@ -147,13 +147,24 @@ def test_predictions_honour_the_threshold(backend):
 
 
 def click(x, y, positive=True, label="Cat"):
-    return {"type": "keypointlabels", "is_positive": positive, "original_width": 60, "original_height": 40,
-            "value": {"x": x, "y": y, "keypointlabels": [label]}, "from_name": "kp", "to_name": "image"}
+    return {
+        "type": "keypointlabels",
+        "is_positive": positive,
+        "original_width": 60,
+        "original_height": 40,
+        "value": {"x": x, "y": y, "keypointlabels": [label]},
+        "from_name": "kp",
+        "to_name": "image",
+    }
 
 
 def rect(x, y, w, h, label="Cat"):
-    return {"type": "rectanglelabels", "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": [label]},
-            "from_name": "box", "to_name": "image"}
+    return {
+        "type": "rectanglelabels",
+        "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": [label]},
+        "from_name": "box",
+        "to_name": "image",
+    }
 
 
 def test_interactive_click_gives_brush_and_polygon(client, backend):
@@ -192,7 +203,9 @@ def test_encodings_are_cached_and_computed_once_under_concurrency():
     uri = data_uri()
     payload = {"tasks": [task(1, uri)], "label_config": CONFIG, "params": {"context": {"result": [click(50, 50)]}}}
     statuses = []
-    threads = [threading.Thread(target=lambda: statuses.append(c.post("/predict", json=payload).status_code)) for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: statuses.append(c.post("/predict", json=payload).status_code)) for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -248,7 +261,10 @@ def test_unexpected_errors_are_500_with_an_id_and_no_traceback(backend, caplog):
 
 
 def test_webhook_and_train_are_answered(client):
-    assert client.post("/webhook", json={"action": "ANNOTATION_CREATED"}).json() == {"status": "ok", "action": "ANNOTATION_CREATED"}
+    assert client.post("/webhook", json={"action": "ANNOTATION_CREATED"}).json() == {
+        "status": "ok",
+        "action": "ANNOTATION_CREATED",
+    }
     assert client.post("/webhook", json={"action": "START_TRAINING"}).json()["status"] == "ignored"
     assert client.post("/train", json={}).json()["status"] == "ignored"
 
@@ -276,7 +292,9 @@ def test_authentication_when_configured(backend, settings, header, ok):
 
 def test_context_parsing_uses_every_item():
     p = parse_context({"result": [click(10, 20), click(30, 40, positive=False), rect(1, 2, 3, 4, label="dog")]})
-    assert p.pos == [(10.0, 20.0)] and p.neg == [(30.0, 40.0)] and p.boxes == [(1.0, 2.0, 4.0, 6.0)] and p.label == "dog"
+    assert (
+        p.pos == [(10.0, 20.0)] and p.neg == [(30.0, 40.0)] and p.boxes == [(1.0, 2.0, 4.0, 6.0)] and p.label == "dog"
+    )
 
 
 def test_cache_budget_ttl_and_eviction():

@@ -50,7 +50,14 @@ def make_project(ls, title):
 
 
 def labels_of(prediction_results, from_name="label"):
-    return sorted({lbl for r in prediction_results if r["from_name"] == from_name for lbl in r["value"].get("rectanglelabels", [])})
+    return sorted(
+        {
+            lbl
+            for r in prediction_results
+            if r["from_name"] == from_name
+            for lbl in r["value"].get("rectanglelabels", [])
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +80,11 @@ def models_env_module(models_dir):
 
 def connect(ls, serve_backend, functions, project):
     detector, interactive = functions
-    backend = Backend(function=detector, interactive=interactive,
-                      fetcher=ImageFetcher(FetchPolicy(), label_studio_url=ls.url, api_key=ls.token))
+    backend = Backend(
+        function=detector,
+        interactive=interactive,
+        fetcher=ImageFetcher(FetchPolicy(), label_studio_url=ls.url, api_key=ls.token),
+    )
     running = serve_backend(backend)
     client = ls.client()
     ml = client.ml.create(project=project.id, url=running.url, title="autoannotate", is_interactive=True)
@@ -86,8 +96,11 @@ def test_backend_pre_annotates_tasks_through_label_studio(label_studio, serve_ba
     client, ml, backend = connect(label_studio, serve_backend, functions, project)
     assert client.ml.get(id=ml.id).state == "CO", "Label Studio could not connect to the backend"
     with label_studio.http() as http:
-        r = http.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project.id},
-                      json={"selectedItems": {"all": True, "excluded": []}})
+        r = http.post(
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project.id},
+            json={"selectedItems": {"all": True, "excluded": []}},
+        )
         assert r.status_code == 200, r.text
     by_photo = {}
     for name, t in tasks.items():
@@ -109,13 +122,28 @@ def test_interactive_click_through_label_studio(label_studio, serve_backend, fun
     client, project, tasks = make_project(label_studio, "interactive")
     client, ml, backend = connect(label_studio, serve_backend, functions, project)
     cup = tasks["coffee"]
-    click = {"original_width": 600, "original_height": 400, "image_rotation": 0, "is_positive": True,
-             "from_name": "click", "to_name": "image", "type": "keypointlabels",
-             "value": {"x": 48.0, "y": 30.0, "width": 0.5, "keypointlabels": ["Cup"]}}
-    box = {"original_width": 600, "original_height": 400, "from_name": "label", "to_name": "image",
-           "type": "rectanglelabels", "value": {"x": 27.0, "y": 4.0, "width": 43.0, "height": 70.0, "rectanglelabels": ["Cup"]}}
+    click = {
+        "original_width": 600,
+        "original_height": 400,
+        "image_rotation": 0,
+        "is_positive": True,
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "value": {"x": 48.0, "y": 30.0, "width": 0.5, "keypointlabels": ["Cup"]},
+    }
+    box = {
+        "original_width": 600,
+        "original_height": 400,
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "value": {"x": 27.0, "y": 4.0, "width": 43.0, "height": 70.0, "rectanglelabels": ["Cup"]},
+    }
     with label_studio.http() as http:
-        r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": cup.id, "context": {"result": [click, box]}})
+        r = http.post(
+            f"/api/ml/{ml.id}/interactive-annotating", json={"task": cup.id, "context": {"result": [click, box]}}
+        )
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     result = data["result"] if isinstance(data, dict) else data[0]["result"]
@@ -132,8 +160,17 @@ def test_annotate_command_uploads_predictions_and_resumes(label_studio, function
     client, project, tasks = make_project(label_studio, "annotate command")
     detector, _ = functions
     human = tasks["chelsea"]
-    client.annotations.create(id=human.id, result=[{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                                                    "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]}}])
+    client.annotations.create(
+        id=human.id,
+        result=[
+            {
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]},
+            }
+        ],
+    )
     report = annotate_project(label_studio.url, label_studio.token, project.id, detector, write_every=1, progress=False)
     assert report.images_processed == 2 and report.images_skipped == 1 and report.success
     preds = {name: list(client.predictions.list(task=t.id)) for name, t in tasks.items()}
@@ -154,8 +191,23 @@ def test_annotate_cli_prints_a_report(label_studio, models_env_module, capsys):
     from autoannotate.cli import main
 
     client, project, tasks = make_project(label_studio, "annotate cli")
-    code = main(["label-studio", "annotate", "--url", label_studio.url, "--api-key", label_studio.token,
-                 "--project", str(project.id), "--function", "yolox", "--max-tasks", "2", "--no-progress"])
+    code = main(
+        [
+            "label-studio",
+            "annotate",
+            "--url",
+            label_studio.url,
+            "--api-key",
+            label_studio.token,
+            "--project",
+            str(project.id),
+            "--function",
+            "yolox",
+            "--max-tasks",
+            "2",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "tasks processed:    2" in out
     assert sum(len(list(client.predictions.list(task=t.id))) for t in tasks.values()) == 2
@@ -181,8 +233,9 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
     client = label_studio.client()
     project = client.projects.create(title="video", label_config=VIDEO_CONFIG)
     with label_studio.http() as http:
-        r = http.post(f"/api/projects/{project.id}/import",
-                      files=[("file_clip", ("clip.mp4", video.read_bytes(), "video/mp4"))])
+        r = http.post(
+            f"/api/projects/{project.id}/import", files=[("file_clip", ("clip.mp4", video.read_bytes(), "video/mp4"))]
+        )
         assert r.status_code == 201, r.text
     (task,) = list(client.tasks.list(project=project.id))
 
@@ -190,15 +243,34 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
         i = int(ctx.frame_name.split()[-1])
         return [aa.rectangle(0, truth[i], score=0.9)]
 
-    backend = Backend(function=FakeDetector(detect, labels=[aa.label_spec("cat", 0, type="rectangle")]),
-                      tracker=opencv_tracker.create(), track_frames=10,
-                      fetcher=ImageFetcher(FetchPolicy(), label_studio_url=label_studio.url, api_key=label_studio.token))
+    backend = Backend(
+        function=FakeDetector(detect, labels=[aa.label_spec("cat", 0, type="rectangle")]),
+        tracker=opencv_tracker.create(),
+        track_frames=10,
+        fetcher=ImageFetcher(FetchPolicy(), label_studio_url=label_studio.url, api_key=label_studio.token),
+    )
     running = serve_backend(backend)
     ml = client.ml.create(project=project.id, url=running.url, title="autoannotate-video", is_interactive=True)
     x1, y1, x2, y2 = truth[4]
-    drawn = {"id": "abc", "type": "videorectangle", "from_name": "box", "to_name": "video",
-             "value": {"labels": ["Cat"], "sequence": [{"frame": 5, "enabled": True, "x": x1 / 3.2, "y": y1 / 2.4,
-                                                          "width": (x2 - x1) / 3.2, "height": (y2 - y1) / 2.4}]}}
+    drawn = {
+        "id": "abc",
+        "type": "videorectangle",
+        "from_name": "box",
+        "to_name": "video",
+        "value": {
+            "labels": ["Cat"],
+            "sequence": [
+                {
+                    "frame": 5,
+                    "enabled": True,
+                    "x": x1 / 3.2,
+                    "y": y1 / 2.4,
+                    "width": (x2 - x1) / 3.2,
+                    "height": (y2 - y1) / 2.4,
+                }
+            ],
+        },
+    }
     with label_studio.http() as http:
         r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": task.id, "context": {"result": [drawn]}})
         assert r.status_code == 200, r.text
@@ -208,8 +280,11 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
         assert [k["frame"] for k in seq] == list(range(5, 16))
         boxes = [(k["x"] * 3.2, k["y"] * 2.4, (k["x"] + k["width"]) * 3.2, (k["y"] + k["height"]) * 2.4) for k in seq]
         assert np.mean([iou(b, truth[k["frame"] - 1]) for b, k in zip(boxes, seq)]) > 0.8
-        r = http.post("/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project.id},
-                      json={"selectedItems": {"all": True, "excluded": []}})
+        r = http.post(
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project.id},
+            json={"selectedItems": {"all": True, "excluded": []}},
+        )
         assert r.status_code == 200, r.text
     (pred,) = list(client.predictions.list(task=task.id))
     (region,) = pred.result

@@ -94,4 +94,7 @@ def test_build_prediction_numbers_regions_once_unique_across_controls_and_stable
 def test_to_regions_is_build_prediction_for_one_control():
     controls = {c.name: c for c in parse_config(CONFIG)}
     shapes = [aa.rectangle(0, [20, 10, 120, 50], score=0.5)]
-    assert to_regions(3, shapes, controls["r"], (200, 100)) == build_prediction(3, [(controls["r"], shapes)], (200, 100), "x")["result"]
+    assert (
+        to_regions(3, shapes, controls["r"], (200, 100))
+        == build_prediction(3, [(controls["r"], shapes)], (200, 100), "x")["result"]
+    )

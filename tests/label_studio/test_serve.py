@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 import autoannotate as aa
-
 from tests.conftest import REPO
 from tests.ls_server import free_port
 from tests.procs import kill_tree
@@ -20,9 +19,27 @@ from tests.procs import kill_tree
 def test_serve_command_answers_health_with_env_settings(models_env):
     port = free_port()
     env = {**os.environ, "AUTOANNOTATE_INTERACTIVE": "grabcut", "AUTOANNOTATE_BEARER_TOKEN": "s3cret"}
-    proc = subprocess.Popen([sys.executable, "-m", "autoannotate.cli", "label-studio", "serve", "--function", "yolox",
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoannotate.cli",
+            "label-studio",
+            "serve",
+            "--function",
+            "yolox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for _ in range(120):
             try:
@@ -73,13 +90,33 @@ def test_the_backend_takes_its_defaults_and_limits_from_the_settings(tmp_path):
     assert (plain.batch_size, plain.num_workers) == (DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS)
     defaults = Settings()
     assert (plain.track_frames, plain.key_frame_interval, plain.max_video_bytes) == (
-        defaults.track_frames, defaults.key_frame_interval, defaults.max_video_bytes)
-    s = Settings(function=None, interactive="grabcut", tracker=None, batch_size=3, num_workers=1, track_frames=7,
-                 key_frame_interval=2, max_video_bytes=99, conf_threshold=0.2, cache_bytes=1000, fetch_timeout=3.0,
-                 max_image_bytes=55, allow_hosts=("10.0.0.1",), local_files_root=str(tmp_path))
+        defaults.track_frames,
+        defaults.key_frame_interval,
+        defaults.max_video_bytes,
+    )
+    s = Settings(
+        function=None,
+        interactive="grabcut",
+        tracker=None,
+        batch_size=3,
+        num_workers=1,
+        track_frames=7,
+        key_frame_interval=2,
+        max_video_bytes=99,
+        conf_threshold=0.2,
+        cache_bytes=1000,
+        fetch_timeout=3.0,
+        max_image_bytes=55,
+        allow_hosts=("10.0.0.1",),
+        local_files_root=str(tmp_path),
+    )
     b = build_backend(s)
     assert (b.batch_size, b.num_workers, b.track_frames, b.key_frame_interval, b.max_video_bytes) == (3, 1, 7, 2, 99)
     assert b.conf_threshold == 0.2 and b.cache.max_bytes == 1000 and b.function is None and b.tracker is None
     policy = fetch_policy(s)
     assert (policy.timeout, policy.max_bytes, policy.allow_hosts, str(policy.local_root)) == (
-        3.0, 55, ("10.0.0.1",), str(tmp_path))
+        3.0,
+        55,
+        ("10.0.0.1",),
+        str(tmp_path),
+    )

@@ -56,10 +56,21 @@ def test_setup_lists_the_video_control():
 def test_a_drawn_box_becomes_a_tracked_sequence(clip):
     uri, truth = clip
     c, _ = client()
-    drawn = {"id": "reg1", "type": "videorectangle", "from_name": "box", "to_name": "video",
-             "value": {"labels": ["Cat"], "sequence": [{"frame": 3, "enabled": True, **pct(truth[0][2])}]}}
-    r = c.post("/predict", json={"tasks": [{"id": 5, "data": {"video": uri}}], "label_config": CONFIG,
-                                 "params": {"context": {"result": [drawn]}}})
+    drawn = {
+        "id": "reg1",
+        "type": "videorectangle",
+        "from_name": "box",
+        "to_name": "video",
+        "value": {"labels": ["Cat"], "sequence": [{"frame": 3, "enabled": True, **pct(truth[0][2])}]},
+    }
+    r = c.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 5, "data": {"video": uri}}],
+            "label_config": CONFIG,
+            "params": {"context": {"result": [drawn]}},
+        },
+    )
     assert r.status_code == 200, r.text
     (region,) = r.json()["results"][0]["result"]
     assert region["id"] == "reg1" and region["type"] == "videorectangle" and region["value"]["labels"] == ["Cat"]
@@ -92,11 +103,24 @@ def test_whole_videos_are_pre_annotated_with_tracks(clip):
 def test_bad_video_contexts(clip):
     uri, _ = clip
     c, _ = client()
-    for ctx, msg in [({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]}, "videorectangle"),
-                     ({"result": [{"type": "videorectangle", "value": {"sequence": [{"frame": 999, "x": 1, "y": 1,
-                                                                                     "width": 5, "height": 5}]}}]}, "outside")]:
-        r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG,
-                                     "params": {"context": ctx}})
+    for ctx, msg in [
+        ({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]}, "videorectangle"),
+        (
+            {
+                "result": [
+                    {
+                        "type": "videorectangle",
+                        "value": {"sequence": [{"frame": 999, "x": 1, "y": 1, "width": 5, "height": 5}]},
+                    }
+                ]
+            },
+            "outside",
+        ),
+    ]:
+        r = c.post(
+            "/predict",
+            json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG, "params": {"context": ctx}},
+        )
         assert r.status_code == 400 and msg in r.json()["error"]
 
 
@@ -119,11 +143,19 @@ def test_pre_annotate_video_maps_detections_through_the_control(clip):
         i = int(ctx.frame_name.split()[-1])
         return [aa.rectangle(0, truth[0][i], score=0.8), aa.rectangle(1, truth[1][i], score=0.95)]
 
-    detector = FakeDetector(detect, labels=[aa.label_spec("cat", 0, type="rectangle"),
-                                            aa.label_spec("dog", 1, type="rectangle")])
+    detector = FakeDetector(
+        detect, labels=[aa.label_spec("cat", 0, type="rectangle"), aa.label_spec("dog", 1, type="rectangle")]
+    )
     raw, mapped = video_controls(detector.spec)
-    kwargs = dict(detector=detector, tracker=opencv_tracker.create(), fetcher=ImageFetcher(),
-                  key_frame_interval=10, conf_threshold=0.9, max_video_bytes=64 << 20, model_version="v1")
+    kwargs = dict(
+        detector=detector,
+        tracker=opencv_tracker.create(),
+        fetcher=ImageFetcher(),
+        key_frame_interval=10,
+        conf_threshold=0.9,
+        max_video_bytes=64 << 20,
+        model_version="v1",
+    )
     pred = pre_annotate_video({"id": 3, "data": {"video": uri}}, mapped, **kwargs)
     (region,) = pred["result"]  # the cat (0.8) is under the threshold; 'dog' maps onto 'Dog'
     assert region["value"]["labels"] == ["Dog"] and region["score"] == 0.95 and pred["model_version"] == "v1"
@@ -137,14 +169,22 @@ def test_pre_annotate_video_failures_are_records_not_exceptions():
     from autoannotate.label_studio import ImageFetcher, pre_annotate_video
 
     _, mapped = video_controls(FakeDetector().spec)
-    kwargs = dict(detector=FakeDetector(), tracker=opencv_tracker.create(), fetcher=ImageFetcher(),
-                  key_frame_interval=5, conf_threshold=None, max_video_bytes=1 << 20, model_version="v")
+    kwargs = dict(
+        detector=FakeDetector(),
+        tracker=opencv_tracker.create(),
+        fetcher=ImageFetcher(),
+        key_frame_interval=5,
+        conf_threshold=None,
+        max_video_bytes=1 << 20,
+        model_version="v",
+    )
     no_video = pre_annotate_video({"id": 1, "data": {}}, mapped, **kwargs)
     assert "result" not in no_video and "no video under data.video" in no_video["error"] and no_video["error_id"]
     garbage = pre_annotate_video({"id": 2, "data": {"video": "data:video/mp4;base64,AAAA"}}, mapped, **kwargs)
     assert "result" not in garbage and garbage["error"]
-    too_big = pre_annotate_video({"id": 2, "data": {"video": "data:video/mp4;base64," + "A" * 2_000_000}}, mapped,
-                                 **kwargs)
+    too_big = pre_annotate_video(
+        {"id": 2, "data": {"video": "data:video/mp4;base64," + "A" * 2_000_000}}, mapped, **kwargs
+    )
     assert "result" not in too_big and too_big["error"]
 
 
@@ -153,10 +193,19 @@ def test_track_drawn_boxes_on_its_own(clip):
 
     uri, truth = clip
     control, _ = video_controls(FakeDetector().spec)
-    drawn = {"id": "r9", "type": "videorectangle", "from_name": "box",
-             "value": {"labels": ["Dog"], "sequence": [{"frame": 1, "enabled": True, **pct(truth[1][0])}]}}
-    kwargs = dict(tracker=opencv_tracker.create(), fetcher=ImageFetcher(), track_frames=5,
-                  max_video_bytes=64 << 20, model_version="t")
+    drawn = {
+        "id": "r9",
+        "type": "videorectangle",
+        "from_name": "box",
+        "value": {"labels": ["Dog"], "sequence": [{"frame": 1, "enabled": True, **pct(truth[1][0])}]},
+    }
+    kwargs = dict(
+        tracker=opencv_tracker.create(),
+        fetcher=ImageFetcher(),
+        track_frames=5,
+        max_video_bytes=64 << 20,
+        model_version="t",
+    )
     pred = track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": [drawn]}, [control], **kwargs)
     (region,) = pred["result"]
     assert region["id"] == "r9" and [k["frame"] for k in region["value"]["sequence"]] == list(range(1, 7))

@@ -48,8 +48,10 @@ CATALOGUE = {
     "missing file": (None, ("failure", "file not found")),
     "empty file": (b"", ("failure", "empty file")),
     "not an image": (b"%PDF-1.4 not an image", ("failure", "not an image")),
-    "truncated JPEG": (_jpeg(PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)))[:3000],
-                       ("failure", "truncated")),
+    "truncated JPEG": (
+        _jpeg(PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)))[:3000],
+        ("failure", "truncated"),
+    ),
     "decompression bomb": (_png(PIL.Image.new("1", (20000, 10000))), ("failure", "decompression bomb")),
     "CMYK JPEG": (_jpeg(PIL.Image.new("CMYK", (50, 30), (0, 255, 0, 0))), ("ok", (50, 30))),
     "16-bit PNG": (_png(PIL.Image.fromarray(np.full((30, 50), 50000, np.uint16))), ("ok", (50, 30))),
@@ -79,12 +81,20 @@ def test_every_catalogue_entry_through_the_driver(tmp_path):
 
 
 CONFIG_CASES = {
-    "no matching labels": ('<View><Image name="i" value="$image"/><RectangleLabels name="r" toName="i">'
-                           '<Label value="Giraffe"/></RectangleLabels></View>', "none of the function's labels"),
-    "unknown tags only": ('<View><Image name="i" value="$image"/><Hypertext name="h" value="$html"/>'
-                          '<Rating name="r" toName="i"/></View>', "no control tag"),
-    "duplicate label names": ('<View><Image name="i" value="$image"/><RectangleLabels name="r" toName="i">'
-                              '<Label value="cat"/><Label value="cat"/></RectangleLabels></View>', "more than once"),
+    "no matching labels": (
+        '<View><Image name="i" value="$image"/><RectangleLabels name="r" toName="i">'
+        '<Label value="Giraffe"/></RectangleLabels></View>',
+        "none of the function's labels",
+    ),
+    "unknown tags only": (
+        '<View><Image name="i" value="$image"/><Hypertext name="h" value="$html"/><Rating name="r" toName="i"/></View>',
+        "no control tag",
+    ),
+    "duplicate label names": (
+        '<View><Image name="i" value="$image"/><RectangleLabels name="r" toName="i">'
+        '<Label value="cat"/><Label value="cat"/></RectangleLabels></View>',
+        "more than once",
+    ),
     "not XML": ("<View><Image", "cannot parse"),
     "empty": ("", "labeling config"),
 }

@@ -14,8 +14,15 @@ from tests.fiftyone.test_app import app  # noqa: F401 - the App server fixture
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture
@@ -30,8 +37,8 @@ def browser():
 def test_label_studio_labeling_page_renders_pre_annotations(label_studio, browser, models_env):
     from autoannotate.functions import yolox
     from autoannotate.label_studio import annotate_project
-    from tests.ls_server import PASSWORD, USER
     from tests.label_studio.test_real_server import make_project
+    from tests.ls_server import PASSWORD, USER
 
     client, project, tasks = make_project(label_studio, "browser check")
     report = annotate_project(label_studio.url, label_studio.token, project.id, yolox.create(), progress=False)
@@ -61,7 +68,7 @@ def test_label_studio_labeling_page_renders_pre_annotations(label_studio, browse
     assert prediction.model_version[:8] in text
 
 
-def test_fiftyone_app_shows_the_needs_review_labels(app, browser):
+def test_fiftyone_app_shows_the_needs_review_labels(app, browser):  # noqa: F811 - the fixture imported above
     """The App on the run's saved needs-review view shows that view and only those labels."""
     url, ds, report = app
     view_name = report.extra["needs_review_view"]

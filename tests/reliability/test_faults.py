@@ -69,8 +69,9 @@ def test_fiftyone_run_killed_then_resumed_equals_uninterrupted(coco128, models_e
     killed.reload()
     partial = killed.exists("auto").count()
     assert 0 < partial < n
-    resumed = annotate_dataset(killed, SLOW, function_params={"delay": 0.1}, label_field="auto", review=REVIEW,
-                               progress=False)
+    resumed = annotate_dataset(
+        killed, SLOW, function_params={"delay": 0.1}, label_field="auto", review=REVIEW, progress=False
+    )
     assert resumed.images_skipped == partial and resumed.success
     annotate_dataset(reference, SLOW, function_params={"delay": 0.1}, label_field="auto", review=REVIEW, progress=False)
     assert state(killed) == state(reference)
@@ -95,7 +96,10 @@ def test_database_write_failure_is_clear_and_resumable(coco128, models_env, monk
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(fo.core.dataset.Dataset, "set_values", failing)
-    with pytest.raises(aa.AutoAnnotateError, match=r"writing \d+ results to field 'auto' failed.*running the same call or command again continues"):
+    with pytest.raises(
+        aa.AutoAnnotateError,
+        match=r"writing \d+ results to field 'auto' failed.*running the same call or command again continues",
+    ):
         annotate_dataset(ds, "yolox", label_field="auto", review=REVIEW, write_every=4, progress=False)
     monkeypatch.setattr(fo.core.dataset.Dataset, "set_values", original)
     (run,) = list_runs(ds)
@@ -135,10 +139,21 @@ def _prediction_counts(client, tasks):
 def test_label_studio_annotate_killed_then_rerun(label_studio, models_env):
     client, project, tasks = _ls_project(label_studio, "fault: killed annotate")
     human = tasks["chelsea"]
-    client.annotations.create(id=human.id, result=[{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                                                    "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]}}])
-    proc = subprocess.Popen([sys.executable, "-c", LS_CHILD, label_studio.url, label_studio.token, str(project.id), SLOW],
-                            env=dict(os.environ))
+    client.annotations.create(
+        id=human.id,
+        result=[
+            {
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]},
+            }
+        ],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LS_CHILD, label_studio.url, label_studio.token, str(project.id), SLOW],
+        env=dict(os.environ),
+    )
     try:
         deadline = time.monotonic() + 120
         with label_studio.http() as http:
@@ -176,7 +191,9 @@ class _Proxy:
                     self.connection.shutdown(2)
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
+                }
                 r = httpx.request(self.command, target + self.path, headers=headers, content=body, timeout=60)
                 self.send_response(r.status_code)
                 for k, v in r.headers.items():
@@ -215,8 +232,16 @@ def test_label_studio_going_away_mid_run_is_clear_and_resumable(label_studio, mo
     fn.detect = detect_then_drop
     try:
         with pytest.raises(aa.AutoAnnotateError, match="same call or command again continues|cannot"):
-            annotate_project(proxy.url, label_studio.token, project.id, fn, write_every=1,
-                                             num_workers=0, batch_size=1, progress=False)
+            annotate_project(
+                proxy.url,
+                label_studio.token,
+                project.id,
+                fn,
+                write_every=1,
+                num_workers=0,
+                batch_size=1,
+                progress=False,
+            )
     finally:
         proxy.close()
     done = sum(_prediction_counts(client, tasks).values())

@@ -23,31 +23,62 @@ from fastapi.testclient import TestClient  # noqa: E402
 PATHS = ["/setup", "/predict", "/webhook", "/validate", "/train"]
 URI = data_uri()
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
-json_values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
-                           max_leaves=12)
-refs = st.sampled_from([URI, "", "data:image/png;base64,AAAA", "/data/upload/1/x.png", "http://10.0.0.1/x.png",
-                        "/etc/passwd", "s3://b/k", "file:///etc/shadow"]) | st.text(max_size=40)
-tasks = st.lists(st.fixed_dictionaries({"id": json_values, "data": st.fixed_dictionaries({"image": refs}) | json_values}),
-                 max_size=3)
-click = st.fixed_dictionaries({
-    "type": st.sampled_from(["keypointlabels", "rectanglelabels", "brushlabels", "x"]) | json_values,
-    "is_positive": json_values,
-    "value": st.fixed_dictionaries({"x": scalars, "y": scalars, "width": scalars, "height": scalars,
-                                    "keypointlabels": json_values}) | json_values,
-})
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
+)
+json_values = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12
+)
+refs = st.sampled_from(
+    [
+        URI,
+        "",
+        "data:image/png;base64,AAAA",
+        "/data/upload/1/x.png",
+        "http://10.0.0.1/x.png",
+        "/etc/passwd",
+        "s3://b/k",
+        "file:///etc/shadow",
+    ]
+) | st.text(max_size=40)
+tasks = st.lists(
+    st.fixed_dictionaries({"id": json_values, "data": st.fixed_dictionaries({"image": refs}) | json_values}), max_size=3
+)
+click = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["keypointlabels", "rectanglelabels", "brushlabels", "x"]) | json_values,
+        "is_positive": json_values,
+        "value": st.fixed_dictionaries(
+            {"x": scalars, "y": scalars, "width": scalars, "height": scalars, "keypointlabels": json_values}
+        )
+        | json_values,
+    }
+)
 context = st.fixed_dictionaries({"result": st.lists(click, max_size=3) | json_values}) | json_values
-configs = st.sampled_from([CONFIG, "", "<View>", "<View/>", "not xml", "<View><Image name='i' value='$image'/></View>"]) | json_values
-bodies = st.fixed_dictionaries({}, optional={
-    "tasks": tasks | json_values, "label_config": configs, "schema": configs, "config": configs,
-    "params": st.fixed_dictionaries({"context": context}) | json_values, "project": json_values, "action": json_values,
-})
+configs = (
+    st.sampled_from([CONFIG, "", "<View>", "<View/>", "not xml", "<View><Image name='i' value='$image'/></View>"])
+    | json_values
+)
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "tasks": tasks | json_values,
+        "label_config": configs,
+        "schema": configs,
+        "config": configs,
+        "params": st.fixed_dictionaries({"context": context}) | json_values,
+        "project": json_values,
+        "action": json_values,
+    },
+)
 
 
 @pytest.fixture(scope="module")
 def client():
-    backend = Backend(function=FakeDetector(lambda c, i: [aa.rectangle(0, [0, 0, 5, 5], score=0.5)]),
-                      interactive=grabcut.create(iterations=1))
+    backend = Backend(
+        function=FakeDetector(lambda c, i: [aa.rectangle(0, [0, 0, 5, 5], score=0.5)]),
+        interactive=grabcut.create(iterations=1),
+    )
     return TestClient(create_app(Settings(), backend=backend), raise_server_exceptions=False)
 
 
@@ -87,7 +118,10 @@ def test_arbitrary_bytes(client, path, raw):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=st.sampled_from(["get", "put", "delete", "patch"]), path=st.sampled_from(PATHS + ["/health", "/versions", "/nope"]))
+@given(
+    method=st.sampled_from(["get", "put", "delete", "patch"]),
+    path=st.sampled_from(PATHS + ["/health", "/versions", "/nope"]),
+)
 def test_other_methods_and_paths(client, method, path):
     r = getattr(client, method)(path)
     assert r.status_code < 500 and "Traceback" not in r.text

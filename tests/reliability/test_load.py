@@ -24,8 +24,15 @@ BUDGET = 4 * ENCODING_BYTES  # fewer slots than images: the cache must evict
 
 
 def click(uri, k):
-    ctx = {"result": [{"type": "keypointlabels", "is_positive": True,
-                       "value": {"x": 40 + k % 20, "y": 45 + k % 10, "keypointlabels": ["Cat"]}}]}
+    ctx = {
+        "result": [
+            {
+                "type": "keypointlabels",
+                "is_positive": True,
+                "value": {"x": 40 + k % 20, "y": 45 + k % 10, "keypointlabels": ["Cat"]},
+            }
+        ]
+    }
     return {"tasks": [{"id": k, "data": {"image": uri}}], "label_config": CONFIG, "params": {"context": ctx}}
 
 
@@ -57,9 +64,15 @@ def run_load(url: str, clients: int, requests_each: int) -> dict:
         t.join()
     wall = time.perf_counter() - start
     lat = sorted(latencies)
-    return {"clients": clients, "requests": len(lat), "errors": len(errors), "first_errors": errors[:3],
-            "p50_s": round(lat[len(lat) // 2], 4), "p95_s": round(lat[int(0.95 * (len(lat) - 1))], 4),
-            "requests_per_s": round(len(lat) / wall, 1)}
+    return {
+        "clients": clients,
+        "requests": len(lat),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "p50_s": round(lat[len(lat) // 2], 4),
+        "p95_s": round(lat[int(0.95 * (len(lat) - 1))], 4),
+        "requests_per_s": round(len(lat) / wall, 1),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -23,17 +23,27 @@ BEARER = "bearer-secret-4242"
 
 def test_secrets_stay_out_of_logs_and_responses(caplog):
     caplog.set_level(logging.DEBUG)
-    settings = Settings(label_studio_url="http://127.0.0.1:9", label_studio_api_key=TOKEN,
-                        basic_auth_user="ls", basic_auth_pass=PASSWORD, bearer_token=BEARER)
-    backend = Backend(function=FakeDetector(), fetcher=ImageFetcher(FetchPolicy(timeout=2), label_studio_url=settings.label_studio_url,
-                                                                    api_key=TOKEN))
+    settings = Settings(
+        label_studio_url="http://127.0.0.1:9",
+        label_studio_api_key=TOKEN,
+        basic_auth_user="ls",
+        basic_auth_pass=PASSWORD,
+        bearer_token=BEARER,
+    )
+    backend = Backend(
+        function=FakeDetector(),
+        fetcher=ImageFetcher(FetchPolicy(timeout=2), label_studio_url=settings.label_studio_url, api_key=TOKEN),
+    )
     c = TestClient(create_app(settings, backend=backend), raise_server_exceptions=False)
     auth = {"Authorization": "Basic " + base64.b64encode(f"ls:{PASSWORD}".encode()).decode()}
     texts = [
         c.get("/health").text,  # refused: no credentials
         c.get("/health", headers={"Authorization": "Bearer wrong"}).text,
-        c.post("/predict", headers=auth, json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}],
-                                               "label_config": CONFIG}).text,  # fetch from an unreachable Label Studio
+        c.post(
+            "/predict",
+            headers=auth,
+            json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}], "label_config": CONFIG},
+        ).text,  # fetch from an unreachable Label Studio
         c.post("/setup", headers={"Authorization": f"Bearer {BEARER}"}, content=b"{bad json").text,
     ]
     backend.controls = lambda cfg: 1 / 0

@@ -17,7 +17,9 @@ def path(n: int) -> list[tuple[int, int]]:
     return [(int(20 + 2.2 * i), int(40 + 1.2 * i + 12 * np.sin(i / 6))) for i in range(n)]
 
 
-def make_frames(n: int = 60, objects: int = 1) -> tuple[list[PIL.Image.Image], list[list[tuple[float, float, float, float]]]]:
+def make_frames(
+    n: int = 60, objects: int = 1
+) -> tuple[list[PIL.Image.Image], list[list[tuple[float, float, float, float]]]]:
     """``n`` frames and, per object, its box on each frame."""
     import skimage.data
 
@@ -25,7 +27,7 @@ def make_frames(n: int = 60, objects: int = 1) -> tuple[list[PIL.Image.Image], l
     patch = PIL.Image.fromarray(skimage.data.chelsea()).crop(PATCH_BOX).resize((60, 55))
     pw, ph = patch.size
     frames, boxes = [], [[] for _ in range(objects)]
-    for i, (x, y) in enumerate(path(n)):
+    for x, y in path(n):
         frame = background.copy()
         for k in range(objects):
             ox, oy = (x, y) if k == 0 else (SIZE[0] - pw - x // 2 - 5, 20 + y // 3)
@@ -59,7 +61,9 @@ PAN_SIZE = (400, 300)
 EDGE_BOX = (255.4, 0.5, 399.4, 300.0)
 
 
-def make_panned_frames(n: int = 10, step: int = 4) -> tuple[list[PIL.Image.Image], list[list[tuple[float, float, float, float]]]]:
+def make_panned_frames(
+    n: int = 10, step: int = 4
+) -> tuple[list[PIL.Image.Image], list[list[tuple[float, float, float, float]]]]:
     """A 400x300 camera panning right over a wide scene, ``step`` px per frame: object 0 is a
     full-height strip of chelsea() (it touches the top and bottom edges; on frame 0 it spans x
     255..399, next to the right edge) and object 1 the cat's face, small, on the left. Both move

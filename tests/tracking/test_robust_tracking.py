@@ -106,7 +106,9 @@ def test_track_labels_are_the_mapping_target_ids(clip):
 
 def test_without_a_mapping_labels_are_the_function_ids(clip):
     frames, truth = clip
-    detector = FakeDetector(lambda ctx, img: [aa.rectangle(1 - k, truth[k][frame_of(ctx)], score=0.9) for k in range(2)])
+    detector = FakeDetector(
+        lambda ctx, img: [aa.rectangle(1 - k, truth[k][frame_of(ctx)], score=0.9) for k in range(2)]
+    )
     tracks = detect_and_track(detector, EchoTracker(), frames, key_frame_interval=5)
     assert [t.label_id for t in tracks] == [1, 0]
 
@@ -162,8 +164,17 @@ def test_yolox_box_touching_the_bottom_edge_is_tracked(panned):
 
 def test_track_shapes_follows_boxes_on_every_edge(panned):
     frames, (tall, face) = panned
-    boxes = [EDGE_BOX, (0, 0, 400, 300), (0, 100, 400, 200), (100, 0, 160, 300), (0, 50, 70, 120),
-             (330, 0, 400, 60), (-20, 250, 50, 330), (395, 295, 400, 300), (200, 150, 203, 152)]
+    boxes = [
+        EDGE_BOX,
+        (0, 0, 400, 300),
+        (0, 100, 400, 200),
+        (100, 0, 160, 300),
+        (0, 50, 70, 120),
+        (330, 0, 400, 60),
+        (-20, 250, 50, 330),
+        (395, 295, 400, 300),
+        (200, 150, 203, 152),
+    ]
     tracks = track_shapes(opencv_tracker.create(), frames[:4], [TrackableShape("rectangle", b) for b in boxes])
     assert len(tracks) == len(boxes)
     for t in tracks:
@@ -176,19 +187,36 @@ def test_track_shapes_follows_boxes_on_every_edge(panned):
 @pytest.mark.timeout(120, method="thread")
 @pytest.mark.parametrize(
     "box",
-    [EDGE_BOX, (0, 0, 400, 300), (0, 0, 396, 296), (3, 3, 397, 297), (0, 0, 400, 150), (0, 0, 200, 300),
-     (0, 0, 1, 1), (100, 100, 101, 140), (100, 100, 104, 104), (100, 100, 110, 102), (396, 296, 400, 300)],
+    [
+        EDGE_BOX,
+        (0, 0, 400, 300),
+        (0, 0, 396, 296),
+        (3, 3, 397, 297),
+        (0, 0, 400, 150),
+        (0, 0, 200, 300),
+        (0, 0, 1, 1),
+        (100, 100, 101, 140),
+        (100, 100, 104, 104),
+        (100, 100, 110, 102),
+        (396, 296, 400, 300),
+    ],
 )
 def test_opencv_tracker_starts_and_steps_on_any_box(panned, box):
     """Boxes that made MIL assert (full height/width, nearly the whole frame) or hang (tiny)."""
     frames, _ = panned
     fn = opencv_tracker.create()
     shape = TrackableShape("rectangle", box)
-    state = fn.init_tracking_state(TrackingFunctionShapeContext("rectangle", 0), fn.preprocess_image(TrackingFunctionContext(0), frames[0]), shape)
+    state = fn.init_tracking_state(
+        TrackingFunctionShapeContext("rectangle", 0), fn.preprocess_image(TrackingFunctionContext(0), frames[0]), shape
+    )
     mx, my, mw, mh = opencv_tracker.mil_box(box, (400, 300))
     assert mx >= 4 and my >= 4 and mx + mw <= 396 and my + mh <= 296 and min(mw, mh) >= 8
     for i in (1, 2):
-        out = fn.track(TrackingFunctionShapeContext("rectangle", i), fn.preprocess_image(TrackingFunctionContext(i), frames[i]), state)
+        out = fn.track(
+            TrackingFunctionShapeContext("rectangle", i),
+            fn.preprocess_image(TrackingFunctionContext(i), frames[i]),
+            state,
+        )
         if out is not None:
             x1, y1, x2, y2 = out.points
             assert 0 <= x1 < x2 <= 400 and 0 <= y1 < y2 <= 300
@@ -216,10 +244,13 @@ def test_a_frame_too_small_for_mil_gives_a_clear_error():
     fn = opencv_tracker.create()
     pp = fn.preprocess_image(TrackingFunctionContext(0), PIL.Image.new("RGB", (12, 30)))
     with pytest.raises(ValueError, match="the 12x30 image is too small for the MIL tracker"):
-        fn.init_tracking_state(TrackingFunctionShapeContext("rectangle", 0), pp, TrackableShape("rectangle", (0, 0, 12, 30)))
+        fn.init_tracking_state(
+            TrackingFunctionShapeContext("rectangle", 0), pp, TrackableShape("rectangle", (0, 0, 12, 30))
+        )
     (t,) = track_shapes(fn, [PIL.Image.new("RGB", (12, 30))] * 3, [TrackableShape("rectangle", (0, 0, 12, 30))])
-    assert t.lost_at == 1 and t.end_reason.startswith("not tracked: the tracker could not start on this box (error: "
-                                                      "ValueError: the 12x30 image is too small")
+    assert t.lost_at == 1 and t.end_reason.startswith(
+        "not tracked: the tracker could not start on this box (error: ValueError: the 12x30 image is too small"
+    )
 
 
 # -- one object failing ends its track only --------------------------------------------------------
@@ -232,7 +263,10 @@ def test_init_failing_for_one_object_leaves_the_others_tracked(clip):
     failed, ok = tracks
     assert failed.label_id == 0 and failed.lost_at == 1 and sorted(failed.shapes) == [0]
     assert failed.shapes[0].points == truth[0][0]
-    assert failed.end_reason == "not tracked: the tracker could not start on this box (error: RuntimeError: cannot start here)"
+    assert (
+        failed.end_reason
+        == "not tracked: the tracker could not start on this box (error: RuntimeError: cannot start here)"
+    )
     assert ok.label_id == 1 and ok.end_reason is None and ok.lost_at is None and sorted(ok.shapes) == list(range(10))
 
 
@@ -249,7 +283,9 @@ def test_a_real_opencv_error_on_start_becomes_the_end_reason(panned):
             return opencv_tracker.MilState(tracker, opencv_tracker._patch(pp[1], shape.points), (400, 300))
 
     frames, (tall, face) = panned
-    edge, normal = track_shapes(RawMil(), frames[:5], [TrackableShape("rectangle", EDGE_BOX), TrackableShape("rectangle", face[0])])
+    edge, normal = track_shapes(
+        RawMil(), frames[:5], [TrackableShape("rectangle", EDGE_BOX), TrackableShape("rectangle", face[0])]
+    )
     assert edge.lost_at == 1 and sorted(edge.shapes) == [0] and "\n" not in edge.end_reason
     assert edge.end_reason.startswith("not tracked: the tracker could not start on this box (error: error: OpenCV(")
     assert "!posSamples.empty()" in edge.end_reason
@@ -268,8 +304,9 @@ def test_track_failing_on_frame_3_ends_that_track_only(clip):
 
 def test_track_failing_in_detect_and_track_ends_that_track_only(clip):
     frames, truth = clip
-    detector = FakeDetector(lambda ctx, img: [aa.rectangle(k, truth[k][0], score=0.9) for k in range(2)]
-                            if frame_of(ctx) == 0 else [])
+    detector = FakeDetector(
+        lambda ctx, img: [aa.rectangle(k, truth[k][0], score=0.9) for k in range(2)] if frame_of(ctx) == 0 else []
+    )
     failed, ok = detect_and_track(detector, EchoTracker(x=100, fail_track_at=3), frames, key_frame_interval=100)
     assert failed.lost_at == 3 and sorted(failed.shapes) == [0, 1, 2] and "frame 3" in failed.end_reason
     assert ok.end_reason is None and sorted(ok.shapes) == list(range(10))
@@ -297,8 +334,9 @@ def test_a_track_lost_normally_has_no_end_reason(clip):
 )
 def test_a_degenerate_box_is_not_tracked(panned, box, size_text):
     frames, (tall, _) = panned
-    bad, good = track_shapes(opencv_tracker.create(), frames[:4],
-                             [TrackableShape("rectangle", box), TrackableShape("rectangle", EDGE_BOX)])
+    bad, good = track_shapes(
+        opencv_tracker.create(), frames[:4], [TrackableShape("rectangle", box), TrackableShape("rectangle", EDGE_BOX)]
+    )
     assert bad.lost_at == 1 and sorted(bad.shapes) == [0] and bad.shapes[0].points == box
     assert bad.end_reason.startswith(f"not tracked: the box is {size_text} px after clipping to the 400x300 frame")
     assert good.end_reason is None and sorted(good.shapes) == [0, 1, 2, 3]

@@ -119,8 +119,9 @@ def test_detect_and_track_ends_unconfirmed_tracks_and_starts_new_ones():
         i = int(ctx.frame_name.split()[-1])
         return [aa.rectangle(0, truth[i], score=0.8)] if i < 10 or i >= 20 else []
 
-    tracks = detect_and_track(FakeDetector(detect), opencv_tracker.create(), frames, key_frame_interval=5,
-                              max_missed_key_frames=1)
+    tracks = detect_and_track(
+        FakeDetector(detect), opencv_tracker.create(), frames, key_frame_interval=5, max_missed_key_frames=1
+    )
     assert tracks[0].lost_at == 15 and len(tracks) == 2 and min(tracks[1].shapes) == 20
 
 

@@ -13,9 +13,9 @@ autoannotate did not make is never overwritten.
 from __future__ import annotations
 
 import logging
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
-import fiftyone as fo
 from fiftyone import ViewField as F
 
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
@@ -41,6 +41,7 @@ from .video import annotate_video_dataset
 log = logging.getLogger(__name__)
 
 __all__ = ["annotate_dataset", "ImageSink", "default_refiner"]
+
 
 def annotate_dataset(
     samples: Any,
@@ -93,14 +94,27 @@ def annotate_dataset(
         if eval_gt_field:
             raise BadParameterError("eval_gt_field is not supported for videos yet")
         return annotate_video_dataset(
-            samples, function, label_field=label_field, classes=classes, label_map=label_map,
-            function_params=function_params, tracker=tracker, tracker_params=tracker_params,
-            conf_threshold=conf_threshold, review=review, overwrite=overwrite, max_samples=max_samples,
-            key_frame_interval=key_frame_interval, progress=progress, write_every=write_every,
+            samples,
+            function,
+            label_field=label_field,
+            classes=classes,
+            label_map=label_map,
+            function_params=function_params,
+            tracker=tracker,
+            tracker_params=tracker_params,
+            conf_threshold=conf_threshold,
+            review=review,
+            overwrite=overwrite,
+            max_samples=max_samples,
+            key_frame_interval=key_frame_interval,
+            progress=progress,
+            write_every=write_every,
             write_interval=write_interval,
         )
     if samples.media_type not in ("image", None):
-        raise BadParameterError(f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}")
+        raise BadParameterError(
+            f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}"
+        )
     conf_threshold = check_threshold(conf_threshold)
     dataset = samples._dataset
     fn, fn_name, params = resolve_function(function, function_params)
@@ -111,26 +125,52 @@ def annotate_dataset(
         _refuse_foreign_labels(samples, plan)
     if plan.refine:
         fn = BoxRefiner(fn, load_function(refine_with or default_refiner()), outputs=plan.refine)
-    mapping = LabelMapping.build(fn.spec, plan.targets, synonyms=label_map, allow_unmatched=True,
-                                 target_name=f"dataset {dataset.name!r}")
+    mapping = LabelMapping.build(
+        fn.spec, plan.targets, synonyms=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
+    )
     ids, paths = samples.values(["id", "filepath"])
     config = {
-        "kind": "images", "function": fn_name, "function_params": params,
-        "model_version": str(getattr(fn, "model_version", fn_name)), "label_fields": list(plan.fields.values()),
-        "classes": plan.outputs, "label_map": dict(label_map or {}), "conf_threshold": conf_threshold,
-        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()}, "overwrite": overwrite,
-        "refine": dict(plan.refine), "dataset": dataset.name, "target": fingerprint(ids),
+        "kind": "images",
+        "function": fn_name,
+        "function_params": params,
+        "model_version": str(getattr(fn, "model_version", fn_name)),
+        "label_fields": list(plan.fields.values()),
+        "classes": plan.outputs,
+        "label_map": dict(label_map or {}),
+        "conf_threshold": conf_threshold,
+        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
+        "overwrite": overwrite,
+        "refine": dict(plan.refine),
+        "dataset": dataset.name,
+        "target": fingerprint(ids),
     }
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:
         return iter_annotations(
-            fn, todo, mapping=mapping, conf_threshold=conf_threshold, batch_size=batch_size, num_workers=num_workers,
-            progress=progress, total=len(todo), report=report, desc=f"auto-labelling {dataset.name}",
+            fn,
+            todo,
+            mapping=mapping,
+            conf_threshold=conf_threshold,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+            total=len(todo),
+            report=report,
+            desc=f"auto-labelling {dataset.name}",
         )
 
     sink = ImageSink(samples, plan, overwrite=overwrite, eval_gt_field=eval_gt_field)
-    return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), router=plan.router(),
-               max_items=max_samples, write_every=write_every, write_interval=write_interval)
+    return run(
+        zip(ids, paths),
+        process,
+        sink,
+        config=config,
+        store=DatasetRuns(dataset),
+        router=plan.router(),
+        max_items=max_samples,
+        write_every=write_every,
+        write_interval=write_interval,
+    )
 
 
 def _refuse_foreign_labels(samples: Any, plan: Plan) -> None:
@@ -204,8 +244,9 @@ class ImageSink:
             view = self.dataset.filter_labels(
                 self.plan.primary_field, (F("review") == "needs_review") & (F(RUN_ATTRIBUTE) == run_key)
             )
-            self.dataset.save_view(name, view, description=f"labels of autoannotate run {run_key} waiting for review",
-                                   overwrite=True)
+            self.dataset.save_view(
+                name, view, description=f"labels of autoannotate run {run_key} waiting for review", overwrite=True
+            )
             report.extra["needs_review_view"] = name
         if self.eval_gt_field:
             report.extra["evaluation"] = self._evaluate()

@@ -84,15 +84,15 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
         return fo.Polyline(points=[_rel_points(pts, w, h)], closed=closed, filled=closed, **kw)
     if output == "keypoint":
         if s.type == "points":
-            pts, extra = _rel_points(s.points, w, h), {}
+            kps, extra = _rel_points(s.points, w, h), {}
         elif s.type == "skeleton":
-            pts = [(math.nan, math.nan) if e.outside else (e.points[0] / w, e.points[1] / h) for e in s.elements]
+            kps = [(math.nan, math.nan) if e.outside else (e.points[0] / w, e.points[1] / h) for e in s.elements]
             extra = {"occluded": [bool(e.occluded) for e in s.elements]}
         else:
             return None
         if "confidence" in kw:  # FiftyOne keypoint confidences are per point
-            kw["confidence"] = [kw["confidence"]] * len(pts)
-        return fo.Keypoint(points=pts, **kw, **extra)
+            kw["confidence"] = [kw["confidence"]] * len(kps)
+        return fo.Keypoint(points=kps, **kw, **extra)
     raise ValueError(f"unknown output type {output!r}")
 
 

@@ -14,8 +14,9 @@ Nothing here imports FiftyOne.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..errors import BadParameterError
 from ..interface import DetectionFunctionSpec, LabelSpec
@@ -23,8 +24,16 @@ from ..mapping import Synonyms, TargetAttribute, TargetLabel, resolve_names
 from ..routing import ReviewThresholds, Router, parse_review, thresholds_per_class
 
 __all__ = [
-    "OUTPUT_TYPES", "CONTAINER", "REACHABLE", "DEFAULT_OUTPUT", "ClassSpec", "parse_classes", "ReviewThresholds",
-    "parse_review", "Plan", "make_plan",
+    "OUTPUT_TYPES",
+    "CONTAINER",
+    "REACHABLE",
+    "DEFAULT_OUTPUT",
+    "ClassSpec",
+    "parse_classes",
+    "ReviewThresholds",
+    "parse_review",
+    "Plan",
+    "make_plan",
 ]
 
 OUTPUT_TYPES = ("bbox", "polygon", "polyline", "keypoint", "mask", "tag")
@@ -182,9 +191,7 @@ def make_plan(
                 refine[lbl.name] = out
         outputs[name] = out
     containers = list(dict.fromkeys(CONTAINER[o] for o in outputs.values()))
-    fields = {
-        kind: label_field if i == 0 else f"{label_field}_{kind}" for i, kind in enumerate(containers)
-    }
+    fields = {kind: label_field if i == 0 else f"{label_field}_{kind}" for i, kind in enumerate(containers)}
     targets = [_target(name, i, by_class[name]) for i, name in enumerate(by_class)]
     routing = thresholds_per_class(review, list(outputs))
     unmatched = [lbl.name for lbl in spec.labels if lbl.name not in names]
@@ -197,7 +204,9 @@ def _target(name: str, index: int, labels: list[LabelSpec]) -> TargetLabel:
     if all(lbl.type == "skeleton" for lbl in labels):
         subs = list(dict.fromkeys(s.name for lbl in labels for s in lbl.sublabels))
         return TargetLabel(
-            name, index, type="skeleton",
+            name,
+            index,
+            type="skeleton",
             attributes=tuple(TargetAttribute(a, k) for k, a in enumerate(attrs)),
             sublabels=tuple(TargetLabel(s, k) for k, s in enumerate(subs)),
         )

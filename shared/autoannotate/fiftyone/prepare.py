@@ -3,7 +3,8 @@ function, the label fields and the :class:`~autoannotate.fiftyone.plan.Plan`."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import fiftyone as fo
 
@@ -64,15 +65,27 @@ def check_field(dataset: fo.Dataset, name: str, container: str, *, frames: bool 
 
 
 def plan_run(
-    samples: Any, spec: Any, *, label_field: str, classes: Sequence[Any] | None, label_map: Mapping[str, Any] | None,
-    review: Any, frames: bool = False,
+    samples: Any,
+    spec: Any,
+    *,
+    label_field: str,
+    classes: Sequence[Any] | None,
+    label_map: Mapping[str, Any] | None,
+    review: Any,
+    frames: bool = False,
 ) -> Plan:
     """What the run will store, checked against the dataset before any inference."""
     dataset = samples._dataset
     class_specs = parse_classes(classes)
     dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
-    plan = make_plan(spec, label_field=label_field, classes=class_specs, label_map=label_map,
-                     dataset_classes=None if class_specs else dataset_classes, review=review)
+    plan = make_plan(
+        spec,
+        label_field=label_field,
+        classes=class_specs,
+        label_map=label_map,
+        dataset_classes=None if class_specs else dataset_classes,
+        review=review,
+    )
     for kind, field in plan.fields.items():
         check_field(dataset, field, kind, frames=frames)
     return plan

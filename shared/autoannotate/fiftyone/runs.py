@@ -64,7 +64,7 @@ def _alive(doc: dict[str, Any]) -> bool:
         if pid == os.getpid():
             return doc.get("_id") in _ACTIVE
         try:
-            os.kill(int(pid), 0)  # type: ignore[arg-type]
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except (PermissionError, TypeError, ValueError):
@@ -85,8 +85,12 @@ def _trim(record: dict[str, Any]) -> dict[str, Any]:
     report = record.get("report")
     if isinstance(report, dict) and len(report.get("failures") or []) > MAX_STORED_FAILURES:
         failures = report["failures"]
-        record = dict(record, report=dict(report, failures=failures[:MAX_STORED_FAILURES],
-                                          failures_not_stored=len(failures) - MAX_STORED_FAILURES))
+        record = dict(
+            record,
+            report=dict(
+                report, failures=failures[:MAX_STORED_FAILURES], failures_not_stored=len(failures) - MAX_STORED_FAILURES
+            ),
+        )
     return record
 
 
@@ -117,8 +121,12 @@ class DatasetRuns:
     def claim(self, record: dict[str, Any]) -> bool:
         """Take over ``record`` only if it is still as found (same status, owner and claim token;
         every claim writes a new token, so of two processes claiming at once one wins)."""
-        query = {"_id": self._id(record["run_key"]), "status": record.get("status"),
-                 "owner": record.get("owner"), "claim": record.get("claim")}
+        query = {
+            "_id": self._id(record["run_key"]),
+            "status": record.get("status"),
+            "owner": record.get("owner"),
+            "claim": record.get("claim"),
+        }
         result = self.coll.update_one(query, {"$set": {"owner": _owner(), "heartbeat_at": now(), "claim": _token()}})
         if result.matched_count != 1:
             return False
@@ -128,8 +136,15 @@ class DatasetRuns:
     def create(self, record: dict[str, Any]) -> bool:
         from pymongo.errors import DuplicateKeyError
 
-        doc = dict(_trim(record), _id=self._id(record["run_key"]), dataset_id=self.dataset_id,
-                   dataset=self.dataset.name, owner=_owner(), heartbeat_at=now(), claim=_token())
+        doc = dict(
+            _trim(record),
+            _id=self._id(record["run_key"]),
+            dataset_id=self.dataset_id,
+            dataset=self.dataset.name,
+            owner=_owner(),
+            heartbeat_at=now(),
+            claim=_token(),
+        )
         try:
             self.coll.insert_one(doc)
         except DuplicateKeyError:

@@ -10,8 +10,9 @@ track id), ``confidence``, ``autoannotate_run`` and, with review routing, ``revi
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Iterator, Mapping, Sequence
+from typing import Any
 
 import fiftyone as fo
 from fiftyone import ViewField as F
@@ -25,8 +26,8 @@ from ..run import fingerprint, run, write_error
 from ..settings import DEFAULT_KEY_FRAME_INTERVAL, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..tracking import track_shapes
 from ..video import VideoResult, iter_video_tracks, read_frames, video_info
-from .prepare import check_collection, plan_run, resolve_function
 from .convert import RUN_ATTRIBUTE, abs_box, container, rel_box
+from .prepare import check_collection, plan_run, resolve_function
 from .runs import DatasetRuns
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,15 @@ class _VideoSink(_FrameSink):
                 box = shape.box()
                 if box is None:
                     continue
-                per_frame.setdefault(k + 1, []).append(fo.Detection(
-                    label=self.names.get(t.label_id, str(t.label_id)), bounding_box=rel_box(box, w, h),
-                    index=t.track_id, confidence=t.score, **attrs))
+                per_frame.setdefault(k + 1, []).append(
+                    fo.Detection(
+                        label=self.names.get(t.label_id, str(t.label_id)),
+                        bounding_box=rel_box(box, w, h),
+                        index=t.track_id,
+                        confidence=t.score,
+                        **attrs,
+                    )
+                )
                 stored.append(status)
         values: dict[int, Any] = {n: None for n in range(1, result.frames + 1)} if self.overwrite else {}
         values.update({n: container("detections", dets, self.run_key) for n, dets in per_frame.items()})
@@ -155,32 +162,67 @@ def annotate_video_dataset(
         raise BadParameterError(f"key_frame_interval must be an integer >= 1, got {key_frame_interval!r}")
     detector, fn_name, params = resolve_function(function, function_params)
     track_fn, tracker_name, t_params = resolve_function(tracker, tracker_params)
-    plan = plan_run(samples, detector.spec, label_field=label_field, classes=classes, label_map=label_map,
-                    review=review, frames=True)
+    plan = plan_run(
+        samples,
+        detector.spec,
+        label_field=label_field,
+        classes=classes,
+        label_map=label_map,
+        review=review,
+        frames=True,
+    )
     not_boxes = {k: v for k, v in plan.outputs.items() if v != "bbox"}
     if not_boxes:
         raise BadParameterError(f"videos are labelled with boxes (bbox); these classes ask for more: {not_boxes}")
     dataset = samples._dataset
-    mapping = LabelMapping.build(detector.spec, plan.targets, synonyms=label_map, allow_unmatched=True,
-                                 target_name=f"dataset {dataset.name!r}")
+    mapping = LabelMapping.build(
+        detector.spec, plan.targets, synonyms=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
+    )
     ids, paths = samples.values(["id", "filepath"])
     config = {
-        "kind": "video", "function": fn_name, "function_params": params, "tracker": tracker_name,
-        "tracker_params": t_params, "model_version": str(getattr(detector, "model_version", fn_name)),
-        "label_fields": [f"frames.{label_field}"], "classes": plan.outputs, "label_map": dict(label_map or {}),
-        "conf_threshold": conf_threshold, "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
-        "key_frame_interval": key_frame_interval, "overwrite": overwrite, "dataset": dataset.name,
+        "kind": "video",
+        "function": fn_name,
+        "function_params": params,
+        "tracker": tracker_name,
+        "tracker_params": t_params,
+        "model_version": str(getattr(detector, "model_version", fn_name)),
+        "label_fields": [f"frames.{label_field}"],
+        "classes": plan.outputs,
+        "label_map": dict(label_map or {}),
+        "conf_threshold": conf_threshold,
+        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
+        "key_frame_interval": key_frame_interval,
+        "overwrite": overwrite,
+        "dataset": dataset.name,
         "target": fingerprint(ids),
     }
     sink = _VideoSink(samples, label_field, {t.id: t.name for t in plan.targets}, overwrite)
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[VideoResult]:
-        return iter_video_tracks(detector, track_fn, todo, mapping=mapping, conf_threshold=conf_threshold,
-                                 key_frame_interval=key_frame_interval, report=report, progress=progress,
-                                 desc=f"auto-labelling {dataset.name}")
+        return iter_video_tracks(
+            detector,
+            track_fn,
+            todo,
+            mapping=mapping,
+            conf_threshold=conf_threshold,
+            key_frame_interval=key_frame_interval,
+            report=report,
+            progress=progress,
+            desc=f"auto-labelling {dataset.name}",
+        )
 
-    return run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), router=plan.router(),
-               max_items=max_samples, write_every=write_every, write_interval=write_interval, unit="videos")
+    return run(
+        zip(ids, paths),
+        process,
+        sink,
+        config=config,
+        store=DatasetRuns(dataset),
+        router=plan.router(),
+        max_items=max_samples,
+        write_every=write_every,
+        write_interval=write_interval,
+        unit="videos",
+    )
 
 
 @dataclass
@@ -239,8 +281,11 @@ def track_labels(
     if function is not None or function_params is not None:
         import warnings
 
-        warnings.warn("track_labels(function=, function_params=) is deprecated: use tracker=, tracker_params=",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "track_labels(function=, function_params=) is deprecated: use tracker=, tracker_params=",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         tracker = function if function is not None else tracker
         tracker_params = function_params if function_params is not None else tracker_params
     check_collection(samples, "video")
@@ -253,10 +298,19 @@ def track_labels(
     if dataset.get_frame_field_schema().get(label_field) is None:
         raise BadParameterError(f"{label_field!r} is not a frame field of dataset {dataset.name!r}")
     propagation = _Propagation(fn, label_field, frame_number, set(label_ids or []), num_frames, direction, overwrite)
-    config = {"kind": "track_labels", "tracker": fn_name, "tracker_params": params,
-              "model_version": str(getattr(fn, "model_version", fn_name)), "label_fields": [f"frames.{label_field}"],
-              "frame_number": frame_number, "num_frames": num_frames, "direction": direction,
-              "label_ids": sorted(label_ids or []), "overwrite": overwrite, "dataset": dataset.name}
+    config = {
+        "kind": "track_labels",
+        "tracker": fn_name,
+        "tracker_params": params,
+        "model_version": str(getattr(fn, "model_version", fn_name)),
+        "label_fields": [f"frames.{label_field}"],
+        "frame_number": frame_number,
+        "num_frames": num_frames,
+        "direction": direction,
+        "label_ids": sorted(label_ids or []),
+        "overwrite": overwrite,
+        "dataset": dataset.name,
+    }
     sink = _PropagationSink(samples, label_field)
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[_Propagated]:
@@ -279,8 +333,17 @@ def track_labels(
             bar.close()
 
     ids, paths = samples.values(["id", "filepath"])
-    report = run(zip(ids, paths), process, sink, config=config, store=DatasetRuns(dataset), key_prefix="track",
-                 write_every=write_every, write_interval=write_interval, unit="videos")
+    report = run(
+        zip(ids, paths),
+        process,
+        sink,
+        config=config,
+        store=DatasetRuns(dataset),
+        key_prefix="track",
+        write_every=write_every,
+        write_interval=write_interval,
+        unit="videos",
+    )
     if propagation.kept:
         report.extra["kept_existing"] = propagation.kept  # frames that already held that track (overwrite=False)
     return report
@@ -304,7 +367,9 @@ class _Propagation:
         try:
             frames = self._frames(samples, key)
             source = frames.get(self.frame_number)
-            dets = [d for d in (source.detections if source is not None else []) if not self.wanted or d.id in self.wanted]
+            dets = [
+                d for d in (source.detections if source is not None else []) if not self.wanted or d.id in self.wanted
+            ]
             if not dets:
                 return result
             self._index(frames, dets)
@@ -331,8 +396,16 @@ class _Propagation:
                 d.index = next_index
                 next_index += 1
 
-    def _follow(self, path: str, info: dict, step: int, dets: list[Any], frames: dict[int, Any],
-                result: _Propagated, run_key: str) -> int:
+    def _follow(
+        self,
+        path: str,
+        info: dict,
+        step: int,
+        dets: list[Any],
+        frames: dict[int, Any],
+        result: _Propagated,
+        run_key: str,
+    ) -> int:
         w, h = info["width"], info["height"]
         start = self.frame_number - 1
         stop = min(info["frames"], start + self.num_frames + 1) if step > 0 else max(-1, start - self.num_frames - 1)
@@ -350,15 +423,22 @@ class _Propagation:
                 added += self._put(frames, result, n, d, rel_box(box, w, h), run_key)
         return added
 
-    def _put(self, frames: dict[int, Any], result: _Propagated, n: int, source: Any, box: list[float],
-             run_key: str) -> int:
+    def _put(
+        self, frames: dict[int, Any], result: _Propagated, n: int, source: Any, box: list[float], run_key: str
+    ) -> int:
         current = frames.setdefault(n, fo.Detections())
         if not self.overwrite and any(d.index == source.index for d in current.detections):
             self.kept += 1
             return 0
         current.detections = [d for d in current.detections if d.index != source.index] + [
-            fo.Detection(label=source.label, bounding_box=box, index=source.index, confidence=source.confidence,
-                         tracked=True, **{RUN_ATTRIBUTE: run_key})
+            fo.Detection(
+                label=source.label,
+                bounding_box=box,
+                index=source.index,
+                confidence=source.confidence,
+                tracked=True,
+                **{RUN_ATTRIBUTE: run_key},
+            )
         ]
         result.values[n] = current
         return 1

@@ -10,8 +10,9 @@ from __future__ import annotations
 import inspect
 import os
 import urllib.error
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import PIL.Image
 
@@ -44,7 +45,11 @@ def load_state_dict(weights: Any) -> dict:
     else:
         try:
             return torch.hub.load_state_dict_from_url(
-                weights.url, model_dir=str(cache_dir()), progress=True, check_hash=True, weights_only=True,
+                weights.url,
+                model_dir=str(cache_dir()),
+                progress=True,
+                check_hash=True,
+                weights_only=True,
                 map_location="cpu",
             )
         except (urllib.error.URLError, OSError, RuntimeError) as e:
@@ -107,7 +112,7 @@ class TorchvisionFunctionBase:
         self.categories: list[str] = list(meta["categories"])
         self.model_version = f"{model_name}.{self.weights.name}" + ("" if pretrained else ".random")
         self._torch = torch
-        self._spec = DetectionFunctionSpec(labels=self.make_labels())
+        self._spec = DetectionFunctionSpec(labels=tuple(self.make_labels()))
 
     @property
     def spec(self) -> DetectionFunctionSpec:

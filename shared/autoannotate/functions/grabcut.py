@@ -13,8 +13,8 @@ GrabCut has no confidence, so results carry ``score=None``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import PIL.Image
@@ -57,7 +57,7 @@ class GrabCutFunction:
             return [SegmentationResult(self._one(encoding.bgr, None, pos, neg))]
         results = []
         for box in prompt.boxes:
-            inside = lambda p: box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]  # noqa: E731
+            inside = lambda p, box=box: box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]  # noqa: E731
             mine_pos = [p for p in pos if inside(p)] if len(prompt.boxes) > 1 else pos
             mine_neg = [p for p in neg if inside(p)] if len(prompt.boxes) > 1 else neg
             results.append(SegmentationResult(self._one(encoding.bgr, box, mine_pos, mine_neg)))
@@ -71,7 +71,7 @@ class GrabCutFunction:
     def _one(
         self,
         bgr: np.ndarray,
-        box: tuple[float, float, float, float] | None,
+        box: Sequence[float] | None,
         pos: list[tuple[float, float]],
         neg: list[tuple[float, float]],
     ) -> np.ndarray:
@@ -83,7 +83,12 @@ class GrabCutFunction:
             # Clicks alone: an implicit box around the clicks, reaching a quarter of the short side.
             reach = max(0.25 * min(H, W), 20.0)
             xs, ys = [p[0] for p in pos], [p[1] for p in pos]
-            box = (max(0.0, min(xs) - reach), max(0.0, min(ys) - reach), min(W, max(xs) + reach), min(H, max(ys) + reach))
+            box = (
+                max(0.0, min(xs) - reach),
+                max(0.0, min(ys) - reach),
+                min(W, max(xs) + reach),
+                min(H, max(ys) + reach),
+            )
         x1, y1, x2, y2 = box
         mx, my = max(10.0, (x2 - x1) * self.margin), max(10.0, (y2 - y1) * self.margin)
         rx1, ry1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
@@ -94,8 +99,11 @@ class GrabCutFunction:
         crop = bgr[ry1:ry2, rx1:rx2]
         scale = min(1.0, self.max_side / max(crop.shape[:2]))
         if scale < 1.0:
-            crop = cv2.resize(crop, (max(2, int(crop.shape[1] * scale)), max(2, int(crop.shape[0] * scale))),
-                              interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(
+                crop,
+                (max(2, int(crop.shape[1] * scale)), max(2, int(crop.shape[0] * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
         ch, cw = crop.shape[:2]
 
         def to_crop(x: float, y: float) -> tuple[int, int]:
@@ -119,14 +127,16 @@ class GrabCutFunction:
         if has_fg and has_bg:
             try:
                 bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-                cv2.grabCut(crop, init, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+                cv2.grabCut(crop, init, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # OpenCV's stubs reject None for rect
             except cv2.error:
                 pass  # degenerate colour model: keep the initial labelling
-        fg = np.zeros((ch, cw), dtype=np.uint8)
+        fg: np.ndarray = np.zeros((ch, cw), dtype=np.uint8)
         fg[by1:by2, bx1:bx2] = np.isin(init[by1:by2, bx1:bx2], (cv2.GC_FGD, cv2.GC_PR_FGD))
         if pos and fg.any():
             _, comp = cv2.connectedComponents(fg, connectivity=8)
-            seeds = {int(comp[min(ch - 1, max(0, cy)), min(cw - 1, max(0, cx))]) for cx, cy in (to_crop(*p) for p in pos)}
+            seeds = {
+                int(comp[min(ch - 1, max(0, cy)), min(cw - 1, max(0, cx))]) for cx, cy in (to_crop(*p) for p in pos)
+            }
             seeds.discard(0)
             if seeds:
                 fg = np.isin(comp, list(seeds)).astype(np.uint8)

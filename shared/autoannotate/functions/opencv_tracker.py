@@ -56,7 +56,9 @@ def _fit(lo_v: float, hi_v: float, lo: int, hi: int) -> tuple[int, int]:
     return max(lo, min(start, hi - length)), length
 
 
-def mil_box(box: tuple[float, float, float, float], size: tuple[int, int], shrink: float = 0.0) -> tuple[int, int, int, int]:
+def mil_box(
+    box: tuple[float, float, float, float], size: tuple[int, int], shrink: float = 0.0
+) -> tuple[int, int, int, int]:
     """The ``(x, y, w, h)`` box MIL can start on for ``box`` (x1, y1, x2, y2, already inside the
     image) in an image of ``size``: kept MARGIN px from the borders, MIN_SIDE px a side at least,
     optionally shrunk around its centre by ``shrink`` (a fraction)."""
@@ -93,13 +95,17 @@ class OpenCvTracker:
     def __init__(self, min_similarity: float = 0.2) -> None:
         self.min_similarity = float(min_similarity)
 
-    def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    def preprocess_image(
+        self, context: TrackingFunctionContext, image: PIL.Image.Image
+    ) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
         bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
         return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
-    def init_tracking_state(self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape) -> MilState:
+    def init_tracking_state(
+        self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape
+    ) -> MilState:
         import cv2
 
         bgr, gray = pp_image
@@ -109,8 +115,10 @@ class OpenCvTracker:
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             raise ValueError(f"the box {_fmt(shape.points)} has no pixel inside the {W}x{H} image")
         if W - 2 * MARGIN < MIN_SIDE or H - 2 * MARGIN < MIN_SIDE:
-            raise ValueError(f"the {W}x{H} image is too small for the MIL tracker "
-                             f"(it needs {MIN_SIDE + 2 * MARGIN}x{MIN_SIDE + 2 * MARGIN} px at least)")
+            raise ValueError(
+                f"the {W}x{H} image is too small for the MIL tracker "
+                f"(it needs {MIN_SIDE + 2 * MARGIN}x{MIN_SIDE + 2 * MARGIN} px at least)"
+            )
         error = None
         for shrink in (0.0, RETRY_SHRINK):
             mx, my, mw, mh = mil_box(box, (W, H), shrink)
@@ -122,10 +130,12 @@ class OpenCvTracker:
                 continue
             template = _patch(gray, box)
             offsets = (box[0] - mx, box[1] - my, box[2] - (mx + mw), box[3] - (my + mh))
-            return MilState(tracker, template if template is not None else np.zeros((PATCH, PATCH), np.float32),
-                            (W, H), offsets)
-        raise RuntimeError(f"OpenCV's MIL tracker cannot start on the box {_fmt(box)} in the {W}x{H} image: "
-                           f"{_cv_message(error)}")
+            return MilState(
+                tracker, template if template is not None else np.zeros((PATCH, PATCH), np.float32), (W, H), offsets
+            )
+        raise RuntimeError(
+            f"OpenCV's MIL tracker cannot start on the box {_fmt(box)} in the {W}x{H} image: {_cv_message(error)}"
+        )
 
     def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: MilState) -> TrackableShape | None:
         import cv2
@@ -139,8 +149,12 @@ class OpenCvTracker:
             return None
         W, H = bgr.shape[1], bgr.shape[0]
         ox1, oy1, ox2, oy2 = state.offsets
-        box = (max(0.0, float(x) + ox1), max(0.0, float(y) + oy1),
-               min(float(W), float(x + w) + ox2), min(float(H), float(y + h) + oy2))
+        box = (
+            max(0.0, float(x) + ox1),
+            max(0.0, float(y) + oy1),
+            min(float(W), float(x + w) + ox2),
+            min(float(H), float(y + h) + oy2),
+        )
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             return None
         patch = _patch(gray, box)
@@ -157,7 +171,7 @@ def _cv_message(e: BaseException | None) -> str:
     """The useful part of an OpenCV error: ``(-215:Assertion failed) ... in function 'init'``."""
     text = " ".join(str(e).split()) if e is not None else "unknown error"
     i = text.find("error: (")
-    return text[i + len("error: "):] if i >= 0 else text[:200]
+    return text[i + len("error: ") :] if i >= 0 else text[:200]
 
 
 def create(min_similarity: float = 0.2) -> OpenCvTracker:

@@ -16,8 +16,9 @@ It also refines detector boxes into masks (:meth:`SamFunction.segment_boxes`, ba
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -148,14 +149,16 @@ class SamFunction:
                 self._use_multimask(0 if coords is None else len(coords), box is not None),
             )
         results = []
-        for box in prompt.boxes:
-            inside = lambda p: (p[:, 0] >= box[0]) & (p[:, 0] <= box[2]) & (p[:, 1] >= box[1]) & (p[:, 1] <= box[3])  # noqa: E731
+        for one_box in prompt.boxes:
+            inside = lambda p, box=one_box: (
+                (p[:, 0] >= box[0]) & (p[:, 0] <= box[2]) & (p[:, 1] >= box[1]) & (p[:, 1] <= box[3])
+            )  # noqa: E731
             coords, labels = _points(pos[inside(pos)], neg[inside(neg)])
             results += self._predict(
                 encoding,
                 None if coords is None else coords[None],
                 None if labels is None else labels[None],
-                np.asarray([box], dtype=np.float64),
+                np.asarray([one_box], dtype=np.float64),
                 None,
                 False,
             )

@@ -42,10 +42,12 @@ class SamTracker:
         return self.sam.encode(InteractiveFunctionContext(frame_name=f"frame {context.frame_index}"), image)
 
     def _segment(self, enc: Any, box: tuple[float, float, float, float], logits: Any) -> Any:
-        prompt = InteractivePrompt(boxes=[box], mask_input=logits)
+        prompt = InteractivePrompt(boxes=(box,), mask_input=logits)
         return self.sam.segment(InteractiveFunctionContext(), enc, prompt)[0]
 
-    def init_tracking_state(self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape) -> SamTrackState:
+    def init_tracking_state(
+        self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape
+    ) -> SamTrackState:
         """The shape's bounding box prompts SAM on its own frame; the resulting logits seed the
         next frame's prompt (for masks and polygons too: SAM's mask prompt is its own logits)."""
         box = shape.box()
@@ -53,7 +55,9 @@ class SamTracker:
             raise ValueError("cannot track an empty shape")
         return SamTrackState(box, self._segment(pp_image, box, None).logits, self.min_pixels)
 
-    def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: SamTrackState) -> TrackableShape | None:
+    def track(
+        self, context: TrackingFunctionShapeContext, pp_image: Any, state: SamTrackState
+    ) -> TrackableShape | None:
         result = self._segment(pp_image, state.box, state.logits)
         mask = result.mask
         if int(mask.sum()) < max(state.min_pixels, 1):
@@ -65,12 +69,17 @@ class SamTracker:
             return TrackableShape("rectangle", state.box)
         if kind == "polygon":
             poly = mask_to_polygon(mask)
-            return TrackableShape("polygon", poly) if poly else None
+            return TrackableShape("polygon", tuple(poly)) if poly else None
         return TrackableShape("mask", bitmap=mask)
 
 
-def create(model_type: str = "vit_b", checkpoint: str | None = None, pretrained: bool = True, device: str = "cpu",
-           min_pixels: int = 16) -> SamTracker:
+def create(
+    model_type: str = "vit_b",
+    checkpoint: str | None = None,
+    pretrained: bool = True,
+    device: str = "cpu",
+    min_pixels: int = 16,
+) -> SamTracker:
     """SAM tracker; parameters as in ``sam`` plus ``min_pixels`` (smaller masks count as lost)."""
     from . import sam
 

@@ -5,7 +5,8 @@ Returns the ``topk`` most likely classes (default 1) whose probability reaches t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import PIL.Image
 

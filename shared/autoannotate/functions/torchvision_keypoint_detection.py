@@ -41,4 +41,6 @@ def create(
     **kwargs: Any,
 ) -> TorchvisionKeypointDetectionFunction:
     """A torchvision keypoint model by name; parameters as in ``torchvision_detection``."""
-    return TorchvisionKeypointDetectionFunction(model_name, weights_name, pretrained=pretrained, device=device, **kwargs)
+    return TorchvisionKeypointDetectionFunction(
+        model_name, weights_name, pretrained=pretrained, device=device, **kwargs
+    )

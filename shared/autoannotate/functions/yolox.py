@@ -9,8 +9,8 @@ Usage: ``autoannotate annotate photos/ --function yolox -p model=str:yolox_nano`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import PIL.Image
@@ -55,7 +55,7 @@ class YoloxFunction:
         self.nms_threshold = float(nms_threshold)
         self.max_detections = int(max_detections)
         self._spec = DetectionFunctionSpec(
-            labels=[label_spec(name, i, type="rectangle") for i, name in enumerate(labels)]
+            labels=tuple(label_spec(name, i, type="rectangle") for i, name in enumerate(labels))
         )
         self.model_version = f"{self.weights_path.stem}@{sha256_of(self.weights_path)[:12]}"
         self._grid = self._make_grid()
@@ -86,9 +86,7 @@ class YoloxFunction:
         padded[:nh, :nw] = resized
         return np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32), r
 
-    def decode(
-        self, output: np.ndarray, ratio: float, size: tuple[int, int], conf_threshold: float
-    ) -> list[Shape]:
+    def decode(self, output: np.ndarray, ratio: float, size: tuple[int, int], conf_threshold: float) -> list[Shape]:
         """Raw [N, 85] output for one image -> rectangles in image pixels."""
         grid, stride = self._grid
         xy = (output[:, :2] + grid) * stride
@@ -104,9 +102,7 @@ class YoloxFunction:
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
         order = batched_nms(boxes, score, cls, self.nms_threshold)[: self.max_detections]
-        return [
-            rectangle(int(cls[i]), boxes[i].tolist(), score=float(min(max(score[i], 0.0), 1.0))) for i in order
-        ]
+        return [rectangle(int(cls[i]), boxes[i].tolist(), score=float(min(max(score[i], 0.0), 1.0))) for i in order]
 
     def _threshold(self, context: DetectionFunctionContext) -> float:
         t = context.conf_threshold
@@ -125,9 +121,7 @@ class YoloxFunction:
             return [self.detect(c, im) for c, im in zip(contexts, images)]
         pre = [self.preprocess(im) for im in images]
         out = self.session.run(None, {self.input_name: np.stack([t for t, _ in pre])})[0]
-        return [
-            self.decode(o, r, im.size, self._threshold(c)) for o, (_, r), im, c in zip(out, pre, images, contexts)
-        ]
+        return [self.decode(o, r, im.size, self._threshold(c)) for o, (_, r), im, c in zip(out, pre, images, contexts)]
 
 
 def create(

@@ -12,10 +12,25 @@ from .responses import BadRequest, failure
 from .video import pre_annotate_video, track_drawn_boxes
 
 __all__ = [
-    "Backend", "BadRequest", "failure", "parse_context", "EncodingCache", "Control", "LabelConfigError",
+    "Backend",
+    "BadRequest",
+    "failure",
+    "parse_context",
+    "EncodingCache",
+    "Control",
+    "LabelConfigError",
     "ControlConflictError",
-    "map_controls", "parse_config", "FetchError", "FetchPolicy", "ImageFetcher", "annotate_project",
-    "build_prediction", "pre_annotate_video", "track_drawn_boxes", "create_app", "Settings",
+    "map_controls",
+    "parse_config",
+    "FetchError",
+    "FetchPolicy",
+    "ImageFetcher",
+    "annotate_project",
+    "build_prediction",
+    "pre_annotate_video",
+    "track_drawn_boxes",
+    "create_app",
+    "Settings",
 ]
 
 

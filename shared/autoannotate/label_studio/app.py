@@ -88,8 +88,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(422 if first.get("type") != "json_invalid" else 400,
-                      f"invalid request{' at ' + where if where else ''}: {first.get('msg', 'malformed body')}")
+        return _error(
+            422 if first.get("type") != "json_invalid" else 400,
+            f"invalid request{' at ' + where if where else ''}: {first.get('msg', 'malformed body')}",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..driver import check_threshold, iter_annotations
 from ..errors import AutoAnnotateError
@@ -68,8 +69,11 @@ class Backend:
 
     @property
     def model_version(self) -> str:
-        parts = [getattr(f, "model_version", type(f).__name__)
-                 for f in (self.function, self.interactive, self.tracker) if f is not None]
+        parts = [
+            getattr(f, "model_version", type(f).__name__)
+            for f in (self.function, self.interactive, self.tracker)
+            if f is not None
+        ]
         return "+".join(str(p) for p in parts)
 
     # -- protocol -------------------------------------------------------------------------
@@ -82,9 +86,14 @@ class Backend:
             "detection": getattr(self.function, "model_version", None) if self.function else None,
             "interactive": getattr(self.interactive, "model_version", None) if self.interactive else None,
             "tracker": getattr(self.tracker, "model_version", None) if self.tracker else None,
-            "cache": {"items": len(self.cache), "bytes": self.cache.nbytes, "max_bytes": self.cache.max_bytes,
-                      "hits": self.cache.stats.hits, "encodings": self.cache.stats.computed,
-                      "evicted": self.cache.stats.evicted},
+            "cache": {
+                "items": len(self.cache),
+                "bytes": self.cache.nbytes,
+                "max_bytes": self.cache.max_bytes,
+                "hits": self.cache.stats.hits,
+                "encodings": self.cache.stats.computed,
+                "evicted": self.cache.stats.evicted,
+            },
         }
 
     def controls(self, label_config: str) -> dict[str, list[Control]]:
@@ -108,7 +117,7 @@ class Backend:
                 errors.append(str(e))
         if self.interactive is not None and images:
             try:
-                out["interactive"] = map_controls(None, images, interactive=True)  # type: ignore[arg-type]
+                out["interactive"] = map_controls(None, images, interactive=True)
             except LabelConfigError as e:
                 errors.append(str(e))
         if videos and self.tracker is not None:
@@ -158,14 +167,36 @@ class Backend:
         controls = self.controls(label_config)
         if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
             if context:
-                return {"results": [track_drawn_boxes(
-                    tasks[0], context, controls["video"], tracker=self.tracker, fetcher=self.fetcher,
-                    track_frames=self.track_frames, max_video_bytes=self.max_video_bytes,
-                    model_version=self.model_version)]}
-            return {"results": [pre_annotate_video(
-                t, controls["video"], detector=self.function, tracker=self.tracker, fetcher=self.fetcher,
-                key_frame_interval=self.key_frame_interval, conf_threshold=self.conf_threshold,
-                max_video_bytes=self.max_video_bytes, model_version=self.model_version) for t in tasks]}
+                return {
+                    "results": [
+                        track_drawn_boxes(
+                            tasks[0],
+                            context,
+                            controls["video"],
+                            tracker=self.tracker,
+                            fetcher=self.fetcher,
+                            track_frames=self.track_frames,
+                            max_video_bytes=self.max_video_bytes,
+                            model_version=self.model_version,
+                        )
+                    ]
+                }
+            return {
+                "results": [
+                    pre_annotate_video(
+                        t,
+                        controls["video"],
+                        detector=self.function,
+                        tracker=self.tracker,
+                        fetcher=self.fetcher,
+                        key_frame_interval=self.key_frame_interval,
+                        conf_threshold=self.conf_threshold,
+                        max_video_bytes=self.max_video_bytes,
+                        model_version=self.model_version,
+                    )
+                    for t in tasks
+                ]
+            }
         if context:
             if self.interactive is None:
                 raise BadRequest("this backend has no interactive function")
@@ -199,17 +230,24 @@ class Backend:
                 early[i] = str(e)
         outputs: dict[int, dict] = {i: failure(msg) for i, msg in early.items()}
         for r in iter_annotations(
-            self.function, items, mapping=self._identity, conf_threshold=self.conf_threshold,
-            batch_size=self.batch_size, num_workers=self.num_workers, progress=False,
+            self.function,
+            items,
+            mapping=self._identity,
+            conf_threshold=self.conf_threshold,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            progress=False,
             loader=lambda ref: load_image(self.fetcher.fetch(ref)),
         ):
             if not r.ok:
                 outputs[r.key] = failure(r.error or "unknown error")  # type: ignore[index]
                 continue
-            task = tasks[r.key]  # type: ignore[index]
+            task = tasks[r.key]  # type: ignore[call-overload]
             try:
-                parts = [(c, c.mapping.map_shapes(r.shapes or [], target_name=f"control {c.name!r}"))  # type: ignore[union-attr]
-                         for c in controls]
+                parts = [
+                    (c, c.mapping.map_shapes(r.shapes or [], target_name=f"control {c.name!r}"))  # type: ignore[union-attr]
+                    for c in controls
+                ]
             except AutoAnnotateError as e:  # e.g. a shape type a control's label does not take
                 outputs[r.key] = failure(str(e))  # type: ignore[index]
                 continue
@@ -234,7 +272,9 @@ class Backend:
         size = sized.size
         prompt = percent.to_prompt(size)
         results = self.interactive.segment(ictx, sized.encoding, prompt)
-        salt = hashlib.sha1(repr((prompt.positive_points, prompt.negative_points, prompt.boxes)).encode()).hexdigest()[:8]
+        salt = hashlib.sha1(repr((prompt.positive_points, prompt.negative_points, prompt.boxes)).encode()).hexdigest()[
+            :8
+        ]
         parts = []
         for c in controls:
             label = c.label_named(prompt.label) or (c.labels[0] if c.labels else None)
@@ -271,8 +311,10 @@ class _PromptInPercent:
             return x * w / 100.0, y * h / 100.0
 
         return InteractivePrompt(
-            positive_points=[px(*p) for p in self.pos], negative_points=[px(*p) for p in self.neg],
-            boxes=[(*px(b[0], b[1]), *px(b[2], b[3])) for b in self.boxes], label=self.label,
+            positive_points=tuple(px(*p) for p in self.pos),
+            negative_points=tuple(px(*p) for p in self.neg),
+            boxes=tuple((*px(b[0], b[1]), *px(b[2], b[3])) for b in self.boxes),
+            label=self.label,
         )
 
 
@@ -282,7 +324,10 @@ def parse_context(context: Any) -> _PromptInPercent:
     items = context.get("result") if isinstance(context, Mapping) else None
     if not isinstance(items, list) or not items:
         raise BadRequest("the interactive context has no 'result' list of clicks or boxes")
-    pos, neg, boxes, label = [], [], [], None
+    pos: list[tuple[float, float]] = []
+    neg: list[tuple[float, float]] = []
+    boxes: list[tuple[float, float, float, float]] = []
+    label: str | None = None
     for item in items:
         if not isinstance(item, Mapping) or not isinstance(item.get("value"), Mapping):
             raise BadRequest(f"malformed context item {str(item)[:200]}")
@@ -298,7 +343,9 @@ def parse_context(context: Any) -> _PromptInPercent:
             else:
                 continue
         except (KeyError, TypeError, ValueError):
-            raise BadRequest(f"context item of type {kind!r} needs numeric x, y (and width, height for boxes)") from None
+            raise BadRequest(
+                f"context item of type {kind!r} needs numeric x, y (and width, height for boxes)"
+            ) from None
         names = v.get(kind) if isinstance(v.get(kind), list) else None
         if names:
             label = str(names[0])

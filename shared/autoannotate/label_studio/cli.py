@@ -23,26 +23,58 @@ def add_subcommands(sub: Any) -> None:
     ls_sub = ls.add_subparsers(dest="ls_command", required=True)
 
     s = ls_sub.add_parser("serve", help="serve the ML backend (settings also from AUTOANNOTATE_* variables)")
-    s.add_argument("--function", "-f", default=None,
-                   help="detection function for pre-annotation, 'none' to disable "
-                        "(default: AUTOANNOTATE_FUNCTION, else yolox)")
-    s.add_argument("--interactive", default=None,
-                   help="interactive function for clicks/boxes: grabcut, sam, or none "
-                        "(default: AUTOANNOTATE_INTERACTIVE, else grabcut)")
-    s.add_argument("--tracker", default=None,
-                   help="tracking function for video tasks: opencv_tracker, sam_tracker, or none "
-                        "(default: AUTOANNOTATE_TRACKER, else opencv_tracker)")
-    s.add_argument("--track-frames", type=int, default=None,
-                   help="how many frames a drawn video box is tracked (default: AUTOANNOTATE_TRACK_FRAMES, else 30)")
-    s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
-                   help="a parameter of the detection function (default: AUTOANNOTATE_PARAMS)")
-    s.add_argument("--interactive-param", action="append", default=[], metavar="NAME=TYPE:VALUE",
-                   help="a parameter of the interactive function (default: AUTOANNOTATE_INTERACTIVE_PARAMS)")
+    s.add_argument(
+        "--function",
+        "-f",
+        default=None,
+        help="detection function for pre-annotation, 'none' to disable (default: AUTOANNOTATE_FUNCTION, else yolox)",
+    )
+    s.add_argument(
+        "--interactive",
+        default=None,
+        help="interactive function for clicks/boxes: grabcut, sam, or none "
+        "(default: AUTOANNOTATE_INTERACTIVE, else grabcut)",
+    )
+    s.add_argument(
+        "--tracker",
+        default=None,
+        help="tracking function for video tasks: opencv_tracker, sam_tracker, or none "
+        "(default: AUTOANNOTATE_TRACKER, else opencv_tracker)",
+    )
+    s.add_argument(
+        "--track-frames",
+        type=int,
+        default=None,
+        help="how many frames a drawn video box is tracked (default: AUTOANNOTATE_TRACK_FRAMES, else 30)",
+    )
+    s.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE:VALUE",
+        help="a parameter of the detection function (default: AUTOANNOTATE_PARAMS)",
+    )
+    s.add_argument(
+        "--interactive-param",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE:VALUE",
+        help="a parameter of the interactive function (default: AUTOANNOTATE_INTERACTIVE_PARAMS)",
+    )
     s.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
-    s.add_argument("--batch-size", type=int, default=None,
-                   help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)")
-    s.add_argument("--num-workers", type=int, default=None,
-                   help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)")
+    s.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)",
+    )
+    s.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)",
+    )
     s.add_argument("--host", default=None, help="default: AUTOANNOTATE_HOST, else 0.0.0.0")
     s.add_argument("--port", type=int, default=None, help="default: AUTOANNOTATE_PORT, else 9090")
     s.add_argument("--log-level", default="info")
@@ -50,21 +82,37 @@ def add_subcommands(sub: Any) -> None:
 
     a = ls_sub.add_parser("annotate", help="pre-annotate every task of a project (immediate mode)")
     a.add_argument("--url", default=None, help="Label Studio's address (default: LABEL_STUDIO_URL)")
-    a.add_argument("--api-key", default=None,
-                   help="personal access token or legacy token (default: LABEL_STUDIO_API_KEY)")
+    a.add_argument(
+        "--api-key", default=None, help="personal access token or legacy token (default: LABEL_STUDIO_API_KEY)"
+    )
     a.add_argument("--project", type=int, required=True)
     a.add_argument("--function", "-f", default=None, help="default: AUTOANNOTATE_FUNCTION, else yolox")
-    a.add_argument("-p", "--param", action="append", default=[], metavar="NAME=TYPE:VALUE",
-                   help="a parameter of the function (default: AUTOANNOTATE_PARAMS when --function is not given)")
+    a.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE:VALUE",
+        help="a parameter of the function (default: AUTOANNOTATE_PARAMS when --function is not given)",
+    )
     a.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
     a.add_argument("--overwrite", action="store_true", help="replace this model version's predictions too")
     a.add_argument("--max-tasks", type=int, default=None)
-    a.add_argument("--batch-size", type=int, default=None,
-                   help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)")
-    a.add_argument("--num-workers", type=int, default=None,
-                   help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)")
-    a.add_argument("--write-every", type=int, default=None, metavar="N",
-                   help="tasks per bulk upload of predictions (default 64)")
+    a.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)",
+    )
+    a.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)",
+    )
+    a.add_argument(
+        "--write-every", type=int, default=None, metavar="N", help="tasks per bulk upload of predictions (default 64)"
+    )
     a.add_argument("--upload-every", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --write-every
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(handler=cmd_annotate)
@@ -138,13 +186,18 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         raise BadParameterError("annotate needs a detection function (--function NAME)")
     function = load_function(name, **params)
     report = annotate_project(
-        url, api_key, args.project, function,
+        url,
+        api_key,
+        args.project,
+        function,
         conf_threshold=args.conf_threshold if args.conf_threshold is not None else settings.conf_threshold,
-        overwrite=args.overwrite, max_tasks=args.max_tasks,
+        overwrite=args.overwrite,
+        max_tasks=args.max_tasks,
         batch_size=args.batch_size if args.batch_size is not None else settings.batch_size,
         num_workers=args.num_workers if args.num_workers is not None else settings.num_workers,
         write_every=write_every if write_every is not None else DEFAULT_WRITE_EVERY,
-        progress=not args.no_progress, fetch_policy=fetch_policy(settings),
+        progress=not args.no_progress,
+        fetch_policy=fetch_policy(settings),
     )
     print(report.summary())
     return 0 if report.success else 1

@@ -93,7 +93,9 @@ def _check_duplicate_labels(label_config: str) -> None:
     except ET.ParseError:
         return  # the SDK's parser reports syntax errors
     for control in root.iter():
-        values = [child.get("value") for child in control if child.tag in ("Label", "Choice") and child.get("value")]
+        values = [
+            child.get("value", "") for child in control if child.tag in ("Label", "Choice") and child.get("value")
+        ]
         dups = sorted({v for v in values if values.count(v) > 1})
         if dups:
             raise LabelConfigError(
@@ -188,8 +190,9 @@ def map_controls(
             continue
         part = spec if len(labels) == len(spec.labels) else DetectionFunctionSpec(labels=tuple(labels))
         try:
-            mapping = LabelMapping.build(part, c.labels, synonyms=synonyms, allow_unmatched=True,
-                                         target_name=f"control {c.name!r}")
+            mapping = LabelMapping.build(
+                part, c.labels, synonyms=synonyms, allow_unmatched=True, target_name=f"control {c.name!r}"
+            )
         except NoLabelsMatchError:
             skipped.append(f"{c.tag} {c.name!r}: {c.label_names}")
             continue
@@ -201,6 +204,6 @@ def map_controls(
             f"none of the function's labels maps onto the labeling config. Function labels: "
             f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}. Project labels: "
             + ("; ".join(skipped) or "no control tag")
-            + ". Rename labels, or add predicted_values=\"<function label>\" to a <Label>."
+            + '. Rename labels, or add predicted_values="<function label>" to a <Label>.'
         )
     return mapped

@@ -21,9 +21,9 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import ImageLoadError
 
@@ -179,11 +179,18 @@ class ImageFetcher:
             raise FetchError(f"{url}: cannot resolve host {host!r} ({e})") from None
         nets = self.policy.allowed_networks()
         for info in infos:
-            ip = ipaddress.ip_address(info[4][0].split("%")[0])
+            ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
             if any(ip in n for n in nets):
                 continue
-            if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                    or ip.is_unspecified or getattr(ip, "ipv4_mapped", None) is not None):
+            if (
+                ip.is_private
+                or ip.is_loopback
+                or ip.is_link_local
+                or ip.is_multicast
+                or ip.is_reserved
+                or ip.is_unspecified
+                or getattr(ip, "ipv4_mapped", None) is not None
+            ):
                 raise FetchError(
                     f"{url}: host {host!r} resolves to the internal address {ip}; refused "
                     "(allow-list it if the backend should reach it)"
@@ -211,8 +218,10 @@ class ImageFetcher:
                     if resp.status_code != 200:
                         raise FetchError(f"{url}: answered HTTP {resp.status_code}")
                     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-                    if ctype and not (ctype.startswith(("image/", "video/"))
-                                      or ctype in ("application/octet-stream", "binary/octet-stream")):
+                    if ctype and not (
+                        ctype.startswith(("image/", "video/"))
+                        or ctype in ("application/octet-stream", "binary/octet-stream")
+                    ):
                         raise FetchError(f"{url}: returned {ctype}, not an image or a video")
                     length = int(resp.headers.get("content-length") or 0)
                     if length > limit:

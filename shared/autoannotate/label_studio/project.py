@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import AutoAnnotateError, ImageLoadError
@@ -55,7 +56,11 @@ class ProjectSink:
             for task in self.client.tasks.list(project=self.project_id, fields="all"):
                 tid = int(_get(task, "id"))
                 annotations = [a for a in (_get(task, "annotations") or []) if not _get(a, "was_cancelled", False)]
-                mine = [int(_get(p, "id")) for p in (_get(task, "predictions") or []) if _get(p, "model_version") == self.version]
+                mine = [
+                    int(_get(p, "id"))
+                    for p in (_get(task, "predictions") or [])
+                    if _get(p, "model_version") == self.version
+                ]
                 if not self.overwrite and (annotations or mine):
                     self.done.add(tid)
                 self.stale[tid] = mine
@@ -63,7 +68,9 @@ class ProjectSink:
                 ref = data.get(self.controls[0].value_key) if isinstance(data, dict) else None
                 items.append((tid, ref if isinstance(ref, str) else None))
         except Exception as e:  # noqa: BLE001 - connection errors, 401, 404 from the SDK
-            raise AutoAnnotateError(f"cannot list the tasks of project {self.project_id}: {type(e).__name__}: {e}") from None
+            raise AutoAnnotateError(
+                f"cannot list the tasks of project {self.project_id}: {type(e).__name__}: {e}"
+            ) from None
         return items
 
     def done_keys(self, run_key: str | None) -> set[Hashable]:
@@ -120,7 +127,9 @@ def annotate_project(
     from label_studio_sdk import LabelStudio
 
     if upload_every is not None:
-        warnings.warn("annotate_project(upload_every=) is deprecated: use write_every=", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "annotate_project(upload_every=) is deprecated: use write_every=", DeprecationWarning, stacklevel=2
+        )
         write_every = upload_every
     conf_threshold = check_threshold(conf_threshold)
     client = LabelStudio(base_url=url, api_key=api_key, timeout=60)
@@ -142,13 +151,30 @@ def annotate_project(
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:
         return iter_annotations(
-            function, todo, mapping=identity, conf_threshold=conf_threshold, batch_size=batch_size,
-            num_workers=num_workers, progress=progress, report=report, total=len(todo), loader=load,
-            desc=f"pre-annotating project {project_id}", item_name=lambda key, ref: f"task {key}",
+            function,
+            todo,
+            mapping=identity,
+            conf_threshold=conf_threshold,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+            report=report,
+            total=len(todo),
+            loader=load,
+            desc=f"pre-annotating project {project_id}",
+            item_name=lambda key, ref: f"task {key}",
         )
 
     try:
-        return run(items, process, sink, max_items=max_tasks, write_every=write_every, write_interval=write_interval,
-                   key_prefix="ls", unit="tasks")
+        return run(
+            items,
+            process,
+            sink,
+            max_items=max_tasks,
+            write_every=write_every,
+            write_interval=write_interval,
+            key_prefix="ls",
+            unit="tasks",
+        )
     finally:
         fetcher.close()

@@ -11,7 +11,8 @@ a prediction share one.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,14 +76,23 @@ def shape_value(s: Shape, control: Control, label: str, size: tuple[int, int]) -
     key = control.tag.lower()
     if control.tag in ("RectangleLabels", "Labels") and s.type == "rectangle":
         x1, y1, x2, y2 = s.points
-        return {"x": _pct(x1, w), "y": _pct(y1, h), "width": _pct(x2 - x1, w), "height": _pct(y2 - y1, h),
-                "rotation": 0, key: [label]}
+        return {
+            "x": _pct(x1, w),
+            "y": _pct(y1, h),
+            "width": _pct(x2 - x1, w),
+            "height": _pct(y2 - y1, h),
+            "rotation": 0,
+            key: [label],
+        }
     if control.tag == "PolygonLabels" and s.type in ("polygon", "mask"):
         pts = s.points if s.type == "polygon" else tuple(mask_to_polygon(s.bitmap) or ())  # type: ignore[arg-type]
         if len(pts) < 6:
             return None
-        return {"points": [[_pct(pts[i], w), _pct(pts[i + 1], h)] for i in range(0, len(pts), 2)],
-                "closed": True, key: [label]}
+        return {
+            "points": [[_pct(pts[i], w), _pct(pts[i + 1], h)] for i in range(0, len(pts), 2)],
+            "closed": True,
+            key: [label],
+        }
     if control.tag == "BrushLabels" and s.type in ("mask", "polygon"):
         bitmap = s.bitmap if s.type == "mask" else polygon_to_mask(s.points, size)
         if bitmap is None or not bitmap.any():
@@ -162,8 +172,14 @@ def prediction_score(regions: list[dict]) -> float:
     return float(sum(scores) / len(scores)) if scores else 0.0
 
 
-def video_region(key: Any, control: Control, label: str, boxes: dict[int, tuple[float, float, float, float]],
-                 size: tuple[int, int], score: float | None = None) -> dict:
+def video_region(
+    key: Any,
+    control: Control,
+    label: str,
+    boxes: dict[int, tuple[float, float, float, float]],
+    size: tuple[int, int],
+    score: float | None = None,
+) -> dict:
     """A VideoRectangle region: ``boxes`` maps 0-based frame index -> pixel box. Keyframes are
     1-based ``frame`` numbers with ``time`` in seconds at the control's frame rate. Label Studio
     interpolates between keyframes; the last keyframe is disabled, so the region ends there."""
@@ -172,13 +188,28 @@ def video_region(key: Any, control: Control, label: str, boxes: dict[int, tuple[
     seq = []
     for k in sorted(boxes):
         x1, y1, x2, y2 = boxes[k]
-        seq.append({"frame": k + 1, "enabled": True, "rotation": 0, "time": k / fps,
-                    "x": _pct(x1, w), "y": _pct(y1, h), "width": _pct(x2 - x1, w), "height": _pct(y2 - y1, h)})
+        seq.append(
+            {
+                "frame": k + 1,
+                "enabled": True,
+                "rotation": 0,
+                "time": k / fps,
+                "x": _pct(x1, w),
+                "y": _pct(y1, h),
+                "width": _pct(x2 - x1, w),
+                "height": _pct(y2 - y1, h),
+            }
+        )
     if seq:
         seq[-1] = {**seq[-1], "enabled": False}
-    region = {"id": region_id(key, control.name, label, min(boxes) if boxes else 0), "from_name": control.name,
-              "to_name": control.to_name, "type": "videorectangle", "origin": "prediction",
-              "value": {"sequence": seq, "labels": [label]}}
+    region: dict[str, Any] = {
+        "id": region_id(key, control.name, label, min(boxes) if boxes else 0),
+        "from_name": control.name,
+        "to_name": control.to_name,
+        "type": "videorectangle",
+        "origin": "prediction",
+        "value": {"sequence": seq, "labels": [label]},
+    }
     if score is not None:
         region["score"] = float(score)
     return region

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import AutoAnnotateError
 from .config import Control

@@ -13,9 +13,12 @@ from .fetch import FetchPolicy, ImageFetcher
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
     """Download rules from the settings (timeout, size limit, allowed hosts, local files root)."""
-    return FetchPolicy(timeout=settings.fetch_timeout, max_bytes=settings.max_image_bytes,
-                       allow_hosts=settings.allow_hosts,
-                       local_root=Path(settings.local_files_root) if settings.local_files_root else None)
+    return FetchPolicy(
+        timeout=settings.fetch_timeout,
+        max_bytes=settings.max_image_bytes,
+        allow_hosts=settings.allow_hosts,
+        local_root=Path(settings.local_files_root) if settings.local_files_root else None,
+    )
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -23,10 +26,19 @@ def build_backend(settings: Settings) -> Backend:
     function = load_function(settings.function, **settings.params) if settings.function else None
     interactive = load_function(settings.interactive, **settings.interactive_params) if settings.interactive else None
     tracker = load_function(settings.tracker) if settings.tracker else None
-    fetcher = ImageFetcher(fetch_policy(settings), label_studio_url=settings.label_studio_url,
-                           api_key=settings.label_studio_api_key)
-    return Backend(function=function, interactive=interactive, tracker=tracker, fetcher=fetcher,
-                   cache=EncodingCache(settings.cache_bytes, settings.cache_ttl),
-                   conf_threshold=settings.conf_threshold, batch_size=settings.batch_size,
-                   num_workers=settings.num_workers, track_frames=settings.track_frames,
-                   key_frame_interval=settings.key_frame_interval, max_video_bytes=settings.max_video_bytes)
+    fetcher = ImageFetcher(
+        fetch_policy(settings), label_studio_url=settings.label_studio_url, api_key=settings.label_studio_api_key
+    )
+    return Backend(
+        function=function,
+        interactive=interactive,
+        tracker=tracker,
+        fetcher=fetcher,
+        cache=EncodingCache(settings.cache_bytes, settings.cache_ttl),
+        conf_threshold=settings.conf_threshold,
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
+        track_frames=settings.track_frames,
+        key_frame_interval=settings.key_frame_interval,
+        max_video_bytes=settings.max_video_bytes,
+    )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from ..interface import TrackableShape
 from ..tracking import detect_and_track, track_shapes
@@ -20,6 +21,17 @@ from .config import Control
 from .fetch import ImageFetcher
 from .regions import prediction_score, video_region
 from .responses import BadRequest, empty_prediction, failure, task_ref
+
+
+def _track_boxes(shapes: Mapping[int, TrackableShape]) -> dict[int, tuple[float, float, float, float]]:
+    """Frame index -> pixel box of a track's shapes (a ``TypeError`` for an empty shape, which has none)."""
+    boxes = {}
+    for k, s in shapes.items():
+        box = s.box()
+        if box is None:
+            raise TypeError(f"the shape on frame {k} is empty and has no box")
+        boxes[k] = box
+    return boxes
 
 
 @contextlib.contextmanager
@@ -59,8 +71,14 @@ def pre_annotate_video(
         ref = task_ref(task, control, "video")
         with video_file(fetcher, ref, max_video_bytes) as path:
             info = video_info(path)
-            tracks = detect_and_track(detector, tracker, read_frames(path), key_frame_interval=key_frame_interval,
-                                      conf_threshold=conf_threshold, mapping=control.mapping)
+            tracks = detect_and_track(
+                detector,
+                tracker,
+                read_frames(path),
+                key_frame_interval=key_frame_interval,
+                conf_threshold=conf_threshold,
+                mapping=control.mapping,
+            )
     except BadRequest as e:
         return failure(str(e))
     except Exception as e:  # noqa: BLE001 - one bad video must not spoil the batch
@@ -72,7 +90,7 @@ def pre_annotate_video(
         label = names.get(t.label_id) if t.label_id is not None else None  # target ids of the control's mapping
         if label is None or not t.shapes:
             continue
-        boxes = {k: s.box() for k, s in t.shapes.items()}
+        boxes = _track_boxes(t.shapes)
         regions.append(video_region((task.get("id"), t.track_id), control, label, boxes, size, t.score))
     return {"result": regions, "score": prediction_score(regions), "model_version": model_version}
 
@@ -91,13 +109,16 @@ def track_drawn_boxes(
     """Follow each VideoRectangle of the interactive ``context`` from its last enabled keyframe
     for ``track_frames`` frames; the region keeps its id, its labels and the drawn keyframes.
     Raises :class:`BadRequest` for a context without usable boxes."""
-    items = [i for i in (context.get("result") or []) if isinstance(i, Mapping) and i.get("type") == "videorectangle"] \
-        if isinstance(context, Mapping) else []
+    items = (
+        [i for i in (context.get("result") or []) if isinstance(i, Mapping) and i.get("type") == "videorectangle"]
+        if isinstance(context, Mapping)
+        else []
+    )
     if not items:
         raise BadRequest("a video context needs at least one videorectangle region")
     if not controls:
         raise BadRequest("the labeling config has no VideoRectangle control")
-    by_name = {c.name: c for c in controls}
+    by_name: dict[Any, Control] = {c.name: c for c in controls}  # looked up with whatever the JSON holds
     regions = []
     ref = task_ref(task, controls[0], "video")
     with video_file(fetcher, ref, max_video_bytes) as path:
@@ -105,7 +126,8 @@ def track_drawn_boxes(
         w, h = info["width"], info["height"]
         for item in items:
             control = by_name.get(item.get("from_name"), controls[0])
-            value = item.get("value") if isinstance(item.get("value"), Mapping) else {}
+            raw_value = item.get("value")
+            value = raw_value if isinstance(raw_value, Mapping) else {}
             keys = [k for k in value.get("sequence") or [] if isinstance(k, Mapping) and k.get("enabled", True)]
             try:
                 last = max(keys, key=lambda k: int(k["frame"]))
@@ -117,13 +139,16 @@ def track_drawn_boxes(
                 raise BadRequest(f"keyframe {frame0 + 1} is outside the video's {info['frames']} frames or empty")
             box = (x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100)
             stop = min(info["frames"], frame0 + track_frames + 1)
-            (track,) = track_shapes(tracker, read_frames(path, frame0, stop), [TrackableShape("rectangle", box)],
-                                    start_frame=frame0)
+            (track,) = track_shapes(
+                tracker, read_frames(path, frame0, stop), [TrackableShape("rectangle", box)], start_frame=frame0
+            )
             labels = value.get("labels") or (control.label_names[:1] or ["object"])
-            region = video_region(task.get("id"), control, str(labels[0]),
-                                  {k: s.box() for k, s in track.shapes.items()}, (w, h))
-            drawn = [dict(k) for k in value.get("sequence") or [] if isinstance(k, Mapping)
-                     and isinstance(k.get("frame"), (int, float)) and int(k["frame"]) < frame0 + 1]
+            region = video_region(task.get("id"), control, str(labels[0]), _track_boxes(track.shapes), (w, h))
+            drawn = [
+                dict(k)
+                for k in value.get("sequence") or []
+                if isinstance(k, Mapping) and isinstance(k.get("frame"), (int, float)) and int(k["frame"]) < frame0 + 1
+            ]
             region["value"]["sequence"] = drawn + region["value"]["sequence"]
             region["value"]["labels"] = [str(lbl) for lbl in labels]
             if item.get("id"):
