@@ -24,7 +24,7 @@ from ..loading import load_function
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..report import AnnotateReport
-from ..run import fingerprint, run, write_error
+from ..run import run, write_error
 from ..settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KEY_FRAME_INTERVAL,
@@ -34,7 +34,7 @@ from ..settings import (
 )
 from .convert import RUN_ATTRIBUTE, LabelBuilder
 from .plan import Plan
-from .prepare import check_collection, default_refiner, plan_run, resolve_function
+from .prepare import check_collection, default_refiner, plan_run, resolve_function, run_config
 from .runs import DatasetRuns
 from .video import annotate_video_dataset
 
@@ -129,21 +129,20 @@ def annotate_dataset(
         fn.spec, plan.targets, synonyms=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
     )
     ids, paths = samples.values(["id", "filepath"])
-    config = {
-        "kind": "images",
-        "function": fn_name,
-        "function_params": params,
-        "model_version": str(getattr(fn, "model_version", fn_name)),
-        "label_fields": list(plan.fields.values()),
-        "classes": plan.outputs,
-        "label_map": dict(label_map or {}),
-        "conf_threshold": conf_threshold,
-        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
-        "overwrite": overwrite,
-        "refine": dict(plan.refine),
-        "dataset": dataset.name,
-        "target": fingerprint(ids),
-    }
+    config = run_config(
+        "images",
+        samples,
+        ids,
+        fn,
+        fn_name,
+        params,
+        plan,
+        label_fields=list(plan.fields.values()),
+        label_map=label_map,
+        conf_threshold=conf_threshold,
+        overwrite=overwrite,
+        refine=dict(plan.refine),
+    )
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:
         return iter_annotations(

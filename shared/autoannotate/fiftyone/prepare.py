@@ -10,10 +10,19 @@ import fiftyone as fo
 
 from ..errors import BadParameterError
 from ..loading import load_function
+from ..run import fingerprint
 from .convert import CONTAINER_TYPES
 from .plan import Plan, make_plan, parse_classes
 
-__all__ = ["resolve_function", "check_collection", "default_refiner", "check_field", "plan_run", "RESERVED_FIELDS"]
+__all__ = [
+    "resolve_function",
+    "check_collection",
+    "default_refiner",
+    "check_field",
+    "plan_run",
+    "run_config",
+    "RESERVED_FIELDS",
+]
 
 RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
 
@@ -89,3 +98,37 @@ def plan_run(
     for kind, field in plan.fields.items():
         check_field(dataset, field, kind, frames=frames)
     return plan
+
+
+def run_config(
+    kind: str,
+    samples: Any,
+    ids: Sequence[str],
+    function: Any,
+    function_name: str,
+    params: Mapping[str, Any],
+    plan: Plan,
+    *,
+    label_fields: list[str],
+    label_map: Mapping[str, Any] | None,
+    conf_threshold: float | None,
+    overwrite: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a run's record says about it; runs with the same configuration (and the same target
+    samples, by fingerprint) resume each other."""
+    return {
+        "kind": kind,
+        "function": function_name,
+        "function_params": dict(params),
+        "model_version": str(getattr(function, "model_version", function_name)),
+        "label_fields": label_fields,
+        "classes": plan.outputs,
+        "label_map": dict(label_map or {}),
+        "conf_threshold": conf_threshold,
+        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
+        "overwrite": overwrite,
+        **extra,
+        "dataset": samples._dataset.name,
+        "target": fingerprint(ids),
+    }

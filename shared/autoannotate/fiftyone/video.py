@@ -22,12 +22,12 @@ from ..errors import AutoAnnotateError, BadParameterError
 from ..interface import TrackableShape
 from ..mapping import LabelMapping
 from ..report import AnnotateReport
-from ..run import fingerprint, run, write_error
+from ..run import run, write_error
 from ..settings import DEFAULT_KEY_FRAME_INTERVAL, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..tracking import track_shapes
 from ..video import VideoResult, iter_video_tracks, read_frames, video_info
 from .convert import RUN_ATTRIBUTE, abs_box, container, rel_box
-from .prepare import check_collection, plan_run, resolve_function
+from .prepare import check_collection, plan_run, resolve_function, run_config
 from .runs import DatasetRuns
 
 log = logging.getLogger(__name__)
@@ -179,23 +179,22 @@ def annotate_video_dataset(
         detector.spec, plan.targets, synonyms=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
     )
     ids, paths = samples.values(["id", "filepath"])
-    config = {
-        "kind": "video",
-        "function": fn_name,
-        "function_params": params,
-        "tracker": tracker_name,
-        "tracker_params": t_params,
-        "model_version": str(getattr(detector, "model_version", fn_name)),
-        "label_fields": [f"frames.{label_field}"],
-        "classes": plan.outputs,
-        "label_map": dict(label_map or {}),
-        "conf_threshold": conf_threshold,
-        "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
-        "key_frame_interval": key_frame_interval,
-        "overwrite": overwrite,
-        "dataset": dataset.name,
-        "target": fingerprint(ids),
-    }
+    config = run_config(
+        "video",
+        samples,
+        ids,
+        detector,
+        fn_name,
+        params,
+        plan,
+        label_fields=[f"frames.{label_field}"],
+        label_map=label_map,
+        conf_threshold=conf_threshold,
+        overwrite=overwrite,
+        tracker=tracker_name,
+        tracker_params=t_params,
+        key_frame_interval=key_frame_interval,
+    )
     sink = _VideoSink(samples, label_field, {t.id: t.name for t in plan.targets}, overwrite)
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[VideoResult]:

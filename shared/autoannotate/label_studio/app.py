@@ -14,6 +14,8 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves handler annotations from here
 
@@ -56,17 +58,24 @@ def _authorized(header: str | None, settings: Settings) -> bool:
     return False
 
 
-def create_app(settings: Settings | None = None, backend: Backend | None = None):
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Any:
     """The ASGI app. Pass a ready ``backend`` (tests), or ``settings`` to build one."""
     from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     settings = settings or Settings.from_env()
     backend = backend or build_backend(settings)
     app = FastAPI(title="autoannotate Label Studio ML backend", version="0.1.0")
     app.state.backend = backend
     app.state.settings = settings
+    _install_guards(app, settings)
+    _add_routes(app, backend)
+    return app
+
+
+def _install_guards(app: Any, settings: Settings) -> None:
+    """Authentication, body size limit, and errors as JSON with an id (never a traceback)."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -97,49 +106,58 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def http_error(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail))
 
+
+async def _body_dict(request: Request) -> dict:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest(f"request body larger than {MAX_BODY:,} bytes")
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def _run_handler(handler: Callable[[dict], Any], payload: dict) -> Any:
+    """Call a handler; dicts go out through ``JSONResponse`` directly (FastAPI's
+    ``jsonable_encoder`` walks every element in Python: 160 ms for one brush mask's RLE)."""
     from fastapi.responses import JSONResponse
+
+    try:
+        result = handler(payload)
+        return JSONResponse(result) if isinstance(result, dict) else result
+    except (BadRequest, LabelConfigError) as e:
+        return _error(400 if isinstance(e, BadRequest) else 422, str(e))
+    except AutoAnnotateError as e:
+        return _error(400, str(e))
+
+
+async def _handle(request: Request, handler: Callable[[dict], Any], *, threaded: bool = False) -> Any:
+    """Parse the JSON object body, then run ``handler(payload)`` (in a worker thread when it
+    does model work, so the event loop keeps answering)."""
     from starlette.concurrency import run_in_threadpool
 
-    async def body_dict(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise BadRequest(f"request body larger than {MAX_BODY:,} bytes")
-        try:
-            data = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise BadRequest("the request body must be a JSON object")
-        return data
+    try:
+        payload = await _body_dict(request)
+    except BadRequest as e:
+        return _error(400, str(e))
+    if threaded:
+        return await run_in_threadpool(_run_handler, handler, payload)
+    return _run_handler(handler, payload)
 
-    def run(handler, payload):
-        """Call a handler; dicts go out through ``JSONResponse`` directly (FastAPI's
-        ``jsonable_encoder`` walks every element in Python: 160 ms for one brush mask's RLE)."""
-        try:
-            result = handler(payload)
-            return JSONResponse(result) if isinstance(result, dict) else result
-        except (BadRequest, LabelConfigError) as e:
-            return _error(400 if isinstance(e, BadRequest) else 422, str(e))
-        except AutoAnnotateError as e:
-            return _error(400, str(e))
 
-    async def handle(request: Request, handler, *, threaded: bool = False):
-        """Parse the JSON object body, then run ``handler(payload)`` (in a worker thread when it
-        does model work, so the event loop keeps answering)."""
-        try:
-            payload = await body_dict(request)
-        except BadRequest as e:
-            return _error(400, str(e))
-        if threaded:
-            return await run_in_threadpool(run, handler, payload)
-        return run(handler, payload)
+def _webhook(payload: dict) -> dict:
+    action = payload.get("action")
+    action = action if isinstance(action, str) else None  # never echo arbitrary values (NaN is not JSON)
+    if action == "START_TRAINING":
+        return {"status": "ignored", "reason": "this backend does not train"}
+    return {"status": "ok", "action": action}
 
-    def webhook_handler(payload: dict) -> dict:
-        action = payload.get("action")
-        action = action if isinstance(action, str) else None  # never echo arbitrary values (NaN is not JSON)
-        if action == "START_TRAINING":
-            return {"status": "ignored", "reason": "this backend does not train"}
-        return {"status": "ok", "action": action}
+
+def _add_routes(app: Any, backend: Backend) -> None:
+    """Label Studio's ML backend endpoints."""
 
     def validate_handler(payload: dict) -> dict:
         if not isinstance(payload.get("config"), str):
@@ -153,15 +171,15 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @app.post("/setup")
     async def setup(request: Request):
-        return await handle(request, backend.setup)
+        return await _handle(request, backend.setup)
 
     @app.post("/predict")
     async def predict(request: Request):
-        return await handle(request, backend.predict, threaded=True)
+        return await _handle(request, backend.predict, threaded=True)
 
     @app.post("/webhook")
     async def webhook(request: Request):
-        return await handle(request, webhook_handler)
+        return await _handle(request, _webhook)
 
     @app.post("/train")
     def train():
@@ -173,9 +191,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     @app.post("/validate")
     async def validate(request: Request):
-        return await handle(request, validate_handler)
-
-    return app
+        return await _handle(request, validate_handler)
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
