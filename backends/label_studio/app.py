@@ -8,11 +8,13 @@ Configuration comes from environment variables, read by ``autoannotate.settings.
 /health and /setup timeouts are met.
 """
 
-from autoannotate.label_studio.app import create_app, serve
+from autoannotate.label_studio.app import create_app
 from autoannotate.settings import Settings
 
 settings = Settings.from_env()
 app = create_app(settings)
 
 if __name__ == "__main__":
-    serve(settings)
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port)  # the app above: models load once
