@@ -22,3 +22,18 @@ class FakeDetector:
     def detect(self, context: aa.DetectionFunctionContext, image: PIL.Image.Image) -> list:
         self.calls.append(context.frame_name)
         return self.make(context, image)
+
+
+class StillTracker:
+    """A deterministic tracking function: the object stays where it was. (OpenCV's MIL samples at
+    random from generators whose state depends on what the process did before, so two runs of it
+    can differ; tests about plumbing rather than tracking quality use this.)"""
+
+    spec = aa.TrackingFunctionSpec(supported_shape_types=("rectangle",))
+    model_version = "still"
+
+    def init_tracking_state(self, context, pp_image, shape):
+        return shape
+
+    def track(self, context, pp_image, state):
+        return state

@@ -12,7 +12,7 @@ import autoannotate as aa
 from autoannotate.functions import opencv_tracker
 from autoannotate.label_studio import Backend
 from autoannotate.label_studio.app import Settings, create_app
-from tests.fakes import FakeDetector
+from tests.fakes import FakeDetector, StillTracker
 from tests.tracking.synthetic import iou, make_frames, write_video
 
 fastapi = pytest.importorskip("fastapi")
@@ -43,8 +43,8 @@ def px(k, w=320, h=240):
     return (k["x"] * w / 100, k["y"] * h / 100, (k["x"] + k["width"]) * w / 100, (k["y"] + k["height"]) * h / 100)
 
 
-def client(function=None):
-    backend = Backend(function=function, tracker=opencv_tracker.create(), track_frames=20)
+def client(function=None, tracker=None):
+    backend = Backend(function=function, tracker=tracker or opencv_tracker.create(), track_frames=20)
     return TestClient(create_app(Settings(), backend=backend)), backend
 
 
@@ -90,7 +90,9 @@ def test_whole_videos_are_pre_annotated_with_tracks(clip):
         return [aa.rectangle(0, truth[0][i], score=0.9), aa.rectangle(1, truth[1][i], score=0.6)]
 
     spec = [aa.label_spec("cat", 0, type="rectangle"), aa.label_spec("horse", 1, type="rectangle")]
-    c, _ = client(FakeDetector(detect, labels=spec))
+    # a deterministic tracker: this is about the regions, not MIL (whose random sampling can split
+    # a track in one process and not in another)
+    c, _ = client(FakeDetector(detect, labels=spec), StillTracker())
     r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG})
     assert r.status_code == 200, r.text
     (region,) = r.json()["results"][0]["result"]  # 'horse' has no label in the project: dropped
