@@ -136,3 +136,26 @@ def test_video_errors(video_dataset, small_dataset):
         track_labels(video_dataset, "nope")
     with pytest.raises(aa.BadParameterError, match="direction"):
         track_labels(video_dataset, "detections", direction="sideways")
+
+
+def test_auto_label_operator_on_a_video_dataset_takes_the_tracker_from_the_form(video_dataset, models_env):
+    params = {
+        "view_target": "DATASET",
+        "function": "yolox",
+        "label_field": "auto",
+        "route": False,
+        "tracker": "opencv_tracker",
+        "key_frame_interval": 10,
+    }
+    ctx = {"dataset": video_dataset.name, "params": params}
+    result = foo.execute_operator("@autoannotate/autoannotate/auto_label", ctx=ctx)
+    assert result.error is None, result.error_message
+    assert result.result["images_processed"] == 1 and result.result["unit"] == "videos"
+    (run,) = [r for r in list_runs(video_dataset) if r["kind"] == "video"]
+    assert run["tracker"] == "opencv_tracker" and run["key_frame_interval"] == 10 and run["status"] == "completed"
+    # the form offers the registry's trackers only
+    with pytest.raises(Exception, match="Path: tracker. Reason: Invalid enum value"):
+        foo.execute_operator(
+            "@autoannotate/autoannotate/auto_label",
+            ctx={"dataset": video_dataset.name, "params": dict(params, tracker="x")},
+        )
