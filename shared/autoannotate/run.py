@@ -377,7 +377,7 @@ def annotate_images(
         warnings.warn("annotate_images(synonyms=) is deprecated: use label_map=", DeprecationWarning, stacklevel=2)
         label_map = synonyms if label_map is None else label_map
     mapping = LabelMapping.build(
-        function.spec, target_labels, synonyms=label_map, allow_unmatched=allow_unmatched_labels
+        function.spec, target_labels, label_map=label_map, allow_unmatched=allow_unmatched_labels
     )
     sink = _Collect()
     items = [(f"#{i}", it) for i, it in enumerate(images)]

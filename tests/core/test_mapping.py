@@ -38,7 +38,7 @@ def test_exact_match_replaces_ids():
 
 def test_synonyms_from_user_and_from_target():
     m = LabelMapping.build(
-        SPEC, targets("kitty", "vehicle", "person"), synonyms={"cat": "kitty", "car": ["auto", "vehicle"]}
+        SPEC, targets("kitty", "vehicle", "person"), label_map={"cat": "kitty", "car": ["auto", "vehicle"]}
     )
     assert {k: v.name for k, v in m.matched_targets.items()} == {"cat": "kitty", "car": "vehicle", "Person": "person"}
     # a target label may declare its own synonyms (Label Studio's predicted_values)
@@ -50,7 +50,7 @@ def test_exact_beats_synonym_beats_case():
     t = targets("person", "PERSON", "Person", "cat", "car")
     assert LabelMapping.build(SPEC, t).target_for(2).id == 102  # exact 'Person'
     t = targets("person", "human", "cat", "car")
-    assert LabelMapping.build(SPEC, t, synonyms={"Person": "human"}).target_for(2).name == "human"
+    assert LabelMapping.build(SPEC, t, label_map={"Person": "human"}).target_for(2).name == "human"
 
 
 def test_case_insensitive_match_and_ambiguity():
@@ -183,5 +183,8 @@ def test_a_synonym_declared_by_two_target_labels_is_ambiguous():
     with pytest.raises(LabelMappingError, match=r"declared as a synonym by several target labels.*\['A', 'B'\]"):
         aa.LabelMapping.build(spec, targets)
     # the user's own synonyms are an ordered preference, not an ambiguity
-    m = aa.LabelMapping.build(spec, [TargetLabel("A", 0), TargetLabel("B", 1)], synonyms={"person": ["B", "A"]})
+    m = aa.LabelMapping.build(spec, [TargetLabel("A", 0), TargetLabel("B", 1)], label_map={"person": ["B", "A"]})
     assert m.target_for(0).name == "B"
+    with pytest.warns(DeprecationWarning, match="use label_map="):  # the old spelling, for one release
+        old = aa.LabelMapping.build(spec, [TargetLabel("A", 0), TargetLabel("B", 1)], synonyms={"person": "B"})
+    assert old.target_for(0).name == "B"

@@ -96,7 +96,7 @@ def test_track_labels_are_the_mapping_target_ids(clip):
     frames, truth = clip
     detector = FakeDetector(lambda ctx, img: [aa.rectangle(k, truth[k][frame_of(ctx)], score=0.9) for k in range(2)])
     targets = [TargetLabel("animal-dog", 5), TargetLabel("animal-cat", 9), TargetLabel("bird", 2)]
-    mapping = LabelMapping.build(detector.spec, targets, synonyms={"cat": "animal-cat", "dog": "animal-dog"})
+    mapping = LabelMapping.build(detector.spec, targets, label_map={"cat": "animal-cat", "dog": "animal-dog"})
     tracks = detect_and_track(detector, opencv_tracker.create(), frames, mapping=mapping, key_frame_interval=5)
     assert [t.label_id for t in tracks] == [9, 5]  # cat (0) -> animal-cat (9), dog (1) -> animal-dog (5)
     for t, gt in zip(tracks, truth):

@@ -126,7 +126,7 @@ def annotate_dataset(
     if plan.refine:
         fn = BoxRefiner(fn, load_function(refine_with or default_refiner()), outputs=plan.refine)
     mapping = LabelMapping.build(
-        fn.spec, plan.targets, synonyms=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
+        fn.spec, plan.targets, label_map=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
     )
     ids, paths = samples.values(["id", "filepath"])
     config = run_config(

@@ -176,7 +176,7 @@ def annotate_video_dataset(
         raise BadParameterError(f"videos are labelled with boxes (bbox); these classes ask for more: {not_boxes}")
     dataset = samples._dataset
     mapping = LabelMapping.build(
-        detector.spec, plan.targets, synonyms=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
+        detector.spec, plan.targets, label_map=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
     )
     ids, paths = samples.values(["id", "filepath"])
     config = run_config(

@@ -191,7 +191,7 @@ def map_controls(
         part = spec if len(labels) == len(spec.labels) else DetectionFunctionSpec(labels=tuple(labels))
         try:
             mapping = LabelMapping.build(
-                part, c.labels, synonyms=synonyms, allow_unmatched=True, target_name=f"control {c.name!r}"
+                part, c.labels, label_map=synonyms, allow_unmatched=True, target_name=f"control {c.name!r}"
             )
         except NoLabelsMatchError:
             skipped.append(f"{c.tag} {c.name!r}: {c.label_names}")
