@@ -10,15 +10,22 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from tests.mongo import start_session_mongod
+
 pytest_plugins = ["tests.ls_server"]  # the Label Studio server fixtures, shared by every directory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
-# FiftyOne reads these when first imported: an isolated database per test session, our plugin
-# folder, no usage tracking.
+# FiftyOne reads these when first imported: our own database per test session (a private mongod
+# on a free loopback port: FiftyOne would otherwise join any database service already running on
+# the machine, e.g. a user's open App), our plugin folder, no usage tracking.
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_DIR"] = tempfile.mkdtemp(prefix="autoannotate-fo-db-")
+SESSION_MONGOD = start_session_mongod()
+if SESSION_MONGOD is not None:
+    os.environ["FIFTYONE_DATABASE_URI"] = SESSION_MONGOD.uri
+    os.environ["FIFTYONE_DATABASE_ADMIN"] = "true"  # our database: FiftyOne may migrate it
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(REPO / "plugins")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 ARTIFACTS = Path(os.environ.get("AUTOANNOTATE_TEST_ARTIFACTS") or REPO / "test-artifacts")
