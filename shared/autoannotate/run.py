@@ -317,10 +317,12 @@ class _Loop:
         self.last_write = time.monotonic()
 
 
-def write_error(target: str, count: int, error: BaseException) -> AutoAnnotateError:
-    """The error a sink raises when a write fails: what failed, and that re-running continues."""
+def write_error(target: str, count: int, error: BaseException | str) -> AutoAnnotateError:
+    """The error a sink raises when a write fails: what failed, and that re-running continues.
+    ``error`` is the exception, or a message already made safe to show (no secrets)."""
+    why = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return AutoAnnotateError(
-        f"writing {count} results to {target} failed ({type(error).__name__}: {error}); what was written "
+        f"writing {count} results to {target} failed ({why}); what was written "
         "before is kept, and running the same call or command again continues where it stopped"
     )
 

@@ -45,6 +45,9 @@ _NONE_WORDS = ("none", "")
 MODELS_ENV = "AUTOANNOTATE_MODELS"
 CACHE_ENV = "AUTOANNOTATE_CACHE"
 OFFLINE_ENV = "AUTOANNOTATE_OFFLINE"
+#: Where the Label Studio backend and commands find Label Studio (named in their error messages).
+LABEL_STUDIO_URL_ENV = "LABEL_STUDIO_URL"
+LABEL_STUDIO_API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 
 
 def models_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
@@ -98,6 +101,9 @@ class Settings:
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     cache_bytes: int = 2 << 30
     cache_ttl: float = 3600.0
+    #: Store a prediction with no regions where nothing was found (default: none is stored, so
+    #: Label Studio's "Retrieve predictions" tries those tasks again).
+    empty_predictions: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +142,17 @@ class Settings:
                 raise BadParameterError(f"{name}={v!r} must be {bounds}")
             return x
 
+        def flag(name: str, default: bool) -> bool:
+            v = get(name)
+            if v is None:
+                return default
+            word = v.strip().lower()
+            if word in ("1", "true", "yes", "on"):
+                return True
+            if word in ("0", "false", "no", "off"):
+                return False
+            raise BadParameterError(f"{name}={v!r} must be true or false")
+
         def params(name: str) -> dict[str, Any]:
             v = get(name) or ""
             try:
@@ -168,6 +185,7 @@ class Settings:
             max_image_bytes=number("AUTOANNOTATE_MAX_IMAGE_BYTES", int, d.max_image_bytes, low=1),
             cache_bytes=number("AUTOANNOTATE_CACHE_BYTES", int, d.cache_bytes, low=0),
             cache_ttl=number("AUTOANNOTATE_CACHE_TTL", float, d.cache_ttl, low=0),
+            empty_predictions=flag("AUTOANNOTATE_EMPTY_PREDICTIONS", d.empty_predictions),
         )
 
 
@@ -192,6 +210,7 @@ ENV_VARIABLES = (
     "AUTOANNOTATE_MAX_IMAGE_BYTES",
     "AUTOANNOTATE_CACHE_BYTES",
     "AUTOANNOTATE_CACHE_TTL",
+    "AUTOANNOTATE_EMPTY_PREDICTIONS",
     "AUTOANNOTATE_BASIC_AUTH_USER",
     "AUTOANNOTATE_BASIC_AUTH_PASS",
     "AUTOANNOTATE_BEARER_TOKEN",

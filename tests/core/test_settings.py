@@ -53,6 +53,7 @@ def test_every_variable_is_read():
         "AUTOANNOTATE_MAX_IMAGE_BYTES": "100",
         "AUTOANNOTATE_CACHE_BYTES": "5",
         "AUTOANNOTATE_CACHE_TTL": "60",
+        "AUTOANNOTATE_EMPTY_PREDICTIONS": "yes",
         "AUTOANNOTATE_BASIC_AUTH_USER": "u",
         "AUTOANNOTATE_BASIC_AUTH_PASS": "p w",
         "AUTOANNOTATE_BEARER_TOKEN": "t",
@@ -81,6 +82,7 @@ def test_every_variable_is_read():
         max_image_bytes=100,
         cache_bytes=5,
         cache_ttl=60.0,
+        empty_predictions=True,
         basic_auth_user="u",
         basic_auth_pass="p w",
         bearer_token="t",
@@ -109,6 +111,7 @@ def test_empty_variables_keep_defaults_and_none_disables_functions():
         ("AUTOANNOTATE_FETCH_TIMEOUT", "soon", "AUTOANNOTATE_FETCH_TIMEOUT='soon' is not a valid float"),
         ("AUTOANNOTATE_PARAMS", "model=int:x", "AUTOANNOTATE_PARAMS: parameter 'model'"),
         ("AUTOANNOTATE_PARAMS", "no equals sign", "AUTOANNOTATE_PARAMS: parameter 'no equals sign' must look like"),
+        ("AUTOANNOTATE_EMPTY_PREDICTIONS", "maybe", "AUTOANNOTATE_EMPTY_PREDICTIONS='maybe' must be true or false"),
     ],
 )
 def test_malformed_variables_name_themselves(name, value, message):

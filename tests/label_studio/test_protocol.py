@@ -84,11 +84,11 @@ def task(i, uri=None):
 
 def test_health_and_setup(client):
     h = client.get("/health").json()
-    assert h["status"] == "UP" and h["model_version"] == "FakeDetector+counting-grabcut"
+    assert h["status"] == "UP" and h["model_version"] == "FakeDetector" and h["interactive"] == "counting-grabcut"
     r = client.post("/setup", json={"project": "1.123", "schema": CONFIG, "hostname": "http://localhost:8080"})
     assert r.status_code == 200
     assert r.json()["controls"] == {"detection": ["box"], "interactive": ["brush", "poly"], "video": []}
-    assert client.get("/versions").json() == {"versions": ["FakeDetector+counting-grabcut"]}
+    assert client.get("/versions").json() == {"versions": ["FakeDetector"]}
 
 
 def test_setup_with_nothing_mapping_names_both_sides(client):
@@ -108,7 +108,7 @@ def test_predict_batch_returns_regions_in_percent_with_scores_and_stable_ids(cli
     results = r.json()["results"]
     assert len(results) == 2
     first = results[0]
-    assert first["model_version"] == "FakeDetector+counting-grabcut"
+    assert first["model_version"] == "FakeDetector"
     assert first["score"] == pytest.approx(0.7)
     cat, dog = first["result"]
     assert cat["from_name"] == "box" and cat["to_name"] == "image" and cat["type"] == "rectanglelabels"

@@ -118,6 +118,41 @@ def test_backend_pre_annotates_tasks_through_label_studio(label_studio, serve_ba
     assert len(ids) == len(set(ids))
 
 
+def retrieve_predictions(ls, project_id):
+    """The Data Manager's "Retrieve predictions" action on every task."""
+    with ls.http() as http:
+        r = http.post(
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project_id},
+            json={"selectedItems": {"all": True, "excluded": []}},
+        )
+        assert r.status_code == 200, r.text
+
+
+def test_annotate_then_serve_leaves_one_prediction_per_task(label_studio, serve_backend, functions):
+    """`label-studio annotate` and the served backend write one model_version: "Retrieve
+    predictions" after a bulk run adds nothing. A task where nothing is found (a blank image)
+    gets no prediction, so it is asked again and still gets none."""
+    client, project, tasks = make_project(label_studio, "one prediction per task")
+    with label_studio.http() as http:
+        buf = io.BytesIO()
+        PIL.Image.new("RGB", (320, 240), (128, 128, 128)).save(buf, "PNG")
+        r = http.post(f"/api/projects/{project.id}/import", files=[("file_blank", ("blank.png", buf.getvalue()))])
+        assert r.status_code == 201, r.text
+    all_tasks = list(client.tasks.list(project=project.id))
+    detector, _ = functions
+    report = annotate_project(label_studio.url, label_studio.token, project.id, detector, progress=False)
+    assert report.images_processed == 4 and report.extra["tasks_with_nothing_found"] == 1
+    assert report.extra["predictions_uploaded"] == 3
+    client, ml, backend = connect(label_studio, serve_backend, functions, project)
+    assert client.ml.get(id=ml.id).state == "CO"
+    assert report.extra["model_version"] == backend.model_version == client.ml.get(id=ml.id).model_version
+    retrieve_predictions(label_studio, project.id)
+    counts = {t.id: len(list(client.predictions.list(task=t.id))) for t in all_tasks}
+    blank = next(t.id for t in all_tasks if "blank" in t.data["image"])
+    assert counts == {t.id: 0 if t.id == blank else 1 for t in all_tasks}, counts
+
+
 def test_interactive_click_through_label_studio(label_studio, serve_backend, functions):
     client, project, tasks = make_project(label_studio, "interactive")
     client, ml, backend = connect(label_studio, serve_backend, functions, project)

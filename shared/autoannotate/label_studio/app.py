@@ -5,14 +5,21 @@ Endpoints: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook`
 supported). Errors are JSON ``{"error": message, "error_id": id}``; tracebacks go to the log
 only. Optional caller authentication: HTTP basic auth (what Label Studio sends when the backend
 is connected with "Basic auth") or a bearer token.
+
+Label Studio 1.23 never reads an ML backend's error body: it shows ``str(requests.HTTPError)``,
+"422 Client Error: <reason phrase> for url: ...", on "Validate and Save" and on the model's card,
+and logs the same for predictions. So every error answer carries its message and error id in the
+HTTP reason phrase (ASCII, one line) as well as in the JSON body, and is logged with both.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +28,7 @@ from fastapi import Request  # module level: FastAPI resolves handler annotation
 
 from ..errors import AutoAnnotateError
 from ..settings import Settings
-from .backend import Backend
+from .backend import Backend, LabelStudioUnusable
 from .config import LabelConfigError
 from .responses import BadRequest
 from .service import build_backend
@@ -31,12 +38,99 @@ __all__ = ["Settings", "create_app", "serve", "build_backend"]
 log = logging.getLogger("autoannotate.label_studio")
 
 MAX_BODY = 32 << 20
+MAX_REASON = 480  # characters of the message in the reason phrase; the JSON body has all of it
+_REASON_HEADER, _ERROR_ID_HEADER = "x-autoannotate-error", "x-autoannotate-error-id"
 
 
 def _error(status: int, message: str, error_id: str | None = None):
+    """An error answer: the JSON body, and the message and id in headers that
+    :class:`_ReasonPhrase` turns into the HTTP reason phrase and the log line."""
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"error": message, "error_id": error_id or uuid.uuid4().hex[:12]}, status_code=status)
+    error_id = error_id or uuid.uuid4().hex[:12]
+    headers = {_REASON_HEADER: reason_phrase(message, error_id), _ERROR_ID_HEADER: error_id}
+    return JSONResponse({"error": message, "error_id": error_id}, status_code=status, headers=headers)
+
+
+def reason_phrase(message: str, error_id: str) -> str:
+    """``message [error <id>]`` as a valid reason phrase: printable ASCII on one line."""
+    text = re.sub(r"\s+", " ", str(message)).strip().encode("ascii", "replace").decode()
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 3] + "..."
+    return f"{text} [error {error_id}]"
+
+
+# The reason phrase of the response being sent, read by uvicorn's status-phrase tables below.
+_REASON: contextvars.ContextVar[str | None] = contextvars.ContextVar("autoannotate_reason", default=None)
+
+
+class _PhraseTable(dict):
+    """uvicorn's table of status phrases (or whole status lines), answering our reason for the
+    response being sent. uvicorn (h11 and httptools) takes a response's phrase from a fixed table
+    and ASGI has no field for it; the response's ``send`` runs in the task that set ``_REASON``."""
+
+    def __init__(self, base: dict, status_line: bool) -> None:
+        super().__init__(base)
+        self.status_line = status_line
+
+    def __getitem__(self, status: int) -> bytes:
+        reason = _REASON.get()
+        if reason is None:
+            return super().__getitem__(status)
+        phrase = reason.encode("ascii", "replace")
+        return b"HTTP/1.1 %d %s\r\n" % (status, phrase) if self.status_line else phrase
+
+
+def _install_reason_phrases() -> None:
+    """Make uvicorn's HTTP/1.1 protocols send our reason phrases (idempotent)."""
+    import importlib
+
+    for module, attr, line in (
+        ("uvicorn.protocols.http.h11_impl", "STATUS_PHRASES", False),
+        ("uvicorn.protocols.http.httptools_impl", "STATUS_LINE", True),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:  # httptools is optional
+            continue
+        table = getattr(mod, attr, None)
+        if isinstance(table, dict) and not isinstance(table, _PhraseTable):
+            setattr(mod, attr, _PhraseTable(table, line))
+
+
+class _ReasonPhrase:
+    """Outermost ASGI middleware: logs every 4xx/5xx with its reason and error id, and has it
+    sent as the HTTP reason phrase (what Label Studio shows)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_reason(message: dict) -> None:
+            if message.get("type") != "http.response.start" or int(message.get("status", 200)) < 400:
+                await send(message)
+                return
+            status = int(message["status"])
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
+            reason = headers.get(_REASON_HEADER)
+            (log.error if status >= 500 else log.warning)(
+                "%s %s answered %d: %s",
+                scope.get("method"),
+                scope.get("path"),
+                status,
+                reason or "(no reason given)",
+            )
+            token = _REASON.set(reason)
+            try:
+                await send(message)
+            finally:
+                _REASON.reset(token)
+
+        await self.app(scope, receive, send_with_reason)
 
 
 def _authorized(header: str | None, settings: Settings) -> bool:
@@ -69,6 +163,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.settings = settings
     _install_guards(app, settings)
     _add_routes(app, backend)
+    _install_reason_phrases()
+    app.add_middleware(_ReasonPhrase)  # added last: outermost, around the guard's responses
     return app
 
 
@@ -130,6 +226,8 @@ def _run_handler(handler: Callable[[dict], Any], payload: dict) -> Any:
         return JSONResponse(result) if isinstance(result, dict) else result
     except (BadRequest, LabelConfigError) as e:
         return _error(400 if isinstance(e, BadRequest) else 422, str(e))
+    except LabelStudioUnusable as e:
+        return _error(424, str(e))  # a dependency (Label Studio, as configured) does not work
     except AutoAnnotateError as e:
         return _error(400, str(e))
 
@@ -171,7 +269,7 @@ def _add_routes(app: Any, backend: Backend) -> None:
 
     @app.post("/setup")
     async def setup(request: Request):
-        return await _handle(request, backend.setup)
+        return await _handle(request, backend.setup, threaded=True)  # it may ask Label Studio (2 s at most)
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -191,7 +289,7 @@ def _add_routes(app: Any, backend: Backend) -> None:
 
     @app.post("/validate")
     async def validate(request: Request):
-        return await _handle(request, validate_handler)
+        return await _handle(request, validate_handler, threaded=True)
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
@@ -202,5 +300,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     host = settings.host if host is None else host
     port = settings.port if port is None else port
     app = create_app(settings)
-    log.info("serving %s on http://%s:%d", app.state.backend.model_version, host, port)
+    backend = app.state.backend
+    log.info("serving %s on http://%s:%d", backend.model_version, host, port)
+    backend.label_studio_check(timeout=10.0)  # logged: token missing / rejected, URL unreachable, or OK
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,14 +33,14 @@ from ..settings import (
 from ..shapes import mask as mask_shape
 from .cache import EncodingCache
 from .config import Control, ControlConflictError, LabelConfigError, map_controls, parse_config
-from .fetch import ImageFetcher
+from .fetch import ImageFetcher, LabelStudioCheck
 from .regions import build_prediction
-from .responses import BadRequest, empty_prediction, failure, task_ref
+from .responses import BadRequest, empty_prediction, failure, nothing_found, prediction_version, task_ref
 from .video import pre_annotate_video, track_drawn_boxes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backend", "BadRequest", "parse_context"]
+__all__ = ["Backend", "BadRequest", "LabelStudioUnusable", "parse_context"]
 
 
 @dataclass
@@ -58,8 +59,12 @@ class Backend:
     track_frames: int = DEFAULT_TRACK_FRAMES
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    #: Store a prediction with no regions for tasks where nothing was found (default: store none,
+    #: so "Retrieve predictions" can run again on them).
+    empty_predictions: bool = False
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _checked: tuple[LabelStudioCheck, float] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.function is None and self.interactive is None and self.tracker is None:
@@ -69,23 +74,50 @@ class Backend:
 
     @property
     def model_version(self) -> str:
-        parts = [
-            getattr(f, "model_version", type(f).__name__)
-            for f in (self.function, self.interactive, self.tracker)
-            if f is not None
-        ]
-        return "+".join(str(p) for p in parts)
+        """The ``model_version`` of image pre-annotations (:func:`prediction_version`: the
+        detection function and its threshold, the same as ``label-studio annotate`` writes);
+        without a detection function, the interactive or tracking function's version."""
+        if self.function is None:
+            return self.video_version if self.interactive is None else _version(self.interactive)
+        return prediction_version(self.function, conf_threshold=self.conf_threshold)
+
+    @property
+    def video_version(self) -> str:
+        """The ``model_version`` of whole-video pre-annotations: detector, threshold and tracker."""
+        return prediction_version(self.function, conf_threshold=self.conf_threshold, tracker=self.tracker)
+
+    def label_studio_check(self, max_age: float = 60.0, timeout: float = 2.0) -> LabelStudioCheck:
+        """Is Label Studio reachable with our token? A good answer is reused for ``max_age``
+        seconds; a bad one is asked again each time (Label Studio gives /setup 3 s in all).
+        Every change of state is logged, a bad state as a warning with what to fix."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._checked
+        if cached is not None and cached[0].state == "ok" and now - cached[1] < max_age:
+            return cached[0]
+        check = self.fetcher.check_label_studio(timeout=timeout)
+        with self._lock:
+            previous, self._checked = self._checked, (check, now)
+        if previous is None or previous[0] != check:
+            (log.info if check.state == "ok" else log.warning)("Label Studio connection: %s", check.message)
+        return check
 
     # -- protocol -------------------------------------------------------------------------
 
     def health(self) -> dict:
+        """Answers at once (Label Studio allows 1 s): the Label Studio connection is the last
+        check's result (made at start and on every /setup), not a new call."""
+        checked = self._checked
         return {
             "status": "UP",
             "model_class": "autoannotate",
             "model_version": self.model_version,
-            "detection": getattr(self.function, "model_version", None) if self.function else None,
-            "interactive": getattr(self.interactive, "model_version", None) if self.interactive else None,
-            "tracker": getattr(self.tracker, "model_version", None) if self.tracker else None,
+            "detection": _version(self.function) if self.function else None,
+            "interactive": _version(self.interactive) if self.interactive else None,
+            "tracker": _version(self.tracker) if self.tracker else None,
+            "video_model_version": self.video_version if self.tracker else None,
+            "empty_predictions": self.empty_predictions,
+            "label_studio": checked[0].as_dict() if checked else {"state": "unchecked"},
             "cache": {
                 "items": len(self.cache),
                 "bytes": self.cache.nbytes,
@@ -146,8 +178,13 @@ class Backend:
         if not isinstance(schema, str) or not schema.strip():
             raise BadRequest("setup needs the labeling config in 'schema'")
         controls = self.controls(schema)
+        check = self.label_studio_check()
+        if not check.usable:
+            raise LabelStudioUnusable(check.message)
+        video_only = bool(controls["video"]) and not controls["detection"] and not controls["interactive"]
         return {
-            "model_version": self.model_version,
+            "model_version": self.video_version if video_only else self.model_version,
+            "label_studio": check.as_dict(),
             "controls": {
                 "detection": [c.name for c in controls["detection"]],
                 "interactive": [c.name for c in controls["interactive"]],
@@ -165,47 +202,60 @@ class Backend:
         params = payload.get("params") or {}
         context = params.get("context") if isinstance(params, Mapping) else None
         controls = self.controls(label_config)
+        if context:
+            return self._answer_prompt(tasks, context, controls)
         if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
-            if context:
-                return {
-                    "results": [
-                        track_drawn_boxes(
-                            tasks[0],
-                            context,
-                            controls["video"],
-                            tracker=self.tracker,
-                            fetcher=self.fetcher,
-                            track_frames=self.track_frames,
-                            max_video_bytes=self.max_video_bytes,
-                            model_version=self.model_version,
-                        )
-                    ]
-                }
+            results = [
+                pre_annotate_video(
+                    t,
+                    controls["video"],
+                    detector=self.function,
+                    tracker=self.tracker,
+                    fetcher=self.fetcher,
+                    key_frame_interval=self.key_frame_interval,
+                    conf_threshold=self.conf_threshold,
+                    max_video_bytes=self.max_video_bytes,
+                    model_version=self.video_version,
+                )
+                for t in tasks
+            ]
+        elif self.function is None:
+            results = [empty_prediction(self.model_version) for _ in tasks]
+        else:
+            results = self.pre_annotate(tasks, controls["detection"])
+        return {"results": [self._stored(r) for r in results]}
+
+    def _stored(self, prediction: dict) -> dict:
+        """A pre-annotation as Label Studio should store it: a prediction with no regions becomes
+        :func:`nothing_found` (nothing stored) unless ``empty_predictions``."""
+        if self.empty_predictions or prediction.get("result") != []:
+            return prediction
+        return nothing_found(prediction.get("model_version", self.model_version))
+
+    def _answer_prompt(self, tasks: list, context: Any, controls: dict[str, list[Control]]) -> dict:
+        """Interactive requests: a drawn video box to track, or clicks and boxes to segment."""
+        if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
             return {
                 "results": [
-                    pre_annotate_video(
-                        t,
+                    track_drawn_boxes(
+                        tasks[0],
+                        context,
                         controls["video"],
-                        detector=self.function,
                         tracker=self.tracker,
                         fetcher=self.fetcher,
-                        key_frame_interval=self.key_frame_interval,
-                        conf_threshold=self.conf_threshold,
+                        track_frames=self.track_frames,
                         max_video_bytes=self.max_video_bytes,
-                        model_version=self.model_version,
+                        model_version=_version(self.tracker),
                     )
-                    for t in tasks
                 ]
             }
-        if context:
-            if self.interactive is None:
-                raise BadRequest("this backend has no interactive function")
-            if not tasks:
-                raise BadRequest("an interactive request needs its task")
-            return {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
-        if self.function is None:
-            return {"results": [empty_prediction(self.model_version) for _ in tasks]}
-        return {"results": self.pre_annotate(tasks, controls["detection"])}
+        if self.interactive is None:
+            raise BadRequest(
+                "this backend has no interactive function (start it with --interactive NAME or AUTOANNOTATE_INTERACTIVE)"
+            )
+        if not tasks:
+            raise BadRequest("an interactive request needs its task")
+        return {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
 
     @staticmethod
     def _is_video_task(task: Mapping[str, Any], controls: list[Control]) -> bool:
@@ -281,7 +331,15 @@ class Backend:
             if label is None:
                 continue
             parts.append((c, [mask_shape(label.id, res.mask, score=res.score) for res in results]))
-        return build_prediction(f"{task.get('id')}:{salt}", parts, size, self.model_version)
+        return build_prediction(f"{task.get('id')}:{salt}", parts, size, _version(self.interactive))
+
+
+def _version(function: Any) -> str:
+    return str(getattr(function, "model_version", type(function).__name__))
+
+
+class LabelStudioUnusable(AutoAnnotateError):
+    """The backend's Label Studio URL or token does not work (the message says which and how to fix it)."""
 
 
 @dataclass

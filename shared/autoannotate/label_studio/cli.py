@@ -75,6 +75,13 @@ def add_subcommands(sub: Any) -> None:
         default=None,
         help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)",
     )
+    s.add_argument(
+        "--empty-predictions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="store a prediction with no regions where nothing is found (default: AUTOANNOTATE_EMPTY_PREDICTIONS, "
+        "else no: those tasks get no prediction, so 'Retrieve predictions' tries them again)",
+    )
     s.add_argument("--host", default=None, help="default: AUTOANNOTATE_HOST, else 0.0.0.0")
     s.add_argument("--port", type=int, default=None, help="default: AUTOANNOTATE_PORT, else 9090")
     s.add_argument("--log-level", default="info")
@@ -113,6 +120,13 @@ def add_subcommands(sub: Any) -> None:
     a.add_argument(
         "--write-every", type=int, default=None, metavar="N", help="tasks per bulk upload of predictions (default 64)"
     )
+    a.add_argument(
+        "--empty-predictions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="upload a prediction with no regions for tasks where nothing is found "
+        "(default: AUTOANNOTATE_EMPTY_PREDICTIONS, else no: a re-run tries those tasks again)",
+    )
     a.add_argument("--upload-every", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --write-every
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(handler=cmd_annotate)
@@ -139,7 +153,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("function", "interactive", "tracker"):
         if getattr(args, name) is not None:
             overrides[name] = _function_name(getattr(args, name))
-    for name in ("track_frames", "conf_threshold", "batch_size", "num_workers", "host", "port"):
+    for name in ("track_frames", "conf_threshold", "batch_size", "num_workers", "host", "port", "empty_predictions"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     _positive("--track-frames", args.track_frames)
@@ -198,6 +212,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         write_every=write_every if write_every is not None else DEFAULT_WRITE_EVERY,
         progress=not args.no_progress,
         fetch_policy=fetch_policy(settings),
+        empty_predictions=settings.empty_predictions if args.empty_predictions is None else args.empty_predictions,
     )
     print(report.summary())
     return 0 if report.success else 1

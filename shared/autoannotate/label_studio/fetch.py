@@ -26,12 +26,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageLoadError
+from ..settings import LABEL_STUDIO_API_KEY_ENV, LABEL_STUDIO_URL_ENV
 
 MB = 1 << 20
 
 
 class FetchError(ImageLoadError):
     """An image reference that was refused or could not be fetched (the message says why)."""
+
+
+URL_VAR, API_KEY_VAR = LABEL_STUDIO_URL_ENV, LABEL_STUDIO_API_KEY_ENV
+TOKEN_HELP = (
+    "create a personal access token in Label Studio (Account & Settings > Personal Access Token) "
+    f"and set {API_KEY_VAR} to it"
+)
+
+
+@dataclass(frozen=True)
+class LabelStudioCheck:
+    """What :meth:`ImageFetcher.check_label_studio` found. ``state``: ``ok``, ``not_configured``
+    (no URL), ``token_missing``, ``token_rejected`` or ``unreachable``; ``message`` says what to fix."""
+
+    state: str
+    url: str | None
+    message: str
+    user: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """False when a URL and token are set but do not work: fetching from Label Studio will fail."""
+        return self.state not in ("token_rejected", "unreachable")
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "url": self.url, "message": self.message}
 
 
 @dataclass
@@ -68,14 +95,14 @@ class LabelStudioAuth:
     def is_jwt(self) -> bool:
         return self.api_key.count(".") == 2
 
-    def headers(self, client, force_refresh: bool = False) -> dict[str, str]:
+    def headers(self, client, force_refresh: bool = False, timeout: float = 15.0) -> dict[str, str]:
         if not self.api_key:
             return {}
         if not self.is_jwt:
             return {"Authorization": f"Token {self.api_key}"}
         with self._lock:
             if force_refresh or self._access is None or time.monotonic() - self._access[1] > self.ACCESS_TTL:
-                r = client.post(f"{self.url}/api/token/refresh/", json={"refresh": self.api_key}, timeout=15)
+                r = client.post(f"{self.url}/api/token/refresh/", json={"refresh": self.api_key}, timeout=timeout)
                 if r.status_code != 200:
                     raise FetchError(f"Label Studio refused the API key (token refresh answered {r.status_code})")
                 self._access = (r.json()["access"], time.monotonic())
@@ -159,6 +186,67 @@ class ImageFetcher:
             raise FetchError(f"{path_text}: larger than {limit:,} bytes")
         return resolved.read_bytes()
 
+    # -- the Label Studio connection --------------------------------------------------------
+
+    def _token_hint(self) -> str:
+        if self.auth is None or not self.auth.api_key:
+            return f"{API_KEY_VAR} is not set: {TOKEN_HELP}"
+        return f"{API_KEY_VAR} was rejected by {self.label_studio_url}: {TOKEN_HELP}"
+
+    def check_label_studio(self, timeout: float = 10.0) -> LabelStudioCheck:
+        """One authenticated call to Label Studio (``/api/current-user/whoami``): is the URL set and
+        reachable, is the token set and accepted? Never raises; the result says what to fix."""
+        import httpx
+
+        url = (self.label_studio_url or "").rstrip("/")
+        if not url:
+            return LabelStudioCheck(
+                "not_configured",
+                None,
+                f"{URL_VAR} is not set: images uploaded to Label Studio or served from its storages "
+                f"cannot be fetched (public URLs and data URIs still work); set {URL_VAR} and {API_KEY_VAR}",
+            )
+        if self.auth is None or not self.auth.api_key:
+            return LabelStudioCheck(
+                "token_missing",
+                url,
+                f"{API_KEY_VAR} is not set, so images stored in {url} cannot be fetched: {TOKEN_HELP}",
+            )
+        try:
+            headers = self.auth.headers(self._client, force_refresh=True, timeout=timeout)
+            r = self._client.get(f"{url}/api/current-user/whoami", headers=headers, timeout=timeout)
+        except FetchError as e:  # the token refresh was refused
+            return LabelStudioCheck("token_rejected", url, f"{API_KEY_VAR} was rejected by {url} ({e}): {TOKEN_HELP}")
+        except httpx.HTTPError as e:
+            return LabelStudioCheck(
+                "unreachable",
+                url,
+                f"{URL_VAR}={url} is unreachable from this backend ({type(e).__name__}: {e}); "
+                "it must be the address at which this machine reaches Label Studio",
+            )
+        if r.status_code in (401, 403):
+            if not self.auth.is_jwt:
+                return LabelStudioCheck(
+                    "token_rejected",
+                    url,
+                    f"{API_KEY_VAR} was rejected by {url} (HTTP {r.status_code}); it is a legacy token, which "
+                    f"Label Studio 1.23 disables unless an administrator enables them: {TOKEN_HELP}",
+                )
+            return LabelStudioCheck(
+                "token_rejected", url, f"{API_KEY_VAR} was rejected by {url} (HTTP {r.status_code}): {TOKEN_HELP}"
+            )
+        if r.status_code != 200:
+            return LabelStudioCheck(
+                "unreachable",
+                url,
+                f"{url}/api/current-user/whoami answered HTTP {r.status_code}: is {URL_VAR} Label Studio?",
+            )
+        try:
+            who = r.json().get("email") or r.json().get("username")
+        except (ValueError, AttributeError):
+            return LabelStudioCheck("unreachable", url, f"{url} did not answer like Label Studio: is {URL_VAR} right?")
+        return LabelStudioCheck("ok", url, f"connected to {url} as {who}", user=who)
+
     # -- network ---------------------------------------------------------------------------
 
     def _is_label_studio(self, url: str) -> bool:
@@ -215,6 +303,8 @@ class ImageFetcher:
                         location = resp.headers.get("location", "")
                         url = urllib.parse.urljoin(url, location)
                         continue
+                    if resp.status_code in (401, 403) and to_ls:
+                        raise FetchError(f"{url}: Label Studio answered HTTP {resp.status_code}; {self._token_hint()}")
                     if resp.status_code != 200:
                         raise FetchError(f"{url}: answered HTTP {resp.status_code}")
                     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()

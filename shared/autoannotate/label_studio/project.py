@@ -25,6 +25,7 @@ from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EV
 from .config import Control, map_controls, parse_config
 from .fetch import FetchPolicy, ImageFetcher
 from .regions import build_prediction
+from .responses import prediction_version
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,37 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
 
+def api_error_message(error: BaseException) -> str:
+    """One line for an error of the Label Studio SDK: the HTTP status and the server's message
+    (``HTTP 401: Invalid token.``). Never the response headers: they carry session cookies."""
+    status = getattr(error, "status_code", None)
+    if status is None:
+        return f"{type(error).__name__}: {error}"
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("error") or body.get("message") or body
+    else:
+        detail = body
+    text = " ".join(str(detail if detail not in (None, "") else "no message").split())
+    return f"HTTP {status}: {text[:500]}"
+
+
 class ProjectSink:
     """The run engine's sink for a Label Studio project: predictions uploaded in bulk."""
 
-    def __init__(self, client: Any, project_id: int, version: str, controls: list[Control], overwrite: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        project_id: int,
+        version: str,
+        controls: list[Control],
+        overwrite: bool,
+        empty_predictions: bool = False,
+    ) -> None:
         self.client = client
+        self.empty_predictions = empty_predictions
+        self.nothing_found = 0
+        self.uploaded = 0
         self.project_id = project_id
         self.version = version
         self.controls = controls
@@ -69,7 +96,7 @@ class ProjectSink:
                 items.append((tid, ref if isinstance(ref, str) else None))
         except Exception as e:  # noqa: BLE001 - connection errors, 401, 404 from the SDK
             raise AutoAnnotateError(
-                f"cannot list the tasks of project {self.project_id}: {type(e).__name__}: {e}"
+                f"cannot list the tasks of project {self.project_id}: {api_error_message(e)}"
             ) from None
         return items
 
@@ -82,6 +109,10 @@ class ProjectSink:
     def add(self, result: ImageResult) -> list[str | None]:
         parts = [(c, c.mapping.map_shapes(result.shapes or [])) for c in self.controls if c.mapping is not None]
         prediction = build_prediction(result.key, parts, result.size, self.version)  # type: ignore[arg-type]
+        if not prediction["result"]:
+            self.nothing_found += 1
+            if not self.empty_predictions:
+                return []  # no prediction: a later run (or "Retrieve predictions") tries the task again
         self.predictions.append(dict(prediction, task=result.key))
         return [None] * len(prediction["result"])
 
@@ -95,11 +126,20 @@ class ProjectSink:
                     self.client.predictions.delete(id=pid)
             self.client.projects.import_predictions(id=self.project_id, request=list(self.predictions))
         except Exception as e:  # noqa: BLE001 - the SDK raises many types
-            raise write_error(f"project {self.project_id}", len(self.predictions), e) from None
+            raise write_error(f"project {self.project_id}", len(self.predictions), api_error_message(e)) from None
+        self.uploaded += len(self.predictions)
         self.predictions.clear()
 
     def finish(self, report: AnnotateReport) -> None:
-        report.extra.update({"project": self.project_id, "model_version": self.version})
+        report.extra.update(
+            {
+                "project": self.project_id,
+                "model_version": self.version,
+                "predictions_uploaded": self.uploaded,
+                # without empty predictions these tasks get none, and a re-run tries them again
+                "tasks_with_nothing_found": self.nothing_found,
+            }
+        )
 
 
 def annotate_project(
@@ -117,14 +157,18 @@ def annotate_project(
     write_interval: float = DEFAULT_WRITE_INTERVAL,
     progress: Progress = True,
     fetch_policy: FetchPolicy | None = None,
+    empty_predictions: bool = False,
     upload_every: int | None = None,
 ) -> AnnotateReport:
     """Pre-annotate the tasks of project ``project_id`` with ``function``; returns the report.
 
     ``max_tasks`` limits the tasks this call labels (after skipping); predictions are uploaded
-    every ``write_every`` tasks or ``write_interval`` seconds. ``upload_every`` is the deprecated
-    spelling of ``write_every``."""
-    from label_studio_sdk import LabelStudio
+    every ``write_every`` tasks or ``write_interval`` seconds. Tasks where nothing is found get
+    no prediction (so a re-run or Label Studio's "Retrieve predictions" tries them again) unless
+    ``empty_predictions``. The predictions' ``model_version`` is
+    :func:`~autoannotate.label_studio.responses.prediction_version`, the same as the backend
+    (``serve``) gives them, so the two never predict a task twice. ``upload_every`` is the
+    deprecated spelling of ``write_every``."""
 
     if upload_every is not None:
         warnings.warn(
@@ -132,16 +176,59 @@ def annotate_project(
         )
         write_every = upload_every
     conf_threshold = check_threshold(conf_threshold)
+    fetcher = ImageFetcher(fetch_policy or FetchPolicy(), label_studio_url=url, api_key=api_key)
+    try:
+        return _annotate_project(
+            fetcher,
+            url,
+            api_key,
+            project_id,
+            function,
+            conf_threshold=conf_threshold,
+            overwrite=overwrite,
+            max_tasks=max_tasks,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            write_every=write_every,
+            write_interval=write_interval,
+            progress=progress,
+            empty_predictions=empty_predictions,
+        )
+    finally:
+        fetcher.close()
+
+
+def _annotate_project(
+    fetcher: ImageFetcher,
+    url: str,
+    api_key: str,
+    project_id: int,
+    function: Any,
+    *,
+    conf_threshold: float | None,
+    overwrite: bool,
+    max_tasks: int | None,
+    batch_size: int,
+    num_workers: int,
+    write_every: int,
+    write_interval: float,
+    progress: Progress,
+    empty_predictions: bool,
+) -> AnnotateReport:
+    from label_studio_sdk import LabelStudio
+
+    check = fetcher.check_label_studio()
+    if check.state != "ok":  # one line that says what to fix, before any API call
+        raise AutoAnnotateError(check.message)
     client = LabelStudio(base_url=url, api_key=api_key, timeout=60)
     try:
         project = client.projects.get(id=project_id)
     except Exception as e:  # noqa: BLE001 - connection errors, 401, 404 from the SDK
-        raise AutoAnnotateError(f"cannot read project {project_id} from {url}: {type(e).__name__}: {e}") from None
+        raise AutoAnnotateError(f"cannot read project {project_id} from {url}: {api_error_message(e)}") from None
     controls = map_controls(function.spec, parse_config(_get(project, "label_config") or ""))
-    version = str(getattr(function, "model_version", type(function).__name__))
-    sink = ProjectSink(client, project_id, version, controls, overwrite)
+    version = prediction_version(function, conf_threshold=conf_threshold)
+    sink = ProjectSink(client, project_id, version, controls, overwrite, empty_predictions)
     items = sink.list_tasks()
-    fetcher = ImageFetcher(fetch_policy or FetchPolicy(), label_studio_url=url, api_key=api_key)
     identity = LabelMapping.build(function.spec)
 
     def load(ref: str | None) -> Any:
@@ -165,16 +252,13 @@ def annotate_project(
             item_name=lambda key, ref: f"task {key}",
         )
 
-    try:
-        return run(
-            items,
-            process,
-            sink,
-            max_items=max_tasks,
-            write_every=write_every,
-            write_interval=write_interval,
-            key_prefix="ls",
-            unit="tasks",
-        )
-    finally:
-        fetcher.close()
+    return run(
+        items,
+        process,
+        sink,
+        max_items=max_tasks,
+        write_every=write_every,
+        write_interval=write_interval,
+        key_prefix="ls",
+        unit="tasks",
+    )

@@ -31,6 +31,33 @@ def empty_prediction(model_version: str) -> dict:
     return {"result": [], "score": 0.0, "model_version": model_version}
 
 
+NOTHING_FOUND = (
+    "nothing found; no prediction stored, so 'Retrieve predictions' tries this task again "
+    "(AUTOANNOTATE_EMPTY_PREDICTIONS=true stores empty predictions instead)"
+)
+
+
+def nothing_found(model_version: str) -> dict:
+    """The answer for a task where the model found nothing and empty predictions are not kept:
+    no ``result``, so Label Studio stores no prediction (its log shows this record)."""
+    return {"model_version": model_version, "status": NOTHING_FOUND}
+
+
+def prediction_version(function: Any, *, conf_threshold: float | None = None, tracker: Any = None) -> str:
+    """The ``model_version`` of pre-annotation predictions: the detection function's version, the
+    confidence threshold when one is set (it changes the predictions) and, for videos, the tracker.
+    ``serve`` and ``label-studio annotate`` both use this, so their predictions are one version and
+    Label Studio never stores the same task's prediction twice. Interactive models are not part of
+    it: switching the click-to-mask model does not change pre-annotations."""
+    parts = []
+    if function is not None:
+        version = str(getattr(function, "model_version", type(function).__name__))
+        parts.append(version if conf_threshold is None else f"{version}@conf{conf_threshold:g}")
+    if tracker is not None:
+        parts.append(str(getattr(tracker, "model_version", type(tracker).__name__)))
+    return "+".join(parts) or "none"
+
+
 def task_ref(task: Mapping[str, Any], control: Control, what: str = "image") -> str:
     """The URL (or data URI, path) under ``task["data"][control.value_key]``; :class:`BadRequest`
     when it is missing."""

@@ -41,4 +41,5 @@ def build_backend(settings: Settings) -> Backend:
         track_frames=settings.track_frames,
         key_frame_interval=settings.key_frame_interval,
         max_video_bytes=settings.max_video_bytes,
+        empty_predictions=settings.empty_predictions,
     )
