@@ -104,6 +104,11 @@ class Settings:
     #: Store a prediction with no regions where nothing was found (default: none is stored, so
     #: Label Studio's "Retrieve predictions" tries those tasks again).
     empty_predictions: bool = False
+    #: Encode an opened task's image for click-to-mask in the background (Label Studio asks for
+    #: the task's pre-annotation when it is opened), so the first click costs only the decoder.
+    encode_ahead: bool = True
+    #: With encode-ahead, also encode the project's next N tasks (by id) when a task is opened.
+    look_ahead: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -186,6 +191,8 @@ class Settings:
             cache_bytes=number("AUTOANNOTATE_CACHE_BYTES", int, d.cache_bytes, low=0),
             cache_ttl=number("AUTOANNOTATE_CACHE_TTL", float, d.cache_ttl, low=0),
             empty_predictions=flag("AUTOANNOTATE_EMPTY_PREDICTIONS", d.empty_predictions),
+            encode_ahead=flag("AUTOANNOTATE_ENCODE_AHEAD", d.encode_ahead),
+            look_ahead=number("AUTOANNOTATE_LOOK_AHEAD", int, d.look_ahead, low=0, high=64),
         )
 
 
@@ -211,6 +218,8 @@ ENV_VARIABLES = (
     "AUTOANNOTATE_CACHE_BYTES",
     "AUTOANNOTATE_CACHE_TTL",
     "AUTOANNOTATE_EMPTY_PREDICTIONS",
+    "AUTOANNOTATE_ENCODE_AHEAD",
+    "AUTOANNOTATE_LOOK_AHEAD",
     "AUTOANNOTATE_BASIC_AUTH_USER",
     "AUTOANNOTATE_BASIC_AUTH_PASS",
     "AUTOANNOTATE_BEARER_TOKEN",

@@ -11,6 +11,7 @@ and/or PolygonLabels regions.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -62,9 +63,17 @@ class Backend:
     #: Store a prediction with no regions for tasks where nothing was found (default: store none,
     #: so "Retrieve predictions" can run again on them).
     empty_predictions: bool = False
+    #: Encode a task's image for click-to-mask in the background when its pre-annotation is asked
+    #: (Label Studio asks when the task is opened), so the first click costs only the decoder.
+    encode_ahead: bool = True
+    #: Also encode the next ``look_ahead`` tasks of the project (by task id) when a task is opened;
+    #: needs the Label Studio URL and token. 0: only the opened task.
+    look_ahead: int = 0
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checked: tuple[LabelStudioCheck, float] | None = field(default=None, repr=False)
+    _ahead: Any = field(default=None, repr=False)
+    _ahead_pending: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.function is None and self.interactive is None and self.tracker is None:
@@ -219,10 +228,19 @@ class Backend:
                 )
                 for t in tasks
             ]
-        elif self.function is None:
-            results = [empty_prediction(self.model_version) for _ in tasks]
         else:
-            results = self.pre_annotate(tasks, controls["detection"])
+            # One task is a person opening it (a bulk "Retrieve predictions" sends many): encode its
+            # image for clicks too, after the pre-annotation is done, reusing the decoded image.
+            opened = len(tasks) == 1 and self.encode_ahead and self.interactive is not None
+            loaded: dict[str, Any] | None = {} if opened else None
+            if self.function is None:
+                results = [empty_prediction(self.model_version) for _ in tasks]
+            else:
+                results = self.pre_annotate(tasks, controls["detection"], loaded)
+            if opened:
+                self._encode_later(tasks[0], controls["interactive"], loaded or {})
+                if self.look_ahead > 0:
+                    self._encode_next(payload.get("project"), tasks[0], controls["interactive"])
         return {"results": [self._stored(r) for r in results]}
 
     def _stored(self, prediction: dict) -> dict:
@@ -267,9 +285,12 @@ class Backend:
     def image_ref(self, task: Mapping[str, Any], control: Control) -> str:
         return task_ref(task, control, "image")
 
-    def pre_annotate(self, tasks: list[Mapping[str, Any]], controls: list[Control]) -> list[dict]:
+    def pre_annotate(
+        self, tasks: list[Mapping[str, Any]], controls: list[Control], loaded: dict[str, Any] | None = None
+    ) -> list[dict]:
         """One prediction per task, in order. A task that fails gets ``error`` and ``error_id``
-        but no ``result``: Label Studio then stores nothing for it and it can be retried."""
+        but no ``result``: Label Studio then stores nothing for it and it can be retried.
+        ``loaded`` (optional) receives the decoded images by reference, for encode-ahead."""
         if not controls:
             return [empty_prediction(self.model_version) for _ in tasks]
         items, early = [], {}
@@ -287,7 +308,7 @@ class Backend:
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             progress=False,
-            loader=lambda ref: load_image(self.fetcher.fetch(ref)),
+            loader=lambda ref: _remember(loaded, ref, load_image(self.fetcher.fetch(ref))),
         ):
             if not r.ok:
                 outputs[r.key] = failure(r.error or "unknown error")  # type: ignore[index]
@@ -311,14 +332,8 @@ class Backend:
             raise BadRequest("the labeling config has no BrushLabels or PolygonLabels control for interactive masks")
         percent = parse_context(context)
         ref = self.image_ref(task, controls[0])
-        key = (ref, getattr(self.interactive, "model_version", type(self.interactive).__name__))
         ictx = InteractiveFunctionContext(frame_name=str(task.get("id", "")))
-
-        def encode() -> _SizedEncoding:
-            image = load_image(self.fetcher.fetch(ref))
-            return _SizedEncoding(self.interactive.encode(ictx, image), image.size)
-
-        sized = self.cache.get_or_compute(key, encode)
+        sized = self.encoding(ref, ictx)
         size = sized.size
         prompt = percent.to_prompt(size)
         results = self.interactive.segment(ictx, sized.encoding, prompt)
@@ -332,6 +347,111 @@ class Backend:
                 continue
             parts.append((c, [mask_shape(label.id, res.mask, score=res.score) for res in results]))
         return build_prediction(f"{task.get('id')}:{salt}", parts, size, _version(self.interactive))
+
+    def encoding(self, ref: str, ictx: InteractiveFunctionContext, image: Any = None) -> _SizedEncoding:
+        """The interactive function's encoding of the image at ``ref``, from the cache or computed
+        once (concurrent callers wait for the one computation); ``image`` if already decoded."""
+
+        def encode() -> _SizedEncoding:
+            img = image if image is not None else load_image(self.fetcher.fetch(ref))
+            return _SizedEncoding(self.interactive.encode(ictx, img), img.size)
+
+        return self.cache.get_or_compute((ref, _version(self.interactive)), encode)
+
+    def _encode_later(self, task: Mapping[str, Any], controls: list[Control], loaded: Mapping[str, Any]) -> None:
+        """Queue the encoding of ``task``'s image (one background thread; at most
+        ``MAX_ENCODE_AHEAD`` queued, the rest dropped; failures only logged)."""
+        if not (self.encode_ahead and self.interactive is not None and controls):
+            return
+        try:
+            ref = self.image_ref(task, controls[0])
+        except BadRequest:
+            return
+        with self._lock:
+            if self._ahead_pending >= MAX_ENCODE_AHEAD:
+                return
+        image = loaded.get(ref)
+        ictx = InteractiveFunctionContext(frame_name=str(task.get("id", "")))
+
+        def job() -> None:
+            try:
+                self.encoding(ref, ictx, image)
+            except Exception as e:  # noqa: BLE001 - the click will try again and report it
+                log.info("encode-ahead of task %s failed: %s", task.get("id"), e)
+
+        self._submit(job)
+
+    def _encode_next(self, project: Any, task: Mapping[str, Any], controls: list[Control]) -> None:
+        """Queue the encodings of the ``look_ahead`` tasks after ``task`` in its project (listed
+        from Label Studio in the background thread; a failure is only logged)."""
+        try:
+            project_id, task_id = int(str(project).split(".")[0]), int(task.get("id"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return
+        query = {
+            "filters": {
+                "conjunction": "and",
+                "items": [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": task_id}],
+            },
+            "ordering": ["tasks:id"],
+        }
+
+        def job() -> None:
+            try:
+                page = self.fetcher.label_studio_api(
+                    "/api/tasks",
+                    {
+                        "project": project_id,
+                        "page_size": self.look_ahead,
+                        "fields": "task_only",
+                        "query": json.dumps(query),
+                    },
+                )
+            except Exception as e:  # noqa: BLE001 - look-ahead is an optimisation
+                log.info("look-ahead: cannot list the tasks after task %s: %s", task_id, e)
+                return
+            for nxt in (page.get("tasks") or [])[: self.look_ahead]:
+                if isinstance(nxt, Mapping):
+                    self._encode_later(nxt, controls, {})
+
+        self._submit(job)
+
+    def _submit(self, job: Any) -> None:
+        with self._lock:
+            if self._ahead is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._ahead = ThreadPoolExecutor(1, thread_name_prefix="autoannotate-encode-ahead")
+            self._ahead_pending += 1
+
+        def counted() -> None:
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._ahead_pending -= 1
+
+        self._ahead.submit(counted)
+
+    def wait_encode_ahead(self, timeout: float = 60.0) -> bool:
+        """Wait until queued encodings are done (tests, benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._ahead_pending == 0:
+                    return True
+            time.sleep(0.01)
+        return False
+
+
+#: Encodings queued ahead at most; more are dropped (the click then encodes, as without encode-ahead).
+MAX_ENCODE_AHEAD = 16
+
+
+def _remember(loaded: dict[str, Any] | None, ref: str, image: Any) -> Any:
+    if loaded is not None:
+        loaded[ref] = image
+    return image
 
 
 def _version(function: Any) -> str:

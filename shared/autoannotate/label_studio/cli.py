@@ -82,6 +82,20 @@ def add_subcommands(sub: Any) -> None:
         help="store a prediction with no regions where nothing is found (default: AUTOANNOTATE_EMPTY_PREDICTIONS, "
         "else no: those tasks get no prediction, so 'Retrieve predictions' tries them again)",
     )
+    s.add_argument(
+        "--encode-ahead",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="encode an opened task's image for click-to-mask in the background "
+        "(default: AUTOANNOTATE_ENCODE_AHEAD, else yes)",
+    )
+    s.add_argument(
+        "--look-ahead",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also encode the project's next N tasks when a task is opened (default: AUTOANNOTATE_LOOK_AHEAD, else 0)",
+    )
     s.add_argument("--host", default=None, help="default: AUTOANNOTATE_HOST, else 0.0.0.0")
     s.add_argument("--port", type=int, default=None, help="default: AUTOANNOTATE_PORT, else 9090")
     s.add_argument("--log-level", default="info")
@@ -153,12 +167,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("function", "interactive", "tracker"):
         if getattr(args, name) is not None:
             overrides[name] = _function_name(getattr(args, name))
-    for name in ("track_frames", "conf_threshold", "batch_size", "num_workers", "host", "port", "empty_predictions"):
+    for name in (
+        "track_frames",
+        "conf_threshold",
+        "batch_size",
+        "num_workers",
+        "host",
+        "port",
+        "empty_predictions",
+        "encode_ahead",
+        "look_ahead",
+    ):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     _positive("--track-frames", args.track_frames)
     _positive("--batch-size", args.batch_size)
     _positive("--num-workers", args.num_workers, 0)
+    _positive("--look-ahead", args.look_ahead, 0)
     if args.param:
         overrides["params"] = parse_params(args.param)
     if args.interactive_param:

@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ImageLoadError
 from ..settings import LABEL_STUDIO_API_KEY_ENV, LABEL_STUDIO_URL_ENV
@@ -246,6 +247,24 @@ class ImageFetcher:
         except (ValueError, AttributeError):
             return LabelStudioCheck("unreachable", url, f"{url} did not answer like Label Studio: is {URL_VAR} right?")
         return LabelStudioCheck("ok", url, f"connected to {url} as {who}", user=who)
+
+    def label_studio_api(self, path: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+        """``GET <Label Studio URL><path>`` with our token; the decoded JSON. :class:`FetchError`
+        naming the status (and the variable to fix on 401/403) when it fails."""
+        import httpx
+
+        if not self.label_studio_url or self.auth is None:
+            raise FetchError(f"no Label Studio URL is configured ({URL_VAR})")
+        url = self.label_studio_url.rstrip("/") + path
+        try:
+            r = self._client.get(url, params=params, headers=self.auth.headers(self._client), timeout=timeout)
+        except httpx.HTTPError as e:
+            raise FetchError(f"{url}: {type(e).__name__}: {e}") from None
+        if r.status_code in (401, 403):
+            raise FetchError(f"{url}: Label Studio answered HTTP {r.status_code}; {self._token_hint()}")
+        if r.status_code != 200:
+            raise FetchError(f"{url}: answered HTTP {r.status_code}")
+        return r.json()
 
     # -- network ---------------------------------------------------------------------------
 

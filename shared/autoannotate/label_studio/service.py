@@ -42,4 +42,6 @@ def build_backend(settings: Settings) -> Backend:
         key_frame_interval=settings.key_frame_interval,
         max_video_bytes=settings.max_video_bytes,
         empty_predictions=settings.empty_predictions,
+        encode_ahead=settings.encode_ahead,
+        look_ahead=settings.look_ahead,
     )
