@@ -38,7 +38,7 @@ __all__ = ["Settings", "create_app", "serve", "build_backend"]
 log = logging.getLogger("autoannotate.label_studio")
 
 MAX_BODY = 32 << 20
-MAX_REASON = 480  # characters of the message in the reason phrase; the JSON body has all of it
+MAX_REASON = 1500  # characters of the message in the reason phrase; the JSON body has all of it
 _REASON_HEADER, _ERROR_ID_HEADER = "x-autoannotate-error", "x-autoannotate-error-id"
 
 

@@ -200,10 +200,11 @@ def map_controls(
             raise ControlConflictError(f"{c.tag} {c.name!r}: {e}") from e
         mapped.append(replace(c, mapping=mapping, unmatched=list(mapping.unmatched)))
     if not mapped:
+        # the project's side and the fix first: Label Studio may show only the start of a long message
         raise LabelConfigError(
-            f"none of the function's labels maps onto the labeling config. Function labels: "
-            f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}. Project labels: "
+            "none of the function's labels maps onto the labeling config. Project labels: "
             + ("; ".join(skipped) or "no control tag")
-            + '. Rename labels, or add predicted_values="<function label>" to a <Label>.'
+            + '. Rename labels, or add predicted_values="<function label>" to a <Label>. Function labels: '
+            f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}."
         )
     return mapped
