@@ -2,6 +2,8 @@
 
     autoannotate functions
     autoannotate annotate IMAGES_DIR --function yolox [-p NAME=TYPE:VALUE ...] --output coco.json
+    autoannotate weights list
+    autoannotate weights download NAME [NAME ...]
 
 Exit status: 0 when every image was annotated, 1 when the run completed with failed images,
 2 for bad arguments, a bad function or a label mapping error.
@@ -84,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    wp = sub.add_parser("weights", help="model weights: what is on this machine, fetch ahead of time")
+    wsub = wp.add_subparsers(dest="weights_command", required=True)
+    wsub.add_parser("list", help="every known model and where its weights are (or that they are missing)")
+    dl = wsub.add_parser("download", help="download weights into the cache (for Docker images, air-gapped installs)")
+    dl.add_argument("names", nargs="+", metavar="NAME", help="a name from `autoannotate weights list`")
+
     try:
         from .label_studio.cli import add_subcommands as add_ls
     except ImportError:  # the integration is not part of this build
@@ -100,6 +108,26 @@ def cmd_functions(args: argparse.Namespace) -> int:
         module = importlib.import_module(module_name)
         doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
         print(f"{name}\n    [{kind}] {doc}\n    {describe_parameters(module.create)}\n")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .weights import REGISTRY, cache_dir, offline, present, resolve, search_dirs
+
+    if args.weights_command == "list":
+        where = present()
+        width = max(len(n) for n in REGISTRY)
+        for name, entry in REGISTRY.items():
+            source = entry.repo_id or entry.url
+            print(f"{name:<{width}}  {str(where[name]) if where[name] else 'missing':<60}  {source}")
+        print(f"\nsearched: {', '.join(str(d) for d in search_dirs())} and the Hugging Face cache")
+        print(f"downloads go to {cache_dir()}" + (" (disabled: AUTOANNOTATE_OFFLINE=1)" if offline() else ""))
+        return 0
+    unknown = [n for n in args.names if n not in REGISTRY]
+    if unknown:
+        raise AutoAnnotateError(f"unknown weights {unknown}; known: {sorted(REGISTRY)}")
+    for name in args.names:
+        print(f"{name}: {resolve(name)}")
     return 0
 
 
@@ -155,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    handlers = {"functions": cmd_functions, "annotate": cmd_annotate}
+    handlers = {"functions": cmd_functions, "annotate": cmd_annotate, "weights": cmd_weights}
     handler = handlers.get(args.command) or getattr(args, "handler", None)
     if handler is None:  # calling it would fail the same way
         raise TypeError(f"no handler for command {args.command!r}")

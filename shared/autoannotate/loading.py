@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +28,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "torchvision_keypoint_detection": ("autoannotate.functions.torchvision_keypoint_detection", "detection"),
     "torchvision_classification": ("autoannotate.functions.torchvision_classification", "detection"),
     "sam": ("autoannotate.functions.sam", "interactive"),
+    "sam2": ("autoannotate.functions.sam2", "interactive"),
+    "edgetam": ("autoannotate.functions.edgetam", "interactive"),
     "grabcut": ("autoannotate.functions.grabcut", "interactive"),
     "opencv_tracker": ("autoannotate.functions.opencv_tracker", "tracking"),
     "sam_tracker": ("autoannotate.functions.sam_tracker", "tracking"),
@@ -34,6 +37,88 @@ REGISTRY: dict[str, tuple[str, str]] = {
 FUNCTION_KINDS = ("detection", "interactive", "tracking")
 #: Predefined functions: short name -> module.
 PREDEFINED = {name: module for name, (module, _) in REGISTRY.items()}
+
+
+log = logging.getLogger(__name__)
+
+#: The interactive choice that picks the best model whose weights are here (else GrabCut).
+AUTO = "auto"
+#: ``auto``'s candidates, best first: (function, its params, the package it imports). Each function
+#: module says whether its weights are here (``weights_available(**params)``). On a CPU the fast
+#: distilled models come first (an annotator waits on the encoder); with a GPU the largest do.
+_CPU_ORDER: list[tuple[str, dict[str, Any], str]] = [
+    ("edgetam", {}, "transformers"),
+    ("sam2", {"size": "tiny"}, "transformers"),
+    ("sam2", {"size": "small"}, "transformers"),
+    ("sam2", {"size": "base-plus"}, "transformers"),
+    ("sam2", {"size": "large"}, "transformers"),
+    ("sam", {"model_type": "vit_b"}, "segment_anything"),
+    ("sam", {"model_type": "vit_l"}, "segment_anything"),
+    ("sam", {"model_type": "vit_h"}, "segment_anything"),
+]
+_GPU_ORDER = list(reversed(_CPU_ORDER[:5])) + list(reversed(_CPU_ORDER[5:]))
+
+
+def interactive_candidates(device: str = "cpu") -> list[tuple[str, dict[str, Any]]]:
+    """``auto``'s candidates for ``device`` (cpu, cuda, auto), best first: ``(function name, params)``."""
+    order = _GPU_ORDER if _is_gpu(device) else _CPU_ORDER
+    return [(name, dict(params)) for name, params, _ in order]
+
+
+def _is_gpu(device: str) -> bool:
+    if device == "cuda" or device.startswith("cuda:"):
+        return True
+    if device != "auto":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_interactive(name: str = AUTO, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The interactive function to load: ``(name, params)`` for :func:`load_function`.
+
+    A name other than ``auto`` comes back unchanged. ``auto`` picks the best candidate of
+    :func:`interactive_candidates` whose weights are on this machine (``AUTOANNOTATE_MODELS``, the
+    cache, the Hugging Face cache; nothing is downloaded) and whose package is installed, else
+    ``grabcut``, logging one line that says how to get a SAM model. ``params`` given with ``auto``
+    go to the chosen function when its ``create`` takes them (``device``, ``multimask``); ``device``
+    also decides the order (a GPU prefers the largest model).
+    """
+    params = dict(params or {})
+    if name != AUTO:
+        return name, params
+    device = str(params.get("device", "cpu"))
+    for fn_name, fn_params, package in _GPU_ORDER if _is_gpu(device) else _CPU_ORDER:
+        if importlib.util.find_spec(package) is None:
+            continue
+        if not importlib.import_module(PREDEFINED[fn_name]).weights_available(**fn_params):
+            continue
+        chosen = {**fn_params, **_accepted(fn_name, params)}
+        log.info("interactive model: %s %s (its weights are on this machine)", fn_name, chosen)
+        return fn_name, chosen
+    log.warning(
+        "interactive model: grabcut (no SAM weights on this machine). For SAM 2.1 / EdgeTAM masks run "
+        "`autoannotate weights download edgetam` (or sam2.1-hiera-tiny) with "
+        "pip install 'autoannotate[transformers]', or put a saved model folder in AUTOANNOTATE_MODELS; "
+        "`autoannotate weights list` shows what is present"
+    )
+    return "grabcut", _accepted("grabcut", params)
+
+
+def _accepted(fn_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``params`` that ``fn_name``'s ``create`` takes."""
+    create = importlib.import_module(PREDEFINED[fn_name]).create
+    names = inspect.signature(create).parameters
+    return {k: v for k, v in params.items() if k in names}
+
+
+def load_interactive(name: str = AUTO, **params: Any) -> Any:
+    """Build an interactive function; ``auto`` as in :func:`resolve_interactive`."""
+    chosen, chosen_params = resolve_interactive(name, params)
+    return load_function(chosen, **chosen_params)
 
 
 def predefined(kind: str | None = None) -> list[str]:

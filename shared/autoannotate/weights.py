@@ -7,6 +7,11 @@ Search order for a file name:
 3. the official URL from :data:`REGISTRY`, downloaded into the cache (checked against its sha256
    when known). ``AUTOANNOTATE_OFFLINE=1`` disables downloads.
 
+Hugging Face models (entries with a ``repo_id``: SAM 2.1, EdgeTAM) are folders saved with
+``save_pretrained`` (``config.json`` + weights), found the same way under their registry name
+(``<models>/sam2.1-hiera-tiny/``) or the repo's name, then in the Hugging Face cache
+(``HF_HOME``), then downloaded with ``huggingface_hub`` into the cache folder.
+
 When none works, :class:`WeightsNotFoundError` names the file, where it looked, the URL and how
 to provide the file by hand.
 """
@@ -30,6 +35,9 @@ __all__ = [
     "search_dirs",
     "find_local",
     "resolve",
+    "is_present",
+    "is_model_folder",
+    "present",
     "sha256_of",
     # where weights are looked for (parsed in settings.py, the one place that reads the environment)
     "MODELS_ENV",
@@ -44,12 +52,26 @@ from .errors import WeightsNotFoundError
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """A downloadable weights file. ``sha256`` is None where the official one is not published."""
+    """A downloadable weights file. ``sha256`` is None where the official one is not published.
+
+    With ``repo_id`` the entry is a Hugging Face model: ``filename`` is the folder's name and
+    ``url`` the repo's page; it is downloaded with ``huggingface_hub`` (revision ``revision``).
+    """
 
     filename: str
     url: str
     sha256: str | None = None
     license: str = ""
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.repo_id is not None
+
+
+def _hf(name: str, repo_id: str, license: str) -> WeightsEntry:
+    return WeightsEntry(name, f"https://huggingface.co/{repo_id}", None, license, repo_id=repo_id)
 
 
 _YOLOX = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/"
@@ -66,6 +88,12 @@ REGISTRY: dict[str, WeightsEntry] = {
     "sam_vit_b": WeightsEntry("sam_vit_b_01ec64.pth", _SAM + "sam_vit_b_01ec64.pth", None, "Apache-2.0"),
     "sam_vit_l": WeightsEntry("sam_vit_l_0b3195.pth", _SAM + "sam_vit_l_0b3195.pth", None, "Apache-2.0"),
     "sam_vit_h": WeightsEntry("sam_vit_h_4b8939.pth", _SAM + "sam_vit_h_4b8939.pth", None, "Apache-2.0"),
+    # Hugging Face model folders (transformers format)
+    "sam2.1-hiera-tiny": _hf("sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny", "Apache-2.0"),
+    "sam2.1-hiera-small": _hf("sam2.1-hiera-small", "facebook/sam2.1-hiera-small", "Apache-2.0"),
+    "sam2.1-hiera-base-plus": _hf("sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-base-plus", "Apache-2.0"),
+    "sam2.1-hiera-large": _hf("sam2.1-hiera-large", "facebook/sam2.1-hiera-large", "Apache-2.0"),
+    "edgetam": _hf("edgetam", "yonigozlan/EdgeTAM-hf", "Apache-2.0"),
 }
 
 
@@ -74,13 +102,64 @@ def search_dirs() -> list[Path]:
     return models_dirs() + [cache_dir()]
 
 
+def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` is a saved Hugging Face model folder (it holds a ``config.json``)."""
+    return path.is_dir() and (path / "config.json").is_file()
+
+
 def find_local(filename: str) -> Path | None:
-    """The first existing ``filename`` in :func:`search_dirs`, or None."""
+    """The first existing ``filename`` (a file, or a model folder) in :func:`search_dirs`, or None."""
     for d in search_dirs():
         candidate = d / filename
-        if candidate.is_file():
+        if candidate.is_file() or is_model_folder(candidate):
             return candidate
     return None
+
+
+def _find_entry(entry: WeightsEntry) -> Path | None:
+    """Where ``entry`` already is on this machine: our folders, then the Hugging Face cache."""
+    names = [entry.filename]
+    if entry.repo_id and entry.repo_id.split("/")[-1] != entry.filename:
+        names.append(entry.repo_id.split("/")[-1])
+    for name in names:
+        found = find_local(name)
+        if found:
+            return found
+    return _hf_cached(entry) if entry.repo_id else None
+
+
+def _hf_cached(entry: WeightsEntry) -> Path | None:
+    """The snapshot of ``entry`` in the Hugging Face cache, or None (never touches the network)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        path = Path(snapshot_download(entry.repo_id or "", revision=entry.revision, local_files_only=True))
+    except Exception:  # noqa: BLE001  (huggingface_hub raises several types for "not in the cache")
+        return None
+    return path if is_model_folder(path) else None
+
+
+def _lookup(name: str) -> WeightsEntry | None:
+    return REGISTRY.get(name) or next(
+        (e for e in REGISTRY.values() if name in (e.filename, e.repo_id)),
+        None,
+    )
+
+
+def is_present(name_or_entry: str | WeightsEntry) -> bool:
+    """Whether weights are on this machine already (no download is attempted)."""
+    try:
+        resolve(name_or_entry, download=False)
+    except WeightsNotFoundError:
+        return False
+    return True
+
+
+def present() -> dict[str, Path | None]:
+    """Every :data:`REGISTRY` name -> where its weights are on this machine (None: not here)."""
+    return {name: _find_entry(entry) for name, entry in REGISTRY.items()}
 
 
 def resolve(
@@ -89,14 +168,20 @@ def resolve(
     download: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """The path of a weights file (a :data:`REGISTRY` name, a file name, an entry or a path)."""
+    """The path of a weights file or model folder (a :data:`REGISTRY` name, a file name, a Hugging
+    Face repo id of the registry, an entry, or a path)."""
     if isinstance(name_or_entry, WeightsEntry):
         entry = name_or_entry
     else:
         given = Path(name_or_entry).expanduser()
-        if given.is_file():
+        if given.is_file() or is_model_folder(given):
             return given
-        known = REGISTRY.get(name_or_entry) or next((e for e in REGISTRY.values() if e.filename == name_or_entry), None)
+        if given.is_dir() and _lookup(name_or_entry) is None:
+            raise WeightsNotFoundError(
+                f"{name_or_entry!r} is a folder but not a saved model (no config.json); give the folder "
+                "written by save_pretrained() or by `autoannotate weights download`"
+            )
+        known = _lookup(name_or_entry)
         if known is None:
             if given.parent != Path("."):
                 raise WeightsNotFoundError(f"weights file {name_or_entry!r} does not exist")
@@ -109,23 +194,61 @@ def resolve(
                 f"set {MODELS_ENV} to the folder that holds it."
             )
         entry = known
-    found = find_local(entry.filename)
+    found = _find_entry(entry)
     if found:
         return found
     if download and not offline():
         try:
-            return _download(entry, timeout=timeout)
+            return _download_hf(entry) if entry.repo_id else _download(entry, timeout=timeout)
         except WeightsNotFoundError:
             raise
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             reason = f"download failed: {e}"
+        except Exception as e:  # noqa: BLE001  (huggingface_hub's HTTP errors have no common base here)
+            reason = f"download failed: {type(e).__name__}: {e}"
     else:
         reason = f"downloads are disabled ({OFFLINE_ENV}=1)" if offline() else "downloads are disabled"
+    if entry.repo_id:
+        raise WeightsNotFoundError(
+            f"model {entry.filename!r} (Hugging Face {entry.repo_id}) is not on this machine and {reason}. "
+            f"Looked in: {[str(d) for d in search_dirs()]} and the Hugging Face cache. On a machine with "
+            f"internet access run `autoannotate weights download {entry.filename}` (or `hf download "
+            f"{entry.repo_id} --local-dir {entry.filename}`) and copy the folder {entry.filename}/ into one "
+            f"of those folders (or set {MODELS_ENV}=/path/to/folder holding it), or pass the folder's path "
+            "as the function's checkpoint."
+        )
     raise WeightsNotFoundError(
         f"model weights {entry.filename!r} are not on this machine and {reason}. "
         f"Looked in: {[str(d) for d in search_dirs()]}. Download {entry.url} on a machine with "
         f"internet access and put it in one of those folders (or set {MODELS_ENV}=/path/to/folder)."
     )
+
+
+def _download_hf(entry: WeightsEntry) -> Path:
+    """Download a Hugging Face model folder into the cache (atomically: a partial download never
+    looks like a model)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise WeightsNotFoundError(
+            f"model {entry.filename!r} needs huggingface_hub to download: pip install 'autoannotate[transformers]'"
+        ) from None
+    dest_dir = cache_dir()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / entry.filename
+    tmp = Path(tempfile.mkdtemp(prefix=entry.filename + ".", suffix=".part", dir=dest_dir))
+    try:
+        snapshot_download(entry.repo_id or "", revision=entry.revision, local_dir=str(tmp))
+        shutil.rmtree(tmp / ".cache", ignore_errors=True)
+        if not is_model_folder(tmp):
+            raise WeightsNotFoundError(f"downloaded {entry.url} but it holds no config.json: not a model folder")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _download(entry: WeightsEntry, *, timeout: float) -> Path:

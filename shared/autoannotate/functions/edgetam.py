@@ -1,0 +1,27 @@
+"""EdgeTAM (SAM 2 distilled onto a RepViT image encoder, CPU-fast) as an interactive function.
+
+The same function as ``sam2`` (:class:`autoannotate.functions.sam2.TransformersSamFunction`):
+clicks, boxes, several objects at once, refinement from previous logits, multimask output with
+the best mask kept. Weights: the ``edgetam`` entry of ``autoannotate weights list``.
+"""
+
+from __future__ import annotations
+
+from .sam2 import TransformersSamFunction, create_edgetam
+
+
+def create(
+    checkpoint: str | None = None, pretrained: bool = True, device: str = "cpu", multimask: str = "auto"
+) -> TransformersSamFunction:
+    """EdgeTAM on transformers. ``checkpoint``: a saved Hugging Face model folder, a repo id or a
+    registry name (default: ``edgetam`` found in ``AUTOANNOTATE_MODELS``, the cache or the Hugging
+    Face cache, else downloaded). ``pretrained=False`` builds the architecture with random weights.
+    ``device``: cpu, cuda or auto. ``multimask``: auto, true or false."""
+    return create_edgetam(checkpoint=checkpoint, pretrained=pretrained, device=device, multimask=multimask)
+
+
+def weights_available() -> bool:
+    """Whether the EdgeTAM weights are already on this machine (no download)."""
+    from ..weights import is_present
+
+    return is_present("edgetam")

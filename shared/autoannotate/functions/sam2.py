@@ -1,0 +1,369 @@
+"""SAM 2.1 (tiny, small, base-plus, large) and EdgeTAM as interactive functions, on ``transformers``.
+
+Both models share one API in ``transformers`` (``Sam2Model`` / ``EdgeTamModel`` with
+``Sam2Processor``), so one class serves both: :class:`TransformersSamFunction`. The library's own
+processor normalises the prompts and post-processes the masks; nothing here re-derives
+coordinates.
+
+Encode once, prompt many times: :meth:`TransformersSamFunction.encode` runs the image encoder
+(the expensive step) and returns a self-contained :class:`Sam2Encoding` that any number of
+threads can prompt with :meth:`TransformersSamFunction.segment` (the decoder only).
+
+Prompts (pixels of the upright image, see :class:`~autoannotate.interface.InteractivePrompt`):
+
+- clicks only: one object from all positive and negative clicks;
+- one box (+ optional clicks): one object;
+- several boxes: one object per box; each box takes the clicks that fall inside it. Objects with
+  the same number of clicks go through the decoder together (no padded points, so every object
+  gets exactly the answer it would get alone);
+- ``mask_input``: the ``logits`` of a previous result (1 x 256 x 256), for refinement clicks.
+
+Multimask: ``"auto"`` asks for three candidate masks when the prompt is a single click with no box
+(ambiguous) and keeps the best-scoring one; otherwise the model's single-mask output (SAM 2 falls
+back to its best multimask candidate by itself when that output is unstable).
+
+Weights: a saved Hugging Face model folder found by :func:`autoannotate.weights.resolve` (see
+``autoannotate weights list``); ``pretrained=False`` builds the real-size architecture with random
+weights (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+
+from ..errors import BadParameterError
+from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+
+#: SAM 2.1 sizes -> the registry name of their weights (``autoannotate.weights.REGISTRY``).
+SAM2_SIZES: dict[str, str] = {
+    "tiny": "sam2.1-hiera-tiny",
+    "small": "sam2.1-hiera-small",
+    "base-plus": "sam2.1-hiera-base-plus",
+    "large": "sam2.1-hiera-large",
+}
+EDGETAM_WEIGHTS = "edgetam"
+
+# Hiera image-encoder sizes of the released SAM 2.1 checkpoints (sam2/configs/sam2.1/sam2.1_hiera_*.yaml
+# in facebookresearch/sam2). transformers' defaults are the tiny one; used only for random weights.
+_HIERA: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    "small": {"blocks_per_stage": [1, 2, 11, 2], "global_attention_blocks": [7, 10, 13]},
+    "base-plus": {
+        "hidden_size": 112,
+        "num_attention_heads": 2,
+        "blocks_per_stage": [2, 3, 16, 3],
+        "embed_dim_per_stage": [112, 224, 448, 896],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "global_attention_blocks": [12, 16, 20],
+        "window_positional_embedding_background_size": [14, 14],
+    },
+    "large": {
+        "hidden_size": 144,
+        "num_attention_heads": 2,
+        "blocks_per_stage": [2, 6, 36, 4],
+        "embed_dim_per_stage": [144, 288, 576, 1152],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "global_attention_blocks": [23, 33, 43],
+        "window_size_per_stage": [8, 4, 16, 8],
+        "window_positional_embedding_background_size": [7, 7],
+    },
+}
+
+
+@dataclass(frozen=True)
+class Sam2Encoding:
+    """An image's SAM 2 / EdgeTAM embedding.
+
+    ``embeddings``: the feature pyramid, float tensors [1, 32, 256, 256], [1, 64, 128, 128] and
+    [1, 256, 64, 64] (high-resolution features first, the image embedding last);
+    ``original_size``: (H, W) of the image in pixels.
+    """
+
+    embeddings: tuple[Any, ...]
+    original_size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(t.element_size() * t.nelement() for t in self.embeddings))
+
+
+class TransformersSamFunction:
+    """A ``transformers`` SAM 2-family model (``Sam2Model``, ``EdgeTamModel``) with its processor as
+    an interactive function. ``multimask``: ``"auto"``, ``True`` or ``False`` (see the module doc).
+    """
+
+    def __init__(self, model: Any, processor: Any, *, model_version: str, multimask: bool | str = "auto") -> None:
+        import torch
+
+        if multimask not in ("auto", True, False):
+            raise BadParameterError(f"multimask must be 'auto', True or False, got {multimask!r}")
+        self.model = model.eval()
+        self.processor = processor
+        self.model_version = model_version
+        self.multimask = multimask
+        self._torch = torch
+        # The processor keeps no per-call state, but its image processor may cache resize helpers
+        # lazily; one lock keeps its first calls from racing. Model calls need no lock.
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    def encode(self, context: InteractiveFunctionContext, image: PIL.Image.Image) -> Sam2Encoding:
+        """Run the image encoder on an RGB image (the expensive step)."""
+        torch = self._torch
+        rgb = image.convert("RGB")
+        with self._lock:
+            inputs = self.processor(images=rgb, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
+        with torch.inference_mode():
+            embeddings = self.model.get_image_embeddings(pixel_values)
+        return Sam2Encoding(tuple(embeddings), (rgb.height, rgb.width))
+
+    def predict(
+        self,
+        encoding: Sam2Encoding,
+        points: Sequence[Sequence[tuple[float, float]]] | None,
+        labels: Sequence[Sequence[int]] | None,
+        boxes: Sequence[Sequence[float]] | None,
+        mask_input: Any = None,
+        multimask: bool = False,
+    ) -> list[SegmentationResult]:
+        """One decoder call for N objects of one image, in pixels of the image.
+
+        ``points``: N lists of (x, y), all of the same length (or None); ``labels``: N lists of
+        1 (positive) / 0 (negative); ``boxes``: N boxes (x1, y1, x2, y2) (or None); ``mask_input``:
+        previous logits 1 x 256 x 256 (only with N = 1). Returns one result per object: the mask
+        (bool H x W), its predicted IoU clamped to [0, 1] and its low-resolution logits
+        (float32 1 x 256 x 256); with ``multimask`` the best-scoring of three candidates.
+        """
+        torch = self._torch
+        size = [list(encoding.original_size)]
+        kwargs: dict[str, Any] = {}
+        if points is not None:
+            kwargs["input_points"] = [[[list(map(float, p)) for p in obj] for obj in points]]
+            kwargs["input_labels"] = [[[int(v) for v in obj] for obj in labels or []]]
+        if boxes is not None:
+            kwargs["input_boxes"] = [[list(map(float, b)) for b in boxes]]
+        with self._lock:
+            prompt = self.processor(original_sizes=size, return_tensors="pt", **kwargs)
+        model_inputs = {
+            k: prompt[k].to(self.device) for k in ("input_points", "input_labels", "input_boxes") if k in prompt
+        }
+        if mask_input is not None:
+            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)
+            model_inputs["input_masks"] = mask_t.reshape(-1, 1, *mask_t.shape[-2:])
+        with torch.inference_mode():
+            out = self.model(image_embeddings=list(encoding.embeddings), multimask_output=multimask, **model_inputs)
+            masks = self.processor.post_process_masks(out.pred_masks.cpu(), size)[0]  # N x M x H x W bool
+        scores = out.iou_scores[0].float().cpu()  # N x M
+        low_res = out.pred_masks[0].float().cpu()  # N x M x 256 x 256
+        results = []
+        for k in range(scores.shape[0]):
+            best = int(scores[k].argmax())
+            results.append(
+                SegmentationResult(
+                    mask=masks[k, best].numpy().astype(bool),
+                    score=float(min(max(float(scores[k, best]), 0.0), 1.0)),
+                    logits=low_res[k, best : best + 1].numpy(),
+                )
+            )
+        return results
+
+    def _use_multimask(self, n_points: int, has_box: bool) -> bool:
+        if self.multimask == "auto":
+            return n_points == 1 and not has_box
+        return bool(self.multimask)
+
+    def segment(
+        self, context: InteractiveFunctionContext, encoding: Sam2Encoding, prompt: InteractivePrompt
+    ) -> list[SegmentationResult]:
+        """Masks for a prompt: one per box, or one for clicks alone (in the order of the boxes)."""
+        pos, neg = list(prompt.positive_points), list(prompt.negative_points)
+        if len(prompt.boxes) <= 1:
+            pts, lbl = _clicks(pos, neg)
+            boxes = [prompt.boxes[0]] if prompt.boxes else None
+            return self.predict(
+                encoding,
+                None if pts is None else [pts],
+                None if lbl is None else [lbl],
+                boxes,
+                prompt.mask_input,
+                self._use_multimask(len(pts or ()), boxes is not None),
+            )
+        # Several boxes: each takes the clicks inside it; objects with as many clicks go together.
+        objects = []
+        for box in prompt.boxes:
+            inside = lambda p, box=box: box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]  # noqa: E731
+            objects.append((box, *_clicks([p for p in pos if inside(p)], [p for p in neg if inside(p)])))
+        results: list[SegmentationResult | None] = [None] * len(objects)
+        by_count: dict[int, list[int]] = {}
+        for i, (_, pts, _) in enumerate(objects):
+            by_count.setdefault(len(pts or ()), []).append(i)
+        for n, idx in by_count.items():
+            group = self.predict(
+                encoding,
+                [objects[i][1] or [] for i in idx] if n else None,
+                [objects[i][2] or [] for i in idx] if n else None,
+                [objects[i][0] for i in idx],
+                None,
+                self._use_multimask(n, True),
+            )
+            for i, r in zip(idx, group):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def segment_boxes(
+        self, context: InteractiveFunctionContext, encoding: Sam2Encoding, boxes: Sequence[Sequence[float]]
+    ) -> list[SegmentationResult]:
+        """One mask per box ``[x1, y1, x2, y2]``, all boxes in one decoder call."""
+        if len(boxes) == 0:
+            return []
+        return self.predict(encoding, None, None, [tuple(map(float, b)) for b in boxes], None, False)
+
+
+def _clicks(
+    pos: Sequence[tuple[float, float]], neg: Sequence[tuple[float, float]]
+) -> tuple[list[tuple[float, float]] | None, list[int] | None]:
+    if not pos and not neg:
+        return None, None
+    return [*pos, *neg], [1] * len(pos) + [0] * len(neg)
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def sam2_config(size: str = "tiny") -> Any:
+    """The ``Sam2Config`` of a released SAM 2.1 checkpoint's architecture (for random weights)."""
+    from transformers import Sam2Config, Sam2HieraDetConfig, Sam2VisionConfig
+
+    size = _size(size)
+    hiera = Sam2HieraDetConfig(**_HIERA[size])
+    channels = list(reversed(hiera.embed_dim_per_stage or []))
+    return Sam2Config(vision_config=Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=channels))
+
+
+def edgetam_config() -> Any:
+    """The ``EdgeTamConfig`` of the released EdgeTAM checkpoint's architecture (for random weights).
+
+    transformers' default EdgeTAM configuration misspells the timm key (``archirecture``) and so
+    builds a ResNet-50 backbone; the released checkpoint uses RepViT-M1.
+    """
+    from transformers import EdgeTamConfig, EdgeTamVisionConfig, TimmWrapperConfig
+
+    backbone = TimmWrapperConfig(
+        architecture="repvit_m1.dist_in1k",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+    )
+    return EdgeTamConfig(vision_config=EdgeTamVisionConfig(backbone_config=backbone))
+
+
+def _size(size: str) -> str:
+    s = str(size).lower().replace("_", "-")
+    s = {"t": "tiny", "s": "small", "b+": "base-plus", "baseplus": "base-plus", "l": "large"}.get(s, s)
+    if s not in SAM2_SIZES:
+        raise BadParameterError(f"unknown SAM 2.1 size {size!r}; choose one of {list(SAM2_SIZES)}")
+    return s
+
+
+def _multimask(value: bool | str) -> bool | str:
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.lower(), value.lower())
+    return value
+
+
+def build(
+    family: str,
+    *,
+    checkpoint: str | None,
+    default_weights: str,
+    pretrained: bool,
+    device: str,
+    multimask: bool | str,
+    config: Any = None,
+) -> TransformersSamFunction:
+    """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family model.
+
+    ``family``: ``sam2`` or ``edgetam``; ``checkpoint``: a registry name, a Hugging Face repo id
+    or a folder (default ``default_weights``); ``config``: the architecture for random weights.
+    """
+    from transformers import EdgeTamModel, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    from ..weights import resolve
+    from ._torchvision import pick_device
+
+    model_class: Any = {"sam2": Sam2Model, "edgetam": EdgeTamModel}[family]
+    if pretrained:
+        folder = resolve(checkpoint or default_weights)
+        model = model_class.from_pretrained(str(folder))
+        try:
+            processor = Sam2Processor.from_pretrained(str(folder))
+        except (OSError, ValueError):  # a folder holding only the model: the default processing
+            processor = Sam2Processor(image_processor=Sam2ImageProcessor())
+        version = folder.name
+    else:
+        if config is None:
+            raise BadParameterError("pretrained=False needs the architecture's configuration")
+        model = model_class(config)
+        processor = Sam2Processor(image_processor=Sam2ImageProcessor())
+        version = f"{checkpoint or default_weights}.random"
+    model.to(pick_device(device))
+    return TransformersSamFunction(model, processor, model_version=version, multimask=_multimask(multimask))
+
+
+def create(
+    size: str = "tiny",
+    checkpoint: str | None = None,
+    pretrained: bool = True,
+    device: str = "cpu",
+    multimask: str = "auto",
+) -> TransformersSamFunction:
+    """SAM 2.1 on transformers.
+
+    ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
+    repo id or a registry name (default: ``sam2.1-hiera-<size>`` found in ``AUTOANNOTATE_MODELS``,
+    the cache or the Hugging Face cache, else downloaded). ``pretrained=False`` builds the
+    architecture with random weights (tests, benchmarks). ``device``: cpu, cuda or auto.
+    ``multimask``: auto, true or false.
+    """
+    s = _size(size)
+    return build(
+        "sam2",
+        checkpoint=checkpoint,
+        default_weights=SAM2_SIZES[s],
+        pretrained=pretrained,
+        device=device,
+        multimask=multimask,
+        config=None if pretrained else sam2_config(s),
+    )
+
+
+def create_edgetam(
+    checkpoint: str | None = None, pretrained: bool = True, device: str = "cpu", multimask: str = "auto"
+) -> TransformersSamFunction:
+    """EdgeTAM (a SAM 2 distilled onto RepViT for on-device use) on transformers; the parameters are
+    those of :func:`create` without ``size``."""
+    return build(
+        "edgetam",
+        checkpoint=checkpoint,
+        default_weights=EDGETAM_WEIGHTS,
+        pretrained=pretrained,
+        device=device,
+        multimask=multimask,
+        config=None if pretrained else edgetam_config(),
+    )
+
+
+def weights_available(size: str = "tiny") -> bool:
+    """Whether the SAM 2.1 ``size`` weights are already on this machine (no download)."""
+    from ..weights import is_present
+
+    return is_present(SAM2_SIZES[_size(size)])
