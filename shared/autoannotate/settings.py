@@ -78,7 +78,7 @@ class Settings:
     """
 
     function: str | None = "yolox"
-    interactive: str | None = "grabcut"
+    interactive: str | None = "auto"  # the best SAM model whose weights are present, else grabcut
     tracker: str | None = "opencv_tracker"
     track_frames: int = DEFAULT_TRACK_FRAMES
     params: dict[str, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ from autoannotate.settings import (
 def test_defaults_without_any_variable():
     s = Settings.from_env({})
     assert s == Settings()
-    assert (s.function, s.interactive, s.tracker) == ("yolox", "grabcut", "opencv_tracker")
+    assert (s.function, s.interactive, s.tracker) == ("yolox", "auto", "opencv_tracker")
     assert (s.batch_size, s.num_workers) == (DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS)
     assert (s.host, s.port, s.track_frames, s.key_frame_interval) == ("0.0.0.0", 9090, 30, 5)
     assert s.conf_threshold is None and s.params == {} and s.allow_hosts == ()

@@ -76,6 +76,9 @@ class FakeInteractiveNone:
 def test_reason_phrases_are_one_ascii_line_and_bounded():
     from autoannotate.label_studio.app import MAX_REASON, reason_phrase
 
+    assert (
+        reason_phrase('add predicted_values="x" to a <Label>', "i") == 'add predicted_values="x" to a Label [error i]'
+    )
     text = reason_phrase("labels ‘Cat’\nand\r\n  ‘Dog’ " + "x" * 2000, "abc")
     assert text.isascii() and "\n" not in text and "\r" not in text
     assert text.startswith("labels ?Cat? and ?Dog? x") and text.endswith("... [error abc]")
@@ -119,7 +122,8 @@ def test_connection_states_against_a_real_label_studio(label_studio):
     assert ok.state == "ok" and ok.usable and "tests@autoannotate.local" in ok.message
 
     missing = fetcher(label_studio.url, None).check_label_studio()
-    assert missing.state == "token_missing" and missing.usable and "LABEL_STUDIO_API_KEY is not set" in missing.message
+    assert missing.state == "token_missing" and not missing.usable
+    assert "LABEL_STUDIO_API_KEY is not set" in missing.message
 
     wrong_jwt = label_studio.token[:-6] + "AAAAAA"
     rejected = fetcher(label_studio.url, wrong_jwt).check_label_studio()

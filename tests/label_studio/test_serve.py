@@ -120,3 +120,20 @@ def test_the_backend_takes_its_defaults_and_limits_from_the_settings(tmp_path):
         ("10.0.0.1",),
         str(tmp_path),
     )
+
+
+def test_default_interactive_is_auto_and_falls_back_to_grabcut_with_one_line(models_env, caplog):
+    """No SAM weights here (only YOLOX / FastestDet in ../shared/models): `auto` gives GrabCut and
+    says once how to get a SAM model."""
+    import logging
+
+    from autoannotate.label_studio.app import Settings
+    from autoannotate.label_studio.service import build_backend
+
+    caplog.set_level(logging.INFO)
+    settings = Settings(function=None)
+    assert settings.interactive == "auto"
+    backend = build_backend(settings)
+    assert backend.health()["interactive"] == "grabcut-opencv"
+    lines = [r.getMessage() for r in caplog.records if "interactive model" in r.getMessage()]
+    assert len(lines) == 1 and "autoannotate weights download" in lines[0]

@@ -29,7 +29,7 @@ from fastapi import Request  # module level: FastAPI resolves handler annotation
 from ..errors import AutoAnnotateError
 from ..settings import Settings
 from .backend import Backend, LabelStudioUnusable
-from .config import LabelConfigError
+from .config import LabelConfigError, warm_up
 from .responses import BadRequest
 from .service import build_backend
 
@@ -53,8 +53,10 @@ def _error(status: int, message: str, error_id: str | None = None):
 
 
 def reason_phrase(message: str, error_id: str) -> str:
-    """``message [error <id>]`` as a valid reason phrase: printable ASCII on one line."""
+    """``message [error <id>]`` as a valid reason phrase: printable ASCII on one line, without
+    ``<`` and ``>`` (Label Studio renders the reason as HTML, so ``<Label>`` would vanish)."""
     text = re.sub(r"\s+", " ", str(message)).strip().encode("ascii", "replace").decode()
+    text = text.replace("<", "").replace(">", "")
     if len(text) > MAX_REASON:
         text = text[: MAX_REASON - 3] + "..."
     return f"{text} [error {error_id}]"
@@ -158,6 +160,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     settings = settings or Settings.from_env()
     backend = backend or build_backend(settings)
+    warm_up()  # the config parser's first import would eat Label Studio's 3 s for /setup
     app = FastAPI(title="autoannotate Label Studio ML backend", version="0.1.0")
     app.state.backend = backend
     app.state.settings = settings

@@ -176,6 +176,8 @@ class Backend:
             errors.append("video tasks need a tracking function (AUTOANNOTATE_TRACKER)")
         if not any(out.values()):
             raise LabelConfigError(" ".join(errors) or "the labeling config has no control tag this backend can fill")
+        for reason in errors:  # what this config does not get, logged once per config
+            log.warning("labeling config %s: %s", key[:8], reason)
         with self._lock:
             self._configs[key] = out  # type: ignore[assignment]
             while len(self._configs) > 64:  # callers decide what configs arrive: keep memory bounded

@@ -32,8 +32,8 @@ def add_subcommands(sub: Any) -> None:
     s.add_argument(
         "--interactive",
         default=None,
-        help="interactive function for clicks/boxes: grabcut, sam, or none "
-        "(default: AUTOANNOTATE_INTERACTIVE, else grabcut)",
+        help="interactive function for clicks/boxes: auto (the best SAM model whose weights are present, "
+        "else grabcut), edgetam, sam2, sam, grabcut, or none (default: AUTOANNOTATE_INTERACTIVE, else auto)",
     )
     s.add_argument(
         "--tracker",
@@ -190,8 +190,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["interactive_params"] = parse_params(args.interactive_param)
     settings = replace(settings, **overrides)
 
+    import logging
+
     from .app import serve
 
+    # our log lines (the Label Studio connection, every error answer) at the server's level
+    logging.basicConfig(format="%(levelname)s:     %(name)s: %(message)s")
+    logging.getLogger("autoannotate").setLevel(args.log_level.upper())
     serve(settings, log_level=args.log_level)
     return 0
 

@@ -103,6 +103,12 @@ def _check_duplicate_labels(label_config: str) -> None:
             )
 
 
+def warm_up() -> None:
+    """Import the SDK's config parser now: its first import takes seconds, and Label Studio gives
+    ``/setup`` only 3 s (the first "Validate and Save" timed out)."""
+    from label_studio_sdk.label_interface import LabelInterface  # noqa: F401
+
+
 def parse_config(label_config: str) -> list[Control]:
     """The supported control tags of a labeling config (others are ignored)."""
     from label_studio_sdk.label_interface import LabelInterface
@@ -204,7 +210,8 @@ def map_controls(
         raise LabelConfigError(
             "none of the function's labels maps onto the labeling config. Project labels: "
             + ("; ".join(skipped) or "no control tag")
-            + '. Rename labels, or add predicted_values="<function label>" to a <Label>. Function labels: '
+            + f". Rename labels, or name a function label in a Label's predicted_values (e.g. "
+            f'predicted_values="{spec.label_names[0] if spec.label_names else "person"}"). Function labels: '
             f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}."
         )
     return mapped

@@ -55,8 +55,9 @@ class LabelStudioCheck:
 
     @property
     def usable(self) -> bool:
-        """False when a URL and token are set but do not work: fetching from Label Studio will fail."""
-        return self.state not in ("token_rejected", "unreachable")
+        """False when ``LABEL_STUDIO_URL`` is set but the token is missing or does not work, or the
+        URL cannot be reached: fetching task images from Label Studio would fail."""
+        return self.state in ("ok", "not_configured")
 
     def as_dict(self) -> dict:
         return {"state": self.state, "url": self.url, "message": self.message}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..loading import load_function
+from ..loading import load_function, load_interactive
 from ..settings import Settings
 from .backend import Backend
 from .cache import EncodingCache
@@ -24,7 +24,10 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 def build_backend(settings: Settings) -> Backend:
     """Load the functions now (Label Studio gives /health and /setup only seconds)."""
     function = load_function(settings.function, **settings.params) if settings.function else None
-    interactive = load_function(settings.interactive, **settings.interactive_params) if settings.interactive else None
+    # "auto": the best SAM model whose weights are here, else GrabCut (one log line says how to get SAM)
+    interactive = (
+        load_interactive(settings.interactive, **settings.interactive_params) if settings.interactive else None
+    )
     tracker = load_function(settings.tracker) if settings.tracker else None
     fetcher = ImageFetcher(
         fetch_policy(settings), label_studio_url=settings.label_studio_url, api_key=settings.label_studio_api_key
