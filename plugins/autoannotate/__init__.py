@@ -6,33 +6,84 @@ contains this plugin on ``FIFTYONE_PLUGINS_DIR`` (or ``fiftyone plugins create``
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import threading
+import time
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from autoannotate.loading import parse_label_map, parse_params, predefined
 from autoannotate.settings import DEFAULT_BATCH_SIZE
 
+log = logging.getLogger(__name__)
+
 LABEL_LIST_TYPES = ("Detections", "Polylines", "Keypoints", "Classifications")
+#: The plugin's name in fiftyone.yml (operator URIs are ``<PLUGIN_NAME>/<operator>``).
+PLUGIN_NAME = "@autoannotate/autoannotate"
+#: FiftyOne's Model Evaluation panel (it lists the evaluation each run stores under its key).
+MODEL_EVALUATION_PANEL = "model_evaluation_panel_builtin"
+#: Seconds between two progress updates sent to the App or stored for a delegated run.
+PROGRESS_EVERY = 0.5
 
 
 def _split(text):
     return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
 
 
-def _label_fields(ctx):
-    schema = ctx.dataset.get_field_schema(embedded_doc_type=None) if ctx.dataset else {}
-    return [
-        name
-        for name, field in schema.items()
-        if getattr(getattr(field, "document_type", None), "__name__", "") in LABEL_LIST_TYPES
-    ]
+def _label_fields(ctx, frames=True):
+    """The dataset's label-list fields; on videos also its frame fields as ``frames.<name>``."""
+    if ctx.dataset is None:
+        return []
+
+    def lists(schema, prefix=""):
+        return [
+            prefix + name
+            for name, field in (schema or {}).items()
+            if getattr(getattr(field, "document_type", None), "__name__", "") in LABEL_LIST_TYPES
+        ]
+
+    out = lists(ctx.dataset.get_field_schema())
+    if frames and ctx.dataset.media_type == "video":
+        out += lists(ctx.dataset.get_frame_field_schema(), "frames.")
+    return out
 
 
-def _progress(ctx):
+def _progress_label(done, total):
+    return f"{done} / {total if total is not None else '?'} samples"
+
+
+def _delegated_progress(ctx):
+    """``(done, total)`` callback storing the run's progress on its delegated operation (at most
+    every ``PROGRESS_EVERY`` seconds, and always the last one)."""
+    last = [0.0]
+
     def report(done, total):
-        ctx.set_progress(progress=(done / total) if total else None, label=f"{done}/{total or '?'} samples")
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY and done != total:
+            return
+        last[0] = now
+        ctx.set_progress(progress=(done / total) if total else None, label=_progress_label(done, total))
 
     return report
+
+
+def _app_can_schedule():
+    """Whether FiftyOne's App offers "Schedule" without a registered orchestrator (1.22: only
+    with legacy orchestrators, i.e. ``fiftyone delegated launch`` workers, allowed)."""
+    import fiftyone as fo
+
+    return bool(getattr(fo.config, "allow_legacy_orchestrators", True))
+
+
+def _streams_to_app(ctx):
+    """True when the App runs the operator right now: its execution requests carry
+    ``operator_uri`` (``fiftyone.operators.execute_operator`` and delegated workers do not), and
+    it reads a generator's messages (progress, the result view) as they come. FiftyOne drops a
+    generator's return value, so every other caller gets the report returned instead."""
+    return not ctx.delegated and "operator_uri" in ctx.request_params
 
 
 class AutoLabel(foo.Operator):
@@ -43,13 +94,26 @@ class AutoLabel(foo.Operator):
             label="Auto-label with a model",
             description="Run a model over samples, store labels with confidences and route them for review",
             dynamic=True,
+            execute_as_generator=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
 
     def resolve_input(self, ctx):
+        from autoannotate.fiftyone.form import check_form
+
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Auto-label")
+        try:
+            check = check_form(ctx.dataset, ctx.params) if ctx.dataset is not None else None
+        except Exception:  # noqa: BLE001 - the form must open; the run makes the same checks again
+            log.warning("auto_label form check failed", exc_info=True)
+            check = None
+        errors = check.errors if check else {}
+
+        def flag(name):
+            return {"invalid": True, "error_message": errors[name]} if name in errors else {}
+
         inputs.enum(
             "function",
             predefined("detection"),
@@ -71,42 +135,74 @@ class AutoLabel(foo.Operator):
             default="",
             label="Function parameters",
             description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano",
+            **flag("function_params"),
         )
         inputs.str(
             "classes",
             default="",
             label="Classes",
             description="name:output_type, comma-separated (bbox, polygon, polyline, keypoint, mask, tag); empty: all",
+            **flag("classes"),
         )
         inputs.str(
             "label_map",
             default="",
             label="Label map",
             description="function_label=dataset_label, comma-separated (e.g. car=vehicle)",
+            **flag("label_map"),
         )
-        inputs.str("label_field", default="auto_labels", required=True, label="Label field")
+        inputs.str("label_field", default="auto_labels", required=True, label="Label field", **flag("label_field"))
         inputs.float(
             "conf_threshold",
             min=0.0,
             max=1.0,
             label="Model confidence threshold",
             description="empty: the model's default",
+            **flag("conf_threshold"),
         )
         inputs.bool("route", default=True, label="Route labels for review")
-        inputs.float("review_lower", default=0.3, min=0.0, max=1.0, label="Discard below")
-        inputs.float("review_upper", default=0.8, min=0.0, max=1.0, label="Auto-approve at or above")
+        inputs.float("review_lower", default=0.3, min=0.0, max=1.0, label="Discard below", **flag("review_lower"))
+        inputs.float(
+            "review_upper", default=0.8, min=0.0, max=1.0, label="Auto-approve at or above", **flag("review_upper")
+        )
         inputs.bool("overwrite", default=False, label="Re-label samples that already have labels in this field")
         inputs.int("max_samples", min=0, label="At most this many samples")
         inputs.int("batch_size", default=DEFAULT_BATCH_SIZE, min=1, label="Images per model call")
-        gt_choices = [f for f in _label_fields(ctx) if f != ctx.params.get("label_field")]
+        gt_choices = [f for f in _label_fields(ctx, frames=False) if f != ctx.params.get("label_field")]
+        if ctx.dataset is not None and ctx.dataset.media_type == "video":
+            gt_choices = []  # evaluation is for image datasets
         if gt_choices:
             inputs.enum("eval_gt_field", gt_choices, label="Evaluate against ground truth field")
+        inputs.bool(
+            "delegate",
+            default=False,
+            label="Run in the background (delegated)",
+            description="queue the run for a `fiftyone delegated launch` worker instead of running it now",
+        )
+        if ctx.params.get("delegate") and not _app_can_schedule():
+            inputs.view(
+                "delegate_setup",
+                types.Warning(
+                    label="The App cannot schedule background runs yet",
+                    description=(
+                        "FiftyOne 1.22 schedules runs for `fiftyone delegated launch` only when the App is started "
+                        "with FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true (otherwise it asks for an orchestrator). "
+                        "Untick this to run now, or queue it from Python with request_delegation=True."
+                    ),
+                ),
+            )
+        for i, name in enumerate(errors):
+            inputs.view(f"error_{i}", types.Error(label=_FIELD_LABELS.get(name, name), description=errors[name]))
+        for i, text in enumerate(check.warnings if check else []):
+            inputs.view(f"warning_{i}", types.Warning(label="Note", description=text))
         return types.Property(inputs, view=types.View(label="Auto-label with a model"))
 
     def resolve_delegation(self, ctx):
-        return ctx.params.get("delegate")
+        # True forces delegation; None (not False) leaves the choice to the App's execution
+        # menu and to request_delegation from Python
+        return True if ctx.params.get("delegate") else None
 
-    def execute(self, ctx):
+    def _run(self, ctx, progress):
         from autoannotate.fiftyone import annotate_dataset
 
         p = ctx.params
@@ -129,28 +225,196 @@ class AutoLabel(foo.Operator):
             max_samples=p.get("max_samples"),
             eval_gt_field=p.get("eval_gt_field"),
             batch_size=int(p.get("batch_size") or DEFAULT_BATCH_SIZE),
-            progress=_progress(ctx),
+            progress=progress,
             **(video if ctx.dataset.media_type == "video" else {}),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
         return report.to_dict()
 
+    def execute(self, ctx):
+        if _streams_to_app(ctx):
+            return self._execute_in_app(ctx)
+        # Python callers (execute_operator(...).result) and delegated workers get the report
+        return self._run(ctx, _delegated_progress(ctx) if ctx.delegated else True)
+
+    def _execute_in_app(self, ctx):
+        """A generator for the App: "done / total samples" progress while the run works in a
+        thread, then the result view. A run the person stops watching goes on to its end."""
+        events = queue.Queue()
+
+        def work():
+            try:
+                events.put(("done", self._run(ctx, lambda done, total: events.put(("progress", done, total)))))
+            except Exception as e:  # noqa: BLE001 - shown in the App below
+                log.exception("auto_label failed")
+                events.put(("error", e))
+
+        threading.Thread(target=work, name="autoannotate-auto-label", daemon=True).start()
+        function = ctx.params.get("function") or "yolox"
+        yield ctx.trigger("set_progress", {"label": f"loading {function} and reading the samples", "variant": "linear"})
+        latest, event, sent = None, None, 0.0
+        while event is None:
+            try:
+                got = events.get(timeout=PROGRESS_EVERY)
+            except queue.Empty:
+                got = None
+            if got is not None and got[0] == "progress":
+                latest = got
+            elif got is not None:
+                event = got
+            if latest is not None and event is None and time.monotonic() - sent >= PROGRESS_EVERY:
+                _, done, total = latest
+                label = _progress_label(done, total)
+                if total and done >= total:
+                    label += ": saving the labels" + (", evaluating" if ctx.params.get("eval_gt_field") else "")
+                yield ctx.trigger("set_progress", {"progress": (done / total) if total else None, "label": label})
+                latest, sent = None, time.monotonic()
+        if event[0] == "error":
+            message = f"auto_label failed: {event[1]}"
+            yield ctx.ops.notify(message, variant="error")
+            outputs = types.Object()
+            outputs.view("failed", types.Error(label="The run did not start or stopped", description=str(event[1])))
+            yield ctx.ops.show_output(types.Property(outputs, view=types.View(label="Auto-label failed")).to_json(), {})
+            return
+        report = event[1]
+        yield ctx.trigger("reload_dataset")
+        outputs, results = report_view(report)
+        yield ctx.ops.show_output(outputs.to_json(), results)
+
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        for name, label in [
-            ("images_attempted", "Samples attempted"),
-            ("images_processed", "Samples labelled"),
-            ("images_skipped", "Samples skipped (already labelled)"),
-            ("annotations_added", "Labels stored"),
-            ("auto_approved", "Auto-approved"),
-            ("needs_review", "Needs review"),
-            ("discarded", "Discarded"),
-        ]:
-            outputs.int(name, label=label)
-        outputs.list("failures", types.Object(), label="Failures")
-        outputs.obj("extra", label="Run")
-        return types.Property(outputs, view=types.View(label="Auto-label report"))
+        return report_view(ctx.results or {})[0]
+
+
+_FIELD_LABELS = {
+    "function_params": "Function parameters",
+    "classes": "Classes",
+    "label_map": "Label map",
+    "label_field": "Label field",
+    "conf_threshold": "Model confidence threshold",
+    "review_lower": "Discard below",
+    "review_upper": "Auto-approve at or above",
+    "eval_gt_field": "Evaluate against ground truth field",
+}
+
+_COUNTS = [
+    ("images_attempted", "Samples attempted"),
+    ("images_processed", "Samples labelled"),
+    ("images_skipped", "Samples skipped (already labelled)"),
+    ("annotations_added", "Labels stored"),
+    ("auto_approved", "Auto-approved"),
+    ("needs_review", "Needs review"),
+    ("discarded", "Discarded"),
+]
+
+
+def _file_rows(items):
+    return [
+        {
+            "file": os.path.basename(str(f.get("image", ""))) or str(f.get("image", "")),
+            "reason": str(f.get("reason", "")),
+        }
+        for f in items or []
+    ]
+
+
+def _table(outputs, name, label, rows):
+    row = types.Object()
+    row.str("file", label="File")
+    row.str("reason", label="Reason")
+    table = types.TableView()
+    table.add_column("file", label="File")
+    table.add_column("reason", label="Reason")
+    outputs.list(name, row, label=label, view=table)
+
+
+def report_view(report):
+    """The App's view of an ``auto_label`` report: ``(types.Property, results)``: the counts, the
+    run key and label fields, a button opening the needs-review view, the evaluation, failures
+    and warnings as tables of file and reason, then anything else the report carries."""
+    extra = dict(report.get("extra") or {})
+    failures = _file_rows(report.get("failures"))
+    warnings = _file_rows(report.get("warnings"))
+    outputs = types.Object()
+    results = {}
+    attempted = report.get("images_attempted", 0)
+    if not report:
+        outputs.view("empty", types.Notice(label="No report"))
+        return types.Property(outputs, view=types.View(label="Auto-label report")), results
+    headline = (
+        f"**{report.get('images_processed', 0)} of {attempted} samples labelled**, "
+        f"{report.get('annotations_added', 0)} labels stored"
+    )
+    if failures:
+        headline += f", **{len(failures)} failed** (see the table below)"
+    elif attempted:
+        headline += ", no failures"
+    results["summary"] = headline
+    outputs.md(headline, name="summary")
+    for name, label in _COUNTS:
+        outputs.int(name, label=label)
+        results[name] = report.get(name, 0)
+    run_key = extra.pop("run_key", None)
+    outputs.str("run_key", label="Run key")
+    results["run_key"] = run_key or "(none: there was nothing to do)"
+    fields = extra.pop("label_fields", None)
+    if fields:
+        outputs.str("label_fields", label="Label fields")
+        results["label_fields"] = ", ".join(fields)
+    view_name = extra.pop("needs_review_view", None)
+    if view_name:
+        outputs.str("needs_review_view", label="Needs-review view")
+        results["needs_review_view"] = view_name
+        outputs.view(
+            "open_needs_review",
+            types.Button(
+                label=f"Open the needs-review view ({report.get('needs_review', 0)} labels)",
+                operator="set_view",
+                params={"name": view_name},
+            ),
+        )
+    evaluation = extra.pop("evaluation", None)
+    if isinstance(evaluation, dict):
+        for key, value in evaluation.items():
+            label = {"gt_field": "Evaluated against", "mAP": "mAP", "eval_key": "Evaluation key"}.get(
+                key, key.replace("_", " ").capitalize()
+            )
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                outputs.float(f"evaluation_{key}", label=label)
+            else:
+                outputs.str(f"evaluation_{key}", label=label)
+                value = str(value)
+            results[f"evaluation_{key}"] = value
+        if evaluation.get("eval_key"):
+            outputs.view(
+                "open_evaluation",
+                types.Button(
+                    label="Open the Model Evaluation panel",
+                    operator="open_panel",
+                    params={"name": MODEL_EVALUATION_PANEL, "isActive": True, "layout": "horizontal"},
+                ),
+            )
+    elif evaluation is not None:
+        outputs.str("evaluation", label="Evaluation")
+        results["evaluation"] = str(evaluation)
+    if failures:
+        _table(outputs, "failures", f"Failures ({len(failures)})", failures)
+        results["failures"] = failures
+    if warnings:
+        _table(outputs, "warnings", f"Warnings ({len(warnings)})", warnings)
+        results["warnings"] = warnings
+    for key, value in extra.items():
+        if value is None or (isinstance(evaluation, dict) and value in evaluation.values() and key.startswith("eval")):
+            continue
+        outputs.str(f"extra_{key}", label=key.replace("_", " ").capitalize())
+        results[f"extra_{key}"] = value if isinstance(value, str) else _plain(value)
+    return types.Property(outputs, view=types.View(label="Auto-label report")), results
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
 
 
 class _SetReview(foo.Operator):
@@ -167,9 +431,22 @@ class _SetReview(foo.Operator):
     def execute(self, ctx):
         from autoannotate.fiftyone import set_review
 
-        n = set_review(ctx.dataset, ctx.selected_labels, self.status)
+        result = set_review(ctx.dataset, ctx.selected_labels, self.status)
         ctx.trigger("reload_dataset")
-        return {"updated": n, "status": self.status}
+        # ``set_review`` counts only labels it changed; selected ids that match no label are unknown
+        return {
+            "updated": int(getattr(result, "changed", result)),
+            "status": self.status,
+            "unchanged": int(getattr(result, "unchanged", 0)),
+            "unknown": len(getattr(result, "unknown", [])),
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("updated", label=f"Labels marked {self.status}")
+        outputs.int("unchanged", label=f"Already {self.status}")
+        outputs.int("unknown", label="Selected labels not found (deleted or wrong id)")
+        return types.Property(outputs, view=types.View(label="Review"))
 
 
 class AcceptLabels(_SetReview):
@@ -226,14 +503,29 @@ class AssignReviewers(foo.Operator):
         inputs.view_target(ctx, action_description="Assign")
         inputs.enum("label_field", _label_fields(ctx) or ["auto_labels"], required=True, label="Auto label field")
         inputs.str("reviewers", required=True, label="Reviewers", description="names, comma-separated")
+        choices = types.RadioGroup()
+        choices.add_choice("samples", label="Same number of samples each")
+        choices.add_choice("labels", label="Same number of labels to review each")
+        inputs.enum("balance", choices.values(), default="samples", label="Balance", view=choices)
         return types.Property(inputs)
 
     def execute(self, ctx):
-        from autoannotate.fiftyone import assign_reviewers
+        from autoannotate.fiftyone import assign_reviewers, review_workload
 
-        counts = assign_reviewers(ctx.target_view(), ctx.params["label_field"], _split(ctx.params.get("reviewers")))
+        view = ctx.target_view()
+        field = ctx.params["label_field"]
+        counts = assign_reviewers(
+            view, field, _split(ctx.params.get("reviewers")), balance=ctx.params.get("balance") or "samples"
+        )
         ctx.trigger("reload_dataset")
-        return {"assigned": counts}
+        workload = review_workload(view, field)
+        return {"assigned": counts, "labels": {name: workload.get(name, {}).get("labels", 0) for name in counts}}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.obj("assigned", label="Samples per reviewer", view=types.KeyValueView())
+        outputs.obj("labels", label="Needs-review labels per reviewer", view=types.KeyValueView())
+        return types.Property(outputs, view=types.View(label="Reviewers assigned"))
 
 
 class ListRuns(foo.Operator):
@@ -245,7 +537,136 @@ class ListRuns(foo.Operator):
         from autoannotate.fiftyone import list_runs
 
         keep = ("run_key", "status", "function", "model_version", "label_fields", "review", "started_at", "finished_at")
-        return {"runs": [{k: r.get(k) for k in keep} | {"report": r.get("report")} for r in list_runs(ctx.dataset)]}
+        runs = [{k: r.get(k) for k in keep} | {"report": r.get("report")} for r in list_runs(ctx.dataset)]
+        return {"runs": runs, "rows": [_run_row(r) for r in runs], "delegated": _delegated_rows(ctx.dataset)}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        row = types.Object()
+        table = types.TableView()
+        for key, label in _RUN_COLUMNS:
+            row.str(key, label=label)
+            table.add_column(key, label=label)
+        outputs.list("rows", row, label="Runs", view=table)
+        drow = types.Object()
+        dtable = types.TableView()
+        for key, label in _DELEGATED_COLUMNS:
+            drow.str(key, label=label)
+            dtable.add_column(key, label=label)
+        outputs.list("delegated", drow, label="Delegated auto-label operations (progress)", view=dtable)
+        return types.Property(outputs, view=types.View(label="Auto-label runs"))
+
+
+_RUN_COLUMNS = [
+    ("run_key", "Run key"),
+    ("status", "Status"),
+    ("function", "Function"),
+    ("label_fields", "Label fields"),
+    ("counts", "Labelled / stored / needs review / failed"),
+    ("finished_at", "Finished"),
+]
+_DELEGATED_COLUMNS = [("id", "Operation"), ("state", "State"), ("progress", "Progress"), ("queued_at", "Queued")]
+
+
+def _run_row(run):
+    report = run.get("report") or {}
+    counts = (
+        f"{report.get('images_processed', 0)} / {report.get('annotations_added', 0)} / "
+        f"{report.get('needs_review', 0)} / {len(report.get('failures') or [])}"
+        if report
+        else ""
+    )
+    return {
+        "run_key": str(run.get("run_key")),
+        "status": str(run.get("status")),
+        "function": str(run.get("function")),
+        "label_fields": ", ".join(run.get("label_fields") or []),
+        "counts": counts,
+        "finished_at": str(run.get("finished_at") or ""),
+    }
+
+
+def _delegated_rows(dataset):
+    """The dataset's delegated ``auto_label`` operations with their stored progress (FiftyOne's
+    open-source App has no page for delegated runs; this is where their "done / total" shows)."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    try:
+        ops = DelegatedOperationService().list_operations(
+            operator=f"{PLUGIN_NAME}/auto_label", dataset_name=dataset.name
+        )
+    except Exception:  # noqa: BLE001 - the runs list must show even if this lookup fails
+        log.warning("could not list delegated operations", exc_info=True)
+        return []
+    return [
+        {
+            "id": str(op.id),
+            "state": str(op.run_state),
+            "progress": (op.status.label if op.status is not None and op.status.label else ""),
+            "queued_at": str(op.queued_at or ""),
+        }
+        for op in ops
+    ]
+
+
+class DeleteRun(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="delete_autoannotate_run", label="Delete an auto-label run", dynamic=True)
+
+    def resolve_input(self, ctx):
+        from autoannotate.fiftyone import list_runs
+
+        inputs = types.Object()
+        keys = [r["run_key"] for r in list_runs(ctx.dataset)] if ctx.dataset is not None else []
+        if not keys:
+            inputs.view("none", types.Notice(label="This dataset has no auto-label runs"))
+            return types.Property(inputs)
+        inputs.enum("run_key", keys, required=True, label="Run", default=keys[-1])
+        inputs.bool(
+            "delete_labels",
+            default=False,
+            label="Also delete the labels this run stored",
+            description="otherwise they stay; the run record, its evaluation and its needs-review view go",
+        )
+        return types.Property(inputs, view=types.View(label="Delete an auto-label run"))
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone import delete_run
+
+        out = delete_run(ctx.dataset, ctx.params["run_key"], delete_labels=bool(ctx.params.get("delete_labels")))
+        ctx.trigger("reload_dataset")
+        return out
+
+
+class CleanupRuns(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="cleanup_autoannotate_runs", label="Clean up auto-label runs of deleted fields", dynamic=True
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.md(
+            "Removes the run records, evaluations and needs-review views of runs whose label fields were "
+            "deleted (running runs are left alone). Labels are not touched."
+        )
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone import cleanup_runs
+
+        out = cleanup_runs(ctx.dataset)
+        ctx.trigger("reload_dataset")
+        return out
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.list("runs_deleted", types.String(), label="Runs removed")
+        outputs.list("views_deleted", types.String(), label="Saved views removed")
+        outputs.list("evaluations_deleted", types.String(), label="Evaluations removed")
+        return types.Property(outputs, view=types.View(label="Cleanup"))
 
 
 class TrackLabels(foo.Operator):
@@ -298,5 +719,15 @@ class TrackLabels(foo.Operator):
 
 
 def register(p):
-    for op in (AutoLabel, AcceptLabels, RejectLabels, PromoteApproved, AssignReviewers, ListRuns, TrackLabels):
+    for op in (
+        AutoLabel,
+        AcceptLabels,
+        RejectLabels,
+        PromoteApproved,
+        AssignReviewers,
+        ListRuns,
+        DeleteRun,
+        CleanupRuns,
+        TrackLabels,
+    ):
         p.register(op)

@@ -45,6 +45,10 @@ class BoxRefiner:
 
     ``outputs`` maps function label names to ``"mask"`` or ``"polygon"``; labels not listed keep
     their rectangles. ``None`` refines every label to ``default_output``.
+
+    A box whose mask comes back empty (or, for polygons, without an outline of 3+ vertices) is
+    returned as the detector's rectangle, never dropped: the caller decides how to store it (the
+    FiftyOne sink stores it as its box marked ``refined=False`` and counts it in the report).
     """
 
     def __init__(

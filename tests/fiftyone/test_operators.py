@@ -9,6 +9,7 @@ import autoannotate as aa
 from autoannotate.fiftyone import annotate_dataset, list_runs
 from tests.fakes import FakeDetector
 from tests.fiftyone.conftest import gt_snapshot
+from tests.fiftyone.test_video import clip, video_dataset  # noqa: F401 - fixtures
 
 fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")
@@ -22,6 +23,9 @@ OPERATORS = [
     "promote_approved",
     "assign_reviewers",
     "list_autoannotate_runs",
+    "delete_autoannotate_run",
+    "cleanup_autoannotate_runs",
+    "track_labels",
 ]
 
 
@@ -137,9 +141,13 @@ def test_accept_and_reject_selected_labels(small_dataset):
     pending = _labelled(small_dataset)
     assert len(pending) == 6
     out = run("accept_labels", small_dataset, selected_labels=pending[:2])
-    assert out == {"updated": 2, "status": "approved"}
+    assert out == {"updated": 2, "status": "approved", "unchanged": 0, "unknown": 0}
     out = run("reject_labels", small_dataset, selected_labels=pending[2:3])
     assert out["updated"] == 1
+    # a label already approved, and an id that matches no label: counted apart, never as changed
+    missing = {**pending[3], "label_id": "0123456789abcdef01234567"}
+    out = run("accept_labels", small_dataset, selected_labels=[pending[0], missing])
+    assert out == {"updated": 0, "status": "approved", "unchanged": 1, "unknown": 1}
     reviews = sorted(d.review for s in small_dataset for d in s.auto.detections)
     assert reviews.count("approved") == 6 + 2 and reviews.count("rejected") == 1 and reviews.count("needs_review") == 3
 
@@ -164,14 +172,14 @@ def test_assign_reviewers_splits_evenly_without_repeats(small_dataset):
     out = run(
         "assign_reviewers", small_dataset, {"view_target": "DATASET", "label_field": "auto", "reviewers": "ann, bob"}
     )
-    assert out == {"assigned": {"ann": 3, "bob": 2}}
+    assert out["assigned"] == {"ann": 3, "bob": 2} and sum(out["labels"].values()) == 5
     ann, bob = (
         set(small_dataset.match_tags("review:ann").values("id")),
         set(small_dataset.match_tags("review:bob").values("id")),
     )
     assert not ann & bob and len(ann | bob) == 5
     out = run("assign_reviewers", small_dataset, {"view_target": "DATASET", "label_field": "auto", "reviewers": "cy"})
-    assert out == {"assigned": {"cy": 5}}
+    assert out["assigned"] == {"cy": 5}
     assert small_dataset.match_tags(["review:ann", "review:bob"]).count() == 0
 
 
@@ -179,3 +187,245 @@ def test_list_runs_operator(small_dataset):
     report = annotate_dataset(small_dataset, FakeDetector(routed), label_field="auto", progress=False)
     runs = run("list_autoannotate_runs", small_dataset)["runs"]
     assert [r["run_key"] for r in runs] == [report.extra["run_key"]] and runs[0]["status"] == "completed"
+
+
+# --- the App's side of auto_label: progress, the result view, the form's checks -------------------
+
+AUTO_LABEL = f"{PLUGIN}/auto_label"
+
+
+def _plugin_module():
+    import sys
+
+    return sys.modules[type(foo.get_operator(AUTO_LABEL)).__module__]
+
+
+def _as_the_app_runs_it(ds, params):
+    """Execute auto_label the way the App's server does (``/operators/execute/generator``: the
+    request carries ``operator_uri``) and collect the messages the App would receive."""
+    import asyncio
+
+    from fiftyone.operators.executor import execute_or_delegate_operator
+
+    request = {"operator_uri": AUTO_LABEL, "dataset_name": ds.name, "view": [], "params": params}
+    result = asyncio.run(execute_or_delegate_operator(AUTO_LABEL, request))
+    assert result.error is None, result.error_message
+    assert result.is_generator, "the App gets a generator: progress messages, then the result view"
+    return [m.to_json()["body"] for m in result.result]
+
+
+def _with_broken_sample(ds, tmp_path):
+    broken = tmp_path / "broken-photo.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    ds.add_sample(fo.Sample(filepath=str(broken)))
+    return broken
+
+
+def test_auto_label_streams_progress_and_the_report_view_to_the_app(small_dataset, models_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(_plugin_module(), "PROGRESS_EVERY", 0.0)  # every count, for the test
+    _with_broken_sample(small_dataset, tmp_path)
+    assert foo.get_operator(AUTO_LABEL).config.execute_as_generator
+    messages = _as_the_app_runs_it(
+        small_dataset,
+        {"view_target": "DATASET", "label_field": "auto", "batch_size": 1, "eval_gt_field": "ground_truth"},
+    )
+    ops = [m["operator_uri"] for m in messages]
+    assert ops[-2:] == ["reload_dataset", "show_output"]
+    labels = [m["params"].get("label") for m in messages if m["operator_uri"] == "set_progress"]
+    counts = [int(label.split(" / ")[0]) for label in labels[1:]]
+    assert labels[0].startswith("loading yolox") and all(" / 7 samples" in label for label in labels[1:])
+    assert counts == sorted(counts) and counts[0] < 7 and counts[-1] == 7, labels
+    out = messages[-1]["params"]
+    results, props = out["results"], out["outputs"]["type"]["properties"]
+    run = list_runs(small_dataset)[-1]
+    assert results["run_key"] == run["run_key"] and results["images_attempted"] == 7
+    assert results["failures"] == [{"file": "broken-photo.jpg", "reason": run["report"]["failures"][0]["reason"]}]
+    table = props["failures"]["view"]
+    assert table["name"] == "TableView" and [c["key"] for c in table["columns"]] == ["file", "reason"]
+    assert "1 failed" in results["summary"]
+    assert {"evaluation_precision", "evaluation_recall", "evaluation_mAP"} <= set(results)
+    if run["report"]["extra"].get("needs_review_view"):
+        button = props["open_needs_review"]["view"]
+        assert button["operator"] == "set_view" and button["params"] == {"name": results["needs_review_view"]}
+
+
+def test_auto_label_failure_in_the_app_is_shown_not_swallowed(small_dataset, models_env):
+    messages = _as_the_app_runs_it(
+        small_dataset, {"view_target": "DATASET", "label_field": "auto", "function_params": "model=str:yolox_x"}
+    )
+    notify = [m for m in messages if m["operator_uri"] == "notify"]
+    assert notify and notify[0]["params"]["variant"] == "error" and "yolox_x" in notify[0]["params"]["message"]
+    shown = messages[-1]
+    assert shown["operator_uri"] == "show_output"
+    assert "yolox_x" in shown["params"]["outputs"]["type"]["properties"]["failed"]["view"]["description"]
+
+
+def test_report_view_of_a_clean_run_has_no_failures_list():
+    from fiftyone.operators import types
+
+    report_view = _plugin_module().report_view
+    prop, results = report_view(
+        {"images_attempted": 2, "images_processed": 2, "annotations_added": 3, "extra": {"run_key": "k1"}}
+    )
+    assert isinstance(prop, types.Property)
+    props = prop.to_json()["type"]["properties"]
+    assert "failures" not in props and "failures" not in results
+    assert results["summary"].endswith("no failures") and results["run_key"] == "k1"
+
+
+def test_delegated_auto_label_stores_done_of_total_progress(small_dataset, models_env):
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    foo.execute_operator(
+        AUTO_LABEL,
+        ctx={"dataset": small_dataset.name, "params": {"view_target": "DATASET", "label_field": "d", "delegate": True}},
+    )  # the form's "delegate" choice queues it
+    svc = DelegatedOperationService()
+    (queued,) = [op for op in svc.list_operations(dataset_name=small_dataset.name) if op.run_state == "queued"]
+    svc.execute_operation(queued)
+    done = svc.get(queued.id)
+    assert done.run_state == "completed" and done.result.result["images_processed"] == 6
+    assert done.status.label == "6 / 6 samples" and done.status.progress == 1.0
+    # the App's "List auto-label runs" shows the run and the delegated operation with its progress
+    out = run("list_autoannotate_runs", small_dataset)
+    assert out["delegated"] == [
+        {
+            "id": str(queued.id),
+            "state": "completed",
+            "progress": "6 / 6 samples",
+            "queued_at": out["delegated"][0]["queued_at"],
+        }
+    ]
+    assert (
+        out["rows"][0]["run_key"] == done.result.result["extra"]["run_key"] and out["rows"][0]["status"] == "completed"
+    )
+
+
+def _form(ds, **params):
+    from autoannotate.fiftyone.form import check_form
+
+    return check_form(ds, params)
+
+
+def test_form_suggests_the_nearest_class_and_label_map_names(small_dataset, models_env):
+    check = _form(small_dataset, function="yolox", classes="stop_sign:bbox, person:bbox")
+    assert check.errors["classes"].startswith("unknown classes ['stop_sign']: did you mean 'stop sign'?")
+    check = _form(small_dataset, function="yolox", classes="vehicle:bbox", label_map="carr=vehicle")
+    assert "'carr': did you mean 'car'" in check.errors["label_map"]
+    check = _form(small_dataset, function="yolox", classes="vehicle:bbox", label_map="car=vehicle, truck=vehicle")
+    assert check.errors == {}
+    assert (
+        "unknown output type 'cuboid'"
+        in _form(small_dataset, function="yolox", classes="person:cuboid").errors["classes"]
+    )
+    assert (
+        "not a valid float"
+        in _form(small_dataset, function_params="default_conf_threshold=float:x").errors["function_params"]
+    )
+
+
+def test_form_checks_thresholds_and_the_label_field(small_dataset, models_env):
+    assert (
+        "must be at or above the lower"
+        in _form(small_dataset, review_lower=0.9, review_upper=0.5).errors["review_upper"]
+    )
+    assert _form(small_dataset, review_lower=0.9, review_upper=0.5, route=False).errors == {}
+    assert (
+        "every stored label will be approved" in _form(small_dataset, conf_threshold=0.9, review_upper=0.8).warnings[0]
+    )
+    assert "not a usable field name" in _form(small_dataset, label_field="my labels").errors["label_field"]
+    assert (
+        "ground-truth field"
+        in _form(small_dataset, label_field="ground_truth", eval_gt_field="ground_truth").errors["label_field"]
+    )
+    # a field holding human labels: overwriting would replace them; otherwise those samples are skipped
+    assert (
+        "autoannotate did not make"
+        in _form(small_dataset, label_field="ground_truth", overwrite=True).errors["label_field"]
+    )
+    assert (
+        "6 samples already have labels in 'ground_truth'"
+        in _form(small_dataset, label_field="ground_truth").warnings[0]
+    )
+
+
+def test_operator_refuses_what_the_form_flags_before_any_work(small_dataset, models_env):
+    err = _error_of(
+        "auto_label", small_dataset, {"view_target": "DATASET", "label_field": "auto", "classes": "stop_sign"}
+    )
+    assert "did you mean 'stop sign'?" in err
+    assert small_dataset.get_field("auto") is None
+
+
+def test_assign_reviewers_can_balance_labels(small_dataset):
+    # sample i gets i needs-review labels (0..5): by samples 3 / 2 samples but uneven labels
+    dets = [
+        fo.Detections(
+            detections=[
+                fo.Detection(label="cat", bounding_box=[0.1, 0.1, 0.1, 0.1], confidence=0.5, review="needs_review")
+                for _ in range(i)
+            ]
+        )
+        for i in range(6)
+    ]
+    small_dataset.set_values("auto", dets)
+    params = {"view_target": "DATASET", "label_field": "auto", "reviewers": "ann, bob", "balance": "labels"}
+    out = run("assign_reviewers", small_dataset, params)
+    assert sum(out["assigned"].values()) == 5 and sum(out["labels"].values()) == 15
+    assert abs(out["labels"]["ann"] - out["labels"]["bob"]) <= 1, out
+
+
+def test_delete_and_cleanup_run_operators(small_dataset):
+    first = annotate_dataset(small_dataset, FakeDetector(routed), label_field="a", review=(0.3, 0.8), progress=False)
+    second = annotate_dataset(small_dataset, FakeDetector(routed), label_field="b", review=(0.3, 0.8), progress=False)
+    key_a, key_b = first.extra["run_key"], second.extra["run_key"]
+    out = run("delete_autoannotate_run", small_dataset, {"run_key": key_a, "delete_labels": True})
+    assert out["run_key"] == key_a and out["labels_deleted"] == first.annotations_added
+    assert [r["run_key"] for r in list_runs(small_dataset)] == [key_b]
+    small_dataset.delete_sample_field("b")
+    out = run("cleanup_autoannotate_runs", small_dataset)
+    assert out["runs_deleted"] == [key_b] and list_runs(small_dataset) == []
+    assert not [v for v in small_dataset.list_saved_views() if "needs-review" in v]
+
+
+def test_review_operators_on_video_frame_labels(video_dataset):  # noqa: F811 - the fixture imported above
+    sample = video_dataset.first()
+    label = sample.frames[1].detections.detections[0]
+    selected = [{"sample_id": sample.id, "frame_number": 1, "label_id": label.id, "field": "frames.detections"}]
+    out = run("reject_labels", video_dataset, selected_labels=selected)
+    assert out["updated"] == 1 and out["unknown"] == 0
+    assert video_dataset.count_values("frames.detections.detections.review") == {"rejected": 1}
+    video_dataset.set_values("frames.detections.detections.review", [[["needs_review"]] * len(sample.frames)])
+    out = run(
+        "assign_reviewers",
+        video_dataset,
+        {"view_target": "DATASET", "label_field": "frames.detections", "reviewers": "ann", "balance": "labels"},
+    )
+    assert out == {"assigned": {"ann": 1}, "labels": {"ann": 1}}
+
+
+def _form_schema(ds, params):
+    """The auto_label form as the App receives it while the person types (``/operators/resolve-type``)."""
+    import asyncio
+
+    from fiftyone.operators import OperatorRegistry
+    from fiftyone.operators.executor import resolve_type
+
+    request = {"dataset_name": ds.name, "view": [], "params": params, "target": "inputs"}
+    return asyncio.run(resolve_type(OperatorRegistry(), AUTO_LABEL, request)).to_json()["type"]["properties"]
+
+
+def test_form_schema_flags_fields_and_warns_about_delegation(small_dataset, models_env, monkeypatch):
+    props = _form_schema(small_dataset, {"classes": "stop_sign:bbox", "review_lower": 0.9, "review_upper": 0.5})
+    assert props["classes"]["invalid"] and "did you mean 'stop sign'?" in props["classes"]["error_message"]
+    assert props["review_upper"]["invalid"] and not props["review_lower"]["invalid"]
+    assert not props["label_field"]["invalid"]
+    assert any(p["view"]["name"] == "Error" for name, p in props.items() if name.startswith("error_"))
+    assert "delegate" in props and "delegate_setup" not in props
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    assert (
+        "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"
+        in _form_schema(small_dataset, {"delegate": True})["delegate_setup"]["view"]["description"]
+    )
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    assert "delegate_setup" not in _form_schema(small_dataset, {"delegate": True})

@@ -6,8 +6,16 @@ Importing this package imports FiftyOne (``pip install autoannotate[fiftyone]``)
 from .annotate import annotate_dataset, default_refiner
 from .convert import RUN_ATTRIBUTE, shape_to_label
 from .plan import OUTPUT_TYPES, ClassSpec, ReviewThresholds, parse_classes
-from .review import assign_reviewers, needs_review_view, promote_approved, set_review
-from .runs import get_run, list_runs
+from .review import (
+    BALANCE,
+    ReviewResult,
+    assign_reviewers,
+    needs_review_view,
+    promote_approved,
+    review_workload,
+    set_review,
+)
+from .runs import cleanup_runs, delete_run, eval_key_for, get_run, list_runs, review_view_name
 from .video import annotate_video_dataset, track_labels
 
 __all__ = [
@@ -22,9 +30,16 @@ __all__ = [
     "set_review",
     "promote_approved",
     "assign_reviewers",
+    "BALANCE",
+    "review_workload",
+    "ReviewResult",
     "needs_review_view",
     "list_runs",
     "get_run",
+    "delete_run",
+    "cleanup_runs",
+    "eval_key_for",
+    "review_view_name",
     "annotate_video_dataset",
     "track_labels",
 ]

@@ -13,6 +13,7 @@ autoannotate did not make is never overwritten.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from fiftyone import ViewField as F
 
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import BadParameterError
-from ..loading import load_function
+from ..loading import AUTO, load_interactive
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..report import AnnotateReport
@@ -32,10 +33,10 @@ from ..settings import (
     DEFAULT_WRITE_EVERY,
     DEFAULT_WRITE_INTERVAL,
 )
-from .convert import RUN_ATTRIBUTE, LabelBuilder
+from .convert import RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
 from .plan import Plan
-from .prepare import check_collection, default_refiner, plan_run, resolve_function, run_config
-from .runs import DatasetRuns
+from .prepare import check_collection, default_refiner, plan_run, resolve_function, resolve_label_map, run_config
+from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
 from .video import annotate_video_dataset
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def annotate_dataset(
     function: Any,
     *,
     label_field: str,
-    classes: Sequence[Any] | None = None,
-    label_map: Mapping[str, Any] | None = None,
+    classes: Sequence[Any] | str | None = None,
+    label_map: Mapping[str, Any] | str | None = None,
     conf_threshold: float | None = None,
     review: Any = None,
     overwrite: bool = False,
@@ -58,7 +59,7 @@ def annotate_dataset(
     num_workers: int = DEFAULT_NUM_WORKERS,
     progress: Progress = True,
     function_params: Mapping[str, Any] | None = None,
-    refine_with: str | None = None,
+    refine_with: Any = None,
     eval_gt_field: str | None = None,
     write_every: int = DEFAULT_WRITE_EVERY,
     write_interval: float = DEFAULT_WRITE_INTERVAL,
@@ -72,8 +73,11 @@ def annotate_dataset(
     - ``classes``: what to store and how: ``[("person", "polygon"), {"name": "car", "output_type":
       "bbox"}, ClassSpec("dog", "mask")]``; names as stored in the dataset. ``None``: the dataset's
       classes for the field (or its default classes), else every function label. Polygon or mask
-      from a box-only detector refines its boxes with ``refine_with`` (default: ``sam`` when its
-      weights are here, else ``grabcut``).
+      from a box-only detector refines its boxes with ``refine_with`` (a predefined name or an
+      interactive function object; default: ``sam`` when its weights are here, else ``grabcut``).
+      A box whose refinement gives an empty or degenerate mask is stored as its box (a box polygon,
+      or a detection without mask) marked ``refined=False``, never dropped; the report counts them
+      in ``extra["unrefined_labels"]`` and warns per sample.
     - ``label_map``: synonyms from function names to dataset names, ``{"car": "vehicle"}``.
     - ``conf_threshold``: passed to the function (``None``: the function's default).
     - ``review``: ``(lower, upper)`` or ``{class: (lower, upper), "*": (...)}``: labels at or above
@@ -81,8 +85,13 @@ def annotate_dataset(
       stored (counted as ``discarded``). Every stored label carries ``confidence``.
     - ``overwrite``: re-label samples that already have labels in the field (only that field).
     - ``max_samples``: process at most this many samples (after skipping) in this call.
-    - ``eval_gt_field``: evaluate the stored boxes against this ground-truth field (nothing is
-      written to it); precision, recall and mAP go to ``report.extra["evaluation"]``.
+    - ``eval_gt_field``: evaluate the stored boxes against this ground-truth field with FiftyOne's
+      ``evaluate_detections``, stored as a FiftyOne evaluation under ``report.extra["eval_key"]``
+      (the run key; the App's Model Evaluation panel lists it). Its labels are not changed; like
+      every FiftyOne evaluation it adds the ``<eval_key>``, ``<eval_key>_id``, ``<eval_key>_iou``
+      attributes to the labels of both fields and ``<eval_key>_tp/_fp/_fn`` counts to samples
+      (:func:`~autoannotate.fiftyone.runs.delete_run` removes them). Precision, recall and mAP go to
+      ``report.extra["evaluation"]``.
     - ``write_every`` / ``write_interval``: labels are written after this many samples or seconds.
 
     On a video collection this labels frames with tracks: the detection function runs on every
@@ -90,6 +99,7 @@ def annotate_dataset(
     :func:`autoannotate.fiftyone.video.annotate_video_dataset`).
     """
     check_collection(samples)
+    label_map = resolve_label_map(label_map)
     if samples.media_type == "video":
         if eval_gt_field:
             raise BadParameterError("eval_gt_field is not supported for videos yet")
@@ -124,7 +134,13 @@ def annotate_dataset(
     if overwrite:
         _refuse_foreign_labels(samples, plan)
     if plan.refine:
-        fn = BoxRefiner(fn, load_function(refine_with or default_refiner()), outputs=plan.refine)
+        # "auto" (the default): the best SAM model whose weights are present, else GrabCut
+        interactive = (
+            load_interactive(refine_with or AUTO)
+            if refine_with is None or isinstance(refine_with, str)
+            else refine_with
+        )
+        fn = BoxRefiner(fn, interactive, outputs=plan.refine)
     mapping = LabelMapping.build(
         fn.spec, plan.targets, label_map=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
     )
@@ -198,6 +214,7 @@ class ImageSink:
         self.attribute_names = {(t.id, a.id): a.name for t in plan.targets for a in t.attributes}
         self.values: dict[str, dict[Hashable, Any]] = {f: {} for f in plan.fields.values()}
         self.builder = LabelBuilder(plan, "", self.attribute_names)
+        self.unrefined_warnings: list[tuple[str, str]] = []
 
     def done_keys(self, run_key: str | None) -> set[Hashable]:
         primary = self.plan.primary_field
@@ -212,6 +229,12 @@ class ImageSink:
 
     def add(self, result: ImageResult) -> list[str | None]:
         containers, stored = self.builder.containers(result.shapes or [], result.reviews, result.size)  # type: ignore[arg-type]
+        if self.builder.last_unrefined:
+            per_class = Counter(self.builder.last_unrefined)
+            what = ", ".join(f"{n} {name!r}" for name, n in per_class.items())
+            self.unrefined_warnings.append(
+                (result.name, f"{what} label(s) stored as boxes, marked refined=False: refinement gave no usable mask")
+            )
         for field, container in containers.items():
             self.values[field][result.key] = container
         return stored
@@ -233,28 +256,44 @@ class ImageSink:
         report.extra["label_fields"] = list(self.plan.fields.values())
         if self.builder.counts["unconvertible"]:
             report.extra["unconvertible_shapes"] = self.builder.counts["unconvertible"]
+        if self.builder.unrefined:
+            report.extra["unrefined_labels"] = {
+                "count": sum(self.builder.unrefined.values()),
+                "reason": UNREFINED_REASON,
+                "classes": dict(self.builder.unrefined),
+            }
+            for name, reason in self.unrefined_warnings:
+                report.add_warning(name, reason)
         try:
             self.dataset.add_dynamic_sample_fields()
         except Exception:  # noqa: BLE001 - schema declaration only helps the App's filters
             log.debug("could not declare dynamic fields", exc_info=True)
         run_key = report.extra.get("run_key")
+        drop_stale_views(self.dataset)
         if self.plan.review and report.needs_review and run_key:
-            name = f"{run_key}-needs-review".replace("_", "-")
-            view = self.dataset.filter_labels(
-                self.plan.primary_field, (F("review") == "needs_review") & (F(RUN_ATTRIBUTE) == run_key)
-            )
-            self.dataset.save_view(
-                name, view, description=f"labels of autoannotate run {run_key} waiting for review", overwrite=True
-            )
-            report.extra["needs_review_view"] = name
+            views = {field: save_review_view(self.dataset, field, run_key) for field in self.plan.fields.values()}
+            report.extra["needs_review_view"] = views[self.plan.primary_field]
+            if len(views) > 1:
+                report.extra["needs_review_views"] = views
         if self.eval_gt_field:
-            report.extra["evaluation"] = self._evaluate()
+            report.extra["evaluation"] = self._evaluate(run_key)
+            if isinstance(report.extra["evaluation"], dict) and report.extra["evaluation"].get("eval_key"):
+                report.extra["eval_key"] = report.extra["evaluation"]["eval_key"]
 
-    def _evaluate(self) -> Any:
+    def _evaluate(self, run_key: str | None) -> Any:
+        """FiftyOne's detection evaluation, stored under the run's eval key (so the App's Model
+        Evaluation panel shows it; a repeated evaluation of the same run replaces it)."""
         if "detections" not in self.plan.fields:
             return "skipped: only boxes and masks are evaluated"
+        eval_key = eval_key_for(run_key) if run_key else None
+        if eval_key and self.dataset.has_evaluation(eval_key):
+            self.dataset.delete_evaluation(eval_key)
         results = self.samples.evaluate_detections(
-            self.plan.fields["detections"], gt_field=self.eval_gt_field, eval_key=None, compute_mAP=True, progress=False
+            self.plan.fields["detections"],
+            gt_field=self.eval_gt_field,
+            eval_key=eval_key,
+            compute_mAP=True,
+            progress=False,
         )
         metrics = results.metrics()
         return {
@@ -262,4 +301,5 @@ class ImageSink:
             "precision": round(float(metrics["precision"]), 4),
             "recall": round(float(metrics["recall"]), 4),
             "mAP": round(float(results.mAP()), 4),
+            "eval_key": eval_key,
         }

@@ -26,6 +26,17 @@ CONTAINER_TYPES = {
 }
 
 
+def label_list_attr(dataset: Any, path: str) -> str | None:
+    """The list attribute (``detections``, ``polylines``, ...) of the label-list field ``path`` of
+    ``dataset`` (``frames.<name>`` for a video frame field); None when it is no such field."""
+    if path.startswith("frames."):
+        field = (dataset.get_frame_field_schema() or {}).get(path[len("frames.") :])
+    else:
+        field = dataset.get_field(path)
+    doc = getattr(field, "document_type", None)
+    return next((attr for cls, attr in CONTAINER_TYPES.values() if doc is cls), None)
+
+
 def rel_box(box: tuple[float, float, float, float], w: int, h: int) -> list[float]:
     """Pixel ``(x1, y1, x2, y2)`` -> FiftyOne's relative ``[x, y, w, h]``, clipped to the image."""
     x1, y1, x2, y2 = box
@@ -96,9 +107,37 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
     raise ValueError(f"unknown output type {output!r}")
 
 
+#: Why a label of a polygon/mask class is stored as its box (marked ``refined=False``).
+UNREFINED_REASON = (
+    "box refinement gave an empty or degenerate mask, so the detection is kept as its box "
+    "(a box polygon for polygon classes, a box without mask for mask classes), marked refined=False"
+)
+
+
+def box_label(s: Shape, name: str, output: str, size: tuple[int, int], attrs: dict[str, Any]) -> Any:
+    """The box of ``s`` in the class's container: a closed box polygon (``polygon``) or a
+    detection without mask (``mask``), marked ``refined=False``; None when ``s`` has no box."""
+    box = s.bbox()
+    if box is None:
+        return None
+    w, h = size
+    kw: dict[str, Any] = {"label": name, **attrs, "refined": False}
+    if s.score is not None:
+        kw["confidence"] = float(s.score)
+    x, y, bw, bh = rel_box(box, w, h)
+    if output == "polygon":
+        corners = [(x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh)]
+        return fo.Polyline(points=[corners], closed=True, filled=True, **kw)
+    return fo.Detection(bounding_box=[x, y, bw, bh], **kw)
+
+
 class LabelBuilder:
-    """Turns one image's mapped, routed shapes into per-field containers; counts shapes that
-    cannot take their class's output type (``unconvertible``)."""
+    """Turns one image's mapped, routed shapes into per-field containers.
+
+    A rectangle of a polygon/mask class (its refinement gave no usable mask) is stored as its box,
+    marked ``refined=False``, and counted in ``unrefined`` (per class); ``last_unrefined`` lists
+    the classes of those of the last image. Shapes that cannot take their class's output type at
+    all are counted as ``unconvertible``."""
 
     def __init__(self, plan: Plan, run_key: str, attribute_names: dict[tuple[int, int], str]) -> None:
         self.plan = plan
@@ -106,6 +145,8 @@ class LabelBuilder:
         self.names = {t.id: t.name for t in plan.targets}
         self.attribute_names = attribute_names
         self.counts: Counter[str] = Counter()
+        self.unrefined: Counter[str] = Counter()
+        self.last_unrefined: list[str] = []
 
     def containers(
         self, shapes: list[Shape], reviews: list[str | None] | None, size: tuple[int, int]
@@ -115,18 +156,25 @@ class LabelBuilder:
         each stored label."""
         lists: dict[str, list] = {kind: [] for kind in self.plan.fields}
         stored: list[str | None] = []
+        self.last_unrefined = []
         for s, status in zip(shapes, reviews or [None] * len(shapes)):
             name = self.names[s.label_id]
             attrs = {self.attribute_names[(s.label_id, a.spec_id)]: a.value for a in s.attributes}
             attrs[RUN_ATTRIBUTE] = self.run_key
             if status is not None:
                 attrs["review"] = status
-            label = shape_to_label(s, name, self.plan.outputs[name], size, attrs)
+            output = self.plan.outputs[name]
+            label = shape_to_label(s, name, output, size, attrs)
+            if label is None and s.type == "rectangle" and output in ("polygon", "mask"):
+                label = box_label(s, name, output, size, attrs)
+                if label is not None:
+                    self.unrefined[name] += 1
+                    self.last_unrefined.append(name)
             if label is None:
                 self.counts["unconvertible"] += 1
                 continue
             stored.append(status)
-            lists[CONTAINER[self.plan.outputs[name]]].append(label)
+            lists[CONTAINER[output]].append(label)
         return {self.plan.fields[kind]: container(kind, labels, self.run_key) for kind, labels in lists.items()}, stored
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import BadParameterError
 from ..interface import DetectionFunctionSpec, LabelSpec
-from ..mapping import Synonyms, TargetAttribute, TargetLabel, resolve_names
+from ..mapping import Synonyms, TargetAttribute, TargetLabel, match_name, normalize_synonyms, resolve_names
 from ..routing import ReviewThresholds, Router, parse_review, thresholds_per_class
 
 __all__ = [
@@ -89,11 +89,15 @@ class ClassSpec:
             )
 
 
-def parse_classes(classes: Iterable[Any] | None) -> list[ClassSpec] | None:
-    """Normalize the three accepted shapes (plus plain names and ``"name:type"`` strings)."""
+def parse_classes(classes: Iterable[Any] | str | None) -> list[ClassSpec] | None:
+    """Normalize the three accepted shapes (plus plain names and ``"name:type"`` strings). A
+    string may list several classes, comma- or newline-separated, as typed in the plugin's form:
+    ``"person:polygon, car:bbox"``."""
     if classes is None:
         return None
-    if isinstance(classes, (str, Mapping)):
+    if isinstance(classes, str):
+        classes = [part for part in classes.replace("\n", ",").split(",") if part.strip()]
+    elif isinstance(classes, Mapping):
         classes = [classes]
     out = []
     for c in classes:
@@ -158,8 +162,19 @@ def make_plan(
     review: Any,
 ) -> Plan:
     """Resolve classes against the function; raises :class:`BadParameterError` before any work."""
+    syn = normalize_synonyms(label_map)
     wanted = [c.name for c in classes] if classes else (list(dataset_classes) if dataset_classes else None)
+    if wanted is not None and not classes:  # the dataset's classes, plus what label_map names
+        wanted += [t[0] for t in syn.values() if not any(match_name(n, _candidates(wanted)) for n in t)]
     names = resolve_names(spec, wanted, label_map)
+    if wanted is not None:  # label_map always applies, also where the target has the function's own name
+        for label in spec.labels:
+            if label.name in syn:
+                hit = next((m for t in syn[label.name] if (m := match_name(t, _candidates(wanted)))), None)
+                if hit is not None:
+                    names[label.name] = hit.name
+                else:  # mapped to a class the run does not produce: not silently stored as itself
+                    names.pop(label.name, None)
     by_class: dict[str, list[LabelSpec]] = {}
     for label in spec.labels:
         if label.name in names:
@@ -196,6 +211,10 @@ def make_plan(
     routing = thresholds_per_class(review, list(outputs))
     unmatched = [lbl.name for lbl in spec.labels if lbl.name not in names]
     return Plan(targets, outputs, fields, refine, routing, unmatched)
+
+
+def _candidates(names: Sequence[str]) -> list[TargetLabel]:
+    return [TargetLabel(n, i) for i, n in enumerate(names)]
 
 
 def _target(name: str, index: int, labels: list[LabelSpec]) -> TargetLabel:

@@ -9,13 +9,14 @@ from typing import Any
 import fiftyone as fo
 
 from ..errors import BadParameterError
-from ..loading import load_function
+from ..loading import AUTO, load_function, parse_label_map, resolve_interactive
 from ..run import fingerprint
 from .convert import CONTAINER_TYPES
 from .plan import Plan, make_plan, parse_classes
 
 __all__ = [
     "resolve_function",
+    "resolve_label_map",
     "check_collection",
     "default_refiner",
     "check_field",
@@ -37,6 +38,17 @@ def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -
     return function, type(function).__name__, {}
 
 
+def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
+    """``label_map`` as a dict: a mapping as given, or the form's text ``"car=vehicle, ..."``."""
+    if label_map is None:
+        return None
+    if isinstance(label_map, str):
+        return parse_label_map(label_map) or None
+    if not isinstance(label_map, Mapping):
+        raise BadParameterError(f"label_map must be a dict or 'function_label=dataset_label, ...', got {label_map!r}")
+    return dict(label_map)
+
+
 def check_collection(samples: Any, media_type: str | None = None) -> None:
     """``samples`` must be a FiftyOne dataset or view (of ``media_type``, when given)."""
     if not isinstance(samples, fo.core.collections.SampleCollection):
@@ -46,15 +58,9 @@ def check_collection(samples: Any, media_type: str | None = None) -> None:
 
 
 def default_refiner() -> str:
-    """``sam`` when its vit_b weights are on this machine (and the package is installed), else ``grabcut``."""
-    try:
-        import segment_anything  # noqa: F401
-
-        from ..functions.sam import weights_available
-
-        return "sam" if weights_available("vit_b") else "grabcut"
-    except ImportError:
-        return "grabcut"
+    """The interactive function that refines boxes by default: ``auto``'s choice (the best of
+    EdgeTAM, SAM 2.1 and SAM whose weights are on this machine, else ``grabcut``)."""
+    return resolve_interactive(AUTO)[0]
 
 
 def check_field(dataset: fo.Dataset, name: str, container: str, *, frames: bool = False) -> None:
@@ -78,7 +84,7 @@ def plan_run(
     spec: Any,
     *,
     label_field: str,
-    classes: Sequence[Any] | None,
+    classes: Sequence[Any] | str | None,
     label_map: Mapping[str, Any] | None,
     review: Any,
     frames: bool = False,

@@ -10,37 +10,120 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 from ..errors import BadParameterError
-from .convert import CONTAINER_TYPES
+from .convert import RUN_ATTRIBUTE, label_list_attr
 
 REVIEW_STATES = ("approved", "needs_review", "rejected")
 REVIEWER_TAG_PREFIX = "review:"
 
 
 def _list_field(dataset: fo.Dataset, field: str) -> str:
-    """``field.detections`` (etc.) for a label-list field."""
-    doc = getattr(dataset.get_field(field), "document_type", None)
-    for cls, attr in CONTAINER_TYPES.values():
-        if doc is cls:
-            return attr
-    raise BadParameterError(f"{field!r} is not a Detections/Polylines/Keypoints/Classifications field")
+    """``field.detections`` (etc.) for a label-list field (``frames.<name>`` for frame fields)."""
+    attr = label_list_attr(dataset, field)
+    if attr is None:
+        raise BadParameterError(f"{field!r} is not a Detections/Polylines/Keypoints/Classifications field")
+    return attr
 
 
-def set_review(dataset: fo.Dataset, selected_labels: Sequence[Mapping[str, Any]], status: str) -> int:
+def label_path(samples: Any, label_field: str) -> str:
+    """``label_field`` as a path of ``samples``: a frame field of a video collection may be named
+    with or without its ``frames.`` prefix (the App names it with it)."""
+    if label_field.startswith("frames.") or samples.media_type != "video":
+        return label_field
+    if samples._dataset.get_field(label_field) is None and label_field in (samples.get_frame_field_schema() or {}):
+        return f"frames.{label_field}"
+    return label_field
+
+
+class ReviewResult(int):
+    """What :func:`set_review` did. Its value as an ``int`` is :attr:`changed`, so code that
+    counted the result keeps working.
+
+    - ``changed``: labels whose ``review`` was set to the new status;
+    - ``unchanged``: labels found that had that status already;
+    - ``unknown``: the selected labels that do not exist (deleted, another dataset, a wrong id),
+      as given (``label_id``, ``sample_id``, ``field``, ``frame_number``).
+    """
+
+    changed: int
+    unchanged: int
+    unknown: list[dict[str, Any]]
+
+    def __new__(cls, changed: int, unchanged: int = 0, unknown: list[dict[str, Any]] | None = None) -> ReviewResult:
+        obj = super().__new__(cls, changed)
+        obj.changed = changed
+        obj.unchanged = unchanged
+        obj.unknown = list(unknown or [])
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changed": self.changed, "unchanged": self.unchanged, "unknown": self.unknown}
+
+    def __repr__(self) -> str:
+        return f"ReviewResult(changed={self.changed}, unchanged={self.unchanged}, unknown={len(self.unknown)})"
+
+
+def _current_reviews(dataset: fo.Dataset, path: str, sample_ids: list[str]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """``{(sample_id, label_id): (sample or frame id, current review)}`` of the labels in ``path``
+    (``field`` or ``frames.field``) of those samples."""
+    attr = _list_field(dataset, path)
+    view = dataset.select(sample_ids)
+    out: dict[tuple[str, str], tuple[str, Any]] = {}
+    if path.startswith("frames."):
+        sids, fids, lids, reviews = view.values(["id", "frames.id", f"{path}.{attr}.id", f"{path}.{attr}.review"])
+        for sid, frame_ids, per_frame_ids, per_frame_reviews in zip(sids, fids, lids, reviews):
+            for fid, ls, rs in zip(frame_ids or [], per_frame_ids or [], per_frame_reviews or []):
+                for lid, r in zip(ls or [], rs or []):
+                    out[(sid, lid)] = (fid, r)
+    else:
+        sids, lids, reviews = view.values(["id", f"{path}.{attr}.id", f"{path}.{attr}.review"])
+        for sid, ls, rs in zip(sids, lids, reviews):
+            for lid, r in zip(ls or [], rs or []):
+                out[(sid, lid)] = (sid, r)
+    return out
+
+
+def set_review(dataset: fo.Dataset, selected_labels: Sequence[Mapping[str, Any]], status: str) -> ReviewResult:
     """Set ``review`` on the labels selected in the App (``ctx.selected_labels`` items:
-    ``label_id``, ``sample_id``, ``field``). Returns how many labels changed."""
+    ``label_id``, ``sample_id``, ``field`` and, for video frame labels, ``frame_number``; the
+    field may be given as ``frames.<name>`` or ``<name>``).
+
+    Only labels that exist and had another status are written and counted as ``changed``; ids
+    that match no label are returned in ``unknown``, never counted. Returns a
+    :class:`ReviewResult` (an ``int``: the number changed)."""
+    from bson import ObjectId
+
     if status not in REVIEW_STATES:
         raise BadParameterError(f"review status must be one of {REVIEW_STATES}, got {status!r}")
-    by_field: dict[str, list[dict]] = defaultdict(list)
-    for s in selected_labels:
-        if s.get("frame_number"):
-            raise BadParameterError("video frame labels are not supported by review operators yet")
-        by_field[s["field"]].append({"sample_id": s["sample_id"], "label_id": s["label_id"], "value": status})
-    n = 0
-    for field, values in by_field.items():
-        attr = _list_field(dataset, field)
-        dataset.set_label_values(f"{field}.{attr}.review", values)
-        n += len(values)
-    return n
+    by_path: dict[str, list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
+    unknown: list[tuple[int, dict[str, Any]]] = []
+    for i, s in enumerate(selected_labels):
+        field = str(s.get("field") or "")
+        if s.get("frame_number") and dataset.media_type == "video" and not field.startswith("frames."):
+            field = f"frames.{field}"
+        if not ObjectId.is_valid(str(s.get("sample_id"))) or not field:
+            unknown.append((i, dict(s)))
+            continue
+        by_path[field].append((i, s))
+    changed = unchanged = 0
+    for path, items in by_path.items():
+        current = _current_reviews(dataset, path, sorted({str(s["sample_id"]) for _, s in items}))
+        id_key = "frame_id" if path.startswith("frames.") else "sample_id"
+        values, seen = [], set()
+        for i, s in items:
+            key = (str(s["sample_id"]), str(s["label_id"]))
+            if key not in current:
+                unknown.append((i, dict(s)))
+            elif key in seen:
+                continue
+            elif current[key][1] == status:
+                unchanged += 1
+            else:
+                values.append({id_key: current[key][0], "label_id": key[1], "value": status})
+            seen.add(key)
+        if values:
+            dataset.set_label_values(f"{path}.{_list_field(dataset, path)}.review", values)
+            changed += len(values)
+    return ReviewResult(changed, unchanged, [s for _, s in sorted(unknown, key=lambda u: u[0])])
 
 
 def promote_approved(samples: Any, label_field: str, gt_field: str = "ground_truth") -> int:
@@ -80,32 +163,86 @@ def promote_approved(samples: Any, label_field: str, gt_field: str = "ground_tru
     return added
 
 
-def assign_reviewers(samples: Any, label_field: str, reviewers: Iterable[str]) -> dict[str, int]:
-    """Split the samples with needs-review labels in ``label_field`` evenly among ``reviewers``:
-    each gets a ``review:<name>`` tag; no sample is assigned twice (a new assignment replaces every
-    earlier ``review:*`` tag on those samples). Returns ``{reviewer: number of samples}``."""
+#: How :func:`assign_reviewers` splits the work: equal numbers of samples (default) or of labels.
+BALANCE = ("samples", "labels")
+
+
+def _pending_labels(samples: Any, path: str) -> dict[str, int]:
+    """``{sample_id: number of needs-review labels in path}`` for samples with at least one."""
+    attr = _list_field(samples._dataset, path)
+    ids, reviews = samples.values(["id", f"{path}.{attr}.review"])
+    out = {}
+    for sid, rs in zip(ids, reviews):
+        per_frame = rs if path.startswith("frames.") else [rs]
+        n = sum(1 for frame in per_frame or [] for r in frame or [] if r == "needs_review")
+        if n:
+            out[sid] = n
+    return out
+
+
+def assign_reviewers(
+    samples: Any, label_field: str, reviewers: Iterable[str], *, balance: str = "samples"
+) -> dict[str, int]:
+    """Split the samples with needs-review labels in ``label_field`` (a frame field of videos, too)
+    among ``reviewers``: each sample gets one ``review:<name>`` tag; no sample is assigned twice (a
+    new assignment replaces every earlier ``review:*`` tag on those samples). Returns
+    ``{reviewer: number of samples}`` (:func:`review_workload` also counts their labels).
+
+    ``balance="samples"`` (the default, as before: every reviewer opens the same number of
+    samples, within one, in sample-id order) or ``"labels"``: samples go, largest first, to the
+    reviewer with the fewest needs-review labels so far, so label workloads differ by at most the
+    largest single sample's labels.
+    """
     names = [r.strip() for r in reviewers if r and r.strip()]
     if not names or len(set(names)) != len(names):
         raise BadParameterError(f"give one or more distinct reviewer names, got {list(reviewers)}")
-    attr = _list_field(samples._dataset, label_field)
-    pending = samples.match(F(f"{label_field}.{attr}").filter(F("review") == "needs_review").length() > 0)
-    ids = sorted(pending.values("id"))
+    if balance not in BALANCE:
+        raise BadParameterError(f"balance must be one of {BALANCE}, got {balance!r}")
+    path = label_path(samples, label_field)
+    pending_counts = _pending_labels(samples, path)
+    ids = sorted(pending_counts)
+    pending = samples._dataset.select(ids)
     tags = [REVIEWER_TAG_PREFIX + n for n in names]
     earlier = [t for t in pending.distinct("tags") if t.startswith(REVIEWER_TAG_PREFIX)]
     if earlier:
         pending.untag_samples(earlier)
+    if balance == "samples":
+        groups = [ids[k :: len(names)] for k in range(len(names))]
+    else:
+        groups = [[] for _ in names]
+        load = [0] * len(names)
+        for sid in sorted(ids, key=lambda i: (-pending_counts[i], i)):
+            k = min(range(len(names)), key=lambda j: (load[j], len(groups[j]), j))
+            groups[k].append(sid)
+            load[k] += pending_counts[sid]
     counts = {}
-    for k, (name, tag) in enumerate(zip(names, tags)):
-        mine = ids[k :: len(names)]
+    for name, tag, mine in zip(names, tags, groups):
         if mine:
             samples._dataset.select(mine).tag_samples(tag)
         counts[name] = len(mine)
     return counts
 
 
+def review_workload(samples: Any, label_field: str) -> dict[str, dict[str, int]]:
+    """``{reviewer: {"samples": n, "labels": m}}``: the samples tagged ``review:<name>`` and their
+    needs-review labels in ``label_field``, per reviewer."""
+    path = label_path(samples, label_field)
+    pending = _pending_labels(samples, path)
+    ids, tags = samples.values(["id", "tags"])
+    out: dict[str, dict[str, int]] = {}
+    for sid, ts in zip(ids, tags):
+        for t in ts or []:
+            if t.startswith(REVIEWER_TAG_PREFIX):
+                w = out.setdefault(t[len(REVIEWER_TAG_PREFIX) :], {"samples": 0, "labels": 0})
+                w["samples"] += 1
+                w["labels"] += pending.get(sid, 0)
+    return out
+
+
 def needs_review_view(samples: Any, label_field: str, run_key: str | None = None) -> Any:
-    """The labels of ``label_field`` (of one run, if given) waiting for review."""
+    """The labels of ``label_field`` (of one run, if given) waiting for review; on video
+    collections ``label_field`` may name a frame field with or without ``frames.``."""
     expr = F("review") == "needs_review"
     if run_key:
-        expr = expr & (F("autoannotate_run") == run_key)
-    return samples.filter_labels(label_field, expr)
+        expr = expr & (F(RUN_ATTRIBUTE) == run_key)
+    return samples.filter_labels(label_path(samples, label_field), expr)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import secrets
 import socket
 from typing import Any
 
 from ..run import UNFINISHED, now
+from .convert import RUN_ATTRIBUTE, label_list_attr
 
 COLLECTION = "autoannotate_runs"
 LEGACY_INFO_KEY = "autoannotate_runs"
@@ -180,3 +182,170 @@ def get_run(dataset: Any, run_key: str) -> dict[str, Any]:
     if run_key not in runs:
         raise KeyError(f"dataset {dataset.name!r} has no autoannotate run {run_key!r}; runs: {sorted(runs)}")
     return runs[run_key]
+
+
+# -- what a run leaves on its dataset besides labels: its evaluation and the field's review view --
+
+#: Saved views autoannotate keeps: one per label field, ``autoannotate-<field>-needs-review``.
+VIEW_PREFIX = "autoannotate-"
+VIEW_SUFFIX = "-needs-review"
+
+
+def eval_key_for(run_key: str) -> str:
+    """The FiftyOne evaluation key of a run: its run key made a valid identifier (what FiftyOne
+    requires of evaluation keys; run keys already are, so normally the run key itself)."""
+    key = re.sub(r"\W", "_", run_key)
+    return key if key.isidentifier() else f"aa_{key}"
+
+
+def review_view_name(label_path: str) -> str:
+    """The saved view listing ``label_path``'s labels waiting for review (``frames.x`` for video
+    frame fields): ``autoannotate-<field>-needs-review``, dots and underscores as dashes."""
+    return VIEW_PREFIX + label_path.replace(".", "-").replace("_", "-") + VIEW_SUFFIX
+
+
+def save_review_view(dataset: Any, label_path: str, run_key: str) -> str:
+    """Create or update the field's needs-review view (every autoannotate label of ``label_path``
+    with ``review == "needs_review"``, whichever run made it); returns its name."""
+    from fiftyone import ViewField as F
+
+    name = review_view_name(label_path)
+    view = dataset.filter_labels(label_path, (F("review") == "needs_review") & F(RUN_ATTRIBUTE).exists())
+    dataset.save_view(
+        name,
+        view,
+        description=f"autoannotate labels of {label_path} waiting for review (last run {run_key})",
+        overwrite=True,
+    )
+    return name
+
+
+def _field_exists(dataset: Any, path: str) -> bool:
+    if path.startswith("frames."):
+        return path[len("frames.") :] in (dataset.get_frame_field_schema() or {})
+    return dataset.get_field(path) is not None
+
+
+def _view_fields(dataset: Any) -> dict[str, str]:
+    """``{saved view name: label path}`` for autoannotate's per-field views on ``dataset`` (the
+    path is read from the view itself, not guessed back from the name)."""
+    out = {}
+    for info in dataset.list_saved_views(info=True):
+        name = info["name"]
+        if not (name.startswith(VIEW_PREFIX) and name.endswith(VIEW_SUFFIX)):
+            continue
+        desc = info.get("description") or ""
+        match = re.match(r"autoannotate labels of (\S+) waiting for review", desc)
+        if match:
+            out[name] = match.group(1)
+    return out
+
+
+def drop_stale_views(dataset: Any) -> list[str]:
+    """Delete autoannotate's needs-review views whose label field no longer exists (a view of a
+    deleted field would fail to load in the App); returns their names."""
+    gone = [name for name, path in _view_fields(dataset).items() if not _field_exists(dataset, path)]
+    for name in gone:
+        dataset.delete_saved_view(name)
+    return gone
+
+
+def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> dict[str, Any]:
+    """Remove one run from ``dataset``: its record, its FiftyOne evaluation, the per-run saved view
+    that version-2 runs made, and the field's needs-review view when no remaining run writes
+    that field. With ``delete_labels=True`` the labels the run stored (those carrying its key)
+    are deleted too; otherwise they stay. ``KeyError`` when the dataset has no such run.
+
+    Returns ``{"run_key", "labels_deleted", "evaluation_deleted", "views_deleted"}``."""
+    from fiftyone import ViewField as F
+
+    runs = DatasetRuns(dataset)
+    record = get_run(dataset, run_key)
+    out: dict[str, Any] = {"run_key": run_key, "labels_deleted": 0, "evaluation_deleted": None, "views_deleted": []}
+    fields = [f for f in record.get("label_fields") or [] if _field_exists(dataset, f)]
+    if delete_labels:
+        for path in fields:
+            view = dataset.filter_labels(path, F(RUN_ATTRIBUTE) == run_key, only_matches=True)
+            attr = label_list_attr(dataset, path)
+            n = view.count(f"{path}.{attr}") if attr else 0
+            dataset.delete_labels(view=view, fields=path)
+            out["labels_deleted"] += n
+    evaluation = record.get("evaluation")
+    eval_key = record.get("eval_key") or (evaluation.get("eval_key") if isinstance(evaluation, dict) else None)
+    if eval_key and dataset.has_evaluation(eval_key):
+        dataset.delete_evaluation(eval_key)
+        out["evaluation_deleted"] = eval_key
+    runs.coll.delete_one({"_id": runs._id(run_key)})
+    _delete_legacy(dataset, run_key)
+    remaining = {f for r in runs.list() for f in r.get("label_fields") or []}
+    views = set(dataset.list_saved_views())
+    own = record.get("needs_review_view")
+    if own and own in views and own not in _view_fields(dataset):  # a per-run view (version 2)
+        dataset.delete_saved_view(own)
+        out["views_deleted"].append(own)
+    for name, path in _view_fields(dataset).items():
+        if path in (record.get("label_fields") or []) and (path not in remaining or not _field_exists(dataset, path)):
+            dataset.delete_saved_view(name)
+            out["views_deleted"].append(name)
+    return out
+
+
+def _delete_legacy(dataset: Any, run_key: str) -> None:
+    runs = _legacy_runs(dataset)
+    if run_key in runs:
+        del runs[run_key]
+        dataset.info[LEGACY_INFO_KEY] = runs
+        dataset.save()
+
+
+def cleanup_runs(dataset: Any = None) -> dict[str, Any]:
+    """Remove what runs left behind that no longer points anywhere.
+
+    On ``dataset``: every run none of whose label fields exists any more (its record and its
+    evaluation, via :func:`delete_run`), the per-run saved views of older versions, and
+    needs-review views of deleted fields. Runs still running are left alone. With ``dataset=None``:
+    every dataset that has runs, and the run records of datasets that were deleted.
+
+    Returns ``{"runs_deleted": [...], "views_deleted": [...], "evaluations_deleted": [...],
+    "orphan_records_deleted": n}``."""
+    import fiftyone as fo
+    from fiftyone.core.odm import get_db_conn
+
+    out: dict[str, Any] = {
+        "runs_deleted": [],
+        "views_deleted": [],
+        "evaluations_deleted": [],
+        "orphan_records_deleted": 0,
+    }
+    if dataset is None:
+        existing = {str(d["_id"]): d.get("name") for d in get_db_conn().datasets.find({}, {"name": 1})}
+        coll = _collection()
+        ids = coll.distinct("dataset_id")
+        orphans = [d for d in ids if d not in existing]
+        if orphans:
+            out["orphan_records_deleted"] = coll.delete_many({"dataset_id": {"$in": orphans}}).deleted_count
+        for name in sorted(existing[d] for d in ids if d in existing and existing[d]):
+            one = cleanup_runs(fo.load_dataset(name))
+            for k in ("runs_deleted", "views_deleted", "evaluations_deleted"):
+                out[k] += one[k]
+        return out
+    runs = list_runs(dataset)
+    for r in runs:
+        fields = r.get("label_fields") or []
+        if r.get("status") == "running" and _alive(dict(r, _id=f"{_dataset_id(dataset)}:{r['run_key']}")):
+            continue
+        if fields and not any(_field_exists(dataset, f) for f in fields):
+            done = delete_run(dataset, r["run_key"])
+            out["runs_deleted"].append(r["run_key"])
+            out["views_deleted"] += done["views_deleted"]
+            if done["evaluation_deleted"]:
+                out["evaluations_deleted"].append(done["evaluation_deleted"])
+    per_field = _view_fields(dataset)
+    views = set(dataset.list_saved_views())
+    for r in list_runs(dataset):
+        name = r.get("needs_review_view")
+        if name and name in views and name not in per_field:
+            dataset.delete_saved_view(name)
+            out["views_deleted"].append(name)
+    out["views_deleted"] += drop_stale_views(dataset)
+    return out

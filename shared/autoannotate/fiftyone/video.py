@@ -27,8 +27,8 @@ from ..settings import DEFAULT_KEY_FRAME_INTERVAL, DEFAULT_WRITE_EVERY, DEFAULT_
 from ..tracking import track_shapes
 from ..video import VideoResult, iter_video_tracks, read_frames, video_info
 from .convert import RUN_ATTRIBUTE, abs_box, container, rel_box
-from .prepare import check_collection, plan_run, resolve_function, run_config
-from .runs import DatasetRuns
+from .prepare import check_collection, plan_run, resolve_function, resolve_label_map, run_config
+from .runs import DatasetRuns, drop_stale_views, save_review_view
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,13 @@ class _VideoSink(_FrameSink):
     """Tracks -> frame detections. Every processed video gets a container on frame 1 at least (an
     empty one when nothing was found), so a resumed run skips it."""
 
-    def __init__(self, samples: Any, label_field: str, names: dict[int, str], overwrite: bool) -> None:
+    def __init__(
+        self, samples: Any, label_field: str, names: dict[int, str], overwrite: bool, review: bool = False
+    ) -> None:
         super().__init__(samples, label_field)
         self.names = names
         self.overwrite = overwrite
+        self.review = review
         self.tracks = 0
         self.track_reviews: dict[str, int] = {}
 
@@ -129,6 +132,10 @@ class _VideoSink(_FrameSink):
         report.extra["tracks"] = self.tracks
         if self.track_reviews:
             report.extra["tracks_by_review"] = dict(self.track_reviews)
+        drop_stale_views(self.dataset)
+        run_key = report.extra.get("run_key")
+        if self.review and report.needs_review and run_key:
+            report.extra["needs_review_view"] = save_review_view(self.dataset, f"frames.{self.field}", run_key)
 
 
 def annotate_video_dataset(
@@ -136,8 +143,8 @@ def annotate_video_dataset(
     function: Any,
     *,
     label_field: str,
-    classes: Sequence[Any] | None = None,
-    label_map: Mapping[str, Any] | None = None,
+    classes: Sequence[Any] | str | None = None,
+    label_map: Mapping[str, Any] | str | None = None,
     tracker: Any = "opencv_tracker",
     function_params: Mapping[str, Any] | None = None,
     tracker_params: Mapping[str, Any] | None = None,
@@ -157,6 +164,7 @@ def annotate_video_dataset(
     unless ``overwrite``; a killed run continues where it stopped. Review routing applies per
     track, by the track's best detection score; the report counts frame labels."""
     check_collection(samples, "video")
+    label_map = resolve_label_map(label_map)
     conf_threshold = check_threshold(conf_threshold)
     if not isinstance(key_frame_interval, int) or key_frame_interval < 1:
         raise BadParameterError(f"key_frame_interval must be an integer >= 1, got {key_frame_interval!r}")
@@ -195,7 +203,7 @@ def annotate_video_dataset(
         tracker_params=t_params,
         key_frame_interval=key_frame_interval,
     )
-    sink = _VideoSink(samples, label_field, {t.id: t.name for t in plan.targets}, overwrite)
+    sink = _VideoSink(samples, label_field, {t.id: t.name for t in plan.targets}, overwrite, bool(plan.review))
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Iterator[VideoResult]:
         return iter_video_tracks(
