@@ -191,6 +191,51 @@ def test_interactive_click_through_label_studio(label_studio, serve_backend, fun
     assert backend.cache.stats.computed == 1
 
 
+def test_sam2_click_through_label_studio(label_studio, serve_backend, functions):
+    """A click through Label Studio 1.23's interactive-annotating API answered by `sam2` built from
+    the real SAM 2.1 tiny architecture (random weights, fixed seed): the brush mask Label Studio
+    returns is exactly the function's mask for the same prompt."""
+    pytest.importorskip("transformers")
+    import numpy as np
+    import torch
+    from label_studio_sdk.converter.brush import decode_rle
+
+    from autoannotate.functions import sam2
+    from autoannotate.images import load_image
+    from autoannotate.interface import InteractiveFunctionContext, InteractivePrompt
+
+    torch.manual_seed(0)
+    model = sam2.create(size="tiny", pretrained=False)
+    detector, _ = functions
+    client, project, tasks = make_project(label_studio, "sam2 click")
+    fetcher = ImageFetcher(FetchPolicy(), label_studio_url=label_studio.url, api_key=label_studio.token)
+    backend = Backend(function=detector, interactive=model, fetcher=fetcher)
+    running = serve_backend(backend)
+    ml = client.ml.create(project=project.id, url=running.url, title="sam2", is_interactive=True)
+    cup = tasks["coffee"]
+    click = {
+        "is_positive": True,
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "value": {"x": 48.0, "y": 30.0, "width": 0.5, "keypointlabels": ["Cup"]},
+    }
+    with label_studio.http() as http:
+        r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": cup.id, "context": {"result": [click]}})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    result = data["result"] if isinstance(data, dict) else data[0]["result"]
+    (brush,) = [reg for reg in result if reg["type"] == "brushlabels"]
+    assert brush["value"]["brushlabels"] == ["Cup"] and brush["value"]["format"] == "rle"
+    got = decode_rle(brush["value"]["rle"]).reshape(400, 600, 4)[:, :, 3] > 0
+
+    image = load_image(fetcher.fetch(cup.data["image"]))
+    ctx = InteractiveFunctionContext()
+    (expected,) = model.segment(ctx, model.encode(ctx, image), InteractivePrompt(positive_points=((288.0, 120.0),)))
+    assert np.array_equal(got, np.asarray(expected.mask, bool))
+    assert brush["score"] == pytest.approx(expected.score, abs=1e-4)
+
+
 def test_annotate_command_uploads_predictions_and_resumes(label_studio, functions, capsys):
     client, project, tasks = make_project(label_studio, "annotate command")
     detector, _ = functions
