@@ -8,10 +8,11 @@ Configuration comes from environment variables, read by ``autoannotate.settings.
 /health and /setup timeouts are met.
 """
 
-from autoannotate.label_studio.app import create_app
+from autoannotate.label_studio.app import create_app, log_at
 from autoannotate.settings import Settings
 
 settings = Settings.from_env()
+log_at("info")  # the Label Studio connection check and every error answer reach the console
 app = create_app(settings)
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from autoannotate.loading import parse_label_map, parse_params, predefined
+from autoannotate.loading import parse_label_map, parse_params, predefined, split_list
 from autoannotate.settings import DEFAULT_BATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,6 @@ PLUGIN_NAME = "@autoannotate/autoannotate"
 MODEL_EVALUATION_PANEL = "model_evaluation_panel_builtin"
 #: Seconds between two progress updates sent to the App or stored for a delegated run.
 PROGRESS_EVERY = 0.5
-
-
-def _split(text):
-    return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
 
 
 def _label_fields(ctx, frames=True):
@@ -215,9 +211,9 @@ class AutoLabel(foo.Operator):
         report = annotate_dataset(
             ctx.target_view(),
             p.get("function") or "yolox",
-            function_params=parse_params(_split(p.get("function_params"))),
+            function_params=parse_params(split_list(p.get("function_params"))),
             label_field=p.get("label_field") or "auto_labels",
-            classes=_split(p.get("classes")) or None,
+            classes=split_list(p.get("classes")) or None,
             label_map=label_map or None,
             conf_threshold=p.get("conf_threshold"),
             review=review,
@@ -515,7 +511,7 @@ class AssignReviewers(foo.Operator):
         view = ctx.target_view()
         field = ctx.params["label_field"]
         counts = assign_reviewers(
-            view, field, _split(ctx.params.get("reviewers")), balance=ctx.params.get("balance") or "samples"
+            view, field, split_list(ctx.params.get("reviewers")), balance=ctx.params.get("balance") or "samples"
         )
         ctx.trigger("reload_dataset")
         workload = review_workload(view, field)
@@ -706,7 +702,7 @@ class TrackLabels(foo.Operator):
             p["label_field"].removeprefix("frames."),
             # "function" / "function_params": the form's names before 0.2
             tracker=p.get("tracker") or p.get("function") or "opencv_tracker",
-            tracker_params=parse_params(_split(p.get("tracker_params") or p.get("function_params"))),
+            tracker_params=parse_params(split_list(p.get("tracker_params") or p.get("function_params"))),
             frame_number=frames.pop() if len(frames) == 1 else int(p.get("frame_number") or 1),
             label_ids=selected or None,
             num_frames=int(p.get("num_frames") or 30),

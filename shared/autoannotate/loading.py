@@ -163,13 +163,17 @@ def parse_params(texts: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def split_list(text: str | None) -> list[str]:
+    """``"a, b\\nc"`` -> ``["a", "b", "c"]``: the comma- or newline-separated lists of the CLI and
+    the FiftyOne form (classes, label maps, reviewers)."""
+    return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
+
+
 def parse_label_map(text: str | None) -> dict[str, str]:
     """``"car=vehicle, person=pedestrian"`` -> ``{"car": "vehicle", "person": "pedestrian"}``
     (commas or newlines between pairs; the form used by the CLI and the FiftyOne operator)."""
     out: dict[str, str] = {}
-    for part in (text or "").replace("\n", ",").split(","):
-        if not part.strip():
-            continue
+    for part in split_list(text):
         name, sep, target = part.partition("=")
         if not sep or not name.strip() or not target.strip():
             raise BadParameterError(f"label map entry {part.strip()!r} must look like function_label=dataset_label")

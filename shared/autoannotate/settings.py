@@ -65,7 +65,12 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
 def offline(env: Mapping[str, str] | None = None) -> bool:
     """``AUTOANNOTATE_OFFLINE`` set to 1 / true / yes / on: never download weights."""
     e = os.environ if env is None else env
-    return (e.get(OFFLINE_ENV) or "").strip().lower() in ("1", "true", "yes", "on")
+    return (e.get(OFFLINE_ENV) or "").strip().lower() in TRUE_WORDS
+
+
+#: The words a yes/no variable takes (case-insensitive).
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass
@@ -107,8 +112,9 @@ class Settings:
     #: Encode an opened task's image for click-to-mask in the background (Label Studio asks for
     #: the task's pre-annotation when it is opened), so the first click costs only the decoder.
     encode_ahead: bool = True
-    #: With encode-ahead, also encode the project's next N tasks (by id) when a task is opened.
-    look_ahead: int = 0
+    #: With encode-ahead, also encode the project's next N tasks (by id) when a task is opened or
+    #: clicked in (Label Studio asks for an opened task's pre-annotation only when it has none).
+    look_ahead: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -152,9 +158,9 @@ class Settings:
             if v is None:
                 return default
             word = v.strip().lower()
-            if word in ("1", "true", "yes", "on"):
+            if word in TRUE_WORDS:
                 return True
-            if word in ("0", "false", "no", "off"):
+            if word in FALSE_WORDS:
                 return False
             raise BadParameterError(f"{name}={v!r} must be true or false")
 

@@ -242,9 +242,16 @@ def _download_hf(entry: WeightsEntry) -> Path:
         shutil.rmtree(tmp / ".cache", ignore_errors=True)
         if not is_model_folder(tmp):
             raise WeightsNotFoundError(f"downloaded {entry.url} but it holds no config.json: not a model folder")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        if is_model_folder(dest):  # another process finished the same download first: keep theirs
+            return dest
+        if dest.exists():  # a leftover that is not a model folder
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if is_model_folder(dest):  # installed by another process between the check and here
+                return dest
+            raise
         return dest
     finally:
         if tmp.exists():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -18,21 +19,35 @@ USER_PROCESS = textwrap.dedent(
     """
     import json, sys
     import fiftyone as fo
-    ds = fo.Dataset("users-own-dataset", overwrite=True)
+    name = sys.argv[1]
+    ds = fo.Dataset(name)
     ds.persistent = True
     print("@@", json.dumps({"uri": fo.config.database_uri}), flush=True)
-    for line in sys.stdin:  # each line: list the datasets this process sees
-        print("@@", json.dumps(sorted(fo.list_datasets())), flush=True)
+    try:
+        for line in sys.stdin:  # each line: list the datasets this process sees
+            print("@@", json.dumps(sorted(fo.list_datasets())), flush=True)
+    finally:
+        fo.delete_dataset(name)
     """
 )
 
 
+# Unique, and deleted again by the process: should a developer's own FiftyOne service be running,
+# this process joins it (that is FiftyOne's behaviour this test is about) and must leave no trace;
+# without FIFTYONE_DATABASE_ADMIN it never migrates that database either.
+USERS_DATASET = f"aa-isolation-users-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture
 def users_fiftyone(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
+    env = {k: v for k, v in os.environ.items() if k not in ("FIFTYONE_DATABASE_URI", "FIFTYONE_DATABASE_ADMIN")}
     env["FIFTYONE_DATABASE_DIR"] = str(tmp_path / "users-db")
     proc = subprocess.Popen(
-        [sys.executable, "-c", USER_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", USER_PROCESS, USERS_DATASET],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert _answer(proc) is not None, "the user's FiftyOne process did not start"
@@ -63,8 +78,8 @@ def test_session_uses_its_private_database():
 
 
 def test_a_running_user_database_is_left_untouched(users_fiftyone, dataset_name):
-    assert "users-own-dataset" in _list(users_fiftyone)
-    assert "users-own-dataset" not in fo.list_datasets()  # we do not see theirs
+    assert USERS_DATASET in _list(users_fiftyone)
+    assert USERS_DATASET not in fo.list_datasets()  # we do not see theirs
 
     ours = fo.Dataset(dataset_name)
     ours.persistent = True
@@ -72,6 +87,6 @@ def test_a_running_user_database_is_left_untouched(users_fiftyone, dataset_name)
         assert dataset_name in fo.list_datasets()
         theirs = _list(users_fiftyone)
         assert dataset_name not in theirs  # they do not see ours
-        assert "users-own-dataset" in theirs  # theirs is still there
+        assert USERS_DATASET in theirs  # theirs is still there
     finally:
         fo.delete_dataset(dataset_name)

@@ -91,3 +91,26 @@ def test_look_ahead_encodes_the_next_tasks_of_the_project(label_studio):
     assert interactive.encodes == 3  # the opened task and the next two, not the fourth
     refs = {key[0] for key in backend.cache._items}
     assert refs == {t["data"]["image"] for t in tasks[:3]}
+
+    # A task that already has a prediction is opened without any request to the backend (Label
+    # Studio asks only for tasks without one): the first click queues the next tasks instead.
+    interactive = CountingGrabCut()
+    backend = Backend(
+        interactive=interactive,
+        fetcher=ImageFetcher(FetchPolicy(), label_studio_url=label_studio.url, api_key=label_studio.token),
+        look_ahead=1,
+    )
+    app = TestClient(create_app(Settings(), backend=backend))
+    second = {"id": tasks[1]["id"], "data": tasks[1]["data"]}
+    payload = {
+        "tasks": [second],
+        "label_config": CONFIG,
+        "project": f"{project['id']}.123",
+        "params": {"context": CLICK},
+    }
+    assert app.post("/predict", json=payload).status_code == 200
+    assert app.post("/predict", json=payload).status_code == 200  # a second click queues nothing more
+    assert backend.wait_encode_ahead(60)
+    assert interactive.encodes == 2  # the clicked task, and the one after it
+    assert {key[0] for key in backend.cache._items} == {t["data"]["image"] for t in tasks[1:3]}
+    backend.close()

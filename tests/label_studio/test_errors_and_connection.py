@@ -145,7 +145,8 @@ def test_connection_states_against_a_real_label_studio(label_studio):
 def test_setup_refuses_a_rejected_token_and_health_says_why(label_studio, serve_backend):
     backend = Backend(function=FakeDetector(), fetcher=fetcher(label_studio.url, label_studio.token[:-6] + "AAAAAA"))
     running = serve_backend(backend)
-    assert requests.get(f"{running.url}/health", timeout=5).json()["label_studio"] == {"state": "unchecked"}
+    # checked when the server started (no /setup yet)
+    assert requests.get(f"{running.url}/health", timeout=5).json()["label_studio"]["state"] == "token_rejected"
     r = requests.post(f"{running.url}/setup", json={"schema": CONFIG}, timeout=10)
     assert r.status_code == 424 and "LABEL_STUDIO_API_KEY was rejected" in r.reason
     health = requests.get(f"{running.url}/health", timeout=5).json()["label_studio"]
@@ -197,3 +198,10 @@ def test_annotate_with_a_wrong_token_prints_one_line(label_studio, models_env, c
     assert err.startswith(f"error: LABEL_STUDIO_API_KEY was rejected by {label_studio.url}")
     for leak in ("sessionid", "set-cookie", "headers", wrong):
         assert leak not in err.lower() if leak != wrong else leak not in err
+
+
+def test_connection_messages_never_show_a_password_in_the_url():
+    port = free_port()
+    check = fetcher(f"http://admin:s3cret-pw@127.0.0.1:{port}", "a.b.c").check_label_studio(timeout=2)
+    assert check.state in ("unreachable", "token_rejected")
+    assert "s3cret-pw" not in repr(check.as_dict()) and check.url == f"http://127.0.0.1:{port}"

@@ -152,6 +152,26 @@ def test_annotate_then_serve_leaves_one_prediction_per_task(label_studio, serve_
     blank = next(t.id for t in all_tasks if "blank" in t.data["image"])
     assert counts == {t.id: 0 if t.id == blank else 1 for t in all_tasks}, counts
 
+    # an old prediction of this version on the blank task (say, from weights that saw something):
+    # --overwrite replaces it with nothing, it does not keep it
+    client.predictions.create(
+        task=blank,
+        model_version=backend.model_version,
+        result=[
+            {
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]},
+            }
+        ],
+    )
+    assert len(list(client.predictions.list(task=blank))) == 1
+    over = annotate_project(label_studio.url, label_studio.token, project.id, detector, overwrite=True, progress=False)
+    assert over.extra["tasks_with_nothing_found"] == 1
+    assert len(list(client.predictions.list(task=blank))) == 0
+    assert all(len(list(client.predictions.list(task=t.id))) == 1 for t in all_tasks if t.id != blank)
+
 
 def test_interactive_click_through_label_studio(label_studio, serve_backend, functions):
     client, project, tasks = make_project(label_studio, "interactive")

@@ -36,18 +36,22 @@ def test_secrets_stay_out_of_logs_and_responses(caplog):
     )
     c = TestClient(create_app(settings, backend=backend), raise_server_exceptions=False)
     auth = {"Authorization": "Basic " + base64.b64encode(f"ls:{PASSWORD}".encode()).decode()}
-    texts = [
-        c.get("/health").text,  # refused: no credentials
-        c.get("/health", headers={"Authorization": "Bearer wrong"}).text,
+    answers = [
+        c.get("/health"),  # refused: no credentials
+        c.get("/health", headers={"Authorization": "Bearer wrong"}),
         c.post(
             "/predict",
             headers=auth,
             json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}], "label_config": CONFIG},
-        ).text,  # fetch from an unreachable Label Studio
-        c.post("/setup", headers={"Authorization": f"Bearer {BEARER}"}, content=b"{bad json").text,
+        ),  # fetch from an unreachable Label Studio
+        c.post("/setup", headers={"Authorization": f"Bearer {BEARER}"}, content=b"{bad json"),
+        c.post("/setup", headers=auth, json={"schema": CONFIG}),  # the token check: Label Studio unreachable
     ]
     backend.controls = lambda cfg: 1 / 0
-    texts.append(c.post("/setup", headers=auth, json={"schema": CONFIG}).text)  # an unexpected error
+    answers.append(c.post("/setup", headers=auth, json={"schema": CONFIG}))  # an unexpected error
+    # bodies and headers: the error message also travels in a header (and the reason phrase)
+    texts = [r.text + repr(sorted(r.headers.items())) for r in answers]
+    assert sum("x-autoannotate-error" in t for t in texts) >= 4
     everything = "\n".join(texts) + caplog.text + repr(settings) + repr(backend)
     for secret in (TOKEN, PASSWORD, BEARER):
         assert secret not in everything

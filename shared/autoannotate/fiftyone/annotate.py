@@ -74,7 +74,8 @@ def annotate_dataset(
       "bbox"}, ClassSpec("dog", "mask")]``; names as stored in the dataset. ``None``: the dataset's
       classes for the field (or its default classes), else every function label. Polygon or mask
       from a box-only detector refines its boxes with ``refine_with`` (a predefined name or an
-      interactive function object; default: ``sam`` when its weights are here, else ``grabcut``).
+      interactive function object; default ``auto``: the best of EdgeTAM, SAM 2.1 and SAM whose
+      weights are here, else ``grabcut``).
       A box whose refinement gives an empty or degenerate mask is stored as its box (a box polygon,
       or a detection without mask) marked ``refined=False``, never dropped; the report counts them
       in ``extra["unrefined_labels"]`` and warns per sample.

@@ -18,13 +18,13 @@ from fiftyone import ViewField as F
 
 from ..errors import AutoAnnotateError
 from ..interface import DetectionFunctionSpec
-from ..loading import load_function, parse_label_map, parse_params
+from ..loading import load_function, parse_label_map, parse_params, split_list
 from ..mapping import resolve_names
 from .convert import RUN_ATTRIBUTE
 from .plan import parse_classes
 from .prepare import check_field, plan_run
 
-__all__ = ["FormCheck", "check_form", "suggest", "split_list"]
+__all__ = ["FormCheck", "check_form", "suggest"]
 
 
 @dataclass
@@ -36,11 +36,6 @@ class FormCheck:
 
     def error(self, name: str, message: str) -> None:
         self.errors.setdefault(name, message)
-
-
-def split_list(text: str | None) -> list[str]:
-    """``"a, b\\nc"`` -> ``["a", "b", "c"]`` (the form's comma- or newline-separated lists)."""
-    return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
 
 
 def suggest(name: str, candidates: Sequence[str], n: int = 3) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import BadParameterError
 from ..interface import DetectionFunctionSpec, LabelSpec
+from ..loading import split_list
 from ..mapping import Synonyms, TargetAttribute, TargetLabel, match_name, normalize_synonyms, resolve_names
 from ..routing import ReviewThresholds, Router, parse_review, thresholds_per_class
 
@@ -96,7 +97,7 @@ def parse_classes(classes: Iterable[Any] | str | None) -> list[ClassSpec] | None
     if classes is None:
         return None
     if isinstance(classes, str):
-        classes = [part for part in classes.replace("\n", ",").split(",") if part.strip()]
+        classes = split_list(classes)
     elif isinstance(classes, Mapping):
         classes = [classes]
     out = []

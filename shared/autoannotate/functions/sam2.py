@@ -297,18 +297,20 @@ def build(
     """
     from transformers import EdgeTamModel, Sam2ImageProcessor, Sam2Model, Sam2Processor
 
-    from ..weights import resolve
+    from ..weights import REGISTRY, resolve
     from ._torchvision import pick_device
 
     model_class: Any = {"sam2": Sam2Model, "edgetam": EdgeTamModel}[family]
     if pretrained:
-        folder = resolve(checkpoint or default_weights)
+        name = checkpoint or default_weights
+        folder = resolve(name)
         model = model_class.from_pretrained(str(folder))
         try:
             processor = Sam2Processor.from_pretrained(str(folder))
         except (OSError, ValueError):  # a folder holding only the model: the default processing
             processor = Sam2Processor(image_processor=Sam2ImageProcessor())
-        version = folder.name
+        # a registry name, not the folder's name (a Hugging Face cache snapshot is a commit hash)
+        version = name if name in REGISTRY else folder.name
     else:
         if config is None:
             raise BadParameterError("pretrained=False needs the architecture's configuration")

@@ -15,6 +15,7 @@ HTTP reason phrase (ASCII, one line) as well as in the JSON body, and is logged 
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import hmac
 import json
@@ -33,7 +34,7 @@ from .config import LabelConfigError, warm_up
 from .responses import BadRequest
 from .service import build_backend
 
-__all__ = ["Settings", "create_app", "serve", "build_backend"]
+__all__ = ["Settings", "create_app", "serve", "build_backend", "log_at"]
 
 log = logging.getLogger("autoannotate.label_studio")
 
@@ -56,7 +57,7 @@ def reason_phrase(message: str, error_id: str) -> str:
     """``message [error <id>]`` as a valid reason phrase: printable ASCII on one line, without
     ``<`` and ``>`` (Label Studio renders the reason as HTML, so ``<Label>`` would vanish)."""
     text = re.sub(r"\s+", " ", str(message)).strip().encode("ascii", "replace").decode()
-    text = text.replace("<", "").replace(">", "")
+    text = re.sub(r"[^\x20-\x7e]", "?", text).replace("<", "").replace(">", "")  # NUL etc. would break h11
     if len(text) > MAX_REASON:
         text = text[: MAX_REASON - 3] + "..."
     return f"{text} [error {error_id}]"
@@ -161,7 +162,18 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     settings = settings or Settings.from_env()
     backend = backend or build_backend(settings)
     warm_up()  # the config parser's first import would eat Label Studio's 3 s for /setup
-    app = FastAPI(title="autoannotate Label Studio ML backend", version="0.1.0")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):
+        """At start: check the Label Studio URL and token (logged: token missing / rejected, URL
+        unreachable, or OK; /health shows it). At stop: drop queued encodings."""
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(backend.label_studio_check, 60.0, 10.0)
+        yield
+        backend.close()
+
+    app = FastAPI(title="autoannotate Label Studio ML backend", version="0.1.0", lifespan=lifespan)
     app.state.backend = backend
     app.state.settings = settings
     _install_guards(app, settings)
@@ -295,6 +307,17 @@ def _add_routes(app: Any, backend: Backend) -> None:
         return await _handle(request, validate_handler, threaded=True)
 
 
+def log_at(level: str) -> None:
+    """Show the ``autoannotate`` loggers' lines at uvicorn's ``level`` (``trace`` is DEBUG), with a
+    handler of their own when nothing configured logging yet (``python app.py``, ``uvicorn app:app``)."""
+    logger = logging.getLogger("autoannotate")
+    logger.setLevel(logging.DEBUG if level.lower() == "trace" else getattr(logging, level.upper(), logging.INFO))
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
     """Serve the backend; ``host`` / ``port`` default to the settings' (``AUTOANNOTATE_HOST`` /
     ``AUTOANNOTATE_PORT``)."""
@@ -305,5 +328,4 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     app = create_app(settings)
     backend = app.state.backend
     log.info("serving %s on http://%s:%d", backend.model_version, host, port)
-    backend.label_studio_check(timeout=10.0)  # logged: token missing / rejected, URL unreachable, or OK
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -36,7 +36,15 @@ from .cache import EncodingCache
 from .config import Control, ControlConflictError, LabelConfigError, map_controls, parse_config
 from .fetch import ImageFetcher, LabelStudioCheck
 from .regions import build_prediction
-from .responses import BadRequest, empty_prediction, failure, nothing_found, prediction_version, task_ref
+from .responses import (
+    BadRequest,
+    empty_prediction,
+    failure,
+    function_version,
+    nothing_found,
+    prediction_version,
+    task_ref,
+)
 from .video import pre_annotate_video, track_drawn_boxes
 
 log = logging.getLogger(__name__)
@@ -66,14 +74,16 @@ class Backend:
     #: Encode a task's image for click-to-mask in the background when its pre-annotation is asked
     #: (Label Studio asks when the task is opened), so the first click costs only the decoder.
     encode_ahead: bool = True
-    #: Also encode the next ``look_ahead`` tasks of the project (by task id) when a task is opened;
-    #: needs the Label Studio URL and token. 0: only the opened task.
-    look_ahead: int = 0
+    #: Also encode the next ``look_ahead`` tasks of the project (by task id) when a task is opened
+    #: or clicked in (Label Studio asks for a task's pre-annotation on opening only when it has no
+    #: prediction yet); needs the Label Studio URL and token. 0: only the opened task.
+    look_ahead: int = 2
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checked: tuple[LabelStudioCheck, float] | None = field(default=None, repr=False)
     _ahead: Any = field(default=None, repr=False)
     _ahead_pending: int = field(default=0, repr=False)
+    _looked: dict = field(default_factory=dict, repr=False)  # tasks whose next tasks were queued
 
     def __post_init__(self) -> None:
         if self.function is None and self.interactive is None and self.tracker is None:
@@ -87,7 +97,7 @@ class Backend:
         detection function and its threshold, the same as ``label-studio annotate`` writes);
         without a detection function, the interactive or tracking function's version."""
         if self.function is None:
-            return self.video_version if self.interactive is None else _version(self.interactive)
+            return self.video_version if self.interactive is None else function_version(self.interactive)
         return prediction_version(self.function, conf_threshold=self.conf_threshold)
 
     @property
@@ -121,9 +131,9 @@ class Backend:
             "status": "UP",
             "model_class": "autoannotate",
             "model_version": self.model_version,
-            "detection": _version(self.function) if self.function else None,
-            "interactive": _version(self.interactive) if self.interactive else None,
-            "tracker": _version(self.tracker) if self.tracker else None,
+            "detection": function_version(self.function) if self.function else None,
+            "interactive": function_version(self.interactive) if self.interactive else None,
+            "tracker": function_version(self.tracker) if self.tracker else None,
             "video_model_version": self.video_version if self.tracker else None,
             "empty_predictions": self.empty_predictions,
             "label_studio": checked[0].as_dict() if checked else {"state": "unchecked"},
@@ -214,7 +224,7 @@ class Backend:
         context = params.get("context") if isinstance(params, Mapping) else None
         controls = self.controls(label_config)
         if context:
-            return self._answer_prompt(tasks, context, controls)
+            return self._answer_prompt(tasks, context, controls, payload.get("project"))
         if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
             results = [
                 pre_annotate_video(
@@ -252,7 +262,9 @@ class Backend:
             return prediction
         return nothing_found(prediction.get("model_version", self.model_version))
 
-    def _answer_prompt(self, tasks: list, context: Any, controls: dict[str, list[Control]]) -> dict:
+    def _answer_prompt(
+        self, tasks: list, context: Any, controls: dict[str, list[Control]], project: Any = None
+    ) -> dict:
         """Interactive requests: a drawn video box to track, or clicks and boxes to segment."""
         if controls["video"] and tasks and self._is_video_task(tasks[0], controls["video"]):
             return {
@@ -265,7 +277,7 @@ class Backend:
                         fetcher=self.fetcher,
                         track_frames=self.track_frames,
                         max_video_bytes=self.max_video_bytes,
-                        model_version=_version(self.tracker),
+                        model_version=function_version(self.tracker),
                     )
                 ]
             }
@@ -275,7 +287,10 @@ class Backend:
             )
         if not tasks:
             raise BadRequest("an interactive request needs its task")
-        return {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
+        answer = {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
+        if self.encode_ahead and self.look_ahead > 0:  # while this task is annotated, encode the next ones
+            self._encode_next(project, tasks[0], controls["interactive"])
+        return answer
 
     @staticmethod
     def _is_video_task(task: Mapping[str, Any], controls: list[Control]) -> bool:
@@ -348,7 +363,7 @@ class Backend:
             if label is None:
                 continue
             parts.append((c, [mask_shape(label.id, res.mask, score=res.score) for res in results]))
-        return build_prediction(f"{task.get('id')}:{salt}", parts, size, _version(self.interactive))
+        return build_prediction(f"{task.get('id')}:{salt}", parts, size, function_version(self.interactive))
 
     def encoding(self, ref: str, ictx: InteractiveFunctionContext, image: Any = None) -> _SizedEncoding:
         """The interactive function's encoding of the image at ``ref``, from the cache or computed
@@ -358,7 +373,7 @@ class Backend:
             img = image if image is not None else load_image(self.fetcher.fetch(ref))
             return _SizedEncoding(self.interactive.encode(ictx, img), img.size)
 
-        return self.cache.get_or_compute((ref, _version(self.interactive)), encode)
+        return self.cache.get_or_compute((ref, function_version(self.interactive)), encode)
 
     def _encode_later(self, task: Mapping[str, Any], controls: list[Control], loaded: Mapping[str, Any]) -> None:
         """Queue the encoding of ``task``'s image (one background thread; at most
@@ -369,9 +384,6 @@ class Backend:
             ref = self.image_ref(task, controls[0])
         except BadRequest:
             return
-        with self._lock:
-            if self._ahead_pending >= MAX_ENCODE_AHEAD:
-                return
         image = loaded.get(ref)
         ictx = InteractiveFunctionContext(frame_name=str(task.get("id", "")))
 
@@ -390,6 +402,12 @@ class Backend:
             project_id, task_id = int(str(project).split(".")[0]), int(task.get("id"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return
+        with self._lock:  # once per task (every click of a task would list the same next tasks)
+            if (project_id, task_id) in self._looked:
+                return
+            self._looked[(project_id, task_id)] = True
+            while len(self._looked) > 1024:
+                self._looked.pop(next(iter(self._looked)))
         query = {
             "filters": {
                 "conjunction": "and",
@@ -419,21 +437,40 @@ class Backend:
         self._submit(job)
 
     def _submit(self, job: Any) -> None:
+        """Run ``job`` in the background thread unless ``MAX_ENCODE_AHEAD`` jobs are queued (then it
+        is dropped: the click encodes, as without encode-ahead). Never raises."""
         with self._lock:
+            if self._ahead_pending >= MAX_ENCODE_AHEAD:
+                return
             if self._ahead is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._ahead = ThreadPoolExecutor(1, thread_name_prefix="autoannotate-encode-ahead")
             self._ahead_pending += 1
+            executor = self._ahead
 
         def counted() -> None:
             try:
                 job()
             finally:
                 with self._lock:
-                    self._ahead_pending -= 1
+                    self._ahead_pending = max(0, self._ahead_pending - 1)
 
-        self._ahead.submit(counted)
+        try:
+            executor.submit(counted)
+        except RuntimeError as e:  # shut down (the server is stopping)
+            with self._lock:
+                self._ahead_pending -= 1
+            log.info("encode-ahead not queued: %s", e)
+
+    def close(self) -> None:
+        """Drop queued encodings and stop the background thread (the server is stopping)."""
+        with self._lock:
+            executor, self._ahead = self._ahead, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._ahead_pending = 0  # cancelled jobs never count themselves down
 
     def wait_encode_ahead(self, timeout: float = 60.0) -> bool:
         """Wait until queued encodings are done (tests, benchmarks); False on timeout."""
@@ -454,10 +491,6 @@ def _remember(loaded: dict[str, Any] | None, ref: str, image: Any) -> Any:
     if loaded is not None:
         loaded[ref] = image
     return image
-
-
-def _version(function: Any) -> str:
-    return str(getattr(function, "model_version", type(function).__name__))
 
 
 class LabelStudioUnusable(AutoAnnotateError):

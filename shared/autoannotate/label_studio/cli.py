@@ -98,7 +98,7 @@ def add_subcommands(sub: Any) -> None:
     )
     s.add_argument("--host", default=None, help="default: AUTOANNOTATE_HOST, else 0.0.0.0")
     s.add_argument("--port", type=int, default=None, help="default: AUTOANNOTATE_PORT, else 9090")
-    s.add_argument("--log-level", default="info")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"])
     s.set_defaults(handler=cmd_serve)
 
     a = ls_sub.add_parser("annotate", help="pre-annotate every task of a project (immediate mode)")
@@ -184,19 +184,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _positive("--batch-size", args.batch_size)
     _positive("--num-workers", args.num_workers, 0)
     _positive("--look-ahead", args.look_ahead, 0)
+    if args.look_ahead is not None and args.look_ahead > 64:
+        raise BadParameterError(f"--look-ahead must be at most 64, got {args.look_ahead}")
     if args.param:
         overrides["params"] = parse_params(args.param)
     if args.interactive_param:
         overrides["interactive_params"] = parse_params(args.interactive_param)
     settings = replace(settings, **overrides)
 
-    import logging
+    from .app import log_at, serve
 
-    from .app import serve
-
-    # our log lines (the Label Studio connection, every error answer) at the server's level
-    logging.basicConfig(format="%(levelname)s:     %(name)s: %(message)s")
-    logging.getLogger("autoannotate").setLevel(args.log_level.upper())
+    log_at(args.log_level)  # our lines (the Label Studio connection, every error answer) at the server's level
     serve(settings, log_level=args.log_level)
     return 0
 

@@ -111,6 +111,14 @@ class LabelStudioAuth:
             return {"Authorization": f"Bearer {self._access[0]}"}
 
 
+def _without_userinfo(url: str) -> str:
+    p = urllib.parse.urlsplit(url)
+    if not (p.username or p.password):
+        return url
+    host = p.hostname or ""
+    return urllib.parse.urlunsplit(p._replace(netloc=host + (f":{p.port}" if p.port else "")))
+
+
 def _origin(url: str) -> tuple[str, str, int]:
     p = urllib.parse.urlsplit(url)
     port = p.port or (443 if p.scheme == "https" else 80)
@@ -201,6 +209,7 @@ class ImageFetcher:
         import httpx
 
         url = (self.label_studio_url or "").rstrip("/")
+        api, url = url, _without_userinfo(url)  # what is shown never carries user:password@
         if not url:
             return LabelStudioCheck(
                 "not_configured",
@@ -216,7 +225,7 @@ class ImageFetcher:
             )
         try:
             headers = self.auth.headers(self._client, force_refresh=True, timeout=timeout)
-            r = self._client.get(f"{url}/api/current-user/whoami", headers=headers, timeout=timeout)
+            r = self._client.get(f"{api}/api/current-user/whoami", headers=headers, timeout=timeout)
         except FetchError as e:  # the token refresh was refused
             return LabelStudioCheck("token_rejected", url, f"{API_KEY_VAR} was rejected by {url} ({e}): {TOKEN_HELP}")
         except httpx.HTTPError as e:

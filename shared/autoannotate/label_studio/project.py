@@ -74,6 +74,7 @@ class ProjectSink:
         self.done: set[Hashable] = set()
         self.stale: dict[int, list[int]] = {}
         self.predictions: list[dict] = []
+        self.orphans: list[int] = []  # replaced predictions of tasks where nothing is found now
 
     def list_tasks(self) -> list[tuple[int, str | None]]:
         """``(task id, image reference)`` of every task; notes which are done and which
@@ -112,19 +113,26 @@ class ProjectSink:
         if not prediction["result"]:
             self.nothing_found += 1
             if not self.empty_predictions:
-                return []  # no prediction: a later run (or "Retrieve predictions") tries the task again
+                # no prediction: a later run (or "Retrieve predictions") tries the task again; an
+                # old prediction of this version that --overwrite replaces goes all the same
+                self.orphans += self.stale.pop(result.key, [])  # type: ignore[call-overload]
+                return []
         self.predictions.append(dict(prediction, task=result.key))
         return [None] * len(prediction["result"])
 
     def pending(self) -> int:
-        return len(self.predictions)
+        return len(self.predictions) + len(self.orphans)
 
     def flush(self) -> None:
         try:
+            for pid in self.orphans:
+                self.client.predictions.delete(id=pid)
+            self.orphans.clear()
             for p in self.predictions:
                 for pid in self.stale.pop(p["task"], []):
                     self.client.predictions.delete(id=pid)
-            self.client.projects.import_predictions(id=self.project_id, request=list(self.predictions))
+            if self.predictions:
+                self.client.projects.import_predictions(id=self.project_id, request=list(self.predictions))
         except Exception as e:  # noqa: BLE001 - the SDK raises many types
             raise write_error(f"project {self.project_id}", len(self.predictions), api_error_message(e)) from None
         self.uploaded += len(self.predictions)

@@ -51,11 +51,16 @@ def prediction_version(function: Any, *, conf_threshold: float | None = None, tr
     it: switching the click-to-mask model does not change pre-annotations."""
     parts = []
     if function is not None:
-        version = str(getattr(function, "model_version", type(function).__name__))
+        version = function_version(function)
         parts.append(version if conf_threshold is None else f"{version}@conf{conf_threshold:g}")
     if tracker is not None:
-        parts.append(str(getattr(tracker, "model_version", type(tracker).__name__)))
+        parts.append(function_version(tracker))
     return "+".join(parts) or "none"
+
+
+def function_version(function: Any) -> str:
+    """A function's ``model_version`` (its class name when it has none)."""
+    return str(getattr(function, "model_version", type(function).__name__))
 
 
 def task_ref(task: Mapping[str, Any], control: Control, what: str = "image") -> str:
