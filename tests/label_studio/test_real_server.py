@@ -147,9 +147,15 @@ def test_annotate_then_serve_leaves_one_prediction_per_task(label_studio, serve_
     client, ml, backend = connect(label_studio, serve_backend, functions, project)
     assert client.ml.get(id=ml.id).state == "CO"
     assert report.extra["model_version"] == backend.model_version == client.ml.get(id=ml.id).model_version
+    asked: list = []  # the tasks Label Studio sends to the backend
+    predict = backend.predict
+    backend.predict = lambda payload: (asked.extend(t.get("id") for t in payload.get("tasks") or []), predict(payload))[
+        1
+    ]
     retrieve_predictions(label_studio, project.id)
     counts = {t.id: len(list(client.predictions.list(task=t.id))) for t in all_tasks}
     blank = next(t.id for t in all_tasks if "blank" in t.data["image"])
+    assert asked == [blank]  # only the task without a prediction of this version was asked again
     assert counts == {t.id: 0 if t.id == blank else 1 for t in all_tasks}, counts
 
     # an old prediction of this version on the blank task (say, from weights that saw something):
