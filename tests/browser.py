@@ -23,6 +23,18 @@ FLAGS = [
 ]
 
 
+#: Chromium flags for Playwright (which adds headless mode and the window size itself).
+PLAYWRIGHT_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
 def chromium() -> str:
     """The Chromium binary; tests skip where the README prerequisite is not installed."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -40,6 +41,16 @@ def app(coco128, models_env):
     ds.persistent = True
     ds.add_samples([fo.Sample(filepath=str(p)) for p in sorted((coco128 / "images").glob("*.jpg"))[:12]])
     report = annotate_dataset(ds, "yolox", label_field="auto_labels", review=(0.3, 0.7), progress=False)
+    try:
+        with serve_app(name) as url:
+            yield url, ds, report
+    finally:
+        ds.delete()
+
+
+@contextlib.contextmanager
+def serve_app(name, env=None):
+    """The FiftyOne App on dataset ``name`` in its own process, on a free port; yields its URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, name, str(port)],
@@ -47,6 +58,7 @@ def app(coco128, models_env):
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=env,
     )
     try:
         wait_for_line(proc, "ready")
@@ -57,10 +69,9 @@ def app(coco128, models_env):
                 break
             except OSError:
                 time.sleep(0.5)
-        yield url, ds, report
+        yield url
     finally:
         kill_tree(proc)
-        ds.delete()
 
 
 def test_app_shows_the_dataset_and_the_auto_label_field(app):

@@ -8,28 +8,18 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 from autoannotate.fiftyone import list_runs
-from tests.browser import chromium
+from tests.browser import PLAYWRIGHT_FLAGS, chromium
 from tests.conftest import ARTIFACTS
-from tests.fiftyone.test_app import SERVER, free_port
-from tests.procs import kill_tree, wait_for_line
+from tests.fiftyone.test_app import serve_app
 
 fo = pytest.importorskip("fiftyone")
 playwright = pytest.importorskip("playwright.sync_api")
 
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+FLAGS = PLAYWRIGHT_FLAGS
 
 
 @pytest.fixture
@@ -47,27 +37,10 @@ def app_dataset(request, coco128_dataset, models_env, tmp_path):
     broken = tmp_path / "broken-photo.jpg"
     broken.write_bytes(b"this is not a JPEG")
     ds.add_sample(fo.Sample(filepath=str(broken)))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, name, str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=env,
-    )
     try:
-        wait_for_line(proc, "ready")
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield url, ds
+        with serve_app(name, env=env) as url:
+            yield url, ds
     finally:
-        kill_tree(proc)
         ds.delete()
 
 

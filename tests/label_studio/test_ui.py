@@ -12,22 +12,14 @@ import pytest
 
 from autoannotate.label_studio import Backend, ImageFetcher
 from autoannotate.label_studio.config import LabelConfigError
-from tests.browser import chromium
+from tests.browser import PLAYWRIGHT_FLAGS, chromium
 from tests.conftest import ARTIFACTS
 from tests.fakes import FakeDetector
 from tests.ls_server import PASSWORD, USER
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+FLAGS = PLAYWRIGHT_FLAGS
 
 UNMAPPED = """<View>
   <Image name="image" value="$image"/>

@@ -8,21 +8,13 @@ import time
 
 import pytest
 
-from tests.browser import chromium
+from tests.browser import PLAYWRIGHT_FLAGS, chromium
 from tests.conftest import ARTIFACTS
 from tests.fiftyone.test_app import app  # noqa: F401 - the App server fixture
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+FLAGS = PLAYWRIGHT_FLAGS
 
 
 @pytest.fixture
