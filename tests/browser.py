@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--hide-scrollbars",
-    "--window-size=1400,900",
-]
-
 
 #: Chromium flags for Playwright (which adds headless mode and the window size itself).
 PLAYWRIGHT_FLAGS = [
@@ -33,6 +20,8 @@ PLAYWRIGHT_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+#: The same for Chromium run directly (DOM dumps and screenshots).
+FLAGS = ["--headless", *PLAYWRIGHT_FLAGS, "--hide-scrollbars", "--window-size=1400,900"]
 
 
 def chromium() -> str:
@@ -64,3 +53,16 @@ def screenshot(url: str, path: Path, *, budget_ms: int = 20000, timeout: float =
     _run([f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url], timeout)
     assert path.exists() and path.stat().st_size > 10_000, f"no screenshot of {url}"
     return path
+
+
+@contextlib.contextmanager
+def playwright_browser():
+    """The system Chromium driven by Playwright (skips where either is missing)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    exe = chromium()
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=PLAYWRIGHT_FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -12,14 +12,12 @@ import time
 import pytest
 
 from autoannotate.fiftyone import list_runs
-from tests.browser import PLAYWRIGHT_FLAGS, chromium
+from tests.browser import chromium, playwright_browser
 from tests.conftest import ARTIFACTS
 from tests.fiftyone.test_app import serve_app
 
 fo = pytest.importorskip("fiftyone")
 playwright = pytest.importorskip("playwright.sync_api")
-
-FLAGS = PLAYWRIGHT_FLAGS
 
 
 @pytest.fixture
@@ -46,10 +44,8 @@ def app_dataset(request, coco128_dataset, models_env, tmp_path):
 
 @pytest.fixture
 def page():
-    with playwright.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium(), args=FLAGS)
+    with playwright_browser() as b:
         yield b.new_page(viewport={"width": 1400, "height": 1000})
-        b.close()
 
 
 def open_auto_label(page, url, ds):

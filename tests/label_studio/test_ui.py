@@ -12,14 +12,13 @@ import pytest
 
 from autoannotate.label_studio import Backend, ImageFetcher
 from autoannotate.label_studio.config import LabelConfigError
-from tests.browser import PLAYWRIGHT_FLAGS, chromium
+from tests.browser import playwright_browser
 from tests.conftest import ARTIFACTS
 from tests.fakes import FakeDetector
 from tests.ls_server import PASSWORD, USER
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-FLAGS = PLAYWRIGHT_FLAGS
 
 UNMAPPED = """<View>
   <Image name="image" value="$image"/>
@@ -34,11 +33,8 @@ MAPPED = """<View>
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = chromium()
-    with playwright.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=FLAGS)
+    with playwright_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

@@ -8,22 +8,17 @@ import time
 
 import pytest
 
-from tests.browser import PLAYWRIGHT_FLAGS, chromium
+from tests.browser import playwright_browser
 from tests.conftest import ARTIFACTS
 from tests.fiftyone.test_app import app  # noqa: F401 - the App server fixture
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-FLAGS = PLAYWRIGHT_FLAGS
-
 
 @pytest.fixture
 def browser():
-    exe = chromium()
-    with playwright.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=FLAGS)
+    with playwright_browser() as b:
         yield b
-        b.close()
 
 
 def test_label_studio_labeling_page_renders_pre_annotations(label_studio, browser, models_env):

@@ -127,9 +127,7 @@ class SamFunction:
         return out
 
     def _use_multimask(self, n_points: int, has_box: bool) -> bool:
-        if self.multimask == "auto":
-            return n_points == 1 and not has_box
-        return bool(self.multimask)
+        return use_multimask(self.multimask, n_points, has_box)
 
     def segment(
         self, context: InteractiveFunctionContext, encoding: SamEncoding, prompt: InteractivePrompt
@@ -221,3 +219,11 @@ def weights_available(model_type: str = "vit_b") -> bool:
     from ..weights import find_local
 
     return find_local(REGISTRY[f"sam_{model_type}"].filename) is not None
+
+
+def use_multimask(setting: bool | str, n_points: int, has_box: bool) -> bool:
+    """Whether to ask a SAM-family decoder for three masks and keep the best: ``"auto"`` does for a
+    single click without a box (an ambiguous prompt), else the setting itself."""
+    if setting == "auto":
+        return n_points == 1 and not has_box
+    return bool(setting)

@@ -39,6 +39,7 @@ import PIL.Image
 
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from .sam import use_multimask
 
 #: SAM 2.1 sizes -> the registry name of their weights (``autoannotate.weights.REGISTRY``).
 SAM2_SIZES: dict[str, str] = {
@@ -178,9 +179,7 @@ class TransformersSamFunction:
         return results
 
     def _use_multimask(self, n_points: int, has_box: bool) -> bool:
-        if self.multimask == "auto":
-            return n_points == 1 and not has_box
-        return bool(self.multimask)
+        return use_multimask(self.multimask, n_points, has_box)
 
     def segment(
         self, context: InteractiveFunctionContext, encoding: Sam2Encoding, prompt: InteractivePrompt
