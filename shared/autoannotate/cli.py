@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_ls(sub)
+    from .fiftyone_cli import add_subcommands as add_fo
+
+    add_fo(sub)
     return parser
 
 
