@@ -18,7 +18,7 @@ from fiftyone import ViewField as F
 
 from ..errors import AutoAnnotateError
 from ..interface import DetectionFunctionSpec
-from ..loading import load_function, parse_label_map, parse_params, split_list
+from ..loading import is_open_vocabulary, load_function, parse_label_map, parse_params, split_list
 from ..mapping import resolve_names
 from .convert import RUN_ATTRIBUTE
 from .plan import parse_classes
@@ -106,6 +106,8 @@ def check_form(dataset: Any, params: Mapping[str, Any]) -> FormCheck:
     function = params.get("function") or "yolox"  # the operator's default
     if fn_params is None or not (class_specs or label_map) or not isinstance(function, str):
         return out
+    if is_open_vocabulary(function) and "classes" not in fn_params:
+        return out  # built to find the form's classes: nothing to check against (and no model to load)
     try:
         spec = function_spec(function, fn_params)
     except Exception as e:  # noqa: BLE001 - any failure to build the function is shown on the form

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_OUTPUT",
     "ClassSpec",
     "parse_classes",
+    "class_names",
     "ReviewThresholds",
     "parse_review",
     "Plan",
@@ -123,6 +124,16 @@ def parse_classes(classes: Iterable[Any] | str | None) -> list[ClassSpec] | None
     if not out:
         raise BadParameterError("classes is empty: give at least one class, or None for all the function's labels")
     return out
+
+
+def class_names(classes: Iterable[Any] | str | None, dataset_classes: Sequence[str] | None) -> list[str] | None:
+    """The class names a run asks for: those of ``classes`` (any form :func:`parse_classes`
+    reads), else the dataset's classes, else None. Open-vocabulary functions are built to find
+    exactly these (:func:`autoannotate.loading.with_classes`)."""
+    specs = parse_classes(classes)
+    if specs:
+        return [c.name for c in specs]
+    return list(dataset_classes) if dataset_classes else None
 
 
 @dataclass

@@ -215,3 +215,47 @@ def map_controls(
             f"{spec.label_names[:40]}{' ...' if len(spec.label_names) > 40 else ''}."
         )
     return mapped
+
+
+#: Control tags whose labels an open-vocabulary function searches for (image regions).
+PROMPTED_TAGS = ("RectangleLabels", "PolygonLabels", "BrushLabels", "Labels")
+
+
+def config_classes(controls: list[Control]) -> tuple[list[str], dict[str, list[str]]]:
+    """The classes an open-vocabulary function should find for a labeling config: the labels of
+    its image region controls (RectangleLabels, PolygonLabels, BrushLabels), each once, and their
+    prompts: a ``<Label>``'s ``predicted_values`` (comma-separated) when it has them, else the
+    label's name (see :func:`autoannotate.functions.open_vocab.prompt_for`)."""
+    names: list[str] = []
+    prompts: dict[str, list[str]] = {}
+    for c in controls:
+        if c.tag not in PROMPTED_TAGS or c.object_tag != "Image":
+            continue
+        for t in c.labels:
+            if t.name not in names:
+                names.append(t.name)
+                if t.synonyms:
+                    prompts[t.name] = list(t.synonyms)
+    return names, prompts
+
+
+def for_config(function: Any, controls: list[Control]) -> Any:
+    """``function`` for a labeling config: an open-vocabulary function (one with
+    ``for_classes``) made to find the config's labels (:func:`config_classes`); any other function
+    as it is. A config with no image region labels leaves it as it is."""
+    if function is None or not hasattr(function, "for_classes"):
+        return function
+    names, prompts = config_classes(controls)
+    return function.for_classes(names, prompts) if names else function
+
+
+def fetch_label_config(url: str, api_key: str, project_id: int) -> str:
+    """The labeling config of a Label Studio project (for open-vocabulary functions, which are
+    built to find its labels before the project is annotated)."""
+    from label_studio_sdk import LabelStudio
+
+    try:
+        project = LabelStudio(base_url=url, api_key=api_key, timeout=60).projects.get(id=project_id)
+    except Exception as e:  # noqa: BLE001 - connection errors, 401, 404 from the SDK
+        raise AutoAnnotateError(f"cannot read project {project_id} from {url}: {type(e).__name__}: {e}") from None
+    return str(getattr(project, "label_config", "") or "")

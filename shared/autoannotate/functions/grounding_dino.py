@@ -1,0 +1,184 @@
+"""Grounding DINO (open-set box detector, IDEA Research) on ``transformers``: class names in,
+boxes out.
+
+The prompts are joined into one caption, ``"stop sign. yield sign."`` (lower case, dots in a
+prompt become spaces), so one forward pass covers every class of a group of images; captions
+longer than the model's text length (256 tokens) are split into several. The library's processor
+and ``post_process_grounded_object_detection`` give the boxes and scores (a box's score is its
+best token's probability); the box's class is the prompt holding its best-scoring token.
+
+Usage: ``autoannotate annotate photos/ --function grounding_dino --classes "forklift,pallet"``.
+Weights: ``grounding-dino-tiny`` (IDEA-Research/grounding-dino-tiny) from ``autoannotate weights list``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+
+from .open_vocab import Detections, OpenVocabularyFunction, char_bert_tokenizer, load_pretrained, to_device
+
+#: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
+OPEN_VOCABULARY = True
+DEFAULT_WEIGHTS = "grounding-dino-tiny"
+
+
+def caption_prompt(prompt: str) -> str:
+    """A prompt as it goes into the caption: lower case, no dots (they separate prompts)."""
+    return " ".join(prompt.replace(".", " ").lower().split()) or "object"
+
+
+class GroundingDinoFunction(OpenVocabularyFunction):
+    """A ``GroundingDinoForObjectDetection`` model with its processor as a detection function.
+    ``text_threshold`` is passed to the library's post-processing (it only names phrases there)."""
+
+    label_type = "rectangle"
+
+    def __init__(self, model: Any, processor: Any, classes: Any, prompts: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        super().__init__(classes, prompts, **kwargs)
+        self.model = model.eval()
+        self.processor = processor
+        self._torch = torch
+        self.captions = self._captions(int(getattr(model.config, "max_text_len", 256)))
+
+    def _set_classes(self, classes: Any, prompts: Any) -> None:
+        super()._set_classes(classes, prompts)
+        if hasattr(self, "processor"):  # for_classes(): the captions follow the prompts
+            self.captions = self._captions(int(getattr(self.model.config, "max_text_len", 256)))
+
+    def _captions(self, max_tokens: int) -> list[tuple[str, list[int]]]:
+        """Groups of prompts whose caption fits ``max_tokens``: ``(caption, prompt indices)``."""
+        tok = self.processor.tokenizer
+        groups: list[tuple[str, list[int]]] = []
+        texts: list[str] = []
+        idx: list[int] = []
+        for i, p in enumerate(self.prompt_texts):
+            candidate = texts + [caption_prompt(p)]
+            if texts and len(tok(". ".join(candidate) + ".")["input_ids"]) > max_tokens:
+                groups.append((". ".join(texts) + ".", idx))
+                texts, idx = [caption_prompt(p)], [i]
+            else:
+                texts, idx = candidate, idx + [i]
+        groups.append((". ".join(texts) + ".", idx))
+        return groups
+
+    def _token_prompts(self, input_ids: Any, prompt_idx: list[int]) -> np.ndarray:
+        """For each token position, the prompt index it belongs to (-1: special tokens and dots)."""
+        tok = self.processor.tokenizer
+        dot = tok.convert_tokens_to_ids(".")
+        specials = set(tok.all_special_ids)
+        out = np.full(len(input_ids), -1, dtype=np.int64)
+        k = 0
+        for pos, t in enumerate(input_ids.tolist()):
+            if t == dot:
+                k += 1
+            elif t not in specials and k < len(prompt_idx):
+                out[pos] = prompt_idx[k]
+        return out
+
+    def predict(self, images: Sequence[PIL.Image.Image], threshold: float) -> list[Detections]:
+        torch = self._torch
+        parts: list[list[Detections]] = [[] for _ in images]
+        for caption, prompt_idx in self.captions:
+            with self._lock:
+                inputs = self.processor(images=list(images), text=[caption] * len(images), return_tensors="pt")
+            inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+            with torch.inference_mode():
+                out = self.model(**inputs)
+                post = self.processor.post_process_grounded_object_detection(
+                    out,
+                    inputs["input_ids"],
+                    threshold=threshold,
+                    text_threshold=threshold,
+                    target_sizes=[(im.height, im.width) for im in images],
+                )
+            probs = out.logits.sigmoid().float().cpu()
+            for i, r in enumerate(post):
+                tokens = self._token_prompts(inputs["input_ids"][i].cpu(), prompt_idx)
+                keep = probs[i].max(dim=-1).values > threshold  # the queries the post-processing kept
+                p = probs[i][keep][:, : len(tokens)].numpy()
+                p = np.where(tokens[None, :] >= 0, p, -1.0)
+                best = tokens[p.argmax(axis=1)] if len(p) else np.zeros(0, dtype=np.int64)
+                parts[i].append(
+                    Detections(
+                        boxes=r["boxes"].float().cpu().numpy().astype(np.float64),
+                        scores=r["scores"].float().cpu().numpy().astype(np.float64),
+                        prompts=best.astype(np.int64),
+                    )
+                )
+        return [
+            Detections(
+                boxes=np.concatenate([d.boxes.reshape(-1, 4) for d in ds]),
+                scores=np.concatenate([d.scores for d in ds]),
+                prompts=np.concatenate([d.prompts for d in ds]),
+            )
+            for ds in parts
+        ]
+
+
+def random_model(config: Any = None) -> tuple[Any, Any]:
+    """``(model, processor)`` with random weights: ``config`` (default: grounding-dino-tiny's
+    architecture, Swin-T + BERT-base) and a character-level tokenizer (see ``open_vocab``)."""
+    from transformers import (
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
+
+    tokenizer = char_bert_tokenizer()
+    if config is None:
+        config = GroundingDinoConfig(text_config={"model_type": "bert", "vocab_size": len(tokenizer)})
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
+    return GroundingDinoForObjectDetection(config), processor
+
+
+def create(
+    classes: Any = None,
+    prompts: Any = None,
+    checkpoint: str | None = None,
+    pretrained: bool = True,
+    device: str = "cpu",
+    default_conf_threshold: float = 0.3,
+    nms_threshold: float = 0.5,
+    max_detections: int = 100,
+) -> GroundingDinoFunction:
+    """Grounding DINO on transformers.
+
+    ``classes``: the class names to find (a list, or ``"forklift,pallet"``); ``prompts``: texts
+    per class overriding the names (``{"yield": "yield sign"}`` or ``"yield=yield sign"``).
+    ``checkpoint``: a saved model folder (model and processor), a repo id or a registry name
+    (default ``grounding-dino-tiny``). ``pretrained=False``: the real-size architecture with random
+    weights. ``nms_threshold``: class-wise NMS IoU across prompts (1 disables it).
+    """
+    from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+    if pretrained:
+        model, processor, version = load_pretrained(
+            GroundingDinoForObjectDetection, GroundingDinoProcessor, checkpoint or DEFAULT_WEIGHTS
+        )
+    else:
+        model, processor = random_model()
+        version = f"{checkpoint or DEFAULT_WEIGHTS}.random"
+    return GroundingDinoFunction(
+        to_device(model, device),
+        processor,
+        classes,
+        prompts,
+        model_version=version,
+        default_conf_threshold=default_conf_threshold,
+        nms_threshold=nms_threshold,
+        max_detections=max_detections,
+    )
+
+
+def weights_available() -> bool:
+    """Whether the Grounding DINO weights are already on this machine (no download)."""
+    from ..weights import is_present
+
+    return is_present(DEFAULT_WEIGHTS)

@@ -1,0 +1,135 @@
+"""OWLv2 (open-vocabulary box detector, Google) on ``transformers``: class names in, boxes out.
+
+One forward pass per group of images covers every prompt of every class (OWLv2 scores each of its
+box proposals against all text queries at once; a box takes its best-scoring query, so where
+several prompts of a class compete the best one wins). The library's processor and
+``post_process_grounded_object_detection`` do the work; OWLv2 pads each image to a square at its
+bottom/right before resizing, so boxes are scaled by the padded square's side and clipped to the
+image. Prompts longer than the text encoder's 16 tokens are cut. OWLv2 keeps overlapping proposals: class-wise NMS (``nms_threshold``) removes duplicates.
+
+Usage: ``autoannotate annotate photos/ --function owlv2 --classes "stop sign:bbox,yield:bbox"``.
+Weights: ``owlv2-base`` (google/owlv2-base-patch16-ensemble) from ``autoannotate weights list``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+
+from .open_vocab import (
+    Detections,
+    OpenVocabularyFunction,
+    char_clip_tokenizer,
+    clip_token_ids,
+    load_pretrained,
+    to_device,
+)
+
+#: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
+OPEN_VOCABULARY = True
+DEFAULT_WEIGHTS = "owlv2-base"
+
+
+class Owlv2Function(OpenVocabularyFunction):
+    """An ``Owlv2ForObjectDetection`` model with its processor as a detection function."""
+
+    label_type = "rectangle"
+
+    def __init__(self, model: Any, processor: Any, classes: Any, prompts: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        super().__init__(classes, prompts, **kwargs)
+        self.model = model.eval()
+        self.processor = processor
+        self._torch = torch
+
+    def predict(self, images: Sequence[PIL.Image.Image], threshold: float) -> list[Detections]:
+        torch = self._torch
+        with self._lock:
+            inputs = self.processor(
+                images=list(images), text=[self.prompt_texts] * len(images), truncation=True, return_tensors="pt"
+            )
+        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**inputs)
+            sides = [(max(im.size), max(im.size)) for im in images]  # the padded square, (h, w)
+            post = self.processor.post_process_grounded_object_detection(out, threshold=threshold, target_sizes=sides)
+        return [
+            Detections(
+                boxes=r["boxes"].float().cpu().numpy().astype(np.float64),
+                scores=r["scores"].float().cpu().numpy().astype(np.float64),
+                prompts=r["labels"].cpu().numpy().astype(np.int64),
+            )
+            for r in post
+        ]
+
+
+def random_model(config: Any = None) -> tuple[Any, Any]:
+    """``(model, processor)`` with random weights: ``config`` (default: the owlv2-base-patch16
+    architecture, 960 px input) and a character-level tokenizer (see ``open_vocab``)."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    tokenizer = char_clip_tokenizer(16)
+    if config is None:
+        config = Owlv2Config(
+            text_config={"vocab_size": len(tokenizer), **clip_token_ids(tokenizer)},
+            vision_config={"image_size": 960, "patch_size": 16},
+        )
+    side = config.vision_config.image_size
+    processor = Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": side, "width": side}), tokenizer=tokenizer
+    )
+    return Owlv2ForObjectDetection(config), processor
+
+
+def create(
+    classes: Any = None,
+    prompts: Any = None,
+    checkpoint: str | None = None,
+    pretrained: bool = True,
+    device: str = "cpu",
+    default_conf_threshold: float = 0.1,
+    nms_threshold: float = 0.3,
+    max_detections: int = 100,
+) -> Owlv2Function:
+    """OWLv2 on transformers.
+
+    ``classes``: the class names to find (a list, or ``"stop_sign,yield"``); ``prompts``: texts
+    per class overriding the names (``{"yield": ["yield sign", "give way sign"]}`` or
+    ``"yield=yield sign|give way sign"``). ``checkpoint``: a saved model folder (model and
+    processor), a repo id or a registry name (default ``owlv2-base``). ``pretrained=False``: the
+    real-size architecture with random weights. ``default_conf_threshold`` applies when the caller
+    gives none; ``nms_threshold``: class-wise NMS IoU (1 disables it).
+    """
+    from transformers import Owlv2ForObjectDetection, Owlv2Processor
+
+    if pretrained:
+        model, processor, version = load_pretrained(
+            Owlv2ForObjectDetection, Owlv2Processor, checkpoint or DEFAULT_WEIGHTS
+        )
+    else:
+        model, processor = random_model()
+        version = f"{checkpoint or DEFAULT_WEIGHTS}.random"
+    return Owlv2Function(
+        to_device(model, device),
+        processor,
+        classes,
+        prompts,
+        model_version=version,
+        default_conf_threshold=default_conf_threshold,
+        nms_threshold=nms_threshold,
+        max_detections=max_detections,
+    )
+
+
+def weights_available() -> bool:
+    """Whether the OWLv2 weights are already on this machine (no download)."""
+    from ..weights import is_present
+
+    return is_present(DEFAULT_WEIGHTS)
+
+
+__all__ = ["OPEN_VOCABULARY", "Owlv2Function", "create", "random_model", "weights_available"]
