@@ -14,6 +14,15 @@ tracking starts; a box that is degenerate after clipping, a tracking function wh
 the tracked shape, finite points of the right count, a mask of the frame's size) ends that one
 track, with :attr:`Track.end_reason` saying why; the other tracks go on. ``preprocess_image`` runs
 once per frame, however many objects are tracked.
+
+Multi-object tracking functions (SAM 2 video: one memory for every object of a video) also have
+``video_session()``, which returns a session for one video with ``add(obj_id, frame_index,
+pp_image, shape)`` (prompt an object on a frame; raises if it cannot), ``track(frame_index,
+pp_image)`` (every followed object on the next frame: ``{obj_id: shape or None}``, ``None`` when
+lost) and ``remove(obj_ids)``. :class:`Tracker` then drives all objects through that one session
+(one per :class:`Tracker`, so per video and per run) instead of ``init_tracking_state`` /
+``track`` per object; a session that raises ends every track it followed, with ``end_reason``.
+Frame indexes given to a session increase by one from frame to frame.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import numpy as np
 import PIL.Image
 
 from .driver import check_threshold, process_output
-from .errors import BadFunctionError
+from .errors import BadFunctionError, BadParameterError
 from .interface import (
     DetectionFunctionContext,
     TrackableShape,
@@ -126,18 +135,26 @@ class Tracker:
     One object's failure (a box it cannot start on, an exception in the function, a bad tracked
     shape) ends that object's track with ``end_reason``; the others go on."""
 
-    def __init__(self, function: Any) -> None:
+    def __init__(self, function: Any, *, masks: bool = False) -> None:
         self.function = function
         self.supported = set(function.spec.supported_shape_types)
         self._pre = getattr(function, "preprocess_image", None)
         self._next_id = 0
         self.tracks: list[Track] = []
+        make_session = getattr(function, "video_session", None)
+        if masks and not callable(make_session):
+            raise BadParameterError(
+                f"{type(function).__name__} gives no masks for tracked boxes; use sam2_video or edgetam_video"
+            )
+        #: The multi-object session of this video, for functions that have one (see the module doc);
+        #: with ``masks``, the tracked rectangles it gives carry the object's mask as ``bitmap``.
+        self.session: Any = (make_session(masks=True) if masks else make_session()) if callable(make_session) else None
 
     def preprocess(self, frame_index: int, image: PIL.Image.Image) -> Any:
         return self._pre(TrackingFunctionContext(frame_index), image) if self._pre else image
 
     def _init_state(
-        self, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None, verb: str
+        self, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None, verb: str, track_id: int
     ) -> tuple[TrackableShape, Any, str | None]:
         """Clip, check and start the tracking function on ``shape``: ``(shape to record, state,
         None)`` or ``(shape to record, None, why not)``."""
@@ -148,7 +165,13 @@ class Tracker:
                 return shape, None, why
             shape = clipped
         try:
-            state = self.function.init_tracking_state(TrackingFunctionShapeContext(shape.type, frame_index), pp, shape)
+            if self.session is not None:
+                self.session.add(track_id, frame_index, pp, shape)
+                state = self.session
+            else:
+                state = self.function.init_tracking_state(
+                    TrackingFunctionShapeContext(shape.type, frame_index), pp, shape
+                )
         except Exception as e:  # noqa: BLE001 - one object the function cannot follow must not stop the video
             return shape, None, f"the tracker could not {verb} on this box (error: {_short(e)})"
         return shape, state, None
@@ -172,7 +195,7 @@ class Tracker:
             )
         if size is not None:
             validate_tracked(shape.type, shape, size, where="the shape to track")
-        shape, state, why = self._init_state(pp, frame_index, shape, size, "start")
+        shape, state, why = self._init_state(pp, frame_index, shape, size, "start", self._next_id)
         track = Track(self._next_id, label_id, score, {frame_index: shape})
         self._next_id += 1
         self.tracks.append(track)
@@ -187,13 +210,12 @@ class Tracker:
         self, track: Track, pp: Any, frame_index: int, shape: TrackableShape, size: tuple[int, int] | None = None
     ) -> None:
         """Re-anchor a live track on a fresh shape (a matching detection); if the function cannot
-        start on it, the track ends after this frame with ``end_reason``."""
-        shape, state, why = self._init_state(pp, frame_index, shape, size, "restart")
+        start on it, the track ends after this frame with ``end_reason``. A multi-object session
+        keeps following an object it follows already (see the function's doc)."""
+        shape, state, why = self._init_state(pp, frame_index, shape, size, "restart", track.track_id)
         track.shapes[frame_index] = shape
         if why is not None:
-            track.state = None
-            track.lost_at = frame_index + 1
-            track.end_reason = f"tracking stopped on frame {frame_index}: {why}"
+            self.end(track, frame_index + 1, f"tracking stopped on frame {frame_index}: {why}")
         else:
             track.state = state
 
@@ -202,6 +224,9 @@ class Tracker:
 
     def step(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:
         """Advance every live track to ``frame_index``; lost or failing tracks stop there."""
+        if self.session is not None:
+            self._step_session(pp, frame_index, size)
+            return
         for t in self.live():
             original = t.shapes[min(t.shapes)].type
             ctx = TrackingFunctionShapeContext(original, frame_index)
@@ -211,8 +236,7 @@ class Tracker:
                 self._stop(t, frame_index, f"the tracking function raised {_short(e)}")
                 continue
             if shape is None:
-                t.lost_at = frame_index
-                t.state = None
+                self.end(t, frame_index)
                 continue
             try:
                 validate_tracked(original, shape, size, where=f"track() on frame {frame_index}")
@@ -221,11 +245,40 @@ class Tracker:
                 continue
             t.shapes[frame_index] = shape
 
-    @staticmethod
-    def _stop(t: Track, frame_index: int, why: str) -> None:
+    def _step_session(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:
+        live = self.live()
+        if not live:
+            return
+        try:
+            shapes = self.session.track(frame_index, pp)
+        except Exception as e:  # noqa: BLE001 - the session follows every object: they all stop, the video goes on
+            for t in live:
+                self._stop(t, frame_index, f"the tracking function raised {_short(e)}")
+            return
+        for t in live:
+            shape = shapes.get(t.track_id)
+            if shape is None:
+                self.end(t, frame_index)
+                continue
+            try:
+                validate_tracked(t.shapes[min(t.shapes)].type, shape, size, where=f"track() on frame {frame_index}")
+            except BadFunctionError as e:
+                self._stop(t, frame_index, str(e))
+                continue
+            t.shapes[frame_index] = shape
+
+    def end(self, t: Track, frame_index: int, why: str | None = None) -> None:
+        """End ``t`` on ``frame_index`` (its first frame without the object); ``why`` goes to
+        ``end_reason`` (``None``: lost normally)."""
         t.lost_at = frame_index
         t.state = None
-        t.end_reason = f"tracking stopped on frame {frame_index}: {why}"
+        if why is not None:
+            t.end_reason = why
+        if self.session is not None:
+            self.session.remove([t.track_id])
+
+    def _stop(self, t: Track, frame_index: int, why: str) -> None:
+        self.end(t, frame_index, f"tracking stopped on frame {frame_index}: {why}")
 
 
 def track_shapes(
@@ -235,25 +288,54 @@ def track_shapes(
     *,
     start_frame: int = 0,
     labels: list[int | None] | None = None,
+    masks: bool = False,
+    start_frames: list[int] | None = None,
+    num_frames: int | None = None,
 ) -> list[Track]:
     """Follow ``shapes`` (given on the first of ``frames``) through the following frames.
 
     ``frames`` are upright RGB images, the first one at index ``start_frame``; iterating stops
     early when every track is lost. Returns one :class:`Track` per shape, in order; an object that
-    cannot be tracked (further) has ``end_reason`` set and does not stop the others."""
-    tracker = Tracker(function)
-    index = start_frame
+    cannot be tracked (further) has ``end_reason`` set and does not stop the others. ``masks``: the
+    tracked rectangles also carry the object's mask (``bitmap``), for multi-object functions that
+    have masks (``sam2_video``, ``edgetam_video``; others raise :class:`BadParameterError`).
+
+    ``start_frames``: the frame index each shape is given on (default: all on ``start_frame``), so
+    the objects of a video drawn on different frames are followed in one pass (one session);
+    ``num_frames``: follow each object at most that many frames after its own start."""
+    starts = list(start_frames) if start_frames is not None else [start_frame] * len(shapes)
+    if len(starts) != len(shapes) or any(f < start_frame for f in starts):
+        raise ValueError("start_frames needs one frame index >= start_frame per shape")
+    tracker = Tracker(function, masks=masks)
+    by_shape: list[Track | None] = [None] * len(shapes)
+    last_start = max(starts, default=start_frame)
     for k, image in enumerate(frames):
         index = start_frame + k
-        pp = tracker.preprocess(index, image)
-        if k == 0:
-            for i, s in enumerate(shapes):
-                tracker.start(pp, index, s, label_id=(labels or [None] * len(shapes))[i], size=image.size)
-            continue
-        if not tracker.live():
+        if index > last_start and not tracker.live():
             break
+        pp = tracker.preprocess(index, image)
+        if num_frames is not None:
+            for t in tracker.live():
+                if index - min(t.shapes) > num_frames:
+                    tracker.end(t, index)
         tracker.step(pp, index, image.size)
-    return tracker.tracks
+        for i, s in enumerate(shapes):
+            if starts[i] == index:
+                label = (labels or [None] * len(shapes))[i]
+                by_shape[i] = tracker.start(pp, index, s, label_id=label, size=image.size)
+    out: list[Track] = []
+    for i, found in enumerate(by_shape):
+        if found is None:  # the frames ended before this shape's frame
+            found = Track(
+                -1 - i,
+                (labels or [None] * len(shapes))[i],
+                None,
+                {},
+                starts[i],
+                end_reason=f"not tracked: no frame {starts[i]}",
+            )
+        out.append(found)
+    return out
 
 
 def detect_and_track(
@@ -323,8 +405,7 @@ def detect_and_track(
             if ti not in used_tracks:
                 t.missed_key_frames += 1
                 if t.missed_key_frames > max_missed_key_frames:
-                    t.lost_at = index
-                    t.state = None
+                    tracker.end(t, index)
                     del t.shapes[index]
         for di, d in enumerate(dets):
             if di not in used_dets:

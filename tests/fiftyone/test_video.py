@@ -159,3 +159,81 @@ def test_auto_label_operator_on_a_video_dataset_takes_the_tracker_from_the_form(
             "@autoannotate/autoannotate/auto_label",
             ctx={"dataset": video_dataset.name, "params": dict(params, tracker="x")},
         )
+
+
+# -- sam2_video: a tiny random-weight model saved as sam2.1-hiera-tiny, found through AUTOANNOTATE_MODELS
+
+
+@pytest.fixture(scope="module")
+def tiny_sam2_dir(tmp_path_factory):
+    from tests.functions.sam2_video_tiny import save_tiny_video_model
+
+    models = tmp_path_factory.mktemp("tiny-models")
+    save_tiny_video_model(models / "sam2.1-hiera-tiny")
+    return models
+
+
+@pytest.fixture
+def tiny_sam2_env(tiny_sam2_dir, models_env, monkeypatch):
+    import os
+
+    monkeypatch.setenv("AUTOANNOTATE_MODELS", os.pathsep.join([str(tiny_sam2_dir), str(models_env)]))
+    return tiny_sam2_dir
+
+
+def test_track_labels_with_sam2_video_writes_boxes_and_masks_with_the_index(video_dataset, clip, tiny_sam2_env):
+    from autoannotate.fiftyone.convert import abs_box
+    from autoannotate.functions import sam2_video
+    from autoannotate.interface import TrackableShape
+    from autoannotate.tracking import track_shapes
+    from autoannotate.video import read_frames
+
+    path, _, (w, h) = clip
+    params = {"min_score": 0.0}
+    report = track_labels(
+        video_dataset, "detections", tracker="sam2_video", tracker_params=params, num_frames=8, output="masks"
+    )
+    assert report.success and report.annotations_added == 8
+    assert list_runs(video_dataset)[-1]["tracker"] == "sam2_video" and list_runs(video_dataset)[-1]["output"] == "masks"
+    got = boxes_by_frame(video_dataset, index=0)
+    assert sorted(got) == list(range(1, 10))
+    # what the function itself gives for the same box on the same frames
+    source = video_dataset.first().frames[1]["detections"].detections[0]
+    (track,) = track_shapes(
+        sam2_video.create(**params),
+        read_frames(path, 0, 9),
+        [TrackableShape("rectangle", abs_box(source.bounding_box, w, h))],
+        masks=True,
+    )
+    for n in range(2, 10):
+        (x1, y1, x2, y2, d) = got[n][0]
+        assert (x1, y1, x2, y2) == pytest.approx(track.shapes[n - 1].box(), abs=1e-3)
+        assert d.tracked and d.mask is not None and d.mask.shape == (round(y2 - y1), round(x2 - x1))
+        assert d.mask.sum() == track.shapes[n - 1].bitmap.sum()
+    with pytest.raises(aa.BadParameterError, match="gives no masks"):
+        track_labels(video_dataset, "detections", output="masks")
+
+
+def test_auto_label_videos_with_the_sam2_video_tracker(video_dataset, clip, tiny_sam2_env):
+    _, truth, _ = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(k, truth[k][i], score=0.9) for k in (0, 1)]
+
+    report = annotate_dataset(
+        video_dataset,
+        FakeDetector(detect),
+        label_field="auto",
+        tracker="sam2_video",
+        tracker_params={"min_score": 0.0},
+        key_frame_interval=10,
+        progress=False,
+    )
+    assert report.images_processed == 1 and report.extra["tracks"] >= 2
+    (run,) = [r for r in list_runs(video_dataset) if r["kind"] == "video"]
+    assert run["tracker"] == "sam2_video" and run["status"] == "completed"
+    got = boxes_by_frame(video_dataset, field="auto")
+    assert sorted(got) == list(range(1, N + 1))
+    for items in got.values():
+        assert {d.label for *_, d in items} == {"cat", "dog"} and all(d.index is not None for *_, d in items)

@@ -225,3 +225,173 @@ def test_video_module_does_not_import_the_backend():
     tree = ast.parse(inspect.getsource(video))
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "backend" not in modules and not any(m and m.endswith(".backend") for m in modules)
+
+
+# -- the video cache: a task's video is fetched once, kept on disk within a byte budget ---------
+
+
+class CountingFetcher:
+    def __init__(self, fetcher=None):
+        from autoannotate.label_studio import ImageFetcher
+
+        self.fetcher = fetcher or ImageFetcher()
+        self.refs = []
+
+    def fetch(self, ref, max_bytes):
+        self.refs.append(ref)
+        return self.fetcher.fetch(ref, max_bytes=max_bytes)
+
+
+class BytesFetcher:
+    def __init__(self):
+        self.refs = []
+
+    def fetch(self, ref, max_bytes):
+        self.refs.append(ref)
+        return b"x" * int(ref.split(":")[1])
+
+
+def test_video_cache_fetches_once_and_evicts_the_least_recently_used(tmp_path):
+    from autoannotate.label_studio.video_cache import VideoCache
+
+    cache = VideoCache(250, tmp_path / "videos")
+    f = BytesFetcher()
+    for ref in ["a:100", "b:100", "a:100"]:
+        with cache.path(f, ref, 1000) as p:
+            assert open(p, "rb").read() == b"x" * 100
+    assert f.refs == ["a:100", "b:100"] and cache.fetches == 2 and cache.nbytes == 200
+    with cache.path(f, "c:100", 1000):  # over the budget: b (least recently used) goes, a stays
+        pass
+    assert cache.nbytes == 200 and len(list((tmp_path / "videos").iterdir())) == 2
+    with cache.path(f, "a:100", 1000):
+        pass
+    assert f.refs == ["a:100", "b:100", "c:100"]
+    with cache.path(f, "b:100", 1000):
+        pass
+    assert f.refs[-1] == "b:100" and cache.nbytes <= 250
+    # a file in use is never removed; a video larger than the budget is used once, not kept
+    with cache.path(f, "d:100", 1000) as kept:
+        with cache.path(f, "e:100", 1000), cache.path(f, "f:100", 1000):
+            assert open(kept, "rb").read() == b"x" * 100
+    with cache.path(f, "big:300", 1000) as p:
+        assert len(open(p, "rb").read()) == 300
+    assert not any("big" in r for r in [str(x) for x in (tmp_path / "videos").iterdir()]) and cache.nbytes <= 250
+    with cache.path(f, "big:300", 1000):
+        pass
+    assert f.refs.count("big:300") == 2
+
+
+def test_one_fetch_per_task_across_requests(clip):
+    uri, truth = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(0, truth[0][i], score=0.9)]
+
+    fetcher = CountingFetcher()
+    backend = Backend(
+        function=FakeDetector(detect, labels=[aa.label_spec("cat", 0, type="rectangle")]),
+        tracker=StillTracker(),
+        fetcher=fetcher,
+        track_frames=5,
+    )
+    c = TestClient(create_app(Settings(), backend=backend))
+    drawn = {
+        "type": "videorectangle",
+        "from_name": "box",
+        "value": {"labels": ["Cat"], "sequence": [{"frame": 1, "enabled": True, **pct(truth[0][0])}]},
+    }
+    task = {"id": 5, "data": {"video": uri}}
+    for _ in range(2):
+        r = c.post(
+            "/predict", json={"tasks": [task], "label_config": CONFIG, "params": {"context": {"result": [drawn]}}}
+        )
+        assert r.status_code == 200, r.text
+    r = c.post("/predict", json={"tasks": [task], "label_config": CONFIG})
+    assert r.status_code == 200 and r.json()["results"][0]["result"]
+    assert len(fetcher.refs) == 1  # three requests, one download
+    backend.video_cache.clear()
+
+
+# -- sam2_video: a tiny random-weight model saved as sam2.1-hiera-tiny (the normal weights path) --
+
+
+@pytest.fixture(scope="module")
+def tiny_sam2_video(tmp_path_factory):
+    from autoannotate.loading import load_function
+    from tests.functions.sam2_video_tiny import save_tiny_video_model
+
+    models = tmp_path_factory.mktemp("tiny-models")
+    save_tiny_video_model(models / "sam2.1-hiera-tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AUTOANNOTATE_MODELS", str(models))
+    mp.setenv("AUTOANNOTATE_OFFLINE", "1")
+    try:
+        yield load_function("sam2_video", min_score=0.0)
+    finally:
+        mp.undo()
+
+
+def test_all_drawn_boxes_of_a_task_are_propagated_at_once_with_sam2_video(clip, tiny_sam2_video, monkeypatch):
+    from autoannotate.interface import TrackableShape
+    from autoannotate.tracking import track_shapes
+    from autoannotate.video import read_frames
+
+    uri, truth = clip
+    fn = tiny_sam2_video
+    calls = []
+    original = fn.model.get_image_features
+    monkeypatch.setattr(fn.model, "get_image_features", lambda *a, **k: calls.append(1) or original(*a, **k))
+    backend = Backend(tracker=fn, track_frames=6)
+    c = TestClient(create_app(Settings(), backend=backend))
+    drawn = [
+        {
+            "id": f"r{k}",
+            "type": "videorectangle",
+            "from_name": "box",
+            "value": {"labels": [label], "sequence": [{"frame": 2, "enabled": True, **pct(truth[k][1])}]},
+        }
+        for k, label in ((0, "Cat"), (1, "Dog"))
+    ]
+    r = c.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 5, "data": {"video": uri}}],
+            "label_config": CONFIG,
+            "params": {"context": {"result": drawn}},
+        },
+    )
+    assert r.status_code == 200, r.text
+    regions = r.json()["results"][0]["result"]
+    assert [g["id"] for g in regions] == ["r0", "r1"] and [g["value"]["labels"] for g in regions] == [["Cat"], ["Dog"]]
+    assert len(calls) == 7  # frames 2..8 encoded once each for both boxes
+    with backend.video_cache.path(backend.fetcher, uri, 64 << 20) as path:
+        expected = track_shapes(
+            fn,
+            read_frames(path, 1, 8),
+            [TrackableShape("rectangle", px(pct(truth[k][1]))) for k in (0, 1)],
+            start_frame=1,
+        )
+    for region, track in zip(regions, expected):
+        seq = region["value"]["sequence"]
+        assert [k["frame"] for k in seq] == list(range(2, 9))
+        for k in seq[1:]:
+            assert px(k) == pytest.approx(track.shapes[k["frame"] - 1].box(), abs=0.01)
+
+
+def test_whole_videos_are_pre_annotated_with_sam2_video(clip, tiny_sam2_video):
+    uri, truth = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(0, truth[0][i], score=0.9), aa.rectangle(1, truth[1][i], score=0.8)]
+
+    spec = [aa.label_spec("cat", 0, type="rectangle"), aa.label_spec("dog", 1, type="rectangle")]
+    backend = Backend(function=FakeDetector(detect, labels=spec), tracker=tiny_sam2_video, key_frame_interval=15)
+    c = TestClient(create_app(Settings(), backend=backend))
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG})
+    assert r.status_code == 200, r.text
+    regions = r.json()["results"][0]["result"]
+    assert {g["value"]["labels"][0] for g in regions} == {"Cat", "Dog"}
+    frames = sorted({k["frame"] for g in regions for k in g["value"]["sequence"]})
+    assert frames[0] == 1 and frames[-1] == N

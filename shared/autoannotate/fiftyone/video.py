@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 __all__ = ["annotate_video_dataset", "track_labels", "DIRECTIONS"]
 
 DIRECTIONS = ("forward", "backward", "both")
+#: What ``track_labels`` writes on tracked frames: boxes, or boxes with the object's mask.
+TRACK_OUTPUTS = ("boxes", "masks")
 
 
 class _FrameSink:
@@ -274,6 +276,7 @@ def track_labels(
     write_interval: float = DEFAULT_WRITE_INTERVAL,
     function: Any = None,
     function_params: Mapping[str, Any] | None = None,
+    output: str = "boxes",
 ) -> AnnotateReport:
     """Propagate the detections of ``frames.<label_field>`` on ``frame_number`` (or only the
     labels in ``label_ids``) ``num_frames`` frames forward, backward or both with ``tracker``.
@@ -282,6 +285,9 @@ def track_labels(
     other frames share it. Frames that already hold a detection with that index keep it unless
     ``overwrite``. An object the tracker cannot follow is a warning in the report; the other
     objects are tracked. Returns a report: ``annotations_added`` tracked detections written.
+    ``output="masks"`` also stores each tracked detection's instance mask (``sam2_video`` and
+    ``edgetam_video`` follow every object of a video in one session and give masks; other trackers
+    raise :class:`BadParameterError`).
 
     ``function`` / ``function_params`` are deprecated spellings of ``tracker`` / ``tracker_params``.
     """
@@ -298,13 +304,21 @@ def track_labels(
     check_collection(samples, "video")
     if direction not in DIRECTIONS:
         raise BadParameterError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if output not in TRACK_OUTPUTS:
+        raise BadParameterError(f"output must be one of {TRACK_OUTPUTS}, got {output!r}")
     if num_frames < 1 or frame_number < 1:
         raise BadParameterError("num_frames and frame_number must be >= 1")
     fn, fn_name, params = resolve_function(tracker, tracker_params)
     dataset = samples._dataset
     if dataset.get_frame_field_schema().get(label_field) is None:
         raise BadParameterError(f"{label_field!r} is not a frame field of dataset {dataset.name!r}")
-    propagation = _Propagation(fn, label_field, frame_number, set(label_ids or []), num_frames, direction, overwrite)
+    if output == "masks" and not callable(getattr(fn, "video_session", None)):
+        raise BadParameterError(
+            f"tracker {fn_name!r} gives no masks; use sam2_video or edgetam_video for output='masks'"
+        )
+    propagation = _Propagation(
+        fn, label_field, frame_number, set(label_ids or []), num_frames, direction, overwrite, output == "masks"
+    )
     config = {
         "kind": "track_labels",
         "tracker": fn_name,
@@ -314,6 +328,7 @@ def track_labels(
         "frame_number": frame_number,
         "num_frames": num_frames,
         "direction": direction,
+        "output": output,
         "label_ids": sorted(label_ids or []),
         "overwrite": overwrite,
         "dataset": dataset.name,
@@ -367,6 +382,7 @@ class _Propagation:
     num_frames: int
     direction: str
     overwrite: bool
+    masks: bool = False
     kept: int = 0
 
     def video(self, samples: Any, key: Hashable, path: str, run_key: str) -> _Propagated:
@@ -417,7 +433,7 @@ class _Propagation:
         start = self.frame_number - 1
         stop = min(info["frames"], start + self.num_frames + 1) if step > 0 else max(-1, start - self.num_frames - 1)
         shapes = [TrackableShape("rectangle", abs_box(d.bounding_box, w, h)) for d in dets]
-        tracks = track_shapes(self.function, read_frames(path, start, stop, step), shapes)
+        tracks = track_shapes(self.function, read_frames(path, start, stop, step), shapes, masks=self.masks)
         added = 0
         for d, t in zip(dets, tracks):
             if t.end_reason:
@@ -427,11 +443,19 @@ class _Propagation:
                 if k == 0 or box is None:
                     continue
                 n = self.frame_number + k * step
-                added += self._put(frames, result, n, d, rel_box(box, w, h), run_key)
+                mask = _crop(shape.bitmap, box) if self.masks and shape.bitmap is not None else None
+                added += self._put(frames, result, n, d, rel_box(box, w, h), run_key, mask)
         return added
 
     def _put(
-        self, frames: dict[int, Any], result: _Propagated, n: int, source: Any, box: list[float], run_key: str
+        self,
+        frames: dict[int, Any],
+        result: _Propagated,
+        n: int,
+        source: Any,
+        box: list[float],
+        run_key: str,
+        mask: Any = None,
     ) -> int:
         current = frames.setdefault(n, fo.Detections())
         if not self.overwrite and any(d.index == source.index for d in current.detections):
@@ -444,8 +468,15 @@ class _Propagation:
                 index=source.index,
                 confidence=source.confidence,
                 tracked=True,
+                **({"mask": mask} if mask is not None else {}),
                 **{RUN_ATTRIBUTE: run_key},
             )
         ]
         result.values[n] = current
         return 1
+
+
+def _crop(bitmap: Any, box: tuple[float, float, float, float]) -> Any:
+    """The part of a frame-sized mask inside ``box`` (a FiftyOne detection's mask)."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return bitmap[y1:y2, x1:x2].copy()

@@ -273,6 +273,11 @@ def _size(size: str) -> str:
     return s
 
 
+def size_name(size: str) -> str:
+    """The SAM 2.1 size (tiny, small, base-plus, large) ``size`` names, short forms included."""
+    return _size(size)
+
+
 def _multimask(value: bool | str) -> bool | str:
     if isinstance(value, str):
         return {"true": True, "false": False}.get(value.lower(), value.lower())

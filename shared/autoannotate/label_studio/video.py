@@ -3,7 +3,13 @@ a box the annotator drew into a tracked sequence over the next frames.
 
 Plain functions of the task, the controls, the functions and the limits: no backend object.
 Videos are downloaded under the same rules as images (with ``max_video_bytes`` as the size
-limit) into a temporary file that is removed afterwards, and decoded with OpenCV.
+limit), and decoded with OpenCV one frame at a time. With a
+:class:`~autoannotate.label_studio.video_cache.VideoCache` a task's video is fetched once and kept
+on disk (within the cache's byte budget) for the next requests; without one it goes to a
+temporary file removed afterwards.
+
+All the boxes of a request are followed in one pass over the video (one tracking session: with
+``sam2_video`` every frame is encoded once for all of them).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from .config import Control
 from .fetch import ImageFetcher
 from .regions import prediction_score, video_region
 from .responses import BadRequest, empty_prediction, failure, task_ref
+from .video_cache import VideoCache
 
 
 def _track_boxes(shapes: Mapping[int, TrackableShape]) -> dict[int, tuple[float, float, float, float]]:
@@ -35,8 +42,13 @@ def _track_boxes(shapes: Mapping[int, TrackableShape]) -> dict[int, tuple[float,
 
 
 @contextlib.contextmanager
-def video_file(fetcher: ImageFetcher, ref: str, max_bytes: int) -> Iterator[str]:
-    """The video at ``ref`` in a temporary file (removed on exit)."""
+def video_file(fetcher: ImageFetcher, ref: str, max_bytes: int, cache: VideoCache | None = None) -> Iterator[str]:
+    """The video at ``ref`` in a local file: the cache's (fetched once), or a temporary file
+    removed on exit."""
+    if cache is not None:
+        with cache.path(fetcher, ref, max_bytes) as path:
+            yield path
+        return
     data = fetcher.fetch(ref, max_bytes=max_bytes)
     fd, path = tempfile.mkstemp(prefix="autoannotate-video-", suffix=".mp4")
     try:
@@ -58,6 +70,7 @@ def pre_annotate_video(
     conf_threshold: float | None,
     max_video_bytes: int,
     model_version: str,
+    video_cache: VideoCache | None = None,
 ) -> dict:
     """One prediction for a video task: a VideoRectangle region per track (the detector on every
     ``key_frame_interval``-th frame, the tracker in between), on the first control that has a
@@ -69,7 +82,7 @@ def pre_annotate_video(
         return empty_prediction(model_version)
     try:
         ref = task_ref(task, control, "video")
-        with video_file(fetcher, ref, max_video_bytes) as path:
+        with video_file(fetcher, ref, max_video_bytes, video_cache) as path:
             info = video_info(path)
             tracks = detect_and_track(
                 detector,
@@ -105,10 +118,12 @@ def track_drawn_boxes(
     track_frames: int,
     max_video_bytes: int,
     model_version: str,
+    video_cache: VideoCache | None = None,
 ) -> dict:
     """Follow each VideoRectangle of the interactive ``context`` from its last enabled keyframe
-    for ``track_frames`` frames; the region keeps its id, its labels and the drawn keyframes.
-    Raises :class:`BadRequest` for a context without usable boxes."""
+    for ``track_frames`` frames, all of them in one pass over the video; each region keeps its id,
+    its labels and the drawn keyframes. Raises :class:`BadRequest` for a context without usable
+    boxes."""
     items = (
         [i for i in (context.get("result") or []) if isinstance(i, Mapping) and i.get("type") == "videorectangle"]
         if isinstance(context, Mapping)
@@ -119,13 +134,12 @@ def track_drawn_boxes(
     if not controls:
         raise BadRequest("the labeling config has no VideoRectangle control")
     by_name: dict[Any, Control] = {c.name: c for c in controls}  # looked up with whatever the JSON holds
-    regions = []
     ref = task_ref(task, controls[0], "video")
-    with video_file(fetcher, ref, max_video_bytes) as path:
+    with video_file(fetcher, ref, max_video_bytes, video_cache) as path:
         info = video_info(path)
         w, h = info["width"], info["height"]
+        drawn = []
         for item in items:
-            control = by_name.get(item.get("from_name"), controls[0])
             raw_value = item.get("value")
             value = raw_value if isinstance(raw_value, Mapping) else {}
             keys = [k for k in value.get("sequence") or [] if isinstance(k, Mapping) and k.get("enabled", True)]
@@ -138,20 +152,30 @@ def track_drawn_boxes(
             if not (0 <= frame0 < info["frames"]) or bw <= 0 or bh <= 0:
                 raise BadRequest(f"keyframe {frame0 + 1} is outside the video's {info['frames']} frames or empty")
             box = (x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100)
-            stop = min(info["frames"], frame0 + track_frames + 1)
-            (track,) = track_shapes(
-                tracker, read_frames(path, frame0, stop), [TrackableShape("rectangle", box)], start_frame=frame0
-            )
-            labels = value.get("labels") or (control.label_names[:1] or ["object"])
-            region = video_region(task.get("id"), control, str(labels[0]), _track_boxes(track.shapes), (w, h))
-            drawn = [
-                dict(k)
-                for k in value.get("sequence") or []
-                if isinstance(k, Mapping) and isinstance(k.get("frame"), (int, float)) and int(k["frame"]) < frame0 + 1
-            ]
-            region["value"]["sequence"] = drawn + region["value"]["sequence"]
-            region["value"]["labels"] = [str(lbl) for lbl in labels]
-            if item.get("id"):
-                region["id"] = str(item["id"])
-            regions.append(region)
+            drawn.append((item, value, frame0, TrackableShape("rectangle", box)))
+        first = min(d[2] for d in drawn)
+        stop = min(info["frames"], max(d[2] for d in drawn) + track_frames + 1)
+        tracks = track_shapes(
+            tracker,
+            read_frames(path, first, stop),
+            [d[3] for d in drawn],
+            start_frame=first,
+            start_frames=[d[2] for d in drawn],
+            num_frames=track_frames,
+        )
+    regions = []
+    for (item, value, frame0, _), track in zip(drawn, tracks):
+        control = by_name.get(item.get("from_name"), controls[0])
+        labels = value.get("labels") or (control.label_names[:1] or ["object"])
+        region = video_region(task.get("id"), control, str(labels[0]), _track_boxes(track.shapes), (w, h))
+        earlier = [
+            dict(k)
+            for k in value.get("sequence") or []
+            if isinstance(k, Mapping) and isinstance(k.get("frame"), (int, float)) and int(k["frame"]) < frame0 + 1
+        ]
+        region["value"]["sequence"] = earlier + region["value"]["sequence"]
+        region["value"]["labels"] = [str(lbl) for lbl in labels]
+        if item.get("id"):
+            region["id"] = str(item["id"])
+        regions.append(region)
     return {"result": regions, "score": 0.0, "model_version": model_version}
