@@ -16,14 +16,19 @@ those are still listed.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import re
 import secrets
 import socket
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..run import UNFINISHED, now
 from .convert import RUN_ATTRIBUTE, label_list_attr
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "autoannotate_runs"
 LEGACY_INFO_KEY = "autoannotate_runs"
@@ -36,7 +41,7 @@ MAX_STORED_FAILURES = 1000
 _ACTIVE: set[str] = set()
 
 
-def _collection() -> Any:
+def runs_collection() -> Any:
     from fiftyone.core.odm import get_db_conn
 
     coll = get_db_conn()[COLLECTION]
@@ -44,7 +49,7 @@ def _collection() -> Any:
     return coll
 
 
-def _dataset_id(dataset: Any) -> str:
+def dataset_key(dataset: Any) -> str:
     return str(dataset._doc.id)
 
 
@@ -82,7 +87,7 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("_id", "dataset_id")}
 
 
-def _trim(record: dict[str, Any]) -> dict[str, Any]:
+def trim_record(record: dict[str, Any]) -> dict[str, Any]:
     """A MongoDB document stays far below its 16 MB limit: long failure lists are cut."""
     report = record.get("report")
     if isinstance(report, dict) and len(report.get("failures") or []) > MAX_STORED_FAILURES:
@@ -101,14 +106,14 @@ class DatasetRuns:
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
-        self.dataset_id = _dataset_id(dataset)
-        self.coll = _collection()
+        self.dataset_id = dataset_key(dataset)
+        self.coll = runs_collection()
 
     def _id(self, run_key: str) -> str:
         return f"{self.dataset_id}:{run_key}"
 
     def list(self) -> list[dict[str, Any]]:
-        docs = [_public(d) for d in self.coll.find({"dataset_id": self.dataset_id})]
+        docs = [_with_shards(_public(d)) for d in self.coll.find({"dataset_id": self.dataset_id})]
         keys = {d["run_key"] for d in docs}
         docs += [r for k, r in _legacy_runs(self.dataset).items() if k not in keys]
         return sorted(docs, key=lambda r: r.get("started_at", ""))
@@ -139,7 +144,7 @@ class DatasetRuns:
         from pymongo.errors import DuplicateKeyError
 
         doc = dict(
-            _trim(record),
+            trim_record(record),
             _id=self._id(record["run_key"]),
             dataset_id=self.dataset_id,
             dataset=self.dataset.name,
@@ -155,7 +160,7 @@ class DatasetRuns:
         return True
 
     def update(self, record: dict[str, Any]) -> None:
-        fields = {k: v for k, v in _trim(record).items() if k not in _MANAGED}
+        fields = {k: v for k, v in trim_record(record).items() if k not in _MANAGED}
         doc_id = self._id(record["run_key"])
         self.coll.update_one({"_id": doc_id}, {"$set": dict(fields, heartbeat_at=now())})
         if fields.get("status") != "running":
@@ -163,6 +168,89 @@ class DatasetRuns:
 
     def heartbeat(self, record: dict[str, Any]) -> None:
         self.coll.update_one({"_id": self._id(record["run_key"])}, {"$set": {"heartbeat_at": now()}})
+
+
+def _with_shards(record: dict[str, Any]) -> dict[str, Any]:
+    """A sharded run's record with its per-shard state and progress line (computed now)."""
+    if record.get("kind") != "sharded":
+        return record
+    try:
+        return dict(record, **shard_summary(record))
+    except Exception:  # noqa: BLE001 - the list must show even if the operations cannot be read
+        log.warning("could not read the shards of run %s", record.get("run_key"), exc_info=True)
+        return record
+
+
+# -- sharded runs (autoannotate.fiftyone.shards): the state of each shard --
+
+
+def _age(stamp: Any) -> float | None:
+    if stamp is None:
+        return None
+    if isinstance(stamp, str):
+        stamp = _dt.datetime.fromisoformat(stamp)
+    if stamp.tzinfo is None:  # FiftyOne stores naive UTC times
+        stamp = stamp.replace(tzinfo=_dt.timezone.utc)
+    return (_dt.datetime.now(_dt.timezone.utc) - stamp).total_seconds()
+
+
+def _owner_gone(owner: Mapping[str, Any] | None) -> bool:
+    """True only when the owner ran on this host and its process no longer exists."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, TypeError, ValueError, KeyError):
+        return False
+    return False
+
+
+def parent_shard_states(parent: Mapping[str, Any], timeout: _dt.timedelta) -> list[dict[str, Any]]:
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    svc = DelegatedOperationService()
+    out = []
+    progress = parent.get("shard_progress") or {}
+    reports = parent.get("shard_reports") or {}
+    for index, op_id in enumerate(parent.get("operations") or []):
+        op = svc.get(ObjectId(op_id))
+        state = str(op.run_state) if op is not None else "missing"
+        beat = progress.get(str(index)) or {}
+        last = beat.get("heartbeat_at") or (op.started_at if op is not None else None)
+        age = _age(last)
+        dead = state == "running" and (
+            _owner_gone(beat.get("owner")) or (age is not None and age > timeout.total_seconds())
+        )
+        report = (reports.get(str(index)) or {}).get("extra") or {}
+        error = getattr(getattr(op, "result", None), "error", None) if state == "failed" else None
+        out.append(
+            {
+                "shard": index,
+                "operation": op_id,
+                "state": "dead" if dead else state,
+                "done": beat.get("done", 0),
+                "total": beat.get("total"),
+                "heartbeat_at": beat.get("heartbeat_at"),
+                "owner": beat.get("owner"),
+                "run_key": report.get("run_key"),
+                "error": str(error)[-2000:] if error else None,
+            }
+        )
+    return out
+
+
+def shard_summary(parent: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``list_runs`` adds to a sharded run's record: ``shard_states`` and a one-line
+    ``progress`` (``"2/4 shards done, 510/1000 samples"``)."""
+    states = parent_shard_states(parent, HEARTBEAT_TIMEOUT)
+    done = sum(1 for s in states if s["state"] == "completed")
+    samples = sum(int(s["done"] or 0) for s in states)
+    total = sum(int(s["total"] or 0) for s in states) if all(s["total"] is not None for s in states) else None
+    line = f"{done}/{len(states)} shards done, {samples}/{total if total is not None else '?'} samples"
+    return {"shard_states": states, "progress": line}
 
 
 def _legacy_runs(dataset: Any) -> dict[str, dict[str, Any]]:
@@ -208,15 +296,27 @@ def save_review_view(dataset: Any, label_path: str, run_key: str) -> str:
     """Create or update the field's needs-review view (every autoannotate label of ``label_path``
     with ``review == "needs_review"``, whichever run made it); returns its name."""
     from fiftyone import ViewField as F
+    from pymongo.errors import DuplicateKeyError
 
     name = review_view_name(label_path)
     view = dataset.filter_labels(label_path, (F("review") == "needs_review") & F(RUN_ATTRIBUTE).exists())
-    dataset.save_view(
-        name,
-        view,
-        description=f"autoannotate labels of {label_path} waiting for review (last run {run_key})",
-        overwrite=True,
-    )
+    for attempt in range(5):
+        # FiftyOne replaces a saved view as delete + insert: shards of one run finishing in the
+        # same moment replace the same view, and the loser finds it gone or taken; the view is
+        # the same whoever writes it, so load the dataset again and retry
+        try:
+            dataset.save_view(
+                name,
+                view,
+                description=f"autoannotate labels of {label_path} waiting for review (last run {run_key})",
+                overwrite=True,
+            )
+            return name
+        except (ValueError, DuplicateKeyError):
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+            dataset.reload()
     return name
 
 
@@ -319,7 +419,7 @@ def cleanup_runs(dataset: Any = None) -> dict[str, Any]:
     }
     if dataset is None:
         existing = {str(d["_id"]): d.get("name") for d in get_db_conn().datasets.find({}, {"name": 1})}
-        coll = _collection()
+        coll = runs_collection()
         ids = coll.distinct("dataset_id")
         orphans = [d for d in ids if d not in existing]
         if orphans:
@@ -332,7 +432,9 @@ def cleanup_runs(dataset: Any = None) -> dict[str, Any]:
     runs = list_runs(dataset)
     for r in runs:
         fields = r.get("label_fields") or []
-        if r.get("status") == "running" and _alive(dict(r, _id=f"{_dataset_id(dataset)}:{r['run_key']}")):
+        if r.get("status") == "running" and _alive(dict(r, _id=f"{dataset_key(dataset)}:{r['run_key']}")):
+            continue
+        if r.get("kind") == "sharded" and r.get("status") == "running":  # its shards may still be queued
             continue
         if fields and not any(_field_exists(dataset, f) for f in fields):
             done = delete_run(dataset, r["run_key"])

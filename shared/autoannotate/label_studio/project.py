@@ -22,6 +22,7 @@ from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import run, write_error
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
+from ..sharding import check_shards, select_shard
 from .config import Control, map_controls, parse_config
 from .fetch import FetchPolicy, ImageFetcher
 from .regions import build_prediction
@@ -29,7 +30,7 @@ from .responses import prediction_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["annotate_project"]
+__all__ = ["annotate_project", "annotate_project_workers"]
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -167,6 +168,7 @@ def annotate_project(
     fetch_policy: FetchPolicy | None = None,
     empty_predictions: bool = False,
     upload_every: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> AnnotateReport:
     """Pre-annotate the tasks of project ``project_id`` with ``function``; returns the report.
 
@@ -176,7 +178,12 @@ def annotate_project(
     ``empty_predictions``. The predictions' ``model_version`` is
     :func:`~autoannotate.label_studio.responses.prediction_version`, the same as the backend
     (``serve``) gives them, so the two never predict a task twice. ``upload_every`` is the
-    deprecated spelling of ``write_every``."""
+    deprecated spelling of ``write_every``.
+
+    ``shard=(i, n)``: label only the tasks whose id hashes to shard ``i`` of ``n``
+    (:func:`autoannotate.sharding.shard_of`): ``n`` processes or machines started with
+    ``i = 0 .. n-1`` split the project without overlap, and each can be re-run on its own
+    (``max_tasks`` then counts within the shard)."""
 
     if upload_every is not None:
         warnings.warn(
@@ -201,9 +208,20 @@ def annotate_project(
             write_interval=write_interval,
             progress=progress,
             empty_predictions=empty_predictions,
+            shard=_check_shard(shard),
         )
     finally:
         fetcher.close()
+
+
+def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    index, count = shard
+    check_shards(count)
+    if not isinstance(index, int) or not 0 <= index < count:
+        raise AutoAnnotateError(f"shard index must be between 0 and {count - 1}, got {index!r}")
+    return index, count
 
 
 def _annotate_project(
@@ -222,6 +240,7 @@ def _annotate_project(
     write_interval: float,
     progress: Progress,
     empty_predictions: bool,
+    shard: tuple[int, int] | None = None,
 ) -> AnnotateReport:
     from label_studio_sdk import LabelStudio
 
@@ -237,6 +256,8 @@ def _annotate_project(
     version = prediction_version(function, conf_threshold=conf_threshold)
     sink = ProjectSink(client, project_id, version, controls, overwrite, empty_predictions)
     items = sink.list_tasks()
+    if shard is not None:
+        items = select_shard(items, *shard)
     identity = LabelMapping.build(function.spec)
 
     def load(ref: str | None) -> Any:
@@ -260,7 +281,7 @@ def _annotate_project(
             item_name=lambda key, ref: f"task {key}",
         )
 
-    return run(
+    report = run(
         items,
         process,
         sink,
@@ -270,3 +291,67 @@ def _annotate_project(
         key_prefix="ls",
         unit="tasks",
     )
+    if shard is not None:
+        report.extra["shard"] = f"{shard[0]}/{shard[1]}"
+    return report
+
+
+def _worker(job: dict[str, Any]) -> dict[str, Any]:
+    """One ``--workers`` process: load the function, label one shard, return its report."""
+    from ..loading import load_function
+
+    function = load_function(job.pop("function_name"), **job.pop("function_params"))
+    return annotate_project(function=function, progress=False, **job).to_dict()
+
+
+def annotate_project_workers(
+    url: str,
+    api_key: str,
+    project_id: int,
+    function_name: str,
+    function_params: dict[str, Any] | None = None,
+    *,
+    workers: int,
+    **kwargs: Any,
+) -> AnnotateReport:
+    """Pre-annotate project ``project_id`` with ``workers`` local processes, worker ``i`` taking
+    ``shard=(i, workers)`` (each loads ``function_name`` with ``function_params`` itself); returns
+    one combined report (``extra``: ``workers``, summed ``predictions_uploaded`` and
+    ``tasks_with_nothing_found``, each shard's ``run_key``). A worker that fails is one failure
+    of the combined report; the others finish. ``kwargs``: as for :func:`annotate_project`
+    (``max_tasks`` counts per worker)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    check_shards(workers, "workers")
+    jobs = [
+        dict(
+            kwargs,
+            url=url,
+            api_key=api_key,
+            project_id=project_id,
+            function_name=function_name,
+            function_params=dict(function_params or {}),
+            shard=(i, workers),
+        )
+        for i in range(workers)
+    ]
+    combined = AnnotateReport(unit="tasks")
+    extra: dict[str, Any] = {"project": project_id, "workers": workers, "predictions_uploaded": 0}
+    extra["tasks_with_nothing_found"] = 0
+    shard_runs: dict[str, Any] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, job) for job in jobs]
+        for i, future in enumerate(futures):
+            try:
+                part = AnnotateReport.from_dict(future.result())
+            except Exception as e:  # noqa: BLE001 - one worker's failure is reported, the others count
+                combined.add_failure(f"worker {i}/{workers}", f"{type(e).__name__}: {e}")
+                continue
+            combined.merge(part)
+            for key in ("predictions_uploaded", "tasks_with_nothing_found"):
+                extra[key] += int(part.extra.get(key) or 0)
+            extra.setdefault("model_version", part.extra.get("model_version"))
+            shard_runs[f"{i}/{workers}"] = part.extra.get("run_key")
+    combined.extra.update(extra, shard_runs=shard_runs)
+    return combined
