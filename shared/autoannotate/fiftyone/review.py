@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import fiftyone as fo
@@ -14,6 +15,8 @@ from .convert import RUN_ATTRIBUTE, label_list_attr
 
 REVIEW_STATES = ("approved", "needs_review", "rejected")
 REVIEWER_TAG_PREFIX = "review:"
+#: Label attributes a reviewer's decision writes: who decided and when (UTC, ISO 8601).
+REVIEWED_BY, REVIEWED_AT = "reviewed_by", "reviewed_at"
 
 
 def _list_field(dataset: fo.Dataset, field: str) -> str:
@@ -82,15 +85,36 @@ def _current_reviews(dataset: fo.Dataset, path: str, sample_ids: list[str]) -> d
     return out
 
 
-def set_review(dataset: fo.Dataset, selected_labels: Sequence[Mapping[str, Any]], status: str) -> ReviewResult:
+def default_reviewer() -> str:
+    """Who decides when no reviewer is named: ``AUTOANNOTATE_REVIEWER``, else the login name."""
+    import getpass
+
+    from ..settings import reviewer
+
+    try:
+        return reviewer() or getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown"
+
+
+def set_review(
+    dataset: fo.Dataset, selected_labels: Sequence[Mapping[str, Any]], status: str, *, reviewer: str | None = None
+) -> ReviewResult:
     """Set ``review`` on the labels selected in the App (``ctx.selected_labels`` items:
     ``label_id``, ``sample_id``, ``field`` and, for video frame labels, ``frame_number``; the
     field may be given as ``frames.<name>`` or ``<name>``).
+
+    Every label changed also records who decided and when: ``reviewed_by`` (``reviewer``, default
+    :func:`default_reviewer`) and ``reviewed_at`` (UTC, ISO 8601); an ``approved`` label with
+    ``reviewed_by`` was approved by a person, one without it by the routing.
 
     Only labels that exist and had another status are written and counted as ``changed``; ids
     that match no label are returned in ``unknown``, never counted. Returns a
     :class:`ReviewResult` (an ``int``: the number changed)."""
     from bson import ObjectId
+
+    who = (reviewer or "").strip() or default_reviewer()
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     if status not in REVIEW_STATES:
         raise BadParameterError(f"review status must be one of {REVIEW_STATES}, got {status!r}")
@@ -121,7 +145,10 @@ def set_review(dataset: fo.Dataset, selected_labels: Sequence[Mapping[str, Any]]
                 values.append({id_key: current[key][0], "label_id": key[1], "value": status})
             seen.add(key)
         if values:
-            dataset.set_label_values(f"{path}.{_list_field(dataset, path)}.review", values)
+            base = f"{path}.{_list_field(dataset, path)}"
+            dataset.set_label_values(f"{base}.review", values)
+            dataset.set_label_values(f"{base}.{REVIEWED_BY}", [dict(v, value=who) for v in values])
+            dataset.set_label_values(f"{base}.{REVIEWED_AT}", [dict(v, value=when) for v in values])
             changed += len(values)
     return ReviewResult(changed, unchanged, [s for _, s in sorted(unknown, key=lambda u: u[0])])
 
@@ -239,10 +266,378 @@ def review_workload(samples: Any, label_field: str) -> dict[str, dict[str, int]]
     return out
 
 
-def needs_review_view(samples: Any, label_field: str, run_key: str | None = None) -> Any:
+# -- review progress, review order, thresholds from decisions --------------------------------------
+
+#: What :func:`review_summary` counts per run, class and reviewer.
+SUMMARY_COUNTS = ("approved_auto", "approved_human", "rejected", "needs_review", "unrouted", "discarded")
+#: Review orders of :func:`needs_review_view`.
+ORDERS = ("uncertainty",)
+#: Where :func:`save_calibration` keeps calibrated thresholds: ``dataset.info[CALIBRATION_INFO_KEY][field]``.
+CALIBRATION_INFO_KEY = "autoannotate_calibrations"
+_ATTRS = ("id", "label", "confidence", "review", RUN_ATTRIBUTE, REVIEWED_BY, REVIEWED_AT)
+
+
+def _score(value: Any) -> float | None:
+    """A label's confidence (the highest point confidence of a keypoint); None without one."""
+    if isinstance(value, (list, tuple)):
+        vals = [float(v) for v in value if v is not None and v == v]
+        return max(vals) if vals else None
+    return None if value is None else float(value)
+
+
+def label_rows(samples: Any, path: str, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One dict per label of ``path`` in ``samples`` (frame labels of videos too): ``sample_id``,
+    ``tags``, ``id``, ``label``, ``confidence`` (a float or None), ``review``, ``run``,
+    ``reviewed_by``, ``reviewed_at`` and the ``extra`` attributes."""
+    attr = _list_field(samples._dataset, path)
+    names = [*_ATTRS, *extra]
+    vals = samples.values(["id", "tags", *[f"{path}.{attr}.{a}" for a in names]])
+    sids, tags, cols = vals[0], vals[1], vals[2:]
+    rows: list[dict[str, Any]] = []
+    frames = path.startswith("frames.")
+    for i, sid in enumerate(sids):
+        per_sample = [c[i] for c in cols]
+        groups = zip(*[p or [] for p in per_sample]) if frames else [per_sample]
+        for group in groups:
+            for values in zip(*[g or [] for g in group]):
+                row = dict(zip(names, values))
+                row["run"] = row.pop(RUN_ATTRIBUTE)
+                row["confidence"] = _score(row["confidence"])
+                row["sample_id"], row["tags"] = sid, tags[i] or []
+                rows.append(row)
+    return rows
+
+
+def _category(row: Mapping[str, Any]) -> str:
+    review = row.get("review")
+    if review == "approved":
+        return "approved_human" if row.get(REVIEWED_BY) else "approved_auto"
+    if review in ("rejected", "needs_review"):
+        return review
+    return "unrouted"
+
+
+def _finish(counts: Mapping[str, int]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in SUMMARY_COUNTS}
+    out["labels"] = sum(out[k] for k in SUMMARY_COUNTS if k != "discarded")
+    reviewed = out["approved_human"] + out["rejected"]
+    out["reviewed"] = reviewed
+    to_review = reviewed + out["needs_review"]
+    out["reviewed_share"] = reviewed / to_review if to_review else None
+    out["acceptance_rate"] = out["approved_human"] / reviewed if reviewed else None
+    return out
+
+
+def review_summary(samples: Any, label_field: str) -> dict[str, Any]:
+    """Review progress of ``label_field``: per run, per class and per reviewer, and in total.
+
+    Each entry counts labels ``approved_auto`` (by the routing), ``approved_human`` (by a
+    reviewer: they carry ``reviewed_by``), ``rejected``, ``needs_review``, ``unrouted`` (no
+    review status: human labels, runs without routing) and ``discarded`` (labels a run did not
+    store, from the run records: per run and in total only, for the whole run), plus ``labels``,
+    ``reviewed`` (approved by a person + rejected), ``reviewed_share`` (reviewed out of reviewed +
+    needs review; None when nothing needed review) and ``acceptance_rate`` (approved out of
+    reviewed). Per reviewer: their decisions, and the needs-review labels of the samples assigned
+    to them (``review:<name>`` tags, :func:`assign_reviewers`).
+
+    Returns ``{"field", "total", "by_run", "by_class", "by_reviewer"}``."""
+    from .runs import list_runs
+
+    path = label_path(samples, label_field)
+    rows = label_rows(samples, path)
+    total: dict[str, int] = defaultdict(int)
+    by: dict[str, dict[str, dict[str, int]]] = {"run": {}, "class": {}, "reviewer": {}}
+
+    def add(kind: str, key: str, cat: str) -> None:
+        by[kind].setdefault(key, defaultdict(int))[cat] += 1
+
+    for r in rows:
+        cat = _category(r)
+        total[cat] += 1
+        add("run", r["run"] or "(none)", cat)
+        add("class", str(r["label"]), cat)
+        if cat in ("approved_human", "rejected") or (r.get(REVIEWED_BY) and cat == "needs_review"):
+            add("reviewer", str(r[REVIEWED_BY]), cat)
+        if cat == "needs_review":
+            for t in r["tags"]:
+                if t.startswith(REVIEWER_TAG_PREFIX):
+                    add("reviewer", t[len(REVIEWER_TAG_PREFIX) :], cat)
+    field_name = path[len("frames.") :] if path.startswith("frames.") else path
+    for rec in list_runs(samples._dataset):
+        fields = [f.removeprefix("frames.") for f in rec.get("label_fields") or []]
+        if field_name not in fields and rec.get("run_key") not in by["run"]:
+            continue
+        discarded = int((rec.get("report") or {}).get("discarded") or 0)
+        if discarded:
+            by["run"].setdefault(rec["run_key"], defaultdict(int))["discarded"] += discarded
+            total["discarded"] += discarded
+    return {
+        "field": path,
+        "total": _finish(total),
+        **{f"by_{kind}": {k: _finish(v) for k, v in sorted(groups.items())} for kind, groups in by.items()},
+    }
+
+
+def _run_thresholds(dataset: Any) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{run_key: {class: (lower, upper)}}`` from the run records."""
+    from .runs import list_runs
+
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for rec in list_runs(dataset):
+        review = rec.get("review") or (rec.get("config") or {}).get("review") or {}
+        out[str(rec.get("run_key"))] = {k: (float(v[0]), float(v[1])) for k, v in review.items()}
+    return out
+
+
+def _box(row: Mapping[str, Any]) -> list[float] | None:
+    b = row.get("bounding_box")
+    return None if not b else [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+
+
+def _agreement(a: list[dict[str, Any]], b: list[dict[str, Any]], iou: float) -> int:
+    """Labels of ``a`` and ``b`` that match one to one: same class and, for boxes, IoU >= iou."""
+    import numpy as np
+
+    from ..masks import box_iou
+
+    matched = 0
+    for name in {r["label"] for r in a} & {r["label"] for r in b}:
+        xa = [r for r in a if r["label"] == name]
+        xb = [r for r in b if r["label"] == name]
+        ba, bb = [_box(r) for r in xa], [_box(r) for r in xb]
+        if any(x is None for x in ba + bb):
+            matched += min(len(xa), len(xb))
+            continue
+        m = box_iou(np.asarray(ba, dtype=float), np.asarray(bb, dtype=float))
+        while m.size and m.max() >= iou:
+            i, j = np.unravel_index(int(m.argmax()), m.shape)
+            matched += 1
+            m[i, :] = -1
+            m[:, j] = -1
+    return matched
+
+
+def review_priority(
+    samples: Any,
+    label_field: str,
+    *,
+    run_key: str | None = None,
+    thresholds: Any = None,
+    iou: float = 0.5,
+) -> list[dict[str, Any]]:
+    """The samples with needs-review labels in ``label_field``, most uncertain first:
+    ``[{"sample_id", "disagreement", "distance", "labels"}]``.
+
+    ``distance``: the smallest distance of a needs-review label's confidence to its class's
+    review thresholds (those of ``thresholds``, ``(lower, upper)`` or ``{class: ...}``, else of
+    the run that made it, else 0.5); a label without confidence counts as distance 0.
+    ``disagreement``: where two or more runs labelled the sample in this field, the share of
+    their labels the runs do not agree on (same class and box IoU >= ``iou``), averaged over
+    pairs of runs; 0 otherwise. Order: disagreement (highest first), then distance (lowest)."""
+    from ..routing import parse_review
+
+    path = label_path(samples, label_field)
+    attr = _list_field(samples._dataset, path)
+    rows = label_rows(samples, path, extra=("bounding_box",) if attr == "detections" else ())
+    given = parse_review(thresholds)
+    per_run = _run_thresholds(samples._dataset)
+
+    def bounds(row: Mapping[str, Any]) -> tuple[float, ...]:
+        if given is not None:
+            t = given if not isinstance(given, dict) else given.get(row["label"]) or given.get("*")
+            if t is not None:
+                return (t.lower, t.upper)
+        run = per_run.get(row["run"]) or {}
+        t2 = run.get(row["label"]) or run.get("*")
+        return t2 if t2 else (0.5,)
+
+    by_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_sample[r["sample_id"]].append(r)
+    out = []
+    for sid, labels in by_sample.items():
+        pending = [r for r in labels if r["review"] == "needs_review" and (not run_key or r["run"] == run_key)]
+        if not pending:
+            continue
+        distance = min(
+            0.0 if r["confidence"] is None else min(abs(r["confidence"] - t) for t in bounds(r)) for r in pending
+        )
+        runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in labels:
+            if r["run"]:
+                runs[r["run"]].append(r)
+        keys = sorted(runs)
+        shares = []
+        for i, ka in enumerate(keys):
+            for kb in keys[i + 1 :]:
+                n = len(runs[ka]) + len(runs[kb])
+                shares.append(1 - 2 * _agreement(runs[ka], runs[kb], iou) / n if n else 0.0)
+        disagreement = sum(shares) / len(shares) if shares else 0.0
+        out.append({"sample_id": sid, "disagreement": disagreement, "distance": distance, "labels": len(pending)})
+    out.sort(key=lambda d: (-float(d["disagreement"]), float(d["distance"]), str(d["sample_id"])))
+    return out
+
+
+def needs_review_view(
+    samples: Any,
+    label_field: str,
+    run_key: str | None = None,
+    *,
+    order: str | None = None,
+    thresholds: Any = None,
+) -> Any:
     """The labels of ``label_field`` (of one run, if given) waiting for review; on video
-    collections ``label_field`` may name a frame field with or without ``frames.``."""
+    collections ``label_field`` may name a frame field with or without ``frames.``.
+
+    ``order="uncertainty"``: samples sorted by :func:`review_priority` (runs that disagree
+    first, then the labels whose confidence is nearest the review thresholds)."""
     expr = F("review") == "needs_review"
     if run_key:
         expr = expr & (F(RUN_ATTRIBUTE) == run_key)
-    return samples.filter_labels(label_path(samples, label_field), expr)
+    view = samples.filter_labels(label_path(samples, label_field), expr)
+    if order is None:
+        return view
+    if order not in ORDERS:
+        raise BadParameterError(f"order must be one of {ORDERS} or None, got {order!r}")
+    ranked = review_priority(samples, label_field, run_key=run_key, thresholds=thresholds)
+    return view.select([d["sample_id"] for d in ranked], ordered=True)
+
+
+def review_decisions(
+    samples: Any, label_field: str, *, source: str = "review", iou: float = 0.5, run_key: str | None = None
+) -> tuple[dict[str, list[tuple[float | None, bool]]], dict[str, list[float | None]]]:
+    """``({class: [(confidence, correct)]}, {class: [confidence of every label]})`` for
+    :func:`calibrate_review`.
+
+    ``source="review"``: the reviewers' decisions (labels with ``reviewed_by``: approved is
+    correct, rejected is not). Any other ``source`` names a ground-truth field: every label is
+    decided by FiftyOne's detection evaluation against it (a true positive at IoU ``iou``, same
+    class, is correct), run under a temporary evaluation key that is deleted afterwards."""
+    path = label_path(samples, label_field)
+    if run_key:
+        samples = samples.filter_labels(path, F(RUN_ATTRIBUTE) == run_key)
+    decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
+    scores: dict[str, list[float | None]] = defaultdict(list)
+    if source == "review":
+        for r in label_rows(samples, path):
+            scores[r["label"]].append(r["confidence"])
+            if r.get(REVIEWED_BY) and r["review"] in ("approved", "rejected"):
+                decisions[r["label"]].append((r["confidence"], r["review"] == "approved"))
+        return dict(decisions), dict(scores)
+    import uuid
+
+    dataset = samples._dataset
+    gt = label_path(samples, source)
+    if gt == path:
+        raise BadParameterError("the ground-truth field must differ from label_field")
+    if label_list_attr(dataset, gt) not in ("detections", "polylines"):
+        raise BadParameterError(f"source must be 'review' or a Detections/Polylines ground-truth field, got {source!r}")
+    key = f"aa_calibrate_{uuid.uuid4().hex[:8]}"
+    samples.evaluate_detections(path, gt_field=gt, eval_key=key, iou=iou, classwise=True, progress=False)
+    try:
+        for r in label_rows(samples, path, extra=(key,)):
+            scores[r["label"]].append(r["confidence"])
+            decisions[r["label"]].append((r["confidence"], r[key] == "tp"))
+    finally:
+        dataset.delete_evaluation(key)
+    return dict(decisions), dict(scores)
+
+
+def calibrate_review(
+    samples: Any,
+    label_field: str,
+    target_precision: float = 0.95,
+    *,
+    source: str = "review",
+    iou: float = 0.5,
+    run_key: str | None = None,
+    min_decisions: int | None = None,
+    bound: str = "estimate",
+    confidence: float = 0.95,
+    fallback: tuple[float, float] | None = None,
+) -> Any:
+    """Review thresholds per class learned from decisions (:func:`autoannotate.calibrate.calibrate`):
+    the result maps ``{class: (lower, upper)}`` (plus ``"*": fallback``) and is the ``review=``
+    argument of the next run; ``to_dict()`` / ``summary()`` give per class the count it rests on,
+    the precision at ``upper`` with its Wilson interval, refusals (fewer than ``min_decisions``
+    decisions, default 30) and the share of labels that would be auto-approved.
+
+    ``source``: ``"review"`` (reviewers' decisions) or a ground-truth field name (see
+    :func:`review_decisions`)."""
+    from ..calibrate import DEFAULT_MIN_DECISIONS, calibrate
+
+    decisions, scores = review_decisions(samples, label_field, source=source, iou=iou, run_key=run_key)
+    return calibrate(
+        decisions,
+        target_precision,
+        scores=scores,
+        min_decisions=DEFAULT_MIN_DECISIONS if min_decisions is None else min_decisions,
+        bound=bound,
+        confidence=confidence,
+        fallback=fallback,
+        source=source if source == "review" else f"ground truth {source!r}",
+    )
+
+
+def save_calibration(dataset: Any, label_field: str, calibration: Any) -> None:
+    """Keep ``calibration``'s thresholds on the dataset (``dataset.info``), for
+    :func:`saved_calibration` and the next run's ``review=``."""
+    dataset.reload()
+    info = dict(dataset.info or {})
+    saved = dict(info.get(CALIBRATION_INFO_KEY) or {})
+    saved[label_field] = {
+        "review": {k: list(v) for k, v in calibration.thresholds.items()},
+        "target_precision": calibration.target_precision,
+        "source": calibration.source,
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    info[CALIBRATION_INFO_KEY] = saved
+    dataset.info = info
+    dataset.save()
+
+
+def saved_calibration(dataset: Any, label_field: str) -> dict[str, tuple[float, float]] | None:
+    """The thresholds :func:`save_calibration` kept for ``label_field`` (a ``review=`` value), or None."""
+    dataset.reload()
+    entry = ((dataset.info or {}).get(CALIBRATION_INFO_KEY) or {}).get(label_field)
+    return {k: (float(v[0]), float(v[1])) for k, v in entry["review"].items()} if entry else None
+
+
+def apply_calibration(samples: Any, label_field: str, calibration: Mapping[str, Any]) -> int:
+    """Approve the needs-review labels of ``label_field`` that ``calibration`` (``{class: (lower,
+    upper)}``, ``"*"`` for the rest) would auto-approve: ``review="approved"`` without
+    ``reviewed_by`` (approved by the routing). Labels below ``lower`` are left for review (never
+    deleted). Returns how many were approved."""
+    from ..routing import parse_review
+
+    parsed = parse_review(dict(calibration))
+    path = label_path(samples, label_field)
+    attr = _list_field(samples._dataset, path)
+    id_key = "frame_id" if path.startswith("frames.") else "sample_id"
+    frames = path.startswith("frames.")
+    values = []
+    view = samples.filter_labels(path, F("review") == "needs_review")
+    cols = view.values(
+        [
+            "id",
+            *(["frames.id"] if frames else []),
+            f"{path}.{attr}.id",
+            f"{path}.{attr}.label",
+            f"{path}.{attr}.confidence",
+        ]
+    )
+    for i, sid in enumerate(cols[0]):
+        groups = (
+            zip(cols[1][i] or [], *[c[i] or [] for c in cols[2:]])
+            if frames
+            else [(sid, cols[1][i], cols[2][i], cols[3][i])]
+        )
+        for owner, ids, labels, confs in groups:
+            for lid, name, conf in zip(ids or [], labels or [], confs or []):
+                t = parsed if not isinstance(parsed, dict) else parsed.get(name) or parsed.get("*")
+                score = _score(conf)
+                if t is not None and score is not None and score >= t.upper:
+                    values.append({id_key: owner, "label_id": lid, "value": "approved"})
+    if values:
+        samples._dataset.set_label_values(f"{path}.{attr}.review", values)
+    return len(values)

@@ -1,0 +1,356 @@
+"""Review thresholds learned from decisions: the math, free of FiftyOne and Label Studio.
+
+A *decision* is ``(score, correct)``: a label's confidence and whether a reviewer (or a ground
+truth match) found it right. :func:`calibrate` turns decisions per class into review thresholds
+``(lower, upper)`` (:mod:`autoannotate.routing`):
+
+- ``upper``: the smallest decided score ``s`` such that the decided labels scoring ``>= s`` were
+  correct at ``target_precision`` (``bound="estimate"``: their observed precision;
+  ``bound="wilson"``: the lower end of its Wilson interval, so the threshold holds with
+  ``confidence``). When no score reaches the target, ``upper`` is ``1.0`` (nothing below a
+  perfect score is auto-approved) and ``target_reached`` is False.
+- ``lower``: the largest decided score ``s <= upper`` such that the decided labels scoring below
+  ``s`` were correct at most ``1 - target_precision`` of the time (same ``bound``, upper end of
+  the interval for ``"wilson"``): what would be discarded is mostly wrong. Without such a score,
+  ``lower`` is the lowest decided score: nothing seen is discarded.
+
+A class with fewer than ``min_decisions`` scored decisions is refused (``refused`` says why) and
+is left out of the thresholds, unless a ``fallback`` is given for the rest (``"*"``).
+
+Decisions from a review cover only what reviewers saw (usually the needs-review band), so the
+thresholds can move only inside the decided range; the result states the range it rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+from .errors import BadParameterError
+
+__all__ = [
+    "BOUNDS",
+    "ClassCalibration",
+    "Calibration",
+    "calibrate",
+    "wilson_interval",
+    "precision_by_confidence",
+]
+
+#: How a threshold must meet the target: the observed precision, or its Wilson lower bound.
+BOUNDS = ("estimate", "wilson")
+#: Scored decisions a class needs before it is calibrated.
+DEFAULT_MIN_DECISIONS = 30
+
+Decision = tuple[float | None, bool]
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of the proportion ``correct / total`` at ``confidence``
+    (two-sided); ``(0.0, 1.0)`` when ``total`` is 0."""
+    if total <= 0:
+        return 0.0, 1.0
+    if not 0 < confidence < 1:
+        raise BadParameterError(f"confidence must be between 0 and 1, got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class ClassCalibration:
+    """The calibration of one class.
+
+    - ``decisions`` / ``correct``: scored decisions it rests on and how many were correct;
+    ``unscored``: decisions on labels without a score (not used);
+    - ``lower`` / ``upper``: the thresholds (None when ``refused``);
+    - ``precision``: observed precision of the decided labels at or above ``upper``, over
+      ``support`` of them, with its Wilson ``interval`` at the calibration's confidence;
+    - ``discarded_correct``: decided labels below ``lower`` that were correct (lost by discarding);
+    - ``auto_approved_share``: share of the class's scored labels (all of them, decided or not)
+      at or above ``upper``;
+    - ``score_range``: lowest and highest decided score: the thresholds can only move inside it.
+    """
+
+    name: str
+    decisions: int
+    correct: int
+    unscored: int = 0
+    lower: float | None = None
+    upper: float | None = None
+    precision: float | None = None
+    support: int = 0
+    interval: tuple[float, float] | None = None
+    discarded_correct: int = 0
+    auto_approved_share: float | None = None
+    score_range: tuple[float, float] | None = None
+    target_reached: bool = False
+    refused: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration(Mapping):
+    """Per-class calibrations; as a mapping it is the ``review=`` argument of the next run:
+    ``{class: (lower, upper)}`` for every calibrated class, plus ``"*": fallback`` when a
+    fallback was given (refused and unseen classes then route with it)."""
+
+    target_precision: float
+    bound: str
+    confidence: float
+    min_decisions: int
+    classes: dict[str, ClassCalibration]
+    fallback: tuple[float, float] | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def thresholds(self) -> dict[str, tuple[float, float]]:
+        out = {
+            c.name: (float(c.lower), float(c.upper))
+            for c in self.classes.values()
+            if c.refused is None and c.lower is not None and c.upper is not None
+        }
+        if self.fallback is not None:
+            out["*"] = (float(self.fallback[0]), float(self.fallback[1]))
+        return out
+
+    def review(self, classes: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
+        """The thresholds restricted to ``classes`` (a run of fewer classes; ``"*"`` kept)."""
+        if classes is None:
+            return self.thresholds
+        keep = set(classes) | {"*"}
+        return {k: v for k, v in self.thresholds.items() if k in keep}
+
+    @property
+    def refused(self) -> dict[str, str]:
+        return {c.name: c.refused for c in self.classes.values() if c.refused}
+
+    @property
+    def auto_approved_share(self) -> float | None:
+        """Share of the scored labels of the calibrated classes that would be auto-approved."""
+        total = approved = 0.0
+        for c in self.classes.values():
+            n = self.extra.get("labels", {}).get(c.name, 0)
+            if c.refused is None and c.auto_approved_share is not None and n:
+                total += n
+                approved += c.auto_approved_share * n
+        return approved / total if total else None
+
+    def __getitem__(self, key: str) -> tuple[float, float]:
+        return self.thresholds[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.thresholds)
+
+    def __len__(self) -> int:
+        return len(self.thresholds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target_precision": self.target_precision,
+            "bound": self.bound,
+            "confidence": self.confidence,
+            "min_decisions": self.min_decisions,
+            "fallback": list(self.fallback) if self.fallback else None,
+            "review": {k: list(v) for k, v in self.thresholds.items()},
+            "auto_approved_share": self.auto_approved_share,
+            "classes": {k: c.to_dict() for k, c in self.classes.items()},
+            "refused": self.refused,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    def summary(self) -> str:
+        """A few lines for a terminal."""
+        lines = [
+            f"calibration from {self.source or 'decisions'}: target precision {self.target_precision:g} "
+            f"({self.bound}), auto-approved share {_pct(self.auto_approved_share)}"
+        ]
+        for c in self.classes.values():
+            if c.refused:
+                lines.append(f"  {c.name}: refused ({c.refused})")
+                continue
+            iv = f"[{c.interval[0]:.3f}, {c.interval[1]:.3f}]" if c.interval else "-"
+            prec = f"{c.precision:.3f}" if c.precision is not None else "-"
+            reached = "" if c.target_reached else " (target not reached: nothing auto-approved)"
+            lines.append(
+                f"  {c.name}: lower {c.lower:.3f} upper {c.upper:.3f}; precision {prec} {iv} over {c.support} "
+                f"of {c.decisions} decisions; auto-approved {_pct(c.auto_approved_share)}{reached}"
+            )
+        return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _check(target_precision: float, bound: str, confidence: float, min_decisions: int) -> None:
+    if not 0 < target_precision < 1:
+        raise BadParameterError(f"target_precision must be between 0 and 1 (exclusive), got {target_precision}")
+    if bound not in BOUNDS:
+        raise BadParameterError(f"bound must be one of {BOUNDS}, got {bound!r}")
+    if not 0 < confidence < 1:
+        raise BadParameterError(f"confidence must be between 0 and 1, got {confidence}")
+    if min_decisions < 1:
+        raise BadParameterError(f"min_decisions must be >= 1, got {min_decisions}")
+
+
+def calibrate_class(
+    name: str,
+    decisions: Sequence[Decision],
+    target_precision: float = 0.95,
+    *,
+    scores: Sequence[float | None] | None = None,
+    min_decisions: int = DEFAULT_MIN_DECISIONS,
+    bound: str = "estimate",
+    confidence: float = 0.95,
+) -> ClassCalibration:
+    """Calibrate one class from its ``decisions`` (``(score, correct)`` pairs); ``scores``: every
+    label of the class (decided or not) for the auto-approved share (default: the decided ones)."""
+    _check(target_precision, bound, confidence, min_decisions)
+    scored = sorted(((float(s), bool(c)) for s, c in decisions if s is not None), key=lambda d: -d[0])
+    unscored = sum(1 for s, _ in decisions if s is None)
+    n, k = len(scored), sum(c for _, c in scored)
+    if n < min_decisions:
+        return ClassCalibration(name, n, k, unscored, refused=f"{n} scored decision(s), need at least {min_decisions}")
+
+    def meets(correct: int, total: int) -> bool:
+        if bound == "wilson":
+            return wilson_interval(correct, total, confidence)[0] >= target_precision
+        return correct >= target_precision * total - 1e-12
+
+    # upper: walk from the top score down; candidates are the distinct scores (ties together)
+    upper: float | None = None
+    support = hits = cum = cum_k = 0
+    i = 0
+    while i < n:
+        s = scored[i][0]
+        while i < n and scored[i][0] == s:
+            cum += 1
+            cum_k += scored[i][1]
+            i += 1
+        if meets(cum_k, cum):
+            upper, support, hits = s, cum, cum_k
+    reached = upper is not None
+    if upper is None:
+        upper = 1.0
+        support = sum(1 for s, _ in scored if s >= 1.0)
+        hits = sum(c for s, c in scored if s >= 1.0)
+
+    # lower: walk from the bottom up; below s means strictly lower scores
+    ascending = scored[::-1]
+    allowed_wrong_share = 1 - target_precision
+    lower = ascending[0][0]
+    below = below_k = 0
+    j = 0
+    while j < n and ascending[j][0] <= upper:
+        s = ascending[j][0]
+        if below:
+            share_ok = (
+                wilson_interval(below_k, below, confidence)[1] <= allowed_wrong_share
+                if bound == "wilson"
+                else below_k <= allowed_wrong_share * below + 1e-12
+            )
+            if share_ok:
+                lower = s
+        while j < n and ascending[j][0] == s:
+            below += 1
+            below_k += ascending[j][1]
+            j += 1
+    discarded_correct = sum(c for s, c in scored if s < lower)
+    everything = [float(s) for s in (scores if scores is not None else [d[0] for d in scored]) if s is not None]
+    share = sum(1 for s in everything if s >= upper) / len(everything) if everything else None
+    return ClassCalibration(
+        name,
+        n,
+        k,
+        unscored,
+        lower=lower,
+        upper=upper,
+        precision=hits / support if support else None,
+        support=support,
+        interval=wilson_interval(hits, support, confidence) if support else None,
+        discarded_correct=discarded_correct,
+        auto_approved_share=share,
+        score_range=(scored[-1][0], scored[0][0]),
+        target_reached=reached,
+    )
+
+
+def calibrate(
+    decisions: Mapping[str, Sequence[Decision]],
+    target_precision: float = 0.95,
+    *,
+    scores: Mapping[str, Sequence[float | None]] | None = None,
+    min_decisions: int = DEFAULT_MIN_DECISIONS,
+    bound: str = "estimate",
+    confidence: float = 0.95,
+    fallback: tuple[float, float] | None = None,
+    source: str = "",
+) -> Calibration:
+    """Calibrate every class of ``decisions`` (``{class: [(score, correct), ...]}``).
+
+    ``scores``: ``{class: [score, ...]}`` of all labels (decided or not) for the auto-approved
+    share; ``fallback``: ``(lower, upper)`` for refused classes and classes not seen (the
+    ``"*"`` entry of the result), e.g. the thresholds the labels were routed with."""
+    _check(target_precision, bound, confidence, min_decisions)
+    if fallback is not None:
+        from .routing import ReviewThresholds
+
+        t = ReviewThresholds(*fallback)
+        fallback = (t.lower, t.upper)
+    names = sorted(set(decisions) | set(scores or {}))
+    classes = {
+        name: calibrate_class(
+            name,
+            decisions.get(name, []),
+            target_precision,
+            scores=(scores or {}).get(name),
+            min_decisions=min_decisions,
+            bound=bound,
+            confidence=confidence,
+        )
+        for name in names
+    }
+    labels = {
+        name: sum(1 for s in ((scores or {}).get(name) or [d[0] for d in decisions.get(name, [])]) if s is not None)
+        for name in names
+    }
+    return Calibration(
+        target_precision, bound, confidence, min_decisions, classes, fallback, source, {"labels": labels}
+    )
+
+
+def precision_by_confidence(decisions: Sequence[Decision], bins: int = 10) -> list[dict[str, Any]]:
+    """The share of correct decisions per confidence bin: ``[{"lower", "upper", "decisions",
+    "correct", "precision"}]`` for ``bins`` equal bins of ``[0, 1]`` (empty bins have
+    ``precision`` None). The last bin includes 1.0."""
+    if bins < 1:
+        raise BadParameterError(f"bins must be >= 1, got {bins}")
+    n = [0] * bins
+    k = [0] * bins
+    for s, c in decisions:
+        if s is None:
+            continue
+        b = min(bins - 1, max(0, int(float(s) * bins)))
+        n[b] += 1
+        k[b] += bool(c)
+    return [
+        {
+            "lower": b / bins,
+            "upper": (b + 1) / bins,
+            "decisions": n[b],
+            "correct": k[b],
+            "precision": k[b] / n[b] if n[b] else None,
+        }
+        for b in range(bins)
+    ]

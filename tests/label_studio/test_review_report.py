@@ -1,0 +1,139 @@
+"""``label-studio review-report`` against a real Label Studio server: predictions of two model
+versions, annotations made from them (kept, moved, deleted, relabelled, one region added), and the
+report's counts, calibration and acceptance curve PNG."""
+
+from __future__ import annotations
+
+import json
+
+import PIL.Image
+import pytest
+
+from autoannotate.cli import main
+from autoannotate.label_studio.review_report import compare_regions, report_from_tasks, review_report
+from tests.conftest import ARTIFACTS
+
+CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="cat"/>
+    <Label value="dog"/>
+  </RectangleLabels>
+</View>"""
+
+
+def rect(label, x, y, w=20, h=20, score=None, rid=None):
+    r = {
+        "id": rid or f"{label}{x}{y}",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": 640,
+        "original_height": 480,
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]},
+    }
+    if score is not None:
+        r["score"] = score
+    return r
+
+
+PREDICTED = [
+    rect("cat", 10, 10, score=0.9, rid="a"),  # kept as is
+    rect("cat", 40, 10, score=0.8, rid="b"),  # moved 3 % to the right: IoU 340/460
+    rect("cat", 10, 50, score=0.3, rid="c"),  # deleted
+    rect("dog", 40, 50, score=0.6, rid="d"),  # relabelled to cat
+]
+ANNOTATED = [
+    rect("cat", 10, 10, rid="a"),
+    rect("cat", 43, 10, rid="b"),
+    rect("cat", 40, 50, rid="d"),
+    rect("dog", 70, 70, w=10, h=10, rid="new"),  # the model missed it
+]
+
+
+def test_compare_regions_table():
+    regions, added = compare_regions(PREDICTED, ANNOTATED)
+    assert [r["outcome"] for r in regions] == ["unchanged", "edited", "deleted", "relabelled"]
+    assert regions[1]["iou"] == pytest.approx(340 / 460)
+    assert [a["label"] for a in added] == ["dog"]
+    # nothing annotated: everything deleted; no prediction: everything added
+    assert {r["outcome"] for r in compare_regions(PREDICTED, [])[0]} == {"deleted"}
+    assert len(compare_regions([], ANNOTATED)[1]) == 4
+    # a cancelled annotation and a task without annotation are not reviews
+    tasks = [
+        {
+            "predictions": [{"model_version": "v", "result": PREDICTED}],
+            "annotations": [{"was_cancelled": True, "result": []}],
+        },
+        {"predictions": [{"model_version": "v", "result": PREDICTED}], "annotations": []},
+    ]
+    report = report_from_tasks(tasks)
+    assert (report["tasks"], report["reviewed_tasks"], report["model_versions"]) == (2, 0, {})
+
+
+@pytest.fixture(scope="module")
+def reviewed_project(label_studio, tmp_path_factory):
+    """12 tasks: 10 annotated from version v1's predictions, 3 of them also predicted by v2,
+    one annotated task without predictions, one task with predictions and no annotation."""
+    client = label_studio.client()
+    project = client.projects.create(title="review report", label_config=CONFIG)
+    folder = tmp_path_factory.mktemp("photos")
+    with label_studio.http() as http:
+        files = []
+        for i in range(12):
+            p = folder / f"photo{i:02d}.png"
+            PIL.Image.new("RGB", (640, 480), (10 * i, 80, 120)).save(p)
+            files.append((f"file_{i}", (p.name, p.read_bytes(), "image/png")))
+        r = http.post(f"/api/projects/{project.id}/import", files=files)
+        assert r.status_code == 201, r.text
+        tasks = sorted(client.tasks.list(project=project.id), key=lambda t: t.id)
+        for i, t in enumerate(tasks):
+            if i < 11:
+                r = http.post(
+                    "/api/predictions",
+                    json={"task": t.id, "result": PREDICTED, "score": 0.7, "model_version": "v1"},
+                )
+                assert r.status_code == 201, r.text
+            if i < 3:
+                r = http.post(
+                    "/api/predictions",
+                    json={"task": t.id, "result": [rect("cat", 10, 10, score=0.95)], "model_version": "v2"},
+                )
+                assert r.status_code == 201, r.text
+            if i < 10 or i == 11:
+                r = http.post(f"/api/tasks/{t.id}/annotations", json={"result": ANNOTATED, "was_cancelled": False})
+                assert r.status_code == 201, r.text
+    return project
+
+
+def test_review_report_against_label_studio(label_studio, reviewed_project, tmp_path):
+    png = ARTIFACTS / "label-studio-review-report.png"
+    report = review_report(
+        label_studio.url, label_studio.token, reviewed_project.id, plot=png, min_decisions=20, target_precision=0.95
+    )
+    assert (report["tasks"], report["reviewed_tasks"]) == (12, 11)
+    v1, v2 = report["model_versions"]["v1"], report["model_versions"]["v2"]
+    cat, dog = v1["by_label"]["cat"], v1["by_label"]["dog"]
+    assert (cat["unchanged"], cat["edited"], cat["deleted"], cat["relabelled"]) == (10, 10, 10, 0)
+    assert (dog["relabelled"], dog["added"]) == (10, 10)
+    assert cat["mean_edit_iou"] == pytest.approx(340 / 460, abs=1e-6)
+    assert cat["acceptance_rate"] == pytest.approx(2 / 3) and v1["total"]["predictions"] == 40
+    assert v2["by_label"]["cat"]["unchanged"] == 3 and v2["by_label"]["cat"]["added"] == 6
+    cal = v1["calibration"]
+    assert cal["review"] == {"cat": [0.8, 0.8]} and cal["classes"]["cat"]["support"] == 20
+    assert cal["refused"] == {"dog": "10 scored decision(s), need at least 20"}
+    assert v1["curve"][3]["precision"] == 0.0 and v1["curve"][9]["precision"] == 1.0
+    with PIL.Image.open(png) as im:
+        assert im.size == (700, 450)
+        assert len(set(im.convert("RGB").getdata())) > 50  # lines and text, not a blank image
+
+
+def test_review_report_command(label_studio, reviewed_project, tmp_path, capsys):
+    png = tmp_path / "curve.png"
+    args = ["label-studio", "review-report", "--url", label_studio.url, "--api-key", label_studio.token]
+    assert main([*args, "--project", str(reviewed_project.id), "--plot", str(png), "--min-decisions", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "model version v1" in out and "cat: review=(0.800, 0.800)" in out and png.exists()
+    assert main([*args, "--project", str(reviewed_project.id), "--json", "--no-plot"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model_versions"]["v1"]["by_label"]["cat"]["deleted"] == 10 and "plot" not in data
