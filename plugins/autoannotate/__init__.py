@@ -164,6 +164,15 @@ class AutoLabel(foo.Operator):
         inputs.bool("overwrite", default=False, label="Re-label samples that already have labels in this field")
         inputs.int("max_samples", min=0, label="At most this many samples")
         inputs.int("batch_size", default=DEFAULT_BATCH_SIZE, min=1, label="Images per model call")
+        if ctx.dataset is None or ctx.dataset.media_type != "video":
+            inputs.int(
+                "shards",
+                default=1,
+                min=1,
+                label="Split into N parallel tasks",
+                description="above 1: queue N delegated operations (by sample id) for `fiftyone delegated launch` "
+                "workers; List auto-label runs shows their progress",
+            )
         gt_choices = [f for f in _label_fields(ctx, frames=False) if f != ctx.params.get("label_field")]
         if ctx.dataset is not None and ctx.dataset.media_type == "video":
             gt_choices = []  # evaluation is for image datasets
@@ -222,6 +231,7 @@ class AutoLabel(foo.Operator):
             eval_gt_field=p.get("eval_gt_field"),
             batch_size=int(p.get("batch_size") or DEFAULT_BATCH_SIZE),
             progress=progress,
+            shards=int(p["shards"]) if int(p.get("shards") or 1) > 1 else None,
             **(video if ctx.dataset.media_type == "video" else {}),
         )
         return report.to_dict()
@@ -427,7 +437,10 @@ class _SetReview(foo.Operator):
     def execute(self, ctx):
         from autoannotate.fiftyone import set_review
 
-        result = set_review(ctx.dataset, ctx.selected_labels, self.status)
+        # who decided: the App's user where FiftyOne knows one (Teams), else AUTOANNOTATE_REVIEWER / the login
+        user = getattr(ctx, "user", None)
+        reviewer = getattr(user, "name", None) or getattr(user, "email", None)
+        result = set_review(ctx.dataset, ctx.selected_labels, self.status, reviewer=reviewer)
         ctx.trigger("reload_dataset")
         # ``set_review`` counts only labels it changed; selected ids that match no label are unknown
         return {
@@ -533,6 +546,7 @@ class ListRuns(foo.Operator):
         from autoannotate.fiftyone import list_runs
 
         keep = ("run_key", "status", "function", "model_version", "label_fields", "review", "started_at", "finished_at")
+        keep += ("kind", "shards", "progress", "shard_states", "parent_run", "shard")
         runs = [{k: r.get(k) for k in keep} | {"report": r.get("report")} for r in list_runs(ctx.dataset)]
         return {"runs": runs, "rows": [_run_row(r) for r in runs], "delegated": _delegated_rows(ctx.dataset)}
 
@@ -570,7 +584,7 @@ def _run_row(run):
         f"{report.get('images_processed', 0)} / {report.get('annotations_added', 0)} / "
         f"{report.get('needs_review', 0)} / {len(report.get('failures') or [])}"
         if report
-        else ""
+        else str(run.get("progress") or "")  # a sharded run in progress: "2/4 shards done, ..."
     )
     return {
         "run_key": str(run.get("run_key")),
@@ -689,6 +703,13 @@ class TrackLabels(foo.Operator):
             "tracker_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated"
         )
         inputs.bool("overwrite", default=False, label="Replace tracked labels already on later frames")
+        inputs.enum(
+            "output",
+            ["boxes", "masks"],
+            default="boxes",
+            label="Output",
+            description="masks: also store each tracked object's mask (sam2_video, edgetam_video)",
+        )
         return types.Property(inputs, view=types.View(label="Track labels"))
 
     def execute(self, ctx):
@@ -708,14 +729,239 @@ class TrackLabels(foo.Operator):
             num_frames=int(p.get("num_frames") or 30),
             direction=p.get("direction") or "forward",
             overwrite=bool(p.get("overwrite")),
+            output=p.get("output") or "boxes",
         )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return report.to_dict()
 
 
+class AutoLabelShard(foo.Operator):
+    """One shard of a sharded auto-label run (queued by ``annotate_dataset(..., shards=N)``)."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="auto_label_shard",
+            label="Auto-label: one shard of a sharded run",
+            unlisted=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone.shard_worker import run_shard
+
+        p = ctx.params
+        progress = _delegated_progress(ctx) if ctx.delegated else False
+        return run_shard(ctx.dataset, p["run_key"], int(p["shard"]), progress=progress).to_dict()
+
+
+class RequeueRun(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="requeue_autoannotate_run", label="Re-queue dead or failed shards of an auto-label run", dynamic=True
+        )
+
+    def resolve_input(self, ctx):
+        from autoannotate.fiftyone import list_runs
+
+        inputs = types.Object()
+        runs = list_runs(ctx.dataset) if ctx.dataset is not None else []
+        keys = [r["run_key"] for r in runs if r.get("kind") == "sharded" and r.get("status") != "completed"]
+        if not keys:
+            inputs.view("none", types.Notice(label="This dataset has no unfinished sharded runs"))
+            return types.Property(inputs)
+        inputs.enum("run_key", keys, required=True, label="Run", default=keys[-1])
+        inputs.float(
+            "heartbeat_timeout",
+            min=0.0,
+            label="Dead after this many seconds without a heartbeat",
+            description="empty: 900 (a shard on this machine whose process is gone counts as dead at once)",
+        )
+        return types.Property(inputs, view=types.View(label="Re-queue shards"))
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone.shards import requeue
+
+        p = ctx.params
+        out = requeue(ctx.dataset, p["run_key"], heartbeat_timeout=p.get("heartbeat_timeout"))
+        return {"run_key": out["run_key"], "requeued": out["requeued"], "states": out["states"]}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("run_key", label="Run")
+        outputs.list("requeued", types.Number(), label="Shards re-queued")
+        return types.Property(outputs, view=types.View(label="Re-queued"))
+
+
+class ReviewProgressPanel(foo.Panel):
+    """Review progress of a label field (per run, class and reviewer) and the precision of
+    reviewed labels against confidence, per class (``autoannotate.fiftyone.panel``)."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name="autoannotate_review_progress",
+            label="Review progress",
+            surfaces="grid",
+            help_markdown="Auto-approved, approved by reviewers, rejected, waiting and discarded labels per run, "
+            "class and reviewer; % reviewed; acceptance rate; precision of reviewed labels by confidence.",
+        )
+
+    def _refresh(self, ctx, field=None):
+        from autoannotate.fiftyone.panel import panel_content
+
+        content = panel_content(ctx.view, field or ctx.panel.state.label_field)
+        ctx.panel.state.set(
+            {
+                "label_field": content["label_field"],
+                "fields": content["fields"],
+                "markdown": content["markdown"],
+                "traces": content["traces"],
+            }
+        )
+
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_view(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_field(self, ctx):
+        self._refresh(ctx, ctx.params.get("value"))
+
+    def on_refresh(self, ctx):
+        self._refresh(ctx)
+
+    def render(self, ctx):
+        from autoannotate.fiftyone.panel import PLOT_LAYOUT
+
+        panel = types.Object()
+        fields = ctx.panel.state.fields or []
+        if fields:
+            panel.enum(
+                "label_field",
+                fields,
+                default=ctx.panel.state.label_field,
+                label="Label field",
+                on_change=self.on_change_field,
+            )
+        panel.btn("refresh", label="Refresh", on_click=self.on_refresh)
+        panel.md(ctx.panel.state.markdown or "", name="summary")
+        if ctx.panel.state.traces:
+            panel.plot(
+                "precision_by_confidence",
+                data=ctx.panel.state.traces,
+                layout=dict(PLOT_LAYOUT, title={"text": "Precision of reviewed labels by confidence"}),
+                config={"displayModeBar": False},
+                height="400px",
+                width="100%",
+            )
+        return types.Property(panel, view=types.GridView(orientation="vertical", height=100, width=100))
+
+
+class SortByReviewUncertainty(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="sort_by_review_uncertainty", label="Show needs-review labels, most uncertain first", dynamic=True
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.enum("label_field", _label_fields(ctx) or ["auto_labels"], required=True, label="Auto label field")
+        inputs.str("run_key", label="Only this run (optional)")
+        inputs.md(
+            "Samples where two runs disagree come first, then those whose labels' confidence is nearest "
+            "the review thresholds of the run that made them."
+        )
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone.review import needs_review_view
+
+        view = needs_review_view(
+            ctx.dataset, ctx.params["label_field"], ctx.params.get("run_key") or None, order="uncertainty"
+        )
+        ctx.ops.set_view(view=view)
+        return {"samples": view.count()}
+
+
+class CalibrateReview(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="calibrate_review", label="Learn review thresholds from decisions", dynamic=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Calibrate")
+        fields = _label_fields(ctx) or ["auto_labels"]
+        inputs.enum("label_field", fields, required=True, label="Auto label field")
+        inputs.enum(
+            "source",
+            ["review", *fields],
+            default="review",
+            label="Decisions from",
+            description="'review': reviewers' accept/reject; or a ground-truth field",
+        )
+        inputs.float("target_precision", default=0.95, min=0.5, max=0.999, label="Target precision")
+        inputs.enum("bound", ["estimate", "wilson"], default="estimate", label="Precision must reach it as")
+        inputs.int("min_decisions", default=30, min=1, label="Least decisions per class")
+        inputs.float("fallback_lower", default=0.3, min=0.0, max=1.0, label="Other classes: discard below")
+        inputs.float("fallback_upper", default=0.8, min=0.0, max=1.0, label="Other classes: auto-approve at or above")
+        inputs.bool(
+            "apply",
+            default=False,
+            label="Apply",
+            description="save the thresholds on the dataset (for the next run's review=) and approve the "
+            "needs-review labels they would auto-approve",
+        )
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        from autoannotate.fiftyone.review import apply_calibration, calibrate_review, save_calibration
+
+        p = ctx.params
+        view = ctx.target_view()
+        cal = calibrate_review(
+            view,
+            p["label_field"],
+            float(p.get("target_precision") or 0.95),
+            source=p.get("source") or "review",
+            bound=p.get("bound") or "estimate",
+            min_decisions=int(p.get("min_decisions") or 30),
+            fallback=(float(p.get("fallback_lower", 0.3)), float(p.get("fallback_upper", 0.8))),
+        )
+        approved = 0
+        if p.get("apply"):
+            save_calibration(ctx.dataset, p["label_field"], cal)
+            approved = apply_calibration(view, p["label_field"], cal)
+            ctx.trigger("reload_dataset")
+        return {
+            "thresholds": {k: f"{lo:.3f} / {up:.3f}" for k, (lo, up) in cal.thresholds.items()},
+            "refused": cal.refused,
+            "auto_approved_share": cal.auto_approved_share,
+            "approved": approved,
+            "summary": cal.summary(),
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.obj("thresholds", label="Review thresholds (lower / upper) per class", view=types.KeyValueView())
+        outputs.obj("refused", label="Classes not calibrated", view=types.KeyValueView())
+        outputs.float("auto_approved_share", label="Share of labels auto-approved")
+        outputs.int("approved", label="Needs-review labels approved now")
+        outputs.str("summary", label="Details")
+        return types.Property(outputs, view=types.View(label="Calibrated review thresholds"))
+
+
 def register(p):
     for op in (
+        ReviewProgressPanel,
+        SortByReviewUncertainty,
+        CalibrateReview,
         AutoLabel,
         AcceptLabels,
         RejectLabels,
@@ -725,5 +971,7 @@ def register(p):
         DeleteRun,
         CleanupRuns,
         TrackLabels,
+        AutoLabelShard,
+        RequeueRun,
     ):
         p.register(op)

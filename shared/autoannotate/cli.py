@@ -2,6 +2,7 @@
 
     autoannotate functions
     autoannotate annotate IMAGES_DIR --function yolox [-p NAME=TYPE:VALUE ...] --output coco.json
+    autoannotate annotate IMAGES_DIR --function owlv2 --classes "stop sign:bbox,yield:polygon" -o coco.json
     autoannotate weights list
     autoannotate weights download NAME [NAME ...]
 
@@ -49,11 +50,59 @@ def _add_function_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def function_from_args(args: argparse.Namespace):
-    from .loading import load_function, parse_params
+def function_from_args(args: argparse.Namespace, class_names: Sequence[str] | None = None):
+    """The function the arguments name; an open-vocabulary one is built to find ``class_names``
+    (``--classes``) unless ``-p classes=...`` names its own."""
+    from .loading import load_function, parse_params, with_classes
 
     source = args.function or args.function_module or args.function_file or "yolox"
-    return load_function(source, **parse_params(args.param))
+    return load_function(source, **with_classes(source, parse_params(args.param), class_names))
+
+
+#: ``--classes`` output types of the COCO file: boxes, polygons, masks (RLE).
+CLI_OUTPUTS = ("bbox", "polygon", "mask")
+
+
+def parse_cli_classes(text: str | None) -> dict[str, str | None]:
+    """``"stop sign:bbox, yield:polygon"`` -> ``{"stop sign": "bbox", "yield": "polygon"}`` (a
+    missing type is None: the function's own shapes)."""
+    from .loading import split_list
+
+    out: dict[str, str | None] = {}
+    for part in split_list(text):
+        name, _, kind = part.rpartition(":") if ":" in part else (part, "", "")
+        name, kind = name.strip(), kind.strip().lower()
+        if kind and kind not in CLI_OUTPUTS:
+            raise AutoAnnotateError(f"--classes {part!r}: output type {kind!r} is not one of {list(CLI_OUTPUTS)}")
+        if not name:
+            raise AutoAnnotateError(f"--classes {part!r}: no class name")
+        out[name] = kind or None
+    return out
+
+
+def apply_class_outputs(function, outputs: dict[str, str | None]):
+    """``(function, conv_mask_to_poly)`` giving each ``--classes`` entry its output type: box-only
+    labels asked as polygon/mask are refined by the interactive default (``auto``); mask labels
+    become polygons when all ask polygon. Refuses what a COCO file cannot express per class."""
+    from .loading import AUTO, load_interactive
+    from .refine import BoxRefiner
+
+    labels = {lbl.name: lbl for lbl in function.spec.labels}
+    unknown = [n for n in outputs if n not in labels]
+    if unknown:
+        raise AutoAnnotateError(
+            f"--classes names labels the function does not have: {unknown}; its labels: {list(labels)}"
+        )
+    refine = {n: k for n, k in outputs.items() if k in ("polygon", "mask") and labels[n].type == "rectangle"}
+    mask_kinds = {k for n, k in outputs.items() if k and labels[n].type in ("mask", "any")}
+    if "bbox" in mask_kinds or len(mask_kinds) > 1:
+        raise AutoAnnotateError(
+            f"--classes: {function.spec.label_names} give masks; ask all of them as mask or all as polygon "
+            "(a COCO annotation carries its box either way)"
+        )
+    if refine:
+        function = BoxRefiner(function, load_interactive(AUTO), outputs=refine)
+    return function, mask_kinds == {"polygon"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_function_args(a)
     a.add_argument("--conf-threshold", type=float, default=None, help="drop shapes scoring below this (0-1)")
     a.add_argument("--conv-mask-to-poly", action="store_true", help="ask for polygons instead of masks")
+    a.add_argument(
+        "--classes",
+        default="",
+        metavar="NAME[:TYPE],...",
+        help="classes to find and their output (bbox, polygon, mask), e.g. 'stop sign:bbox,yield:polygon'; "
+        "open-vocabulary functions (sam3, owlv2, grounding_dino) search these names",
+    )
     a.add_argument("--output", "-o", type=Path, required=True, help="COCO JSON file to write")
     a.add_argument("--overlays", type=Path, default=None, help="also write PNGs with the shapes drawn here")
     a.add_argument(
@@ -145,7 +201,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     paths = list_images(args.images)
     if not paths:
         raise AutoAnnotateError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.images}")
-    function = function_from_args(args)
+    outputs = parse_cli_classes(args.classes)
+    function = function_from_args(args, list(outputs))
+    function, to_polygons = apply_class_outputs(function, outputs)
     label_map = parse_label_map(args.label_map)
     unknown = sorted(set(label_map) - set(function.spec.label_names))
     if unknown:
@@ -165,7 +223,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             function,
             todo,
             conf_threshold=args.conf_threshold,
-            conv_mask_to_poly=args.conv_mask_to_poly,
+            conv_mask_to_poly=args.conv_mask_to_poly or to_polygons,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             progress=not args.no_progress,

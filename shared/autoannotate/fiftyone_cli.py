@@ -16,3 +16,102 @@ def add_subcommands(sub: Any) -> None:
     fo_sub = fo.add_subparsers(dest="fo_command", required=True)
     # Each command adds its parser here and sets `handler` with set_defaults.
     _ = fo_sub
+    rq = fo_sub.add_parser(
+        "requeue",
+        help="put the dead and failed shards of a sharded run back in the queue (they continue where they stopped)",
+    )
+    rq.add_argument("run_key", metavar="RUN", help="the sharded run's key (sharded_...)")
+    rq.add_argument("--dataset", default=None, help="its dataset (default: found from the run key)")
+    rq.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=None,
+        help="a running shard silent this many seconds is dead (default 900; a shard whose process on "
+        "this machine is gone is dead at once)",
+    )
+    rq.set_defaults(handler=cmd_requeue)
+    _add_review_commands(fo_sub)
+
+
+def cmd_requeue(args: Any) -> int:
+    import fiftyone as fo
+
+    from .fiftyone.shards import find_run_dataset, requeue
+
+    name = args.dataset or find_run_dataset(args.run_key)
+    out = requeue(fo.load_dataset(name), args.run_key, heartbeat_timeout=args.heartbeat_timeout)
+    for s in out["states"]:
+        total = "?" if s["total"] is None else s["total"]
+        print(f"shard {s['shard']}: {s['state']:<10} {s['done']}/{total} samples  operation {s['operation']}")
+    print(f"re-queued shards: {out['requeued'] or 'none'}")
+    return 0
+
+
+# -- review progress and calibration (autoannotate.fiftyone.review) --
+
+
+def _add_review_commands(fo_sub: Any) -> None:
+    rs = fo_sub.add_parser("review-summary", help="review progress of a label field: per run, class and reviewer")
+    rs.add_argument("dataset", metavar="DATASET")
+    rs.add_argument("field", metavar="FIELD", help="the auto label field (frames.<name> or <name> for video)")
+    rs.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rs.set_defaults(handler=cmd_review_summary)
+    cr = fo_sub.add_parser(
+        "calibrate-review", help="review thresholds per class learned from reviewers' decisions or ground truth"
+    )
+    cr.add_argument("dataset", metavar="DATASET")
+    cr.add_argument("field", metavar="FIELD")
+    cr.add_argument("--target-precision", type=float, default=0.95)
+    cr.add_argument("--source", default="review", help="'review' (default) or a ground-truth field")
+    cr.add_argument("--bound", choices=["estimate", "wilson"], default="estimate")
+    cr.add_argument("--min-decisions", type=int, default=None, help="per class (default 30)")
+    cr.add_argument("--save", action="store_true", help="keep the thresholds on the dataset (dataset.info)")
+    cr.add_argument("--json", action="store_true")
+    cr.set_defaults(handler=cmd_calibrate_review)
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The review summary as a table: one row per run, class and reviewer, then the total."""
+    cols = ("approved_auto", "approved_human", "rejected", "needs_review", "discarded")
+    head = f"{'':<28}{'auto ok':>9}{'human ok':>9}{'rejected':>9}{'to review':>10}{'discarded':>10}{'reviewed':>9}{'accepted':>9}"
+    lines = [f"review of {summary['field']}", head]
+    sections = [("run", summary["by_run"]), ("class", summary["by_class"]), ("reviewer", summary["by_reviewer"])]
+    for kind, rows in [*sections, ("", {"total": summary["total"]})]:
+        for key, r in rows.items():
+            name = f"{kind} {key}" if kind else key
+            nums = "".join(f"{r[c]:>{9 if i < 3 else 10}}" for i, c in enumerate(cols))
+            lines.append(f"{name[:27]:<28}{nums}{_pct(r['reviewed_share']):>9}{_pct(r['acceptance_rate']):>9}")
+    return "\n".join(lines)
+
+
+def cmd_review_summary(args: Any) -> int:
+    import json
+
+    import fiftyone as fo
+
+    from .fiftyone.review import review_summary
+
+    summary = review_summary(fo.load_dataset(args.dataset), args.field)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_calibrate_review(args: Any) -> int:
+    import json
+
+    import fiftyone as fo
+
+    from .fiftyone.review import calibrate_review, save_calibration
+
+    ds = fo.load_dataset(args.dataset)
+    cal = calibrate_review(
+        ds, args.field, args.target_precision, source=args.source, bound=args.bound, min_decisions=args.min_decisions
+    )
+    if args.save:
+        save_calibration(ds, args.field, cal)
+    print(json.dumps(cal.to_dict(), indent=2) if args.json else cal.summary())
+    return 0

@@ -27,12 +27,17 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "torchvision_instance_segmentation": ("autoannotate.functions.torchvision_instance_segmentation", "detection"),
     "torchvision_keypoint_detection": ("autoannotate.functions.torchvision_keypoint_detection", "detection"),
     "torchvision_classification": ("autoannotate.functions.torchvision_classification", "detection"),
+    "sam3": ("autoannotate.functions.sam3", "detection"),
+    "owlv2": ("autoannotate.functions.owlv2", "detection"),
+    "grounding_dino": ("autoannotate.functions.grounding_dino", "detection"),
     "sam": ("autoannotate.functions.sam", "interactive"),
     "sam2": ("autoannotate.functions.sam2", "interactive"),
     "edgetam": ("autoannotate.functions.edgetam", "interactive"),
     "grabcut": ("autoannotate.functions.grabcut", "interactive"),
     "opencv_tracker": ("autoannotate.functions.opencv_tracker", "tracking"),
     "sam_tracker": ("autoannotate.functions.sam_tracker", "tracking"),
+    "sam2_video": ("autoannotate.functions.sam2_video", "tracking"),
+    "edgetam_video": ("autoannotate.functions.edgetam_video", "tracking"),
 }
 FUNCTION_KINDS = ("detection", "interactive", "tracking")
 #: Predefined functions: short name -> module.
@@ -229,6 +234,31 @@ def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
     if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
         return module
     raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
+
+
+def is_open_vocabulary(function: Any) -> bool:
+    """Whether ``function`` (a predefined name, module, ``.py`` file or module object) is an
+    open-vocabulary function: its module sets ``OPEN_VOCABULARY = True`` and its ``create`` takes
+    the class names to find (``classes=``). Objects that are not names or modules are not."""
+    if not isinstance(function, (str, ModuleType)):
+        return False
+    try:
+        module = import_function_module(function)
+    except BadFunctionError:
+        return False
+    return bool(getattr(module, "OPEN_VOCABULARY", False))
+
+
+def with_classes(function: Any, params: Any, class_names: Iterable[str] | None) -> dict[str, Any]:
+    """``params`` for ``load_function(function, **params)``, with ``classes=class_names`` added
+    when ``function`` is open-vocabulary and the user gave no ``classes`` of their own: the one
+    way every front end hands its class names (FiftyOne classes, Label Studio labels, the CLI's
+    ``--classes``) to SAM 3, OWLv2 or Grounding DINO."""
+    out = dict(params or {})
+    names = [n for n in (class_names or []) if n]
+    if names and "classes" not in out and is_open_vocabulary(function):
+        out["classes"] = list(dict.fromkeys(names))
+    return out
 
 
 def describe_parameters(create: Any) -> str:

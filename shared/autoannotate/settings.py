@@ -31,6 +31,8 @@ DEFAULT_TRACK_FRAMES = 30
 DEFAULT_KEY_FRAME_INTERVAL = 5
 #: Largest video the Label Studio backend downloads.
 DEFAULT_MAX_VIDEO_BYTES = 512 << 20
+#: Disk the Label Studio backend keeps fetched videos in (each task's video is fetched once).
+DEFAULT_VIDEO_CACHE_BYTES = 2 << 30
 #: Largest image the Label Studio backend downloads.
 DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 #: Seconds per image (video) download, body included.
@@ -60,6 +62,16 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     """``AUTOANNOTATE_CACHE``, default ``~/.cache/autoannotate``."""
     e = os.environ if env is None else env
     return Path(e.get(CACHE_ENV) or Path.home() / ".cache" / "autoannotate").expanduser()
+
+
+#: Who a FiftyOne review decision is recorded as, when neither the caller nor the App names anyone.
+REVIEWER_ENV = "AUTOANNOTATE_REVIEWER"
+
+
+def reviewer(env: Mapping[str, str] | None = None) -> str | None:
+    """``AUTOANNOTATE_REVIEWER`` (stripped), or None when unset or empty."""
+    e = os.environ if env is None else env
+    return (e.get(REVIEWER_ENV) or "").strip() or None
 
 
 def offline(env: Mapping[str, str] | None = None) -> bool:
@@ -95,6 +107,8 @@ class Settings:
     num_workers: int = DEFAULT_NUM_WORKERS
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    #: Bytes of fetched videos kept on disk (0: fetch a task's video for every request).
+    video_cache_bytes: int = DEFAULT_VIDEO_CACHE_BYTES
     label_studio_url: str | None = None
     label_studio_api_key: str | None = field(default=None, repr=False)  # secrets never appear in reprs/logs
     basic_auth_user: str | None = None
@@ -185,6 +199,7 @@ class Settings:
             num_workers=number("AUTOANNOTATE_NUM_WORKERS", int, d.num_workers, low=0),
             key_frame_interval=number("AUTOANNOTATE_KEY_FRAME_INTERVAL", int, d.key_frame_interval, low=1),
             max_video_bytes=number("AUTOANNOTATE_MAX_VIDEO_BYTES", int, d.max_video_bytes, low=1),
+            video_cache_bytes=number("AUTOANNOTATE_VIDEO_CACHE_BYTES", int, d.video_cache_bytes, low=0),
             label_studio_url=text("LABEL_STUDIO_URL", d.label_studio_url),
             label_studio_api_key=text("LABEL_STUDIO_API_KEY", d.label_studio_api_key),
             basic_auth_user=text("AUTOANNOTATE_BASIC_AUTH_USER", d.basic_auth_user),
@@ -217,6 +232,7 @@ ENV_VARIABLES = (
     "AUTOANNOTATE_NUM_WORKERS",
     "AUTOANNOTATE_KEY_FRAME_INTERVAL",
     "AUTOANNOTATE_MAX_VIDEO_BYTES",
+    "AUTOANNOTATE_VIDEO_CACHE_BYTES",
     "AUTOANNOTATE_ALLOW_HOSTS",
     "AUTOANNOTATE_LOCAL_FILES_ROOT",
     "AUTOANNOTATE_FETCH_TIMEOUT",

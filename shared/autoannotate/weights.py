@@ -94,6 +94,10 @@ REGISTRY: dict[str, WeightsEntry] = {
     "sam2.1-hiera-base-plus": _hf("sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-base-plus", "Apache-2.0"),
     "sam2.1-hiera-large": _hf("sam2.1-hiera-large", "facebook/sam2.1-hiera-large", "Apache-2.0"),
     "edgetam": _hf("edgetam", "yonigozlan/EdgeTAM-hf", "Apache-2.0"),
+    # open-vocabulary detectors (class names as text prompts)
+    "sam3": _hf("sam3", "facebook/sam3", "SAM License"),
+    "owlv2-base": _hf("owlv2-base", "google/owlv2-base-patch16-ensemble", "Apache-2.0"),
+    "grounding-dino-tiny": _hf("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0"),
 }
 
 

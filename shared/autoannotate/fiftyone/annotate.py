@@ -21,7 +21,7 @@ from fiftyone import ViewField as F
 
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import BadParameterError
-from ..loading import AUTO, load_interactive
+from ..loading import AUTO, load_interactive, with_classes
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..report import AnnotateReport
@@ -34,7 +34,7 @@ from ..settings import (
     DEFAULT_WRITE_INTERVAL,
 )
 from .convert import RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
-from .plan import Plan
+from .plan import Plan, class_names
 from .prepare import check_collection, default_refiner, plan_run, resolve_function, resolve_label_map, run_config
 from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
 from .video import annotate_video_dataset
@@ -66,10 +66,14 @@ def annotate_dataset(
     tracker: Any = "opencv_tracker",
     tracker_params: Mapping[str, Any] | None = None,
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
+    shards: int | None = None,
+    run_info: Mapping[str, Any] | None = None,
 ) -> AnnotateReport:
     """Auto-label ``samples`` (a dataset or view) into ``label_field``; returns the run's report.
 
     - ``function``: a detection function object, or a predefined name with ``function_params``.
+      An open-vocabulary function (``sam3``, ``owlv2``, ``grounding_dino``) given by name finds the
+      names of ``classes`` (else the dataset's classes), unless ``function_params`` has ``classes``.
     - ``classes``: what to store and how: ``[("person", "polygon"), {"name": "car", "output_type":
       "bbox"}, ClassSpec("dog", "mask")]``; names as stored in the dataset. ``None``: the dataset's
       classes for the field (or its default classes), else every function label. Polygon or mask
@@ -98,9 +102,28 @@ def annotate_dataset(
     On a video collection this labels frames with tracks: the detection function runs on every
     ``key_frame_interval``-th frame and ``tracker`` (with ``tracker_params``) in between (see
     :func:`autoannotate.fiftyone.video.annotate_video_dataset`).
+
+    - ``shards``: split the run into this many parallel tasks instead of running it here: the
+      samples are cut into disjoint shards by sample id and each is queued as a delegated
+      operation for ``fiftyone delegated launch`` workers, under one parent run (see
+      :mod:`autoannotate.fiftyone.shards`). Returns at once with ``extra["run_key"]`` (the parent
+      run), ``extra["status"] == "queued"`` and ``extra["operations"]``; ``function`` must be a
+      name or file path. Images only; not with ``eval_gt_field`` or ``max_samples``.
+    - ``run_info``: extra plain values stored in the run record's configuration (a shard stores
+      its parent run and index); runs resume only runs with the same values.
     """
+    if shards is not None:
+        from .shards import queue_sharded_run
+
+        shard_args = dict(locals())  # every argument, passed on as given
+        for name in ("samples", "function", "shards", "run_info", "queue_sharded_run"):
+            shard_args.pop(name, None)
+        return queue_sharded_run(samples, function, shards=shards, **shard_args)
     check_collection(samples)
     label_map = resolve_label_map(label_map)
+    # an open-vocabulary function (sam3, owlv2, grounding_dino) is built to find the run's classes
+    dataset_classes = samples._dataset.classes.get(label_field) or samples._dataset.default_classes
+    function_params = with_classes(function, function_params, class_names(classes, dataset_classes))
     if samples.media_type == "video":
         if eval_gt_field:
             raise BadParameterError("eval_gt_field is not supported for videos yet")
@@ -159,6 +182,7 @@ def annotate_dataset(
         conf_threshold=conf_threshold,
         overwrite=overwrite,
         refine=dict(plan.refine),
+        **dict(run_info or {}),
     )
 
     def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:

@@ -30,10 +30,19 @@ from ..settings import (
     DEFAULT_MAX_VIDEO_BYTES,
     DEFAULT_NUM_WORKERS,
     DEFAULT_TRACK_FRAMES,
+    DEFAULT_VIDEO_CACHE_BYTES,
 )
 from ..shapes import mask as mask_shape
 from .cache import EncodingCache
-from .config import Control, ControlConflictError, LabelConfigError, map_controls, parse_config
+from .config import (
+    Control,
+    ControlConflictError,
+    LabelConfigError,
+    config_classes,
+    for_config,
+    map_controls,
+    parse_config,
+)
 from .fetch import ImageFetcher, LabelStudioCheck
 from .regions import build_prediction
 from .responses import (
@@ -46,6 +55,7 @@ from .responses import (
     task_ref,
 )
 from .video import pre_annotate_video, track_drawn_boxes
+from .video_cache import VideoCache
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,8 @@ class Backend:
     track_frames: int = DEFAULT_TRACK_FRAMES
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    #: Fetched videos kept on disk within a byte budget: a task's video is fetched once.
+    video_cache: VideoCache = field(default_factory=lambda: VideoCache(DEFAULT_VIDEO_CACHE_BYTES))
     #: Store a prediction with no regions for tasks where nothing was found (default: store none,
     #: so "Retrieve predictions" can run again on them).
     empty_predictions: bool = False
@@ -84,6 +96,7 @@ class Backend:
     _ahead: Any = field(default=None, repr=False)
     _ahead_pending: int = field(default=0, repr=False)
     _looked: dict = field(default_factory=dict, repr=False)  # tasks whose next tasks were queued
+    _vocab: dict = field(default_factory=dict, repr=False)  # open-vocabulary functions per label set
 
     def __post_init__(self) -> None:
         if self.function is None and self.interactive is None and self.tracker is None:
@@ -161,7 +174,7 @@ class Backend:
         errors = []
         if self.function is not None and images:
             try:
-                out["detection"] = map_controls(self.function.spec, images)
+                out["detection"] = map_controls(self.detector(images).spec, images)
             except ControlConflictError:
                 raise  # a conflict is never hidden behind other usable controls
             except LabelConfigError as e:
@@ -237,6 +250,7 @@ class Backend:
                     conf_threshold=self.conf_threshold,
                     max_video_bytes=self.max_video_bytes,
                     model_version=self.video_version,
+                    video_cache=self.video_cache,
                 )
                 for t in tasks
             ]
@@ -278,6 +292,7 @@ class Backend:
                         track_frames=self.track_frames,
                         max_video_bytes=self.max_video_bytes,
                         model_version=function_version(self.tracker),
+                        video_cache=self.video_cache,
                     )
                 ]
             }
@@ -299,6 +314,25 @@ class Backend:
 
     # -- pre-annotation -------------------------------------------------------------------
 
+    def detector(self, controls: list[Control]) -> Any:
+        """The detection function for these controls: an open-vocabulary function (SAM 3, OWLv2,
+        Grounding DINO: one with ``for_classes``) made to find the controls' labels, their
+        ``predicted_values`` as prompts (:func:`~autoannotate.label_studio.config.for_config`;
+        the model is shared, one per label set is kept); any other function as it is."""
+        if not hasattr(self.function, "for_classes"):
+            return self.function
+        names, prompts = config_classes(controls)
+        key = (tuple(names), tuple(sorted((k, tuple(v)) for k, v in prompts.items())))
+        with self._lock:
+            found = self._vocab.get(key)
+        if found is None:
+            found = for_config(self.function, controls)
+            with self._lock:
+                self._vocab[key] = found
+                while len(self._vocab) > 64:
+                    self._vocab.pop(next(iter(self._vocab)))
+        return found
+
     def image_ref(self, task: Mapping[str, Any], control: Control) -> str:
         return task_ref(task, control, "image")
 
@@ -317,10 +351,11 @@ class Backend:
             except BadRequest as e:
                 early[i] = str(e)
         outputs: dict[int, dict] = {i: failure(msg) for i, msg in early.items()}
+        function = self.detector(controls)
         for r in iter_annotations(
-            self.function,
+            function,
             items,
-            mapping=self._identity,
+            mapping=self._identity if function is self.function else LabelMapping.build(function.spec),
             conf_threshold=self.conf_threshold,
             batch_size=self.batch_size,
             num_workers=self.num_workers,

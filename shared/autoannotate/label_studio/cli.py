@@ -38,7 +38,7 @@ def add_subcommands(sub: Any) -> None:
     s.add_argument(
         "--tracker",
         default=None,
-        help="tracking function for video tasks: opencv_tracker, sam_tracker, or none "
+        help="tracking function for video tasks: opencv_tracker, sam_tracker, sam2_video, edgetam_video, or none "
         "(default: AUTOANNOTATE_TRACKER, else opencv_tracker)",
     )
     s.add_argument(
@@ -143,7 +143,23 @@ def add_subcommands(sub: Any) -> None:
     )
     a.add_argument("--upload-every", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --write-every
     a.add_argument("--no-progress", action="store_true")
+    split = a.add_mutually_exclusive_group()
+    split.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="label only shard I of N (I from 0; tasks split by a hash of their id): start N of these, e.g. "
+        "as an indexed batch job, and no task is predicted twice",
+    )
+    split.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the project over N local processes (one shard each) and print one combined report",
+    )
     a.set_defaults(handler=cmd_annotate)
+    _add_review_report(ls_sub)
 
 
 def _function_name(value: str) -> str | None:
@@ -200,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from ..loading import load_function, parse_params
+    from ..loading import is_open_vocabulary, load_function, parse_params
     from ..settings import DEFAULT_WRITE_EVERY, Settings
     from .project import annotate_project
     from .service import fetch_policy
@@ -226,21 +242,81 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         name, params = settings.function, parse_params(args.param) if args.param else settings.params
     if name is None:
         raise BadParameterError("annotate needs a detection function (--function NAME)")
-    function = load_function(name, **params)
-    report = annotate_project(
-        url,
-        api_key,
-        args.project,
-        function,
+    if is_open_vocabulary(name) and "classes" not in params:  # sam3, owlv2, grounding_dino
+        from .config import config_classes, fetch_label_config, parse_config
+
+        classes, prompts = config_classes(parse_config(fetch_label_config(url, api_key, args.project)))
+        params = {**params, "classes": classes, **({"prompts": prompts} if prompts and "prompts" not in params else {})}
+    from ..sharding import parse_shard
+    from .project import annotate_project_workers
+
+    shard = parse_shard(args.shard) if args.shard else None
+    _positive("--workers", args.workers)
+    common = dict(
         conf_threshold=args.conf_threshold if args.conf_threshold is not None else settings.conf_threshold,
         overwrite=args.overwrite,
         max_tasks=args.max_tasks,
         batch_size=args.batch_size if args.batch_size is not None else settings.batch_size,
         num_workers=args.num_workers if args.num_workers is not None else settings.num_workers,
         write_every=write_every if write_every is not None else DEFAULT_WRITE_EVERY,
-        progress=not args.no_progress,
         fetch_policy=fetch_policy(settings),
         empty_predictions=settings.empty_predictions if args.empty_predictions is None else args.empty_predictions,
     )
+    if args.workers and args.workers > 1:  # each process loads the function itself
+        report = annotate_project_workers(url, api_key, args.project, name, params, workers=args.workers, **common)
+    else:
+        function = load_function(name, **params)
+        report = annotate_project(
+            url, api_key, args.project, function, progress=not args.no_progress, shard=shard, **common
+        )
     print(report.summary())
     return 0 if report.success else 1
+
+
+def _add_review_report(ls_sub: Any) -> None:
+    r = ls_sub.add_parser(
+        "review-report",
+        help="per model version: predictions annotators kept, edited or deleted; thresholds learned from that",
+    )
+    r.add_argument("--url", default=None, help="Label Studio's address (default: LABEL_STUDIO_URL)")
+    r.add_argument("--api-key", default=None, help="default: LABEL_STUDIO_API_KEY")
+    r.add_argument("--project", type=int, required=True)
+    r.add_argument("--target-precision", type=float, default=0.95)
+    r.add_argument("--bound", choices=["estimate", "wilson"], default="estimate")
+    r.add_argument("--min-decisions", type=int, default=30, help="per label, to calibrate it (default 30)")
+    r.add_argument("--match-iou", type=float, default=0.5, help="a region matches a prediction at this IoU")
+    r.add_argument("--unchanged-iou", type=float, default=0.98, help="at or above: accepted unchanged")
+    r.add_argument(
+        "--plot", default=None, metavar="PNG", help="acceptance curve image (default: review-report-<project>.png)"
+    )
+    r.add_argument("--no-plot", action="store_true", help="no acceptance curve image")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
+    r.set_defaults(handler=cmd_review_report)
+
+
+def cmd_review_report(args: argparse.Namespace) -> int:
+    import json
+
+    from ..settings import Settings
+    from .review_report import format_report, review_report
+
+    settings = Settings.from_env()
+    url = args.url or settings.label_studio_url
+    api_key = args.api_key or settings.label_studio_api_key
+    if not url:
+        raise BadParameterError("--url is required (or set LABEL_STUDIO_URL)")
+    if not api_key:
+        raise BadParameterError("--api-key is required (or set LABEL_STUDIO_API_KEY)")
+    report = review_report(
+        url,
+        api_key,
+        args.project,
+        plot=None if args.no_plot else (args.plot or f"review-report-{args.project}.png"),
+        target_precision=args.target_precision,
+        bound=args.bound,
+        min_decisions=args.min_decisions,
+        match_iou=args.match_iou,
+        unchanged_iou=args.unchanged_iou,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..loading import load_function, load_interactive
+from ..loading import load_function, load_interactive, with_classes
 from ..settings import Settings
 from .backend import Backend
 from .cache import EncodingCache
 from .fetch import FetchPolicy, ImageFetcher
+from .video_cache import VideoCache
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
@@ -23,7 +24,13 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 
 def build_backend(settings: Settings) -> Backend:
     """Load the functions now (Label Studio gives /health and /setup only seconds)."""
-    function = load_function(settings.function, **settings.params) if settings.function else None
+    # an open-vocabulary function (sam3, owlv2, grounding_dino) loads its model now with a stand-in
+    # class; each labeling config's labels become its classes (Backend.detector)
+    function = (
+        load_function(settings.function, **with_classes(settings.function, settings.params, ["object"]))
+        if settings.function
+        else None
+    )
     # "auto": the best SAM model whose weights are here, else GrabCut (one log line says how to get SAM)
     interactive = (
         load_interactive(settings.interactive, **settings.interactive_params) if settings.interactive else None
@@ -44,6 +51,7 @@ def build_backend(settings: Settings) -> Backend:
         track_frames=settings.track_frames,
         key_frame_interval=settings.key_frame_interval,
         max_video_bytes=settings.max_video_bytes,
+        video_cache=VideoCache(settings.video_cache_bytes),
         empty_predictions=settings.empty_predictions,
         encode_ahead=settings.encode_ahead,
         look_ahead=settings.look_ahead,
