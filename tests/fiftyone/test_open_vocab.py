@@ -108,3 +108,28 @@ def test_open_vocabulary_function_without_any_classes_is_a_clear_error(small_dat
 
     with pytest.raises(BadParameterError, match="open-vocabulary"):
         annotate_dataset(small_dataset, "owlv2", label_field="ov", progress=False)
+
+
+def test_sharded_open_vocabulary_run_carries_the_dataset_classes_to_its_shards(small_dataset, tiny_weights):
+    """shards= with owlv2 and no classes: the dataset's classes are resolved once, at queue time,
+    and stored for every shard; running the shards (what a worker does) labels with them."""
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from autoannotate.fiftyone import annotate_dataset
+    from autoannotate.fiftyone.runs import runs_collection
+    from autoannotate.fiftyone.shards import parent_id, wait_for_run
+
+    small_dataset.default_classes = ["forklift", "pallet_jack"]
+    small_dataset.save()
+    queued = annotate_dataset(small_dataset, "owlv2", label_field="ov", shards=2, conf_threshold=0.0)
+    key = queued.extra["run_key"]
+    parent = runs_collection().find_one({"_id": parent_id(small_dataset, key)})
+    assert parent["shard_args"]["function_params"]["classes"] == ["forklift", "pallet_jack"]
+    svc = DelegatedOperationService()
+    for op_id in queued.extra["operations"]:
+        svc.execute_operation(svc.get(ObjectId(op_id)))
+    record = wait_for_run(small_dataset, key, timeout=120)
+    assert record["report"]["images_processed"] == 6
+    labels = small_dataset.distinct("ov.detections.label")
+    assert labels and set(labels) <= {"forklift", "pallet_jack"}

@@ -98,3 +98,18 @@ def test_to_regions_is_build_prediction_for_one_control():
         to_regions(3, shapes, controls["r"], (200, 100))
         == build_prediction(3, [(controls["r"], shapes)], (200, 100), "x")["result"]
     )
+
+
+def test_masks_and_polygons_on_a_rectangle_control_become_their_boxes():
+    """SAM 3 (masks) or instance segmentation (polygons) with a RectangleLabels-only config."""
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    m = np.zeros((100, 200), bool)
+    m[10:50, 20:120] = True
+    shapes = [aa.mask(0, m, score=0.6), aa.polygon(0, [20, 10, 120, 10, 120, 50], score=0.4)]
+    regs = to_regions(9, shapes, controls["r"], (200, 100))
+    assert [(r["value"]["x"], r["value"]["y"], r["value"]["width"], r["value"]["height"]) for r in regs] == [
+        (10.0, 10.0, 50.0, 40.0),
+        (10.0, 10.0, 50.0, 40.0),
+    ]
+    assert [r["score"] for r in regs] == [0.6, 0.4] and all(r["type"] == "rectanglelabels" for r in regs)
+    assert to_regions(9, [aa.mask(0, np.zeros((100, 200), bool))], controls["r"], (200, 100)) == []

@@ -395,3 +395,32 @@ def test_whole_videos_are_pre_annotated_with_sam2_video(clip, tiny_sam2_video):
     assert {g["value"]["labels"][0] for g in regions} == {"Cat", "Dog"}
     frames = sorted({k["frame"] for g in regions for k in g["value"]["sequence"]})
     assert frames[0] == 1 and frames[-1] == N
+
+
+class _OpenVocabularyFake(FakeDetector):
+    """An open-vocabulary stand-in (it has ``for_classes``, as sam3/owlv2/grounding_dino do): made
+    for given class names, it finds the first object of the clip under the first class."""
+
+    def __init__(self, truth, names=("object",), prompts=None):
+        super().__init__(
+            lambda ctx, img: [aa.rectangle(0, truth[0][int(ctx.frame_name.split()[-1])], score=0.9)],
+            labels=[aa.label_spec(n, i, type="rectangle") for i, n in enumerate(names)],
+        )
+        self.truth, self.prompts = truth, prompts
+
+    def for_classes(self, names, prompts=None):
+        return _OpenVocabularyFake(self.truth, tuple(names), prompts)
+
+
+def test_open_vocabulary_video_pre_annotation_searches_the_configs_video_labels(clip):
+    """The served model was loaded with a stand-in class; a video task's labels (from the
+    <Labels> of its VideoRectangle, predicted_values as prompts) are what it must find."""
+    uri, _ = clip
+    backend = Backend(function=_OpenVocabularyFake(clip[1]), tracker=StillTracker())
+    detector = backend.detector(backend.controls(CONFIG)["video"])
+    assert detector.spec.label_names == ["Cat", "Dog"] and detector.prompts == {"Cat": ["cat"]}
+    c = TestClient(create_app(Settings(), backend=backend))
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG})
+    assert r.status_code == 200, r.text
+    (region,) = r.json()["results"][0]["result"]
+    assert region["value"]["labels"] == ["Cat"] and len(region["value"]["sequence"]) == N

@@ -112,6 +112,14 @@ def annotate_dataset(
     - ``run_info``: extra plain values stored in the run record's configuration (a shard stores
       its parent run and index); runs resume only runs with the same values.
     """
+    check_collection(samples)
+    # an open-vocabulary function (sam3, owlv2, grounding_dino) is built to find the run's classes
+    # (the dataset's when none are given); shards get them as explicit function_params
+    function_params = with_classes(
+        function,
+        function_params,
+        class_names(classes, samples._dataset.classes.get(label_field) or samples._dataset.default_classes),
+    )
     if shards is not None:
         from .shards import queue_sharded_run
 
@@ -119,11 +127,7 @@ def annotate_dataset(
         for name in ("samples", "function", "shards", "run_info", "queue_sharded_run"):
             shard_args.pop(name, None)
         return queue_sharded_run(samples, function, shards=shards, **shard_args)
-    check_collection(samples)
     label_map = resolve_label_map(label_map)
-    # an open-vocabulary function (sam3, owlv2, grounding_dino) is built to find the run's classes
-    dataset_classes = samples._dataset.classes.get(label_field) or samples._dataset.default_classes
-    function_params = with_classes(function, function_params, class_names(classes, dataset_classes))
     if samples.media_type == "video":
         if eval_gt_field:
             raise BadParameterError("eval_gt_field is not supported for videos yet")

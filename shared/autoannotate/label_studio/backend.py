@@ -188,7 +188,7 @@ class Backend:
             mapped: dict[str, Control] = {}
             if self.function is not None:
                 try:
-                    mapped = {c.name: c for c in map_controls(self.function.spec, videos)}
+                    mapped = {c.name: c for c in map_controls(self.detector(videos).spec, videos)}
                 except ControlConflictError:
                     raise
                 except LabelConfigError as e:
@@ -243,7 +243,7 @@ class Backend:
                 pre_annotate_video(
                     t,
                     controls["video"],
-                    detector=self.function,
+                    detector=self.detector(controls["video"]),
                     tracker=self.tracker,
                     fetcher=self.fetcher,
                     key_frame_interval=self.key_frame_interval,

@@ -223,13 +223,15 @@ PROMPTED_TAGS = ("RectangleLabels", "PolygonLabels", "BrushLabels", "Labels")
 
 def config_classes(controls: list[Control]) -> tuple[list[str], dict[str, list[str]]]:
     """The classes an open-vocabulary function should find for a labeling config: the labels of
-    its image region controls (RectangleLabels, PolygonLabels, BrushLabels), each once, and their
+    its image region controls (RectangleLabels, PolygonLabels, BrushLabels) and of its
+    VideoRectangle (the labels of a ``<Labels>`` on the same video), each once, and their
     prompts: a ``<Label>``'s ``predicted_values`` (comma-separated) when it has them, else the
     label's name (see :func:`autoannotate.functions.open_vocab.prompt_for`)."""
     names: list[str] = []
     prompts: dict[str, list[str]] = {}
     for c in controls:
-        if c.tag not in PROMPTED_TAGS or c.object_tag != "Image":
+        image_region = c.tag in PROMPTED_TAGS and c.object_tag == "Image"
+        if not (image_region or c.tag == "VideoRectangle"):
             continue
         for t in c.labels:
             if t.name not in names:

@@ -74,8 +74,12 @@ def shape_value(s: Shape, control: Control, label: str, size: tuple[int, int]) -
     """The ``value`` of a region for ``s`` in ``control``, or None when it cannot be shown there."""
     w, h = size
     key = control.tag.lower()
-    if control.tag in ("RectangleLabels", "Labels") and s.type == "rectangle":
-        x1, y1, x2, y2 = s.points
+    if control.tag in ("RectangleLabels", "Labels") and s.type in ("rectangle", "polygon", "mask"):
+        # a mask or polygon (SAM 3, instance segmentation) on a rectangle control: its box
+        box = s.points if s.type == "rectangle" else s.bbox()
+        if box is None or box[2] <= box[0] or box[3] <= box[1]:
+            return None
+        x1, y1, x2, y2 = box
         return {
             "x": _pct(x1, w),
             "y": _pct(y1, h),
