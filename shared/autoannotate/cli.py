@@ -194,6 +194,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from .driver import iter_annotations
     from .export import CocoSink
     from .loading import parse_label_map
+    from .mapping import LabelMapping, target_labels_from_spec
     from .run import run
 
     if not args.images.exists():
@@ -208,7 +209,14 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     unknown = sorted(set(label_map) - set(function.spec.label_names))
     if unknown:
         raise AutoAnnotateError(f"--label-map names labels the function does not have: {unknown}")
-    labels = [replace(lbl, name=label_map.get(lbl.name, lbl.name)) for lbl in function.spec.labels]
+    # --classes with a function that knows more labels (yolox's 80): only the listed ones are kept
+    kept = [lbl for lbl in function.spec.labels if not outputs or lbl.name in outputs]
+    mapping = None
+    if len(kept) < len(function.spec.labels):
+        names = {lbl.name for lbl in kept}
+        targets = [t for t in target_labels_from_spec(function.spec) if t.name in names]
+        mapping = LabelMapping.build(function.spec, targets, allow_unmatched=True)
+    labels = [replace(lbl, name=label_map.get(lbl.name, lbl.name)) for lbl in kept]
     root = args.images if args.images.is_dir() else args.images.parent
     sink = CocoSink(
         args.output,
@@ -222,6 +230,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         return iter_annotations(
             function,
             todo,
+            mapping=mapping,
             conf_threshold=args.conf_threshold,
             conv_mask_to_poly=args.conv_mask_to_poly or to_polygons,
             batch_size=args.batch_size,

@@ -92,6 +92,18 @@ def test_annotate_writes_coco_with_scores_and_categories(folder, tmp_path, capsy
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.png", "sub__a.png", "sub__b.png"]
 
 
+def test_classes_keep_only_the_listed_labels_of_a_closed_vocabulary_function(folder, tmp_path, capsys):
+    d, fn = folder
+    out = tmp_path / "coco.json"
+    args = ["annotate", str(d), "--function-file", str(fn), "--classes", "blob", "-o", str(out), "--no-progress"]
+    assert main(args) == 1  # the broken image
+    coco = json.loads(out.read_text())
+    assert [c["name"] for c in coco["categories"]] == ["blob"]
+    assert coco["annotations"] and {a["category_id"] for a in coco["annotations"]} == {1}
+    assert all("segmentation" in a for a in coco["annotations"])  # the masks, not the boxes
+    assert all(not i.get("tags") for i in coco["images"])
+
+
 def test_annotate_a_folder_of_symbolic_links_with_a_label_map(folder, tmp_path, capsys):
     d, fn = folder
     links = tmp_path / "links"

@@ -470,7 +470,8 @@ def test_weights_found_in_models_folder(name, weights, tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOANNOTATE_OFFLINE", "1")
     fn = load_function(name, **with_classes(name, {}, ["stop_sign", "yield"]))
     assert fn.spec.label_names == ["stop_sign", "yield"]
-    assert fn.model_version == weights
+    assert fn.base_model_version == weights and fn.model_version.startswith(weights + "#")
+    assert fn.for_classes(["yield"]).model_version != fn.model_version  # the version names what is searched
     shapes = fn.detect(DetectionFunctionContext(conf_threshold=0.0), test_images()[0])
     assert all(s.label_id in (0, 1) for s in shapes)
 

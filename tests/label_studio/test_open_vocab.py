@@ -158,3 +158,31 @@ def test_annotate_command_with_owlv2_finds_the_config_labels(label_studio, tiny_
         assert region_counts(results, "box", "rectanglelabels") == counts
         total += sum(counts.values())
     assert total > 0
+
+
+def test_served_open_vocabulary_function_with_the_users_prompts_or_classes(tiny_weights):
+    """AUTOANNOTATE_PARAMS prompts= (no classes) start the service and apply to the config's labels
+    they name (a Label's predicted_values still win); classes= are searched as given; the
+    prediction version names what was searched, so changed labels are another version."""
+    from dataclasses import replace as with_
+
+    from autoannotate.label_studio.service import build_backend
+    from autoannotate.settings import Settings
+
+    base = with_(Settings(), function="owlv2", interactive=None, tracker=None)
+    backend = build_backend(with_(base, params={"prompts": "pallet_jack=hand pallet truck|pallet jack"}))
+    controls = backend.controls(CONFIG)["detection"]
+    found = backend.detector(controls)
+    assert found.spec.label_names == ["Forklift", "pallet_jack"]
+    assert {c.name: list(c.prompts) for c in found.classes} == {
+        "Forklift": ["yellow forklift"],
+        "pallet_jack": ["hand pallet truck", "pallet jack"],
+    }
+    other = backend.controls(CONFIG.replace("pallet_jack", "hand_truck"))["detection"]
+    assert backend._version(controls) != backend._version(other)
+    assert backend._version(controls) == backend._version(backend.controls(CONFIG)["detection"])
+
+    fixed = build_backend(with_(base, params={"classes": "crate"}))
+    assert fixed.detector(fixed.controls(CONFIG.replace("Forklift", "crate"))["detection"]).spec.label_names == [
+        "crate"
+    ]

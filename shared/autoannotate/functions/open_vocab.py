@@ -25,6 +25,7 @@ real, detections are not.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -160,13 +161,22 @@ class OpenVocabularyFunction:
         self.default_conf_threshold = float(default_conf_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detections = int(max_detections)
-        self.model_version = model_version
+        #: The model's own version; :attr:`model_version` adds what it is asked to find.
+        self.base_model_version = model_version
         # processors keep no per-call state but may build helpers lazily on first use
         self._lock = threading.Lock()
 
     @property
     def spec(self) -> DetectionFunctionSpec:
         return self._spec
+
+    @property
+    def model_version(self) -> str:
+        """The model's version and a short digest of the classes and their prompts: predictions
+        made for other labels or prompts are another version (a Label Studio project whose labels
+        changed is searched again, not skipped as done)."""
+        found = repr([(c.name, list(c.prompts)) for c in self.classes]).encode()
+        return f"{self.base_model_version}#{hashlib.sha1(found).hexdigest()[:8]}"
 
     def for_classes(
         self, classes: Sequence[str] | str | None, prompts: Mapping[str, Any] | str | None = None

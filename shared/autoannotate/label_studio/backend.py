@@ -38,7 +38,7 @@ from .config import (
     Control,
     ControlConflictError,
     LabelConfigError,
-    config_classes,
+    config_vocabulary,
     for_config,
     map_controls,
     parse_config,
@@ -90,6 +90,10 @@ class Backend:
     #: or clicked in (Label Studio asks for a task's pre-annotation on opening only when it has no
     #: prediction yet); needs the Label Studio URL and token. 0: only the opened task.
     look_ahead: int = 2
+    #: For an open-vocabulary ``function`` (one with ``for_classes``): the user's ``prompts`` (a
+    #: dict, maybe empty, or ``"class=prompt|prompt, ..."``) for each labeling config's labels,
+    #: which it then searches (:meth:`detector`); None: it searches the classes it was made with.
+    vocabulary: Any = field(default_factory=dict)
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checked: tuple[LabelStudioCheck, float] | None = field(default=None, repr=False)
@@ -117,6 +121,19 @@ class Backend:
     def video_version(self) -> str:
         """The ``model_version`` of whole-video pre-annotations: detector, threshold and tracker."""
         return prediction_version(self.function, conf_threshold=self.conf_threshold, tracker=self.tracker)
+
+    def _version(self, controls: list[Control]) -> str:
+        """:attr:`model_version` for a labeling config's image controls: an open-vocabulary
+        function's version names the labels it searched (:meth:`detector`)."""
+        if self.function is None or not controls:
+            return self.model_version
+        return prediction_version(self.detector(controls), conf_threshold=self.conf_threshold)
+
+    def _video_version(self, controls: list[Control]) -> str:
+        """:attr:`video_version` for a labeling config's video controls."""
+        if self.function is None or not controls:
+            return self.video_version
+        return prediction_version(self.detector(controls), conf_threshold=self.conf_threshold, tracker=self.tracker)
 
     def label_studio_check(self, max_age: float = 60.0, timeout: float = 2.0) -> LabelStudioCheck:
         """Is Label Studio reachable with our token? A good answer is reused for ``max_age``
@@ -217,7 +234,9 @@ class Backend:
             raise LabelStudioUnusable(check.message)
         video_only = bool(controls["video"]) and not controls["detection"] and not controls["interactive"]
         return {
-            "model_version": self.video_version if video_only else self.model_version,
+            "model_version": self._video_version(controls["video"])
+            if video_only
+            else self._version(controls["detection"]),
             "label_studio": check.as_dict(),
             "controls": {
                 "detection": [c.name for c in controls["detection"]],
@@ -249,7 +268,7 @@ class Backend:
                     key_frame_interval=self.key_frame_interval,
                     conf_threshold=self.conf_threshold,
                     max_video_bytes=self.max_video_bytes,
-                    model_version=self.video_version,
+                    model_version=self._video_version(controls["video"]),
                     video_cache=self.video_cache,
                 )
                 for t in tasks
@@ -319,14 +338,14 @@ class Backend:
         Grounding DINO: one with ``for_classes``) made to find the controls' labels, their
         ``predicted_values`` as prompts (:func:`~autoannotate.label_studio.config.for_config`;
         the model is shared, one per label set is kept); any other function as it is."""
-        if not hasattr(self.function, "for_classes"):
+        if self.vocabulary is None or not hasattr(self.function, "for_classes"):
             return self.function
-        names, prompts = config_classes(controls)
+        names, prompts = config_vocabulary(controls, self.vocabulary)
         key = (tuple(names), tuple(sorted((k, tuple(v)) for k, v in prompts.items())))
         with self._lock:
             found = self._vocab.get(key)
         if found is None:
-            found = for_config(self.function, controls)
+            found = for_config(self.function, controls, self.vocabulary)
             with self._lock:
                 self._vocab[key] = found
                 while len(self._vocab) > 64:
@@ -352,6 +371,7 @@ class Backend:
                 early[i] = str(e)
         outputs: dict[int, dict] = {i: failure(msg) for i, msg in early.items()}
         function = self.detector(controls)
+        version = self._version(controls)
         for r in iter_annotations(
             function,
             items,
@@ -374,7 +394,7 @@ class Backend:
             except AutoAnnotateError as e:  # e.g. a shape type a control's label does not take
                 outputs[r.key] = failure(str(e))  # type: ignore[index]
                 continue
-            outputs[r.key] = build_prediction(task.get("id"), parts, r.size, self.model_version)  # type: ignore[index,arg-type]
+            outputs[r.key] = build_prediction(task.get("id"), parts, r.size, version)  # type: ignore[index,arg-type]
         return [outputs[i] for i in range(len(tasks))]
 
     # -- interactive ----------------------------------------------------------------------

@@ -243,10 +243,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if name is None:
         raise BadParameterError("annotate needs a detection function (--function NAME)")
     if is_open_vocabulary(name) and "classes" not in params:  # sam3, owlv2, grounding_dino
-        from .config import config_classes, fetch_label_config, parse_config
+        from .config import config_vocabulary, fetch_label_config, parse_config
 
-        classes, prompts = config_classes(parse_config(fetch_label_config(url, api_key, args.project)))
-        params = {**params, "classes": classes, **({"prompts": prompts} if prompts and "prompts" not in params else {})}
+        classes, prompts = config_vocabulary(
+            parse_config(fetch_label_config(url, api_key, args.project)), params.get("prompts")
+        )
+        params = {**params, "classes": classes, "prompts": prompts}
     from ..sharding import parse_shard
     from .project import annotate_project_workers
 

@@ -241,14 +241,26 @@ def config_classes(controls: list[Control]) -> tuple[list[str], dict[str, list[s
     return names, prompts
 
 
-def for_config(function: Any, controls: list[Control]) -> Any:
+def config_vocabulary(controls: list[Control], prompts: Any = None) -> tuple[list[str], dict[str, list[str]]]:
+    """:func:`config_classes` with the user's own ``prompts`` (the function's ``prompts``
+    parameter: a dict or ``"class=prompt|prompt, ..."``) for the config's labels they name; a
+    ``<Label>``'s ``predicted_values`` win over them, prompts for labels the config lacks are
+    unused."""
+    from ..functions.open_vocab import parse_prompts
+
+    names, found = config_classes(controls)
+    given = {k: v for k, v in parse_prompts(prompts).items() if k in names}
+    return names, {**given, **found}
+
+
+def for_config(function: Any, controls: list[Control], prompts: Any = None) -> Any:
     """``function`` for a labeling config: an open-vocabulary function (one with
-    ``for_classes``) made to find the config's labels (:func:`config_classes`); any other function
-    as it is. A config with no image region labels leaves it as it is."""
+    ``for_classes``) made to find the config's labels (:func:`config_vocabulary`, with the user's
+    ``prompts``); any other function as it is. A config with no region labels leaves it as it is."""
     if function is None or not hasattr(function, "for_classes"):
         return function
-    names, prompts = config_classes(controls)
-    return function.for_classes(names, prompts) if names else function
+    names, merged = config_vocabulary(controls, prompts)
+    return function.for_classes(names, merged) if names else function
 
 
 def fetch_label_config(url: str, api_key: str, project_id: int) -> str:

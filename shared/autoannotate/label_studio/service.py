@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..loading import load_function, load_interactive, with_classes
+from ..loading import is_open_vocabulary, load_function, load_interactive, with_classes
 from ..settings import Settings
 from .backend import Backend
 from .cache import EncodingCache
@@ -24,10 +24,15 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 
 def build_backend(settings: Settings) -> Backend:
     """Load the functions now (Label Studio gives /health and /setup only seconds)."""
-    # an open-vocabulary function (sam3, owlv2, grounding_dino) loads its model now with a stand-in
-    # class; each labeling config's labels become its classes (Backend.detector)
+    # an open-vocabulary function (sam3, owlv2, grounding_dino) given no classes loads its model now
+    # with a stand-in class; each labeling config's labels become its classes (Backend.detector),
+    # with the user's prompts for them. Classes the user gives are searched as they are.
+    params = dict(settings.params)
+    vocabulary = None
+    if settings.function and is_open_vocabulary(settings.function) and "classes" not in params:
+        vocabulary = params.pop("prompts", None) or {}  # the stand-in class has no prompts
     function = (
-        load_function(settings.function, **with_classes(settings.function, settings.params, ["object"]))
+        load_function(settings.function, **with_classes(settings.function, params, ["object"]))
         if settings.function
         else None
     )
@@ -41,6 +46,7 @@ def build_backend(settings: Settings) -> Backend:
     )
     return Backend(
         function=function,
+        vocabulary=vocabulary,
         interactive=interactive,
         tracker=tracker,
         fetcher=fetcher,
