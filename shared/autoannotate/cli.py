@@ -76,6 +76,8 @@ def parse_cli_classes(text: str | None) -> dict[str, str | None]:
             raise AutoAnnotateError(f"--classes {part!r}: output type {kind!r} is not one of {list(CLI_OUTPUTS)}")
         if not name:
             raise AutoAnnotateError(f"--classes {part!r}: no class name")
+        if name in out:
+            raise AutoAnnotateError(f"--classes names {name!r} twice")
         out[name] = kind or None
     return out
 

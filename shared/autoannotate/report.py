@@ -122,7 +122,10 @@ class AnnotateReport:
             lines.append(f"FAILED {f.image}: {f.reason}")
         if len(self.failures) > max_failures:
             lines.append(f"... and {len(self.failures) - max_failures} more failures")
-        lines.append("result: " + ("success" if self.success else "completed with failures"))
+        if self.extra.get("status") == "queued":  # a sharded run: the workers do the work
+            lines.append(f"result: queued as {self.extra.get('shards', '?')} shards (run {self.extra.get('run_key')})")
+        else:
+            lines.append("result: " + ("success" if self.success else "completed with failures"))
         return "\n".join(lines)
 
     def __str__(self) -> str:

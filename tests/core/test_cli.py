@@ -172,6 +172,7 @@ def test_functions_lists_predefined_functions(capsys):
         (["--function", "nope"], "not a predefined function"),
         (["-p", "score=float:high"], "not a valid float"),
         (["--conf-threshold", "2"], "conf_threshold must be in [0, 1]"),
+        (["--classes", "blob:mask,blob:polygon"], "names 'blob' twice"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(folder, tmp_path, capsys, args, message):

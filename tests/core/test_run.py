@@ -189,3 +189,12 @@ def test_max_items_counts_after_skipping():
     sink = ListSink(done={"img0"})
     report = run(images(5), processor(FakeDetector()), sink, max_items=2)
     assert sink.done == {"img0", "img1", "img2"} and report.images_processed == 2
+
+
+def test_a_queued_report_does_not_read_as_a_success():
+    from autoannotate.report import AnnotateReport
+
+    report = AnnotateReport()
+    report.extra.update(run_key="sharded_1", status="queued", shards=4)
+    assert report.summary().splitlines()[-1] == "result: queued as 4 shards (run sharded_1)"
+    assert AnnotateReport().summary().splitlines()[-1] == "result: success"

@@ -487,9 +487,15 @@ def test_missing_weights_say_how_to_get_them(name, weights, tmp_path, monkeypatc
     assert not importlib.import_module(f"autoannotate.functions.{name}").weights_available()
 
 
-def test_open_vocabulary_function_without_classes_says_so():
+def test_open_vocabulary_function_without_classes_says_so(tmp_path, monkeypatch):
     with pytest.raises(BadParameterError, match="open-vocabulary"):
         load_function("owlv2", pretrained=False)
+    # before any weights are looked for: the class message, not a missing-weights one
+    monkeypatch.setenv("AUTOANNOTATE_MODELS", str(tmp_path))
+    monkeypatch.setenv("AUTOANNOTATE_OFFLINE", "1")
+    for name in ("sam3", "owlv2", "grounding_dino"):
+        with pytest.raises(BadParameterError, match="--classes"):
+            load_function(name)
 
 
 def test_cli_annotate_with_classes(tmp_path, monkeypatch, capsys):

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from .open_vocab import Detections, OpenVocabularyFunction, char_bert_tokenizer, load_pretrained, to_device
+from .open_vocab import (
+    Detections,
+    OpenVocabularyFunction,
+    char_bert_tokenizer,
+    class_prompts,
+    load_pretrained,
+    to_device,
+)
 
 #: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
 OPEN_VOCABULARY = True
@@ -158,6 +165,7 @@ def create(
     """
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
+    class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
     if pretrained:
         model, processor, version = load_pretrained(
             GroundingDinoForObjectDetection, GroundingDinoProcessor, checkpoint or DEFAULT_WEIGHTS

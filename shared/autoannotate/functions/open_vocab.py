@@ -103,7 +103,8 @@ def class_prompts(
     if classes is None or (isinstance(classes, str) and not classes.strip()):
         raise BadParameterError(
             "this function is open-vocabulary: give the class names to find, e.g. create(classes=['stop_sign', "
-            "'yield']) or -p classes=str:stop_sign,yield (front ends pass their own class names)"
+            "'yield']), --classes stop_sign,yield on the command line, or -p classes=str:stop_sign,yield "
+            "(FiftyOne and Label Studio pass their own class names)"
         )
     names = split_list(classes) if isinstance(classes, str) else list(classes)
     for n in names:

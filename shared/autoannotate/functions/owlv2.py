@@ -23,6 +23,7 @@ from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
     char_clip_tokenizer,
+    class_prompts,
     clip_token_ids,
     load_pretrained,
     to_device,
@@ -106,6 +107,7 @@ def create(
     """
     from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
+    class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
     if pretrained:
         model, processor, version = load_pretrained(
             Owlv2ForObjectDetection, Owlv2Processor, checkpoint or DEFAULT_WEIGHTS

@@ -26,6 +26,7 @@ from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
     char_clip_tokenizer,
+    class_prompts,
     clip_token_ids,
     load_pretrained,
     to_device,
@@ -169,6 +170,7 @@ def create(
     """
     from transformers import Sam3Model, Sam3Processor
 
+    class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
     if pretrained:
         model, processor, version = load_pretrained(Sam3Model, Sam3Processor, checkpoint or DEFAULT_WEIGHTS)
     else:
