@@ -82,6 +82,15 @@ def _streams_to_app(ctx):
     return not ctx.delegated and "operator_uri" in ctx.request_params
 
 
+def _saved_calibrations(ctx):
+    """Label fields with saved review calibrations (the calibrate operator's Apply)."""
+    if ctx.dataset is None:
+        return []
+    from autoannotate.fiftyone.review import saved_calibrations
+
+    return saved_calibrations(ctx.dataset)
+
+
 class AutoLabel(foo.Operator):
     @property
     def config(self):
@@ -161,6 +170,15 @@ class AutoLabel(foo.Operator):
         inputs.float(
             "review_upper", default=0.8, min=0.0, max=1.0, label="Auto-approve at or above", **flag("review_upper")
         )
+        saved = _saved_calibrations(ctx)
+        if saved and ctx.params.get("route", True):
+            inputs.enum(
+                "review_calibration",
+                saved,
+                label="Review thresholds from a saved calibration",
+                description="the thresholds Calibrate review thresholds saved for a field (replace the two above; "
+                "classes it refused or lacks use its fallback)",
+            )
         inputs.bool("overwrite", default=False, label="Re-label samples that already have labels in this field")
         inputs.int("max_samples", min=0, label="At most this many samples")
         inputs.int("batch_size", default=DEFAULT_BATCH_SIZE, min=1, label="Images per model call")
@@ -212,6 +230,10 @@ class AutoLabel(foo.Operator):
 
         p = ctx.params
         review = (p.get("review_lower", 0.3), p.get("review_upper", 0.8)) if p.get("route", True) else None
+        if review is not None and p.get("review_calibration"):
+            from autoannotate.fiftyone.review import saved_calibration
+
+            review = saved_calibration(ctx.dataset, p["review_calibration"]) or review
         label_map = parse_label_map(p.get("label_map"))
         video = {
             "tracker": p.get("tracker") or "opencv_tracker",
@@ -705,10 +727,11 @@ class TrackLabels(foo.Operator):
         inputs.bool("overwrite", default=False, label="Replace tracked labels already on later frames")
         inputs.enum(
             "output",
-            ["boxes", "masks"],
+            ["boxes", "masks", "polylines"],
             default="boxes",
             label="Output",
-            description="masks: also store each tracked object's mask (sam2_video, edgetam_video)",
+            description="masks: also store each tracked object's mask; polylines: also its outline as a closed "
+            "polyline in <field>_polylines (both: sam2_video, edgetam_video)",
         )
         return types.Property(inputs, view=types.View(label="Track labels"))
 

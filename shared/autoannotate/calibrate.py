@@ -15,7 +15,9 @@ truth match) found it right. :func:`calibrate` turns decisions per class into re
   ``lower`` is the lowest decided score: nothing seen is discarded.
 
 A class with fewer than ``min_decisions`` scored decisions is refused (``refused`` says why) and
-is left out of the thresholds, unless a ``fallback`` is given for the rest (``"*"``).
+is left out of the per-class thresholds: refused and unseen classes route with the ``fallback``
+(the ``"*"`` entry; default :data:`DEFAULT_FALLBACK`, the package's default review thresholds,
+which the result states).
 
 Decisions from a review cover only what reviewers saw (usually the needs-review band), so the
 thresholds can move only inside the decided range; the result states the range it rests on.
@@ -33,6 +35,7 @@ from .errors import BadParameterError
 
 __all__ = [
     "BOUNDS",
+    "DEFAULT_FALLBACK",
     "ClassCalibration",
     "Calibration",
     "calibrate",
@@ -44,6 +47,9 @@ __all__ = [
 BOUNDS = ("estimate", "wilson")
 #: Scored decisions a class needs before it is calibrated.
 DEFAULT_MIN_DECISIONS = 30
+#: The ``"*"`` thresholds of refused and unseen classes when :func:`calibrate` is given no
+#: ``fallback``: the package's default review thresholds (those of the auto-label operator form).
+DEFAULT_FALLBACK = (0.3, 0.8)
 
 Decision = tuple[float | None, bool]
 
@@ -100,8 +106,9 @@ class ClassCalibration:
 @dataclass(frozen=True)
 class Calibration(Mapping):
     """Per-class calibrations; as a mapping it is the ``review=`` argument of the next run:
-    ``{class: (lower, upper)}`` for every calibrated class, plus ``"*": fallback`` when a
-    fallback was given (refused and unseen classes then route with it)."""
+    ``{class: (lower, upper)}`` for every calibrated class, plus ``"*": fallback`` (refused and
+    unseen classes route with it; :func:`calibrate` always sets one). Passed as a run's
+    ``review=``, classes the run does not have are ignored (:meth:`review`)."""
 
     target_precision: float
     bound: str
@@ -162,6 +169,7 @@ class Calibration(Mapping):
             "confidence": self.confidence,
             "min_decisions": self.min_decisions,
             "fallback": list(self.fallback) if self.fallback else None,
+            "fallback_is_default": bool(self.extra.get("fallback_is_default")),
             "review": {k: list(v) for k, v in self.thresholds.items()},
             "auto_approved_share": self.auto_approved_share,
             "classes": {k: c.to_dict() for k, c in self.classes.items()},
@@ -185,6 +193,11 @@ class Calibration(Mapping):
             lines.append(
                 f"  {c.name}: lower {c.lower:.3f} upper {c.upper:.3f}; precision {prec} {iv} over {c.support} "
                 f"of {c.decisions} decisions; auto-approved {_pct(c.auto_approved_share)}{reached}"
+            )
+        if self.fallback is not None:
+            origin = " (the package's default review thresholds)" if self.extra.get("fallback_is_default") else ""
+            lines.append(
+                f"  other classes (refused, not seen): lower {self.fallback[0]:.3f} upper {self.fallback[1]:.3f}{origin}"
             )
         return "\n".join(lines)
 
@@ -301,13 +314,14 @@ def calibrate(
 
     ``scores``: ``{class: [score, ...]}`` of all labels (decided or not) for the auto-approved
     share; ``fallback``: ``(lower, upper)`` for refused classes and classes not seen (the
-    ``"*"`` entry of the result), e.g. the thresholds the labels were routed with."""
-    _check(target_precision, bound, confidence, min_decisions)
-    if fallback is not None:
-        from .routing import ReviewThresholds
+    ``"*"`` entry of the result), e.g. the thresholds the labels were routed with; default
+    :data:`DEFAULT_FALLBACK` (stated as such in ``to_dict()`` and ``summary()``)."""
+    from .routing import ReviewThresholds
 
-        t = ReviewThresholds(*fallback)
-        fallback = (t.lower, t.upper)
+    _check(target_precision, bound, confidence, min_decisions)
+    is_default = fallback is None
+    t = ReviewThresholds(*(DEFAULT_FALLBACK if fallback is None else fallback))
+    fallback = (t.lower, t.upper)
     names = sorted(set(decisions) | set(scores or {}))
     classes = {
         name: calibrate_class(
@@ -326,7 +340,14 @@ def calibrate(
         for name in names
     }
     return Calibration(
-        target_precision, bound, confidence, min_decisions, classes, fallback, source, {"labels": labels}
+        target_precision,
+        bound,
+        confidence,
+        min_decisions,
+        classes,
+        fallback,
+        source,
+        {"labels": labels, "fallback_is_default": is_default},
     )
 
 

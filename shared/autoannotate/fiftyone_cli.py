@@ -65,9 +65,26 @@ def _add_review_commands(fo_sub: Any) -> None:
     cr.add_argument("--source", default="review", help="'review' (default) or a ground-truth field")
     cr.add_argument("--bound", choices=["estimate", "wilson"], default="estimate")
     cr.add_argument("--min-decisions", type=int, default=None, help="per class (default 30)")
+    cr.add_argument(
+        "--fallback",
+        type=_pair,
+        default=None,
+        metavar="LOWER,UPPER",
+        help="thresholds of refused and unseen classes (default: the package's default review thresholds, 0.3,0.8)",
+    )
     cr.add_argument("--save", action="store_true", help="keep the thresholds on the dataset (dataset.info)")
     cr.add_argument("--json", action="store_true")
     cr.set_defaults(handler=cmd_calibrate_review)
+
+
+def _pair(text: str) -> tuple[float, float]:
+    import argparse
+
+    try:
+        lower, upper = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOWER,UPPER (two numbers), got {text!r}") from None
+    return lower, upper
 
 
 def _pct(x: Any) -> str:
@@ -109,7 +126,13 @@ def cmd_calibrate_review(args: Any) -> int:
 
     ds = fo.load_dataset(args.dataset)
     cal = calibrate_review(
-        ds, args.field, args.target_precision, source=args.source, bound=args.bound, min_decisions=args.min_decisions
+        ds,
+        args.field,
+        args.target_precision,
+        source=args.source,
+        bound=args.bound,
+        min_decisions=args.min_decisions,
+        fallback=args.fallback,
     )
     if args.save:
         save_calibration(ds, args.field, cal)

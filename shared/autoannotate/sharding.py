@@ -37,6 +37,15 @@ def select_shard(items: Iterable[T], index: int, shards: int) -> list[T]:
     return [it for it in items if shard_of(it[0], shards) == index]
 
 
+def check_shard(index: Any, count: Any) -> tuple[int, int]:
+    """Shard ``index`` of ``count`` as ``(index, count)``: integers, ``count >= 1`` and
+    ``0 <= index < count``, else :class:`BadParameterError`."""
+    check_shards(count)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
+        raise BadParameterError(f"shard index must be an integer between 0 and {count - 1}, got {index!r}")
+    return index, count
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` (shard I of N, counted from 0) as ``(I, N)``; a clear error otherwise."""
     try:
@@ -44,6 +53,7 @@ def parse_shard(text: str) -> tuple[int, int]:
         index, count = int(index_text), int(count_text)
     except ValueError:
         raise BadParameterError(f"--shard takes I/N (shard I of N, I from 0 to N-1), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise BadParameterError(f"--shard {text!r}: I must be between 0 and N-1 and N >= 1")
-    return index, count
+    try:
+        return check_shard(index, count)
+    except BadParameterError:
+        raise BadParameterError(f"--shard {text!r}: I must be between 0 and N-1 and N >= 1") from None

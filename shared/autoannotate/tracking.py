@@ -280,6 +280,14 @@ class Tracker:
     def _stop(self, t: Track, frame_index: int, why: str) -> None:
         self.end(t, frame_index, f"tracking stopped on frame {frame_index}: {why}")
 
+    def finish(self) -> list[Track]:
+        """The tracks, with the tracking function's states (a video session: the model's memory,
+        frame features) let go: the returned tracks hold only their shapes."""
+        for t in self.tracks:
+            t.state = None
+        self.session = None
+        return self.tracks
+
 
 def track_shapes(
     function: Any,
@@ -335,6 +343,7 @@ def track_shapes(
                 end_reason=f"not tracked: no frame {starts[i]}",
             )
         out.append(found)
+    tracker.finish()
     return out
 
 
@@ -417,4 +426,4 @@ def detect_and_track(
                     score=d.score,
                     size=image.size,
                 )
-    return tracker.tracks
+    return tracker.finish()

@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoannotate.calibrate import calibrate, calibrate_class, precision_by_confidence, wilson_interval
+from autoannotate.calibrate import (
+    DEFAULT_FALLBACK,
+    calibrate,
+    calibrate_class,
+    precision_by_confidence,
+    wilson_interval,
+)
 from autoannotate.errors import BadParameterError
 from autoannotate.routing import parse_review, thresholds_per_class
 
@@ -54,8 +60,11 @@ def test_too_few_decisions_are_refused_and_fallback_covers_the_rest():
     routing = thresholds_per_class(cal, ["cat", "dog"])
     assert routing["dog"].upper == 0.8 and routing["cat"].upper == pytest.approx(0.9, abs=0.02)
     assert parse_review(cal.review(["cat"]))["cat"].lower == cal["cat"][0]
+    # without a fallback, refused classes route with the package's default review thresholds
     without = calibrate(decisions, 0.95)
-    assert set(without) == {"cat"}
+    assert set(without) == {"cat", "*"} and without["*"] == DEFAULT_FALLBACK == (0.3, 0.8)
+    assert without.to_dict()["fallback_is_default"] and "the package's default" in without.summary()
+    assert thresholds_per_class(without, ["cat", "dog"])["dog"].upper == 0.8
     d = cal.to_dict()
     assert d["classes"]["dog"]["refused"] and d["review"]["*"] == [0.3, 0.8]
     assert "cat: lower" in cal.summary() and "dog: refused" in cal.summary()

@@ -147,10 +147,46 @@ def test_calibration_from_reviewers_is_the_next_runs_review_and_can_be_applied(s
     save_calibration(small_dataset, "auto", cal)
     assert saved_calibration(small_dataset, "auto") == {"cat": (0.6, 0.6), "*": (0.3, 0.8)}
     set_review(small_dataset, labels(small_dataset), "needs_review", reviewer="ann")
+    assign_reviewers(small_dataset, "auto", ["ann"])
+    # back to needs_review: undecided again, and counted once for ann (her assignment), not twice
+    assert not any(d.reviewed_by or d.reviewed_at for s in small_dataset for d in s.auto.detections)
+    summary = review_summary(small_dataset, "auto")
+    assert summary["by_reviewer"]["ann"]["needs_review"] == 6 * 40 and summary["total"]["needs_review"] == 6 * 40
     assert apply_calibration(small_dataset, "auto", cal) == 6 * 16
-    assert review_summary(small_dataset, "auto")["total"]["approved_auto"] == 0  # reviewed_by is kept: approved_human
+    # approvals by the calibration are the routing's, never a person's
+    assert review_summary(small_dataset, "auto")["total"]["approved_auto"] == 6 * 16
     decisions, _ = review_decisions(small_dataset, "auto")
-    assert len(decisions["cat"]) == 6 * 16  # the 16 approved per photo still carry their reviewer
+    assert decisions == {}
+
+
+def test_apply_calibration_clears_an_earlier_reviewer(small_dataset):
+    annotate_dataset(small_dataset, FakeDetector(five), label_field="auto", review=(0.05, 0.95), progress=False)
+    todo = labels(small_dataset, review="needs_review")
+    set_review(small_dataset, todo, "rejected", reviewer="ann")
+    # a reviewer's decision is undone by hand in the database (e.g. an older version), then calibrated
+    small_dataset.set_label_values(
+        "auto.detections.review",
+        [{"sample_id": t["sample_id"], "label_id": t["label_id"], "value": "needs_review"} for t in todo],
+    )
+    assert apply_calibration(small_dataset, "auto", {"*": (0.0, 0.7)}) == 6 * 2
+    approved = [d for s in small_dataset for d in s.auto.detections if d.review == "approved"]
+    assert len(approved) == 6 * 2 and not any(d.reviewed_by or d.reviewed_at for d in approved)
+    total = review_summary(small_dataset, "auto")["total"]
+    assert total["approved_auto"] == 6 * 2 and total["approved_human"] == 0
+    assert review_decisions(small_dataset, "auto")[0] == {}  # nothing counts as a person's decision
+
+
+def test_a_calibration_with_refused_and_foreign_classes_is_a_runs_review(small_dataset):
+    from autoannotate.calibrate import calibrate
+
+    steps = [(i / 100, i >= 60) for i in range(100)]
+    cal = calibrate({"cat": steps, "bird": steps, "dog": steps[:5]}, 0.95)
+    assert cal.refused.keys() == {"dog"} and cal["*"] == (0.3, 0.8) and cal["cat"] == (0.58, 0.58)
+    # bird is not a class of this run (ignored); dog was refused (the default fallback)
+    report = annotate_dataset(small_dataset, FakeDetector(five), label_field="auto", review=cal, progress=False)
+    got = {(d.label, d.confidence): d.review for s in small_dataset.limit(1) for d in s.auto.detections}
+    assert got == {("cat", 0.9): "approved", ("dog", 0.35): "needs_review", ("dog", 0.75): "needs_review"}
+    assert report.discarded == 6 * 2  # cats at 0.1 and 0.5, below cat's lower 0.58
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +399,14 @@ def test_fiftyone_commands_print_the_summary_and_the_calibration(small_dataset, 
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "cat: lower" in out and "dog: refused" in out
-    assert set(saved_calibration(small_dataset, "auto")) == {"cat"}
+    assert "other classes (refused, not seen): lower 0.300 upper 0.800 (the package's default" in out
+    assert saved_calibration(small_dataset, "auto")["*"] == (0.3, 0.8) and set(
+        saved_calibration(small_dataset, "auto")
+    ) == {"cat", "*"}
+    assert main([*args, "--fallback", "0.1,0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "upper 0.900" in out and "package's default" not in out
+    assert saved_calibration(small_dataset, "auto")["*"] == (0.1, 0.9)
 
 
 def test_video_frame_labels_summary_order_and_calibration(tmp_path, dataset_name):
@@ -406,3 +449,49 @@ def test_video_frame_labels_summary_order_and_calibration(tmp_path, dataset_name
         assert ds.count_values("frames.auto.detections.review") == {"approved": 14, "rejected": 2}
     finally:
         ds.delete()
+
+
+def test_review_tools_on_a_sharded_run(small_dataset, models_env):
+    """A sharded run (its parent record and its two shard runs, run here in-process): labels carry
+    the shard run keys, the parent key still selects them and its discards count once."""
+    from autoannotate.fiftyone.shard_worker import run_shard
+
+    queued = annotate_dataset(
+        small_dataset, "yolox", label_field="auto", review=(0.1, 1.0), conf_threshold=0.01, shards=2, progress=False
+    )
+    key = queued.extra["run_key"]
+    for shard in (0, 1):
+        run_shard(small_dataset, key, shard)
+    small_dataset.reload()
+    from autoannotate.fiftyone import get_run
+
+    parent = get_run(small_dataset, key)
+    assert parent["kind"] == "sharded"
+    discarded = int(parent["report"]["discarded"])
+    assert discarded > 0
+    summary = review_summary(small_dataset, "auto")
+    assert summary["total"]["discarded"] == discarded  # not twice (parent + shards)
+    assert sum(r["discarded"] for r in summary["by_run"].values()) == discarded
+    pending = summary["total"]["needs_review"]
+    assert pending > 0
+    view = needs_review_view(small_dataset, "auto", run_key=key)
+    assert view.count("auto.detections") == pending
+    ranked = review_priority(small_dataset, "auto", run_key=key)
+    assert sum(d["labels"] for d in ranked) == pending
+    todo = labels(small_dataset, review="needs_review")
+    set_review(small_dataset, todo, "approved", reviewer="ann")
+    cal = calibrate_review(small_dataset, "auto", 0.95, run_key=key, min_decisions=1)
+    assert sum(c.decisions for c in cal.classes.values()) == len(todo)
+
+
+def test_auto_label_operator_uses_a_saved_calibration(small_dataset, models_env):
+    from autoannotate.calibrate import calibrate
+
+    # "unicorn" is no class of the run (ignored); every other class routes with the fallback
+    cal = calibrate({"unicorn": [(i / 100, i >= 60) for i in range(100)]}, 0.95, fallback=(0.01, 0.02))
+    save_calibration(small_dataset, "auto", cal)
+    params = {"view_target": "DATASET", "function": "yolox", "label_field": "auto2", "conf_threshold": 0.02}
+    report = run_op("auto_label", small_dataset, {**params, "review_calibration": "auto"})
+    small_dataset.reload()
+    reviews = [d.review for s in small_dataset for d in (s.auto2.detections if s.auto2 else [])]
+    assert reviews and set(reviews) == {"approved"} and report["auto_approved"] == len(reviews)

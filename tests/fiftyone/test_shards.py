@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ import pytest
 from autoannotate.errors import BadParameterError
 from autoannotate.fiftyone import annotate_dataset, get_run, list_runs
 from autoannotate.fiftyone.shard_worker import run_shard
-from autoannotate.fiftyone.shards import shard_states, wait_for_run
+from autoannotate.fiftyone.shards import SHARD_OPERATOR, shard_states, wait_for_run
 from autoannotate.sharding import select_shard, shard_of
 from tests.fiftyone.conftest import gt_snapshot
 from tests.procs import kill_tree
@@ -139,6 +140,7 @@ def test_auto_label_operator_queues_shards_and_requeue_operator_revives_a_dead_o
     assert small_dataset.get_field("auto") is None
     # shard 0 claimed by a worker that then vanished: its operation stays "running"
     svc.set_running(ops[0].id)
+    _claimed_at(ops[0].id, "2025-12-31T23:00:00")  # its last beat came after the claim
     coll = fo.core.odm.get_db_conn()["autoannotate_runs"]
     gone = {"state": "running", "done": 1, "total": 3, "heartbeat_at": "2026-01-01T00:00:00+00:00"}
     gone["owner"] = {"host": "another-machine", "pid": 1}
@@ -158,6 +160,185 @@ def test_auto_label_operator_queues_shards_and_requeue_operator_revives_a_dead_o
     assert small_dataset.exists("auto").count() == 6
 
 
+def _claimed_at(op_id, when):
+    """Move a delegated operation's claim time (``started_at``, naive UTC as FiftyOne keeps it)."""
+    import datetime as dt
+
+    stamp = dt.datetime.fromisoformat(when)
+    fo.core.odm.get_db_conn()["delegated_ops"].update_one({"_id": op_id}, {"$set": {"started_at": stamp}})
+
+
+def test_requeued_shard_claimed_again_is_not_dead_before_its_first_beat(small_dataset, models_env):
+    """A requeued shard that a new worker claimed is judged by the new claim, not by the dead
+    worker's last beat: a second requeue leaves it alone (no two workers on one shard)."""
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from autoannotate.fiftyone.runs import delete_run
+    from autoannotate.fiftyone.shards import requeue
+
+    queued = annotate_dataset(small_dataset, "yolox", label_field="auto", shards=2)
+    key = queued.extra["run_key"]
+    svc = DelegatedOperationService()
+    op = ObjectId(queued.extra["operations"][0])
+    coll = fo.core.odm.get_db_conn()["autoannotate_runs"]
+    parent_id = f"{small_dataset._doc.id}:{key}"
+    old = {"state": "running", "done": 1, "total": 3, "heartbeat_at": "2026-01-01T00:00:00+00:00"}
+    old["owner"] = {"host": "another-machine", "pid": 1}
+    # claimed by a worker that beat once and vanished
+    svc.set_running(op)
+    _claimed_at(op, "2025-12-31T23:00:00")
+    coll.update_one({"_id": parent_id}, {"$set": {"shard_progress.0": old}})
+    assert requeue(small_dataset, key)["requeued"] == [0]
+    assert "0" not in coll.find_one({"_id": parent_id})["shard_progress"]  # the dead beat is gone
+    # a new worker claims it (now) and has not beaten yet; the old beat shows up again (a late write)
+    svc.set_running(op)
+    coll.update_one({"_id": parent_id}, {"$set": {"shard_progress.0": old}})
+    assert [s["state"] for s in shard_states(small_dataset, key)] == ["running", "queued"]
+    assert requeue(small_dataset, key)["requeued"] == []
+    assert svc.get(op).run_state == "running"
+    # a claim older than the timeout with no beat since is dead again
+    _claimed_at(op, "2025-12-31T23:00:00")
+    assert [s["state"] for s in shard_states(small_dataset, key)] == ["dead", "queued"]
+    delete_run(small_dataset, key)
+
+
+def test_shard_worker_beats_before_listing_its_samples(small_dataset, models_env, monkeypatch):
+    """The worker's first beat comes before it lists ids or loads the model."""
+    from autoannotate.fiftyone import shard_worker
+    from autoannotate.fiftyone.runs import delete_run
+
+    queued = annotate_dataset(small_dataset, "yolox", label_field="auto", shards=2)
+    key = queued.extra["run_key"]
+
+    def stuck(*args, **kwargs):
+        raise RuntimeError("still listing")
+
+    monkeypatch.setattr(shard_worker, "shard_target", stuck)
+    with pytest.raises(RuntimeError, match="still listing"):
+        run_shard(small_dataset, key, 1)
+    progress = fo.core.odm.get_db_conn()["autoannotate_runs"].find_one({"_id": f"{small_dataset._doc.id}:{key}"})
+    beat = progress["shard_progress"]["1"]
+    assert beat["state"] == "starting" and beat["owner"]["pid"] == os.getpid() and beat["heartbeat_at"]
+    delete_run(small_dataset, key)
+
+
+class _CalibrationLike(Mapping):
+    """What autoannotate.calibrate.Calibration is to a run: a mapping with ``review(classes)``."""
+
+    def __init__(self, thresholds):
+        self.thresholds = dict(thresholds)
+
+    def __getitem__(self, key):
+        return self.thresholds[key]
+
+    def __iter__(self):
+        return iter(self.thresholds)
+
+    def __len__(self):
+        return len(self.thresholds)
+
+    def review(self, classes=None):
+        keep = set(classes or self.thresholds) | {"*"}
+        return {k: v for k, v in self.thresholds.items() if k in keep}
+
+
+@pytest.mark.parametrize("kind", ["calibration", "thresholds"])
+def test_sharded_run_stores_a_calibration_or_thresholds_review_as_plain_values(small_dataset, models_env, kind):
+    from autoannotate.fiftyone.runs import delete_run
+    from autoannotate.routing import ReviewThresholds
+
+    if kind == "calibration":  # classes the run lacks are ignored, as in a plain run
+        review = _CalibrationLike({"person": (0.1, 0.5), "not_a_coco_class": (0.0, 1.0), "*": (0.2, 0.7)})
+    else:
+        review = ReviewThresholds(0.2, 0.7)
+    queued = annotate_dataset(small_dataset, "yolox", label_field="auto", review=review, shards=2)
+    key = queued.extra["run_key"]
+    parent = fo.core.odm.get_db_conn()["autoannotate_runs"].find_one({"_id": f"{small_dataset._doc.id}:{key}"})
+    stored = parent["shard_args"]["review"]
+    assert stored == parent["review"] and len(stored) == 80  # every COCO class, [lower, upper]
+    assert stored["person"] == ([0.1, 0.5] if kind == "calibration" else [0.2, 0.7])
+    assert stored["dog"] == [0.2, 0.7]
+    assert "not_a_coco_class" not in stored
+    # a worker runs with it: the shard's own run has the same routing
+    run_shard(small_dataset, key, 0)
+    (child,) = [r for r in list_runs(small_dataset) if r.get("parent_run") == key]
+    assert child["status"] == "completed"
+    delete_run(small_dataset, key)
+
+
+def test_expand_run_key_and_delete_run_of_a_sharded_run(photos, models_env):
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from autoannotate.fiftyone.runs import delete_run, expand_run_key
+
+    ds = photos.limit(6).clone("aa-shards-delete")
+    svc = DelegatedOperationService()
+    queued = annotate_dataset(ds, "yolox", label_field="auto", shards=2)
+    key = queued.extra["run_key"]
+    assert expand_run_key(ds, key) == []  # no shard has started
+    for op_id in queued.extra["operations"]:  # what a worker does with a queued operation
+        svc.execute_operation(svc.get(ObjectId(op_id)))
+    record = wait_for_run(ds, key, timeout=60)
+    ds.reload()
+    children = expand_run_key(ds, key)
+    assert children == [k for i in range(2) for k in record["report"]["extra"]["shard_runs"][str(i)]]
+    assert set(ds.distinct("auto.detections.autoannotate_run")) == set(children)
+    assert expand_run_key(ds, children[0]) == [children[0]] and expand_run_key(ds, "no_such") == ["no_such"]
+    n_labels = ds.count("auto.detections")
+    assert n_labels > 0
+    # a second run, still queued: deleting it takes its operations out of the queue
+    pending = annotate_dataset(ds, "yolox", label_field="auto", shards=2, overwrite=True)
+    out = delete_run(ds, pending.extra["run_key"])
+    assert sorted(out["operations_deleted"]) == sorted(pending.extra["operations"])
+    assert out["operations_running"] == [] and out["shard_runs_deleted"] == []
+    assert not [op for op in svc.list_operations(operator=SHARD_OPERATOR) if str(op.id) in pending.extra["operations"]]
+    out = delete_run(ds, key, delete_labels=True)
+    assert sorted(out["shard_runs_deleted"]) == sorted(children) and out["labels_deleted"] == n_labels
+    assert ds.count("auto.detections") == 0
+    assert [r["run_key"] for r in list_runs(ds)] == []
+    assert not [op for op in svc.list_operations(operator=SHARD_OPERATOR) if str(op.id) in queued.extra["operations"]]
+    ds.delete()
+
+
+def test_shard_runs_its_samples_in_batches_with_the_same_labels(photos, reference, models_env, monkeypatch):
+    """A shard never selects more than SHARD_BATCH ids at once: one run per batch, each
+    resumable; the labels equal a single run's."""
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from autoannotate.fiftyone import shard_worker
+    from autoannotate.fiftyone.runs import expand_run_key
+
+    ds = photos.limit(5).clone("aa-shards-batches")
+    monkeypatch.setattr(shard_worker, "SHARD_BATCH", 2)
+    selected = []
+    select = fo.core.view.DatasetView.select
+
+    def spy(self, ids, *args, **kwargs):
+        selected.append(len(ids))
+        return select(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(fo.core.view.DatasetView, "select", spy)
+    queued = annotate_dataset(ds, "yolox", label_field="auto", review=REVIEW, shards=1)
+    key = queued.extra["run_key"]
+    svc = DelegatedOperationService()
+    svc.execute_operation(svc.get(ObjectId(queued.extra["operations"][0])))
+    record = wait_for_run(ds, key, timeout=60)
+    assert selected == [2, 2, 1]
+    ds.reload()
+    state = _state(ds)
+    assert state == {name: reference[name] for name in state}
+    keys = record["report"]["extra"]["shard_runs"]["0"]
+    assert len(keys) == 3 and expand_run_key(ds, key) == keys
+    assert set(ds.values("auto.autoannotate_run")) == set(keys)
+    assert record["report"]["images_processed"] == 5
+    again = run_shard(ds, key, 0)  # every batch again: nothing left to do
+    assert again.images_processed == 0 and again.images_skipped == 5
+    ds.delete()
+
+
 def test_four_shards_on_three_workers_equal_a_single_run(photos, reference, workers):
     ds = photos.clone("aa-shards-four")
     before = gt_snapshot(ds)
@@ -171,9 +352,10 @@ def test_four_shards_on_three_workers_equal_a_single_run(photos, reference, work
     assert gt_snapshot(ds) == before
     # every sample labelled exactly once, by the shard its id hashes to
     shard_runs = record["report"]["extra"]["shard_runs"]
-    assert len(set(shard_runs.values())) == 4
+    assert all(len(keys) == 1 for keys in shard_runs.values())  # 24 samples: one batch per shard
+    assert len({k for keys in shard_runs.values() for k in keys}) == 4
     for s in ds:
-        assert s.auto.autoannotate_run == shard_runs[str(shard_of(s.id, 4))]
+        assert [s.auto.autoannotate_run] == shard_runs[str(shard_of(s.id, 4))]
         assert {d.autoannotate_run for d in s.auto.detections} <= {s.auto.autoannotate_run}
     report = record["report"]
     assert report["images_processed"] == N_IMAGES and report["images_attempted"] == N_IMAGES
@@ -257,7 +439,7 @@ def test_killed_worker_requeued_shard_resumes_and_equals_a_single_run(photos, re
     assert _state(ds) == reference
     assert gt_snapshot(ds) == before
     # the requeued shard resumed its own run: one run key on all its samples, the rest skipped
-    shard_key = record["report"]["extra"]["shard_runs"][str(shard)]
+    (shard_key,) = record["report"]["extra"]["shard_runs"][str(shard)]
     assert set(ds.select(list(by_shard[shard])).values("auto.autoannotate_run")) == {shard_key}
     (child,) = [r for r in list_runs(ds) if r["run_key"] == shard_key]
     assert child["resumed"] is True and child["status"] == "completed", child

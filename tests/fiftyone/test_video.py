@@ -237,3 +237,106 @@ def test_auto_label_videos_with_the_sam2_video_tracker(video_dataset, clip, tiny
     assert sorted(got) == list(range(1, N + 1))
     for items in got.values():
         assert {d.label for *_, d in items} == {"cat", "dog"} and all(d.index is not None for *_, d in items)
+
+
+def test_track_labels_with_sam2_video_writes_polylines_of_the_masks_with_the_index(video_dataset, clip, tiny_sam2_env):
+    from autoannotate.fiftyone.convert import abs_box
+    from autoannotate.functions import sam2_video
+    from autoannotate.interface import TrackableShape
+    from autoannotate.masks import mask_to_polygon
+    from autoannotate.tracking import track_shapes
+    from autoannotate.video import read_frames
+
+    path, _, (w, h) = clip
+    params = {"min_score": 0.0}
+    report = track_labels(
+        video_dataset, "detections", tracker="sam2_video", tracker_params=params, num_frames=8, output="polylines"
+    )
+    assert report.success and report.annotations_added == 8 and report.extra["polylines_added"] == 8
+    assert report.extra["label_fields"] == ["frames.detections", "frames.detections_polylines"]
+    assert list_runs(video_dataset)[-1]["output"] == "polylines"
+    boxes = boxes_by_frame(video_dataset, index=0)
+    assert sorted(boxes) == list(range(1, 10))
+    source = video_dataset.first().frames[1]["detections"].detections[0]
+    (track,) = track_shapes(
+        sam2_video.create(**params),
+        read_frames(path, 0, 9),
+        [TrackableShape("rectangle", abs_box(source.bounding_box, w, h))],
+        masks=True,
+    )
+    frames = video_dataset.first().frames
+    assert frames[1]["detections_polylines"] is None  # the source frame keeps its own label
+    for n in range(2, 10):
+        (line,) = frames[n]["detections_polylines"].polylines
+        assert line.index == 0 and line.label == "cat" and line.closed and line.filled and line.tracked
+        assert line.confidence == 1.0 and line.autoannotate_run == report.extra["run_key"]
+        poly = mask_to_polygon(track.shapes[n - 1].bitmap)
+        expected = [v / (w if i % 2 == 0 else h) for i, v in enumerate(poly)]
+        assert [v for point in line.points[0] for v in point] == pytest.approx(expected)
+        assert boxes[n][0][4].mask is None  # boxes, and the outline beside them
+    again = track_labels(
+        video_dataset, "detections", tracker="sam2_video", tracker_params=params, num_frames=8, output="polylines"
+    )
+    assert again.annotations_added == 0 and again.extra["polylines_added"] == 0  # kept unless overwrite
+    with pytest.raises(aa.BadParameterError, match="gives no masks"):
+        track_labels(video_dataset, "detections", output="polylines")
+    with pytest.raises(aa.BadParameterError, match="output must be one of"):
+        track_labels(video_dataset, "detections", output="points")
+
+
+def test_auto_label_videos_with_sam2_video_writes_mask_and_polygon_classes_from_its_masks(
+    video_dataset, clip, tiny_sam2_env
+):
+    _, truth, _ = clip
+
+    def detect(ctx, image):
+        i = int(ctx.frame_name.split()[-1])
+        return [aa.rectangle(k, truth[k][i], score=0.9) for k in (0, 1)]
+
+    def run(tracker, **kw):
+        return annotate_dataset(
+            video_dataset,
+            FakeDetector(detect),
+            label_field="auto",
+            classes=[("cat", "mask"), ("dog", "polygon")],
+            tracker=tracker,
+            key_frame_interval=10,
+            progress=False,
+            **kw,
+        )
+
+    with pytest.raises(aa.BadParameterError, match="tracker that gives masks"):
+        run("opencv_tracker")
+    report = run("sam2_video", tracker_params={"min_score": 0.0})
+    assert report.success and report.images_processed == 1
+    assert report.extra["label_fields"] == ["frames.auto", "frames.auto_polylines"]
+    frames = video_dataset.first().frames
+    masked = outlined = 0
+    for n in range(1, N + 1):
+        for d in frames[n]["auto"].detections if frames[n]["auto"] else []:
+            assert d.label == "cat" and d.index is not None
+            if getattr(d, "refined", None) is False:  # the key frame the track starts on: the detector's box
+                assert d.mask is None and (n - 1) % 10 == 0
+            else:
+                x, y, bw, bh = d.bounding_box
+                assert d.mask is not None and d.mask.shape == (round(bh * 240), round(bw * 320))
+                masked += 1
+        for p in frames[n]["auto_polylines"].polylines if frames[n]["auto_polylines"] else []:
+            assert p.label == "dog" and p.closed and p.index is not None
+            outlined += getattr(p, "refined", None) is not False
+    # the tracker's masks, not box refinement, on the tracked frames
+    assert masked >= N // 2 and outlined >= N // 2
+    assert report.extra["unrefined_labels"] >= 2
+
+
+def test_track_labels_operator_offers_the_polylines_output(video_dataset):
+    params = {"view_target": "DATASET", "label_field": "frames.detections", "num_frames": 3}
+    ctx = {"dataset": video_dataset.name, "params": dict(params, output="polylines")}
+    # a valid choice of the form, refused by track_labels for a tracker without masks
+    with pytest.raises(Exception, match="gives no masks; use sam2_video or edgetam_video for output='polylines'"):
+        foo.execute_operator("@autoannotate/autoannotate/track_labels", ctx=ctx)
+    with pytest.raises(Exception, match="Path: output. Reason: Invalid enum value"):
+        foo.execute_operator(
+            "@autoannotate/autoannotate/track_labels",
+            ctx={"dataset": video_dataset.name, "params": dict(params, output="points")},
+        )

@@ -102,6 +102,7 @@ def test_track_shapes_gives_the_boxes_of_transformers_masks_with_one_encoding_pe
         assert t.shapes[0].points == BOXES[i]  # the drawn box on its own frame
         for k in range(1, 6):
             assert t.shapes[k].box() == pytest.approx(mask_bbox(ref[k][0][i]))
+        assert t.state is None  # the returned tracks do not keep the video session alive
 
 
 def test_mask_prompts_and_the_per_object_protocol():

@@ -82,6 +82,19 @@ def test_parse_shard():
             parse_shard(bad)
 
 
+def test_annotate_project_checks_its_shard_like_parse_shard():
+    """One range check (autoannotate.sharding.check_shard) for --shard and shard=."""
+    from autoannotate.label_studio.project import annotate_project
+    from autoannotate.sharding import check_shard
+
+    assert check_shard(0, 1) == (0, 1)
+    for index, count in ((3, 3), (-1, 3), (True, 3), (0, 0), (1.0, 3)):
+        with pytest.raises(BadParameterError):
+            check_shard(index, count)
+        with pytest.raises(BadParameterError):  # refused before any request to Label Studio
+            annotate_project("http://127.0.0.1:9", "token", 1, lambda images: [], shard=(index, count))
+
+
 def test_three_shard_processes_predict_every_task_once(label_studio):
     client, project, tasks = make_project(label_studio, "three shards")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "shared")]))
@@ -129,7 +142,13 @@ def test_workers_option_runs_local_processes_with_one_report(label_studio):
         write_every=2,
     )
     assert report.images_processed == N_TASKS and report.success
-    assert report.extra["predictions_uploaded"] == N_TASKS and len(report.extra["shard_runs"]) == 3
+    assert report.extra["predictions_uploaded"] == N_TASKS
+    # each worker's own counts: the tasks its shard holds, all processed, one prediction each
+    counts = report.extra["shard_counts"]
+    assert sorted(counts) == ["0/3", "1/3", "2/3"]
+    for i in range(3):
+        mine = len(select_shard([(t.id,) for t in tasks], i, 3))
+        assert counts[f"{i}/3"] == {"tasks_processed": mine, "tasks_skipped": 0, "predictions_uploaded": mine}
     assert predictions_per_task(client, tasks) == {t.id: 1 for t in tasks}
     # the command line: the same, one combined report; nothing left to do
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "shared")]))

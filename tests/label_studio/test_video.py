@@ -424,3 +424,44 @@ def test_open_vocabulary_video_pre_annotation_searches_the_configs_video_labels(
     assert r.status_code == 200, r.text
     (region,) = r.json()["results"][0]["result"]
     assert region["value"]["labels"] == ["Cat"] and len(region["value"]["sequence"]) == N
+
+
+def test_video_cache_keeps_no_fetch_gate_once_a_video_is_fetched(tmp_path):
+    """A gate (lock) per video exists only while that video is wanted: a long-running backend
+    serving many tasks does not keep one per video ever asked for."""
+    import threading
+
+    from autoannotate.label_studio.video_cache import VideoCache
+
+    cache = VideoCache(10_000, tmp_path / "videos")
+    started, release = threading.Event(), threading.Event()
+
+    class SlowFetcher(BytesFetcher):
+        def fetch(self, ref, max_bytes):
+            if ref.startswith("w:"):
+                started.set()
+                release.wait(10)
+            return super().fetch(ref, max_bytes)
+
+    f = SlowFetcher()
+    for i in range(20):
+        with cache.path(f, f"v{i}:10", 1000):
+            pass
+    assert cache._fetching == {} and cache.fetches == 20
+    # requests for one video at once: one fetch, and the gate goes when the last one is served
+    seen: list[bytes] = []
+
+    def use():
+        with cache.path(f, "w:10", 1000) as p:
+            seen.append(open(p, "rb").read())
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for t in threads:
+        t.start()
+    assert started.wait(10)
+    assert len(cache._fetching) == 1
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert seen == [b"x" * 10] * 4 and f.refs.count("w:10") == 1 and cache.fetches == 21
+    assert cache._fetching == {}

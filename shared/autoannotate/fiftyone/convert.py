@@ -51,12 +51,31 @@ def abs_box(rel: list[float], w: int, h: int) -> tuple[float, float, float, floa
     return x * w, y * h, (x + bw) * w, (y + bh) * h
 
 
+def crop_mask(bitmap: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The part of an image-sized mask inside pixel ``box`` ``(x1, y1, x2, y2)``: a FiftyOne
+    detection's mask, which covers its box only."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return bitmap[y1:y2, x1:x2].copy()
+
+
 def _mask_detection(bitmap: np.ndarray, w: int, h: int, **kw: Any) -> fo.Detection | None:
     box = mask_bbox(bitmap)
     if box is None:
         return None
-    x1, y1, x2, y2 = (int(v) for v in box)
-    return fo.Detection(bounding_box=rel_box((x1, y1, x2, y2), w, h), mask=bitmap[y1:y2, x1:x2].copy(), **kw)
+    return fo.Detection(bounding_box=rel_box(box, w, h), mask=crop_mask(bitmap, box), **kw)
+
+
+def mask_polyline(bitmap: np.ndarray, w: int, h: int, *, closed: bool = True, **kw: Any) -> fo.Polyline | None:
+    """The outline of the largest region of an image-sized mask as a FiftyOne polyline (closed
+    and filled: a polygon), or None when the mask has no such region."""
+    poly = mask_to_polygon(bitmap)
+    return _polyline(tuple(poly) if poly else (), w, h, closed, **kw)
+
+
+def _polyline(pts: tuple[float, ...], w: int, h: int, closed: bool, **kw: Any) -> fo.Polyline | None:
+    if len(pts) < 4:
+        return None
+    return fo.Polyline(points=[_rel_points(pts, w, h)], closed=closed, filled=closed, **kw)
 
 
 def _rel_points(flat: tuple[float, ...], w: int, h: int) -> list[tuple[float, float]]:
@@ -84,15 +103,10 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
     if output in ("polygon", "polyline"):
         closed = output == "polygon"
         if s.type == "mask":
-            poly = mask_to_polygon(s.bitmap)  # type: ignore[arg-type]
-            pts = tuple(poly) if poly else ()
-        elif s.type in ("polygon", "polyline"):
-            pts = s.points
-        else:
-            return None
-        if len(pts) < 4:
-            return None
-        return fo.Polyline(points=[_rel_points(pts, w, h)], closed=closed, filled=closed, **kw)
+            return mask_polyline(s.bitmap, w, h, closed=closed, **kw)  # type: ignore[arg-type]
+        if s.type in ("polygon", "polyline"):
+            return _polyline(s.points, w, h, closed, **kw)
+        return None
     if output == "keypoint":
         if s.type == "points":
             kps, extra = _rel_points(s.points, w, h), {}

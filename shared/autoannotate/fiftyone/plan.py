@@ -220,6 +220,8 @@ def make_plan(
     containers = list(dict.fromkeys(CONTAINER[o] for o in outputs.values()))
     fields = {kind: label_field if i == 0 else f"{label_field}_{kind}" for i, kind in enumerate(containers)}
     targets = [_target(name, i, by_class[name]) for i, name in enumerate(by_class)]
+    if callable(getattr(review, "review", None)):  # a Calibration: classes the run lacks are ignored
+        review = review.review(list(outputs))
     routing = thresholds_per_class(review, list(outputs))
     unmatched = [lbl.name for lbl in spec.labels if lbl.name not in names]
     return Plan(targets, outputs, fields, refine, routing, unmatched)

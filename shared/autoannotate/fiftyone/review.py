@@ -104,9 +104,10 @@ def set_review(
     ``label_id``, ``sample_id``, ``field`` and, for video frame labels, ``frame_number``; the
     field may be given as ``frames.<name>`` or ``<name>``).
 
-    Every label changed also records who decided and when: ``reviewed_by`` (``reviewer``, default
-    :func:`default_reviewer`) and ``reviewed_at`` (UTC, ISO 8601); an ``approved`` label with
-    ``reviewed_by`` was approved by a person, one without it by the routing.
+    Every label changed to ``approved`` or ``rejected`` also records who decided and when:
+    ``reviewed_by`` (``reviewer``, default :func:`default_reviewer`) and ``reviewed_at`` (UTC,
+    ISO 8601); an ``approved`` label with ``reviewed_by`` was approved by a person, one without it
+    by the routing. Setting a label back to ``needs_review`` clears both: it is undecided again.
 
     Only labels that exist and had another status are written and counted as ``changed``; ids
     that match no label are returned in ``unknown``, never counted. Returns a
@@ -147,8 +148,11 @@ def set_review(
         if values:
             base = f"{path}.{_list_field(dataset, path)}"
             dataset.set_label_values(f"{base}.review", values)
-            dataset.set_label_values(f"{base}.{REVIEWED_BY}", [dict(v, value=who) for v in values])
-            dataset.set_label_values(f"{base}.{REVIEWED_AT}", [dict(v, value=when) for v in values])
+            decided = status != "needs_review"
+            dataset.set_label_values(f"{base}.{REVIEWED_BY}", [dict(v, value=who if decided else None) for v in values])
+            dataset.set_label_values(
+                f"{base}.{REVIEWED_AT}", [dict(v, value=when if decided else None) for v in values]
+            )
             changed += len(values)
     return ReviewResult(changed, unchanged, [s for _, s in sorted(unknown, key=lambda u: u[0])])
 
@@ -356,7 +360,7 @@ def review_summary(samples: Any, label_field: str) -> dict[str, Any]:
         total[cat] += 1
         add("run", r["run"] or "(none)", cat)
         add("class", str(r["label"]), cat)
-        if cat in ("approved_human", "rejected") or (r.get(REVIEWED_BY) and cat == "needs_review"):
+        if cat in ("approved_human", "rejected"):
             add("reviewer", str(r[REVIEWED_BY]), cat)
         if cat == "needs_review":
             for t in r["tags"]:
@@ -364,6 +368,8 @@ def review_summary(samples: Any, label_field: str) -> dict[str, Any]:
                     add("reviewer", t[len(REVIEWER_TAG_PREFIX) :], cat)
     field_name = path[len("frames.") :] if path.startswith("frames.") else path
     for rec in list_runs(samples._dataset):
+        if rec.get("kind") == "sharded":  # its report combines its shard runs', counted with them
+            continue
         fields = [f.removeprefix("frames.") for f in rec.get("label_fields") or []]
         if field_name not in fields and rec.get("run_key") not in by["run"]:
             continue
@@ -417,6 +423,13 @@ def _agreement(a: list[dict[str, Any]], b: list[dict[str, Any]], iou: float) -> 
     return matched
 
 
+def _run_keys(samples: Any, run_key: str | None) -> list[str]:
+    """The run keys the labels of run ``run_key`` carry (a sharded run's: its shard runs')."""
+    from .runs import expand_run_key
+
+    return expand_run_key(samples._dataset, run_key) if run_key else []
+
+
 def review_priority(
     samples: Any,
     label_field: str,
@@ -433,7 +446,8 @@ def review_priority(
     the run that made it, else 0.5); a label without confidence counts as distance 0.
     ``disagreement``: where two or more runs labelled the sample in this field, the share of
     their labels the runs do not agree on (same class and box IoU >= ``iou``), averaged over
-    pairs of runs; 0 otherwise. Order: disagreement (highest first), then distance (lowest)."""
+    pairs of runs; 0 otherwise. Order: disagreement (highest first), then distance (lowest).
+    ``run_key`` of a sharded run stands for its shard runs (whose keys its labels carry)."""
     from ..routing import parse_review
 
     path = label_path(samples, label_field)
@@ -441,6 +455,7 @@ def review_priority(
     rows = label_rows(samples, path, extra=("bounding_box",) if attr == "detections" else ())
     given = parse_review(thresholds)
     per_run = _run_thresholds(samples._dataset)
+    run_keys = set(_run_keys(samples, run_key))
 
     def bounds(row: Mapping[str, Any]) -> tuple[float, ...]:
         if given is not None:
@@ -456,7 +471,7 @@ def review_priority(
         by_sample[r["sample_id"]].append(r)
     out = []
     for sid, labels in by_sample.items():
-        pending = [r for r in labels if r["review"] == "needs_review" and (not run_key or r["run"] == run_key)]
+        pending = [r for r in labels if r["review"] == "needs_review" and (not run_key or r["run"] in run_keys)]
         if not pending:
             continue
         distance = min(
@@ -490,10 +505,11 @@ def needs_review_view(
     collections ``label_field`` may name a frame field with or without ``frames.``.
 
     ``order="uncertainty"``: samples sorted by :func:`review_priority` (runs that disagree
-    first, then the labels whose confidence is nearest the review thresholds)."""
+    first, then the labels whose confidence is nearest the review thresholds). ``run_key`` of a
+    sharded run selects the labels of its shard runs."""
     expr = F("review") == "needs_review"
     if run_key:
-        expr = expr & (F(RUN_ATTRIBUTE) == run_key)
+        expr = expr & F(RUN_ATTRIBUTE).is_in(_run_keys(samples, run_key))
     view = samples.filter_labels(label_path(samples, label_field), expr)
     if order is None:
         return view
@@ -514,8 +530,8 @@ def review_decisions(
     decided by FiftyOne's detection evaluation against it (a true positive at IoU ``iou``, same
     class, is correct), run under a temporary evaluation key that is deleted afterwards."""
     path = label_path(samples, label_field)
-    if run_key:
-        samples = samples.filter_labels(path, F(RUN_ATTRIBUTE) == run_key)
+    if run_key:  # a sharded run's labels carry its shard runs' keys
+        samples = samples.filter_labels(path, F(RUN_ATTRIBUTE).is_in(_run_keys(samples, run_key)))
     decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
     scores: dict[str, list[float | None]] = defaultdict(list)
     if source == "review":
@@ -596,17 +612,37 @@ def save_calibration(dataset: Any, label_field: str, calibration: Any) -> None:
     dataset.save()
 
 
-def saved_calibration(dataset: Any, label_field: str) -> dict[str, tuple[float, float]] | None:
-    """The thresholds :func:`save_calibration` kept for ``label_field`` (a ``review=`` value), or None."""
+class SavedReview(dict):
+    """Saved review thresholds ``{class: (lower, upper)}``; as a run's ``review=``, classes the run
+    does not have are ignored and the rest route with ``"*"`` (the package's default review
+    thresholds when the saved calibration has none)."""
+
+    def review(self, classes: Iterable[str]) -> dict[str, tuple[float, float]]:
+        from ..calibrate import DEFAULT_FALLBACK
+
+        keep = set(classes)
+        return {"*": DEFAULT_FALLBACK, **{k: v for k, v in self.items() if k in keep or k == "*"}}
+
+
+def saved_calibrations(dataset: Any) -> list[str]:
+    """The label fields with thresholds kept by :func:`save_calibration`."""
+    dataset.reload()
+    return sorted((dataset.info or {}).get(CALIBRATION_INFO_KEY) or {})
+
+
+def saved_calibration(dataset: Any, label_field: str) -> SavedReview | None:
+    """The thresholds :func:`save_calibration` kept for ``label_field`` (a ``review=`` value,
+    :class:`SavedReview`), or None."""
     dataset.reload()
     entry = ((dataset.info or {}).get(CALIBRATION_INFO_KEY) or {}).get(label_field)
-    return {k: (float(v[0]), float(v[1])) for k, v in entry["review"].items()} if entry else None
+    return SavedReview({k: (float(v[0]), float(v[1])) for k, v in entry["review"].items()}) if entry else None
 
 
 def apply_calibration(samples: Any, label_field: str, calibration: Mapping[str, Any]) -> int:
     """Approve the needs-review labels of ``label_field`` that ``calibration`` (``{class: (lower,
     upper)}``, ``"*"`` for the rest) would auto-approve: ``review="approved"`` without
-    ``reviewed_by`` (approved by the routing). Labels below ``lower`` are left for review (never
+    ``reviewed_by`` / ``reviewed_at`` (approved by the routing: any earlier reviewer is cleared, so
+    the approval never counts as a person's). Labels below ``lower`` are left for review (never
     deleted). Returns how many were approved."""
     from ..routing import parse_review
 
@@ -639,5 +675,8 @@ def apply_calibration(samples: Any, label_field: str, calibration: Mapping[str, 
                 if t is not None and score is not None and score >= t.upper:
                     values.append({id_key: owner, "label_id": lid, "value": "approved"})
     if values:
-        samples._dataset.set_label_values(f"{path}.{attr}.review", values)
+        base = f"{path}.{attr}"
+        samples._dataset.set_label_values(f"{base}.review", values)
+        for name in (REVIEWED_BY, REVIEWED_AT):
+            samples._dataset.set_label_values(f"{base}.{name}", [dict(v, value=None) for v in values])
     return len(values)

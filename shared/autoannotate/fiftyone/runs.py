@@ -34,6 +34,9 @@ COLLECTION = "autoannotate_runs"
 LEGACY_INFO_KEY = "autoannotate_runs"
 #: A running record from another host counts as abandoned after this long without a write.
 HEARTBEAT_TIMEOUT = _dt.timedelta(minutes=15)
+#: A shard's heartbeat older than its operation's claim by more than this (seconds) is a
+#: previous worker's.
+CLAIM_SLACK = 2.0
 _MANAGED = ("_id", "owner", "heartbeat_at", "dataset_id", "claim")
 #: At most this many failures are kept in a stored report (the rest are counted).
 MAX_STORED_FAILURES = 1000
@@ -207,8 +210,17 @@ def _owner_gone(owner: Mapping[str, Any] | None) -> bool:
     return False
 
 
-def parent_shard_states(parent: Mapping[str, Any], timeout: _dt.timedelta) -> list[dict[str, Any]]:
+def _operation(svc: Any, op_id: Any) -> Any:
+    """The delegated operation ``op_id``, or ``None`` when it no longer exists."""
     from bson import ObjectId
+
+    try:
+        return svc.get(ObjectId(op_id))
+    except ValueError:  # FiftyOne: "No operation found with ID ..."
+        return None
+
+
+def parent_shard_states(parent: Mapping[str, Any], timeout: _dt.timedelta) -> list[dict[str, Any]]:
     from fiftyone.operators.delegated import DelegatedOperationService
 
     svc = DelegatedOperationService()
@@ -216,13 +228,19 @@ def parent_shard_states(parent: Mapping[str, Any], timeout: _dt.timedelta) -> li
     progress = parent.get("shard_progress") or {}
     reports = parent.get("shard_reports") or {}
     for index, op_id in enumerate(parent.get("operations") or []):
-        op = svc.get(ObjectId(op_id))
+        op = _operation(svc, op_id)
         state = str(op.run_state) if op is not None else "missing"
         beat = progress.get(str(index)) or {}
-        last = beat.get("heartbeat_at") or (op.started_at if op is not None else None)
-        age = _age(last)
+        started = op.started_at if op is not None else None
+        # a beat from before the operation's last claim is the previous worker's (a requeued
+        # shard): it says nothing about the worker now running it (beats are stored to the
+        # second, claims to the microsecond: CLAIM_SLACK seconds of tolerance)
+        beat_age, claim_age = _age(beat.get("heartbeat_at")), _age(started)
+        stale = beat_age is not None and claim_age is not None and beat_age > claim_age + CLAIM_SLACK
+        live = {} if stale else beat
+        age = _age(live.get("heartbeat_at") or started)
         dead = state == "running" and (
-            _owner_gone(beat.get("owner")) or (age is not None and age > timeout.total_seconds())
+            _owner_gone(live.get("owner")) or (age is not None and age > timeout.total_seconds())
         )
         report = (reports.get(str(index)) or {}).get("extra") or {}
         error = getattr(getattr(op, "result", None), "error", None) if state == "failed" else None
@@ -235,7 +253,7 @@ def parent_shard_states(parent: Mapping[str, Any], timeout: _dt.timedelta) -> li
                 "total": beat.get("total"),
                 "heartbeat_at": beat.get("heartbeat_at"),
                 "owner": beat.get("owner"),
-                "run_key": report.get("run_key"),
+                "run_keys": report.get("run_keys"),
                 "error": str(error)[-2000:] if error else None,
             }
         )
@@ -350,26 +368,86 @@ def drop_stale_views(dataset: Any) -> list[str]:
     return gone
 
 
+def expand_run_key(dataset: Any, run_key: str) -> list[str]:
+    """The run keys labels of run ``run_key`` carry in ``autoannotate_run``: for a sharded run
+    (its parent record) the run keys of its shard runs (a shard runs one run per
+    ``SHARD_BATCH`` samples), in shard order (none before a shard has started); for any other
+    key, ``[run_key]``."""
+    coll = runs_collection()
+    dataset_id = dataset_key(dataset)
+    parent = coll.find_one({"_id": f"{dataset_id}:{run_key}"}, {"kind": 1, "shard_reports": 1})
+    if parent is None or parent.get("kind") != "sharded":
+        return [run_key]
+    keys: dict[str, tuple[int, str]] = {}  # run key: (shard, started_at)
+    query = {"dataset_id": dataset_id, "parent_run": run_key}
+    for doc in coll.find(query, {"run_key": 1, "shard": 1, "started_at": 1}):
+        keys[doc["run_key"]] = (int(doc.get("shard", -1)), str(doc.get("started_at", "")))
+    # a shard run whose own record was deleted is still named in the report its shard left
+    for index, report in (parent.get("shard_reports") or {}).items():
+        for key in ((report or {}).get("extra") or {}).get("run_keys") or []:
+            keys.setdefault(key, (int(index), ""))
+    return sorted(keys, key=lambda k: keys[k])
+
+
+def _stop_queued_shards(record: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Take the queued operations of a sharded run out of the queue (conditionally on their
+    still being queued, so no worker claims one later) and delete every operation that is not
+    running; returns ``{"operations_deleted": [...], "operations_running": [...]}``."""
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
+
+    svc = DelegatedOperationService()
+    out: dict[str, list[str]] = {"operations_deleted": [], "operations_running": []}
+    for op_id in record.get("operations") or []:
+        oid = ObjectId(op_id)
+        op = _operation(svc, op_id)
+        if op is None:
+            continue
+        if op.run_state in (ExecutionRunState.QUEUED, ExecutionRunState.SCHEDULED):
+            failed = svc.set_failed(
+                oid,
+                result=ExecutionResult(error=f"autoannotate run {record.get('run_key')!r} was deleted"),
+                required_state=op.run_state,
+            )
+            if failed is None:  # claimed in the meantime
+                op = _operation(svc, op_id)
+        if op is not None and op.run_state in (ExecutionRunState.RUNNING, ExecutionRunState.PROCESSING):
+            out["operations_running"].append(op_id)
+            continue
+        svc.delete_operation(oid)
+        out["operations_deleted"].append(op_id)
+    return out
+
+
 def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> dict[str, Any]:
     """Remove one run from ``dataset``: its record, its FiftyOne evaluation, the per-run saved view
     that version-2 runs made, and the field's needs-review view when no remaining run writes
     that field. With ``delete_labels=True`` the labels the run stored (those carrying its key)
     are deleted too; otherwise they stay. ``KeyError`` when the dataset has no such run.
 
-    Returns ``{"run_key", "labels_deleted", "evaluation_deleted", "views_deleted"}``."""
-    from fiftyone import ViewField as F
+    A sharded run (its parent key) is deleted with its shard runs (their records, and their
+    labels with ``delete_labels=True``); its shard operations still queued are failed and
+    deleted first, so no worker starts one later, and its finished operations are deleted (a
+    shard already running cannot be stopped: its operation is listed in ``operations_running``).
 
+    Returns ``{"run_key", "labels_deleted", "evaluation_deleted", "views_deleted"}``, and for a
+    sharded run also ``shard_runs_deleted``, ``operations_deleted`` and ``operations_running``."""
     runs = DatasetRuns(dataset)
     record = get_run(dataset, run_key)
     out: dict[str, Any] = {"run_key": run_key, "labels_deleted": 0, "evaluation_deleted": None, "views_deleted": []}
-    fields = [f for f in record.get("label_fields") or [] if _field_exists(dataset, f)]
+    if record.get("kind") == "sharded":
+        out.update(_stop_queued_shards(record), shard_runs_deleted=[])
+        for child in expand_run_key(dataset, run_key):
+            if runs.coll.find_one({"_id": runs._id(child)}, {"_id": 1}) is not None:
+                done = delete_run(dataset, child, delete_labels=delete_labels)
+                out["shard_runs_deleted"].append(child)
+                out["labels_deleted"] += done["labels_deleted"]
+                out["views_deleted"] += done["views_deleted"]
+            elif delete_labels:  # its record was deleted on its own, its labels may remain
+                out["labels_deleted"] += _delete_labels_of(dataset, record, child)
     if delete_labels:
-        for path in fields:
-            view = dataset.filter_labels(path, F(RUN_ATTRIBUTE) == run_key, only_matches=True)
-            attr = label_list_attr(dataset, path)
-            n = view.count(f"{path}.{attr}") if attr else 0
-            dataset.delete_labels(view=view, fields=path)
-            out["labels_deleted"] += n
+        out["labels_deleted"] += _delete_labels_of(dataset, record, run_key)
     evaluation = record.get("evaluation")
     eval_key = record.get("eval_key") or (evaluation.get("eval_key") if isinstance(evaluation, dict) else None)
     if eval_key and dataset.has_evaluation(eval_key):
@@ -388,6 +466,19 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
             dataset.delete_saved_view(name)
             out["views_deleted"].append(name)
     return out
+
+
+def _delete_labels_of(dataset: Any, record: Mapping[str, Any], run_key: str) -> int:
+    """Delete the labels carrying ``run_key`` in ``record``'s label fields; returns how many."""
+    from fiftyone import ViewField as F
+
+    deleted = 0
+    for path in [f for f in record.get("label_fields") or [] if _field_exists(dataset, f)]:
+        view = dataset.filter_labels(path, F(RUN_ATTRIBUTE) == run_key, only_matches=True)
+        attr = label_list_attr(dataset, path)
+        deleted += view.count(f"{path}.{attr}") if attr else 0
+        dataset.delete_labels(view=view, fields=path)
+    return deleted
 
 
 def _delete_legacy(dataset: Any, run_key: str) -> None:

@@ -21,7 +21,10 @@ from .annotate import annotate_dataset
 from .runs import runs_collection, trim_record
 from .shards import HEARTBEAT_EVERY, parent_id, parent_record, shard_target
 
-__all__ = ["run_shard"]
+__all__ = ["run_shard", "SHARD_BATCH"]
+
+#: A shard's samples are labelled in runs of at most this many (one ``select`` each).
+SHARD_BATCH = 10_000
 
 
 def run_shard(dataset: Any, run_key: str, shard: int, *, progress: Any = False) -> AnnotateReport:
@@ -36,8 +39,6 @@ def run_shard(dataset: Any, run_key: str, shard: int, *, progress: Any = False) 
     coll = runs_collection()
     pid = parent_id(dataset, run_key)
     owner = {"host": socket.gethostname(), "pid": os.getpid()}
-    view = shard_target(dataset, parent)
-    mine = [sid for (sid,) in select_shard([(i,) for i in view.values("id")], shard, shards)]
     last = [0.0]
 
     def beat(done: int, total: int | None, state: str = "running") -> None:
@@ -53,16 +54,35 @@ def run_shard(dataset: Any, run_key: str, shard: int, *, progress: Any = False) 
         if callable(progress) and not isinstance(progress, bool):
             progress(done, total)
 
+    beat(0, None, "starting")  # at once: listing the ids and loading the model take a while
+    view = shard_target(dataset, parent)
+    mine = [sid for (sid,) in select_shard([(i,) for i in view.values("id")], shard, shards)]
     beat(0, len(mine), "starting")
     args = dict(parent["shard_args"])
     function = args.pop("function")
-    report = annotate_dataset(
-        view.select(mine),
-        function,
-        **args,
-        progress=on_progress,
-        run_info={"parent_run": run_key, "shard": shard, "shards": shards},
-    )
+    # a view selecting ids holds them all in one query: a shard runs as one run per batch of at
+    # most SHARD_BATCH samples (each resumable on its own, as any run)
+    report = AnnotateReport()
+    run_keys = []
+    offset = [0]
+
+    def batch_progress(done: int, total: int | None) -> None:
+        on_progress(offset[0] + done, len(mine))
+
+    for start in range(0, max(len(mine), 1), SHARD_BATCH):
+        part = annotate_dataset(
+            view.select(mine[start : start + SHARD_BATCH]),
+            function,
+            **args,
+            progress=batch_progress,
+            run_info={"parent_run": run_key, "shard": shard, "shards": shards},
+        )
+        offset[0] += part.images_attempted
+        report.merge(part)
+        report.extra.update({k: v for k, v in part.extra.items() if k != "run_key"})
+        if part.extra.get("run_key"):
+            run_keys.append(part.extra["run_key"])
+    report.extra["run_keys"] = run_keys
     beat(report.images_attempted, len(mine), "completed")
     after = coll.find_one_and_update(
         {"_id": pid},
@@ -87,7 +107,7 @@ def _complete_if_done(coll: Any, parent: Mapping[str, Any] | None) -> None:
     combined.extra.update(
         run_key=parent["run_key"],
         shards=int(parent["shards"]),
-        shard_runs={k: (reports[k].get("extra") or {}).get("run_key") for k in sorted(reports, key=int)},
+        shard_runs={k: list((reports[k].get("extra") or {}).get("run_keys") or []) for k in sorted(reports, key=int)},
         label_fields=parent.get("label_fields"),
     )
     coll.update_one(

@@ -9,14 +9,17 @@ never run one operation.
 
 - Shard ``i`` is the samples of the target view whose id hashes to ``i``
   (:func:`autoannotate.sharding.shard_of`): disjoint, deterministic, stable under re-runs.
-- Each shard is a plain run of :func:`~autoannotate.fiftyone.annotate_dataset` over its samples,
-  with its own run record (``parent_run`` and ``shard`` in its configuration): it skips what is
-  done, resumes a dead shard under the same run key, never stores a sample twice.
+- Each shard is a plain run of :func:`~autoannotate.fiftyone.annotate_dataset` over its samples
+  (one run per :data:`~autoannotate.fiftyone.shard_worker.SHARD_BATCH` samples, so no query
+  holds more ids than that), with its own run record (``parent_run`` and ``shard`` in its
+  configuration): it skips what is done, resumes a dead shard under the same run key, never
+  stores a sample twice.
 - While it works a shard writes its progress and a heartbeat (host, process id, time) into the
   parent record at most every :data:`HEARTBEAT_EVERY` seconds. A shard whose operation is still
   ``running`` while its process is gone (same host) or silent for longer than the heartbeat
-  timeout is *dead*; :func:`requeue` puts dead and failed shards back in the queue, and the
-  worker that claims one continues where the dead one stopped.
+  timeout is *dead* (only beats since the operation's last claim count); :func:`requeue` puts
+  dead and failed shards back in the queue and clears their progress, and the worker that
+  claims one beats at once and continues where the dead one stopped.
 - The last shard to finish stores the combined report in the parent record and marks it
   ``completed``.
 """
@@ -95,6 +98,9 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
         raise BadParameterError("shards= needs refine_with by name, not a function object")
     args = {k: kwargs.get(k) for k in SHARD_ARGS if k in kwargs}
     args["label_map"] = resolve_label_map(args.get("label_map"))
+    # review= may be a Calibration or ReviewThresholds: stored below as the plain per-class
+    # thresholds the plan resolved it to (what the workers' plans resolve again, identically)
+    review = args.pop("review", None)
     try:
         args = json.loads(json.dumps(args))
     except TypeError as e:
@@ -109,8 +115,10 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
         label_field=args["label_field"],
         classes=args.get("classes"),
         label_map=args.get("label_map"),
-        review=args.get("review"),
+        review=review,
     )
+    plain_review = {k: [t.lower, t.upper] for k, t in plan.review.items()}
+    args["review"] = plain_review if review is not None else None
     dataset = samples._dataset
     dataset.persistent = True  # workers in other processes must find it
     run_key = new_run_key("sharded")
@@ -129,7 +137,7 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
             "function": fn_name,
             "model_version": str(getattr(fn, "model_version", fn_name)),
             "label_fields": list(plan.fields.values()),
-            "review": {k: [t.lower, t.upper] for k, t in plan.review.items()},
+            "review": plain_review,
             "shards": shards,
             "shard_args": dict(args, function=function),
             "view": view,
@@ -178,7 +186,9 @@ def shard_states(dataset: Any, run_key: str, *, heartbeat_timeout: float | None 
     operation's ``queued``/``running``/``completed``/``failed``, or ``dead``: running, but its
     process is gone or silent for ``heartbeat_timeout`` seconds, default
     :data:`~autoannotate.fiftyone.runs.HEARTBEAT_TIMEOUT`), ``done``/``total`` samples,
-    ``heartbeat_at``, ``owner`` (host, pid) and the shard's own ``run_key`` once finished."""
+    ``heartbeat_at``, ``owner`` (host, pid) and the shard's own ``run_keys`` once finished (one
+    run per :data:`~autoannotate.fiftyone.shard_worker.SHARD_BATCH` samples). A heartbeat from
+    before the operation's last claim (a requeued shard's previous worker) is not counted."""
     timeout = HEARTBEAT_TIMEOUT if heartbeat_timeout is None else _dt.timedelta(seconds=heartbeat_timeout)
     return parent_shard_states(parent_record(dataset, run_key), timeout)
 
@@ -194,10 +204,17 @@ def requeue(dataset: Any, run_key: str, *, heartbeat_timeout: float | None = Non
     from fiftyone.operators.executor import ExecutionRunState
 
     svc = DelegatedOperationService()
+    coll = runs_collection()
     requeued = []
     for s in shard_states(dataset, run_key, heartbeat_timeout=heartbeat_timeout):
         found = {"dead": ExecutionRunState.RUNNING, "failed": ExecutionRunState.FAILED}.get(s["state"])
         if found is not None and svc.set_queued(ObjectId(s["operation"]), required_state=found) is not None:
+            # the dead worker's progress entry goes (unless the next worker already replaced it)
+            entry = f"shard_progress.{s['shard']}"
+            coll.update_one(
+                {"_id": parent_id(dataset, run_key), f"{entry}.heartbeat_at": s["heartbeat_at"]},
+                {"$unset": {entry: ""}},
+            )
             requeued.append(s["shard"])
     return {
         "run_key": run_key,

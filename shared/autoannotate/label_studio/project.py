@@ -22,7 +22,7 @@ from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import run, write_error
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
-from ..sharding import check_shards, select_shard
+from ..sharding import check_shard, check_shards, select_shard
 from .config import Control, map_controls, parse_config
 from .fetch import FetchPolicy, ImageFetcher
 from .regions import build_prediction
@@ -208,20 +208,10 @@ def annotate_project(
             write_interval=write_interval,
             progress=progress,
             empty_predictions=empty_predictions,
-            shard=_check_shard(shard),
+            shard=None if shard is None else check_shard(*shard),
         )
     finally:
         fetcher.close()
-
-
-def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
-    if shard is None:
-        return None
-    index, count = shard
-    check_shards(count)
-    if not isinstance(index, int) or not 0 <= index < count:
-        raise AutoAnnotateError(f"shard index must be between 0 and {count - 1}, got {index!r}")
-    return index, count
 
 
 def _annotate_project(
@@ -317,7 +307,8 @@ def annotate_project_workers(
     """Pre-annotate project ``project_id`` with ``workers`` local processes, worker ``i`` taking
     ``shard=(i, workers)`` (each loads ``function_name`` with ``function_params`` itself); returns
     one combined report (``extra``: ``workers``, summed ``predictions_uploaded`` and
-    ``tasks_with_nothing_found``, each shard's ``run_key``). A worker that fails is one failure
+    ``tasks_with_nothing_found``, and ``shard_counts``: ``{"i/N": {"tasks_processed",
+    "tasks_skipped", "predictions_uploaded"}}`` per worker that finished). A worker that fails is one failure
     of the combined report; the others finish. ``kwargs``: as for :func:`annotate_project`
     (``max_tasks`` counts per worker)."""
     import multiprocessing
@@ -339,7 +330,7 @@ def annotate_project_workers(
     combined = AnnotateReport(unit="tasks")
     extra: dict[str, Any] = {"project": project_id, "workers": workers, "predictions_uploaded": 0}
     extra["tasks_with_nothing_found"] = 0
-    shard_runs: dict[str, Any] = {}
+    shard_counts: dict[str, dict[str, int]] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_worker, job) for job in jobs]
         for i, future in enumerate(futures):
@@ -352,6 +343,10 @@ def annotate_project_workers(
             for key in ("predictions_uploaded", "tasks_with_nothing_found"):
                 extra[key] += int(part.extra.get(key) or 0)
             extra.setdefault("model_version", part.extra.get("model_version"))
-            shard_runs[f"{i}/{workers}"] = part.extra.get("run_key")
-    combined.extra.update(extra, shard_runs=shard_runs)
+            shard_counts[f"{i}/{workers}"] = {
+                "tasks_processed": part.images_processed,
+                "tasks_skipped": part.images_skipped,
+                "predictions_uploaded": int(part.extra.get("predictions_uploaded") or 0),
+            }
+    combined.extra.update(extra, shard_counts=shard_counts)
     return combined

@@ -19,22 +19,22 @@ and the acceptance curve (share accepted per confidence bin), drawn as a PNG.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..calibrate import DEFAULT_MIN_DECISIONS, calibrate, precision_by_confidence
 from ..errors import AutoAnnotateError, BadParameterError
+from ..masks import box_iou
+from .project import _get
 
 __all__ = ["OUTCOMES", "compare_regions", "review_report", "report_from_tasks", "plot_acceptance", "format_report"]
 
 #: What can happen to a prediction region (and ``added`` for annotation regions).
 OUTCOMES = ("unchanged", "edited", "relabelled", "deleted")
 _LABEL_KEYS = ("rectanglelabels", "polygonlabels", "labels")
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
 
 
 def _region(r: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -55,14 +55,6 @@ def _region(r: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"control": r.get("from_name"), "label": label, "box": box, "score": None if score is None else float(score)}
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def compare_regions(
     predicted: Iterable[Mapping[str, Any]],
     annotated: Iterable[Mapping[str, Any]],
@@ -76,11 +68,12 @@ def compare_regions(
     preds = [p for p in (_region(r) for r in predicted) if p]
     anns = [a for a in (_region(r) for r in annotated) if a]
     pairs = []
+    ious = box_iou(np.array([p["box"] for p in preds]), np.array([a["box"] for a in anns]))
     for i, p in enumerate(preds):
         for j, a in enumerate(anns):
             if p["control"] != a["control"]:
                 continue
-            iou = _iou(p["box"], a["box"])
+            iou = float(ious[i, j])
             if iou >= match_iou:
                 pairs.append((p["label"] == a["label"], iou, i, j))
     pairs.sort(key=lambda t: (not t[0], -t[1], t[2], t[3]))

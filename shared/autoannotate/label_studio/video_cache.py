@@ -41,7 +41,9 @@ class VideoCache:
         self._directory = Path(directory) if directory is not None else None
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
-        self._fetching: dict[str, threading.Lock] = {}
+        #: One gate per video being fetched, with how many requests hold or wait on it; a gate is
+        #: dropped when its last user leaves, so the dict holds only videos in flight.
+        self._fetching: dict[str, tuple[threading.Lock, int]] = {}
         #: How many times a video was fetched (the misses).
         self.fetches = 0
 
@@ -68,13 +70,24 @@ class VideoCache:
         max_bytes=...)`` unless cached); it stays while the ``with`` block runs."""
         key = hashlib.sha256(ref.encode()).hexdigest()
         with self._lock:
-            gate = self._fetching.setdefault(key, threading.Lock())
-        with gate:  # one fetch per video, however many requests ask for it at once
-            entry = self._pin(key)
-            if entry is None:
-                data = fetcher.fetch(ref, max_bytes=max_bytes)
-                self.fetches += 1
-                entry = self._store(key, data)
+            gate, users = self._fetching.get(key, (None, 0))
+            gate = gate or threading.Lock()
+            self._fetching[key] = (gate, users + 1)
+        try:
+            with gate:  # one fetch per video, however many requests ask for it at once
+                entry = self._pin(key)
+                if entry is None:
+                    data = fetcher.fetch(ref, max_bytes=max_bytes)
+                    with self._lock:
+                        self.fetches += 1
+                    entry = self._store(key, data)
+        finally:
+            with self._lock:
+                _, users = self._fetching[key]
+                if users > 1:
+                    self._fetching[key] = (gate, users - 1)
+                else:
+                    del self._fetching[key]
         if entry is None:  # larger than the whole budget: a temporary file for this use only
             fd, tmp = tempfile.mkstemp(prefix="autoannotate-video-", suffix=".mp4", dir=self.directory)
             try:
