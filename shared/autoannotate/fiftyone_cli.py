@@ -33,13 +33,23 @@ def add_subcommands(sub: Any) -> None:
     _add_review_commands(fo_sub)
 
 
-def cmd_requeue(args: Any) -> int:
+def load_dataset(name: str) -> Any:
+    """The dataset ``name``; a missing one is a one-line error (exit status 2), not a traceback."""
     import fiftyone as fo
+
+    from .errors import AutoAnnotateError
+
+    if not fo.dataset_exists(name):
+        raise AutoAnnotateError(f"no FiftyOne dataset {name!r} in this database (fiftyone datasets list)")
+    return fo.load_dataset(name)
+
+
+def cmd_requeue(args: Any) -> int:
 
     from .fiftyone.shards import find_run_dataset, requeue
 
     name = args.dataset or find_run_dataset(args.run_key)
-    out = requeue(fo.load_dataset(name), args.run_key, heartbeat_timeout=args.heartbeat_timeout)
+    out = requeue(load_dataset(name), args.run_key, heartbeat_timeout=args.heartbeat_timeout)
     for s in out["states"]:
         total = "?" if s["total"] is None else s["total"]
         print(f"shard {s['shard']}: {s['state']:<10} {s['done']}/{total} samples  operation {s['operation']}")
@@ -94,25 +104,33 @@ def _pct(x: Any) -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """The review summary as a table: one row per run, class and reviewer, then the total."""
     cols = ("approved_auto", "approved_human", "rejected", "needs_review", "discarded")
-    head = f"{'':<28}{'auto ok':>9}{'human ok':>9}{'rejected':>9}{'to review':>10}{'discarded':>10}{'reviewed':>9}{'accepted':>9}"
+    rows_named = [
+        f"{k} {key}"
+        for k, rows in (
+            ("run", summary["by_run"]),
+            ("class", summary["by_class"]),
+            ("reviewer", summary["by_reviewer"]),
+        )
+        for key in rows
+    ]
+    width = max([28, *(len(n) + 2 for n in rows_named)])  # whole run keys: shard runs differ at the end
+    head = f"{'':<{width}}{'auto ok':>9}{'human ok':>9}{'rejected':>9}{'to review':>10}{'discarded':>10}{'reviewed':>9}{'accepted':>9}"
     lines = [f"review of {summary['field']}", head]
     sections = [("run", summary["by_run"]), ("class", summary["by_class"]), ("reviewer", summary["by_reviewer"])]
     for kind, rows in [*sections, ("", {"total": summary["total"]})]:
         for key, r in rows.items():
             name = f"{kind} {key}" if kind else key
             nums = "".join(f"{r[c]:>{9 if i < 3 else 10}}" for i, c in enumerate(cols))
-            lines.append(f"{name[:27]:<28}{nums}{_pct(r['reviewed_share']):>9}{_pct(r['acceptance_rate']):>9}")
+            lines.append(f"{name:<{width}}{nums}{_pct(r['reviewed_share']):>9}{_pct(r['acceptance_rate']):>9}")
     return "\n".join(lines)
 
 
 def cmd_review_summary(args: Any) -> int:
     import json
 
-    import fiftyone as fo
-
     from .fiftyone.review import review_summary
 
-    summary = review_summary(fo.load_dataset(args.dataset), args.field)
+    summary = review_summary(load_dataset(args.dataset), args.field)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -120,11 +138,9 @@ def cmd_review_summary(args: Any) -> int:
 def cmd_calibrate_review(args: Any) -> int:
     import json
 
-    import fiftyone as fo
-
     from .fiftyone.review import calibrate_review, save_calibration
 
-    ds = fo.load_dataset(args.dataset)
+    ds = load_dataset(args.dataset)
     cal = calibrate_review(
         ds,
         args.field,

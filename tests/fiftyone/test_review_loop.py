@@ -393,6 +393,8 @@ def test_fiftyone_commands_print_the_summary_and_the_calibration(small_dataset, 
     assert main(["fiftyone", "review-summary", small_dataset.name, "auto"]) == 0
     out = capsys.readouterr().out
     assert "reviewer ann" in out and "class cat" in out and out.strip().splitlines()[-1].startswith("total")
+    (run_key,) = small_dataset.distinct("auto.detections.autoannotate_run")
+    assert f"run {run_key} " in out  # the whole key
     assert main(["fiftyone", "review-summary", small_dataset.name, "auto", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["approved_human"] == 140
     args = ["fiftyone", "calibrate-review", small_dataset.name, "auto", "--min-decisions", "100", "--save"]

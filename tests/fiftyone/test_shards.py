@@ -445,3 +445,16 @@ def test_killed_worker_requeued_shard_resumes_and_equals_a_single_run(photos, re
     assert child["resumed"] is True and child["status"] == "completed", child
     assert child["report"]["images_skipped"] >= done_before
     ds.delete()
+
+
+def test_fiftyone_commands_name_a_missing_dataset_in_one_line(capsys):
+    from autoannotate.cli import main
+
+    for args in (
+        ["fiftyone", "requeue", "sharded_x", "--dataset", "no-such-dataset"],
+        ["fiftyone", "review-summary", "no-such-dataset", "auto"],
+        ["fiftyone", "calibrate-review", "no-such-dataset", "auto"],
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: no FiftyOne dataset 'no-such-dataset'") and "Traceback" not in err

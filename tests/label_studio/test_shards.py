@@ -95,6 +95,16 @@ def test_annotate_project_checks_its_shard_like_parse_shard():
             annotate_project("http://127.0.0.1:9", "token", 1, lambda images: [], shard=(index, count))
 
 
+def test_workers_check_label_studio_once_before_starting_processes(capsys):
+    """An unreachable URL: one line, exit status 2, as for --shard; no worker is started."""
+    from autoannotate.cli import main
+
+    args = ["label-studio", "annotate", "--url", "http://127.0.0.1:9", "--api-key", "x", "--project", "3"]
+    assert main([*args, "--function", "yolox", "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unreachable" in err and "worker" not in err
+
+
 def test_three_shard_processes_predict_every_task_once(label_studio):
     client, project, tasks = make_project(label_studio, "three shards")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "shared")]))

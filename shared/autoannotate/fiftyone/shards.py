@@ -151,7 +151,7 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
     for index in range(shards):
         op = svc.queue_operation(
             operator=SHARD_OPERATOR,
-            label=f"auto-label {dataset.name}: shard {index + 1} of {shards} ({run_key})",
+            label=f"auto-label {dataset.name}: shard {index} (of 0..{shards - 1}) ({run_key})",
             context={
                 "request_params": {
                     "dataset_name": dataset.name,

@@ -315,6 +315,9 @@ def annotate_project_workers(
     from concurrent.futures import ProcessPoolExecutor
 
     check_shards(workers, "workers")
+    check = ImageFetcher(FetchPolicy(), label_studio_url=url, api_key=api_key).check_label_studio()
+    if check.state != "ok":  # once, before N processes each load the model to find out
+        raise AutoAnnotateError(check.message)
     jobs = [
         dict(
             kwargs,
