@@ -497,3 +497,23 @@ def test_auto_label_operator_uses_a_saved_calibration(small_dataset, models_env)
     small_dataset.reload()
     reviews = [d.review for s in small_dataset for d in (s.auto2.detections if s.auto2 else [])]
     assert reviews and set(reviews) == {"approved"} and report["auto_approved"] == len(reviews)
+
+
+def test_a_default_fallback_never_approves_classes_nothing_was_learned_for(small_dataset):
+    """calibrate() without fallback= adds "*" = the package default for the next run's routing;
+    applying (or saving) that calibration approves only the calibrated classes."""
+    from autoannotate.calibrate import calibrate
+    from autoannotate.fiftyone.review import save_calibration, saved_calibration
+
+    def cat_and_dog(ctx, img):
+        return [aa.rectangle(0, [0, 0, 10, 10], score=0.9), aa.rectangle(1, [20, 20, 30, 30], score=0.85)]
+
+    annotate_dataset(small_dataset, FakeDetector(cat_and_dog), label_field="auto", review=(0.05, 0.95), progress=False)
+    steps = [(i / 100, i >= 60) for i in range(100)]
+    cal = calibrate({"cat": steps, "dog": steps[:5]}, 0.95)  # dog refused: "*" is the default
+    assert cal["*"] == (0.3, 0.8)
+    assert apply_calibration(small_dataset, "auto", cal) == 6  # the cats; not the dogs at 0.85
+    assert {d.label for s in small_dataset for d in s.auto.detections if d.review == "approved"} == {"cat"}
+    save_calibration(small_dataset, "auto", cal)
+    assert "*" not in saved_calibration(small_dataset, "auto")
+    assert apply_calibration(small_dataset, "auto", {"*": (0.0, 0.7)}) == 6  # an explicit "*" applies: the dogs

@@ -302,6 +302,42 @@ def test_expand_run_key_and_delete_run_of_a_sharded_run(photos, models_env):
     ds.delete()
 
 
+def test_delete_keeps_a_live_shards_record_and_cleanup_survives_shards_deleted_with_their_parent(photos, models_env):
+    import socket
+
+    from bson import ObjectId
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from autoannotate.fiftyone.runs import DatasetRuns, cleanup_runs, delete_run, expand_run_key
+
+    ds = photos.limit(4).clone("aa-shards-cleanup")
+    svc = DelegatedOperationService()
+
+    def finished_run(field):
+        queued = annotate_dataset(ds, "yolox", label_field=field, shards=2)
+        for op_id in queued.extra["operations"]:
+            svc.execute_operation(svc.get(ObjectId(op_id)))
+        wait_for_run(ds, queued.extra["run_key"], timeout=60)
+        return queued.extra["run_key"]
+
+    key = finished_run("auto")
+    children = expand_run_key(ds, key)
+    runs = DatasetRuns(ds)
+    live = {"status": "running", "owner": {"host": socket.gethostname(), "pid": os.getppid()}}
+    runs.coll.update_one({"_id": runs._id(children[0])}, {"$set": live})  # its worker still writes
+    out = delete_run(ds, key)
+    assert out["shard_runs_running"] == [children[0]] and out["shard_runs_deleted"] == children[1:]
+    assert [r["run_key"] for r in list_runs(ds)] == [children[0]]
+    runs.coll.update_one({"_id": runs._id(children[0])}, {"$set": {"status": "completed"}})
+    # a finished sharded run whose field is gone: cleanup deletes the parent, which deletes its
+    # shard runs, then meets those shard runs in its list
+    finished_run("auto2")
+    ds.delete_sample_fields(["auto", "auto2"])
+    out = cleanup_runs(ds)
+    assert children[0] in out["runs_deleted"] and list_runs(ds) == []
+    ds.delete()
+
+
 def test_shard_runs_its_samples_in_batches_with_the_same_labels(photos, reference, models_env, monkeypatch):
     """A shard never selects more than SHARD_BATCH ids at once: one run per batch, each
     resumable; the labels equal a single run's."""

@@ -602,7 +602,7 @@ def save_calibration(dataset: Any, label_field: str, calibration: Any) -> None:
     info = dict(dataset.info or {})
     saved = dict(info.get(CALIBRATION_INFO_KEY) or {})
     saved[label_field] = {
-        "review": {k: list(v) for k, v in calibration.thresholds.items()},
+        "review": {k: list(v) for k, v in _calibrated(calibration).items()},
         "target_precision": calibration.target_precision,
         "source": calibration.source,
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -638,6 +638,16 @@ def saved_calibration(dataset: Any, label_field: str) -> SavedReview | None:
     return SavedReview({k: (float(v[0]), float(v[1])) for k, v in entry["review"].items()}) if entry else None
 
 
+def _calibrated(calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """``calibration``'s thresholds without a ``"*"`` that only stands for the package default
+    (:func:`autoannotate.calibrate.calibrate` with no ``fallback``): that one routes the next run's
+    other classes, it never approves labels of classes nothing was learned for."""
+    out = dict(calibration)
+    if (getattr(calibration, "extra", None) or {}).get("fallback_is_default"):
+        out.pop("*", None)
+    return out
+
+
 def apply_calibration(samples: Any, label_field: str, calibration: Mapping[str, Any]) -> int:
     """Approve the needs-review labels of ``label_field`` that ``calibration`` (``{class: (lower,
     upper)}``, ``"*"`` for the rest) would auto-approve: ``review="approved"`` without
@@ -646,7 +656,7 @@ def apply_calibration(samples: Any, label_field: str, calibration: Mapping[str, 
     deleted). Returns how many were approved."""
     from ..routing import parse_review
 
-    parsed = parse_review(dict(calibration))
+    parsed = parse_review(_calibrated(calibration))
     path = label_path(samples, label_field)
     attr = _list_field(samples._dataset, path)
     id_key = "frame_id" if path.startswith("frames.") else "sample_id"

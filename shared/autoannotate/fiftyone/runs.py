@@ -429,7 +429,8 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
     A sharded run (its parent key) is deleted with its shard runs (their records, and their
     labels with ``delete_labels=True``); its shard operations still queued are failed and
     deleted first, so no worker starts one later, and its finished operations are deleted (a
-    shard already running cannot be stopped: its operation is listed in ``operations_running``).
+    shard already running cannot be stopped: its operation is listed in ``operations_running``
+    and its run record, while its worker is alive, in ``shard_runs_running``).
 
     Returns ``{"run_key", "labels_deleted", "evaluation_deleted", "views_deleted"}``, and for a
     sharded run also ``shard_runs_deleted``, ``operations_deleted`` and ``operations_running``."""
@@ -438,8 +439,13 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
     out: dict[str, Any] = {"run_key": run_key, "labels_deleted": 0, "evaluation_deleted": None, "views_deleted": []}
     if record.get("kind") == "sharded":
         out.update(_stop_queued_shards(record), shard_runs_deleted=[])
+        out["shard_runs_running"] = []
         for child in expand_run_key(dataset, run_key):
-            if runs.coll.find_one({"_id": runs._id(child)}, {"_id": 1}) is not None:
+            doc = runs.coll.find_one({"_id": runs._id(child)})
+            if doc is not None and doc.get("status") == "running" and _alive(doc):
+                out["shard_runs_running"].append(child)  # its worker still writes: its record stays
+                continue
+            if doc is not None:
                 done = delete_run(dataset, child, delete_labels=delete_labels)
                 out["shard_runs_deleted"].append(child)
                 out["labels_deleted"] += done["labels_deleted"]
@@ -528,7 +534,10 @@ def cleanup_runs(dataset: Any = None) -> dict[str, Any]:
         if r.get("kind") == "sharded" and r.get("status") == "running":  # its shards may still be queued
             continue
         if fields and not any(_field_exists(dataset, f) for f in fields):
-            done = delete_run(dataset, r["run_key"])
+            try:
+                done = delete_run(dataset, r["run_key"])
+            except KeyError:  # a shard run, deleted with its sharded parent earlier in this loop
+                continue
             out["runs_deleted"].append(r["run_key"])
             out["views_deleted"] += done["views_deleted"]
             if done["evaluation_deleted"]:

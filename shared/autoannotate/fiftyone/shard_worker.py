@@ -64,12 +64,15 @@ def run_shard(dataset: Any, run_key: str, shard: int, *, progress: Any = False) 
     # most SHARD_BATCH samples (each resumable on its own, as any run)
     report = AnnotateReport()
     run_keys = []
-    offset = [0]
+    batch = [0, 0]  # the batch's first index in the shard, its size
 
     def batch_progress(done: int, total: int | None) -> None:
-        on_progress(offset[0] + done, len(mine))
+        # ``total`` counts the batch's samples still to do: the others were done before (a resume)
+        skipped = batch[1] - total if total is not None else 0
+        on_progress(batch[0] + skipped + done, len(mine))
 
     for start in range(0, max(len(mine), 1), SHARD_BATCH):
+        batch[:] = [start, len(mine[start : start + SHARD_BATCH])]
         part = annotate_dataset(
             view.select(mine[start : start + SHARD_BATCH]),
             function,
@@ -77,7 +80,6 @@ def run_shard(dataset: Any, run_key: str, shard: int, *, progress: Any = False) 
             progress=batch_progress,
             run_info={"parent_run": run_key, "shard": shard, "shards": shards},
         )
-        offset[0] += part.images_attempted
         report.merge(part)
         report.extra.update({k: v for k, v in part.extra.items() if k != "run_key"})
         if part.extra.get("run_key"):

@@ -315,7 +315,11 @@ def annotate_project_workers(
     from concurrent.futures import ProcessPoolExecutor
 
     check_shards(workers, "workers")
-    check = ImageFetcher(FetchPolicy(), label_studio_url=url, api_key=api_key).check_label_studio()
+    fetcher = ImageFetcher(kwargs.get("fetch_policy") or FetchPolicy(), label_studio_url=url, api_key=api_key)
+    try:
+        check = fetcher.check_label_studio()
+    finally:
+        fetcher.close()
     if check.state != "ok":  # once, before N processes each load the model to find out
         raise AutoAnnotateError(check.message)
     jobs = [
