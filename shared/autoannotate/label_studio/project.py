@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 __all__ = ["annotate_project", "annotate_project_workers"]
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
+def sdk_field(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a Label Studio SDK object or of its plain-dict form."""
     return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
 
@@ -83,17 +84,19 @@ class ProjectSink:
         items = []
         try:
             for task in self.client.tasks.list(project=self.project_id, fields="all"):
-                tid = int(_get(task, "id"))
-                annotations = [a for a in (_get(task, "annotations") or []) if not _get(a, "was_cancelled", False)]
+                tid = int(sdk_field(task, "id"))
+                annotations = [
+                    a for a in (sdk_field(task, "annotations") or []) if not sdk_field(a, "was_cancelled", False)
+                ]
                 mine = [
-                    int(_get(p, "id"))
-                    for p in (_get(task, "predictions") or [])
-                    if _get(p, "model_version") == self.version
+                    int(sdk_field(p, "id"))
+                    for p in (sdk_field(task, "predictions") or [])
+                    if sdk_field(p, "model_version") == self.version
                 ]
                 if not self.overwrite and (annotations or mine):
                     self.done.add(tid)
                 self.stale[tid] = mine
-                data = _get(task, "data") or {}
+                data = sdk_field(task, "data") or {}
                 ref = data.get(self.controls[0].value_key) if isinstance(data, dict) else None
                 items.append((tid, ref if isinstance(ref, str) else None))
         except Exception as e:  # noqa: BLE001 - connection errors, 401, 404 from the SDK
@@ -242,7 +245,7 @@ def _annotate_project(
         project = client.projects.get(id=project_id)
     except Exception as e:  # noqa: BLE001 - connection errors, 401, 404 from the SDK
         raise AutoAnnotateError(f"cannot read project {project_id} from {url}: {api_error_message(e)}") from None
-    controls = map_controls(function.spec, parse_config(_get(project, "label_config") or ""))
+    controls = map_controls(function.spec, parse_config(sdk_field(project, "label_config") or ""))
     version = prediction_version(function, conf_threshold=conf_threshold)
     sink = ProjectSink(client, project_id, version, controls, overwrite, empty_predictions)
     items = sink.list_tasks()

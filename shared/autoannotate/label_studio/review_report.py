@@ -28,7 +28,7 @@ import numpy as np
 from ..calibrate import DEFAULT_MIN_DECISIONS, calibrate, precision_by_confidence
 from ..errors import AutoAnnotateError, BadParameterError
 from ..masks import box_iou
-from .project import _get
+from .project import sdk_field
 
 __all__ = ["OUTCOMES", "compare_regions", "review_report", "report_from_tasks", "plot_acceptance", "format_report"]
 
@@ -95,8 +95,8 @@ def compare_regions(
 
 
 def _latest_annotation(task: Any) -> Any:
-    done = [a for a in _get(task, "annotations") or [] if not _get(a, "was_cancelled")]
-    return max(done, key=lambda a: (str(_get(a, "updated_at") or ""), _get(a, "id") or 0)) if done else None
+    done = [a for a in sdk_field(task, "annotations") or [] if not sdk_field(a, "was_cancelled")]
+    return max(done, key=lambda a: (str(sdk_field(a, "updated_at") or ""), sdk_field(a, "id") or 0)) if done else None
 
 
 def _counts() -> dict[str, Any]:
@@ -136,10 +136,13 @@ def report_from_tasks(
         if ann is None:
             continue
         reviewed += 1
-        for pred in _get(task, "predictions") or []:
-            version = str(_get(pred, "model_version") or "(none)")
+        for pred in sdk_field(task, "predictions") or []:
+            version = str(sdk_field(pred, "model_version") or "(none)")
             regions, added = compare_regions(
-                _get(pred, "result") or [], _get(ann, "result") or [], match_iou=match_iou, unchanged_iou=unchanged_iou
+                sdk_field(pred, "result") or [],
+                sdk_field(ann, "result") or [],
+                match_iou=match_iou,
+                unchanged_iou=unchanged_iou,
             )
             for r in regions:
                 c = counts[version][str(r["label"])]
@@ -241,7 +244,9 @@ def review_report(
         ) from None
     # the task list may leave out predictions or annotations: ask for those tasks one by one
     tasks = [
-        client.tasks.get(id=_get(t, "id")) if _get(t, "annotations") is None or _get(t, "predictions") is None else t
+        client.tasks.get(id=sdk_field(t, "id"))
+        if sdk_field(t, "annotations") is None or sdk_field(t, "predictions") is None
+        else t
         for t in tasks
     ]
     report = report_from_tasks(tasks, **options)
