@@ -120,7 +120,9 @@ def test_review_report_against_label_studio(label_studio, reviewed_project, tmp_
     assert cat["acceptance_rate"] == pytest.approx(2 / 3) and v1["total"]["predictions"] == 40
     assert v2["by_label"]["cat"]["unchanged"] == 3 and v2["by_label"]["cat"]["added"] == 6
     cal = v1["calibration"]
-    assert cal["review"] == {"cat": [0.8, 0.8]} and cal["classes"]["cat"]["support"] == 20
+    # "*": the package default for classes nothing was learned for (a next run routes them with it)
+    assert cal["review"] == {"cat": [0.8, 0.8], "*": [0.3, 0.8]} and cal["fallback_is_default"]
+    assert cal["classes"]["cat"]["support"] == 20
     assert cal["refused"] == {"dog": "10 scored decision(s), need at least 20"}
     assert v1["curve"][3]["precision"] == 0.0 and v1["curve"][9]["precision"] == 1.0
     with PIL.Image.open(png) as im:

@@ -77,8 +77,8 @@ def shape_value(s: Shape, control: Control, label: str, size: tuple[int, int]) -
     if control.tag in ("RectangleLabels", "Labels") and s.type in ("rectangle", "polygon", "mask"):
         # a mask or polygon (SAM 3, instance segmentation) on a rectangle control: its box
         box = s.points if s.type == "rectangle" else s.bbox()
-        if box is None or box[2] <= box[0] or box[3] <= box[1]:
-            return None
+        if box is None or (s.type != "rectangle" and (box[2] <= box[0] or box[3] <= box[1])):
+            return None  # an empty mask or a flat polygon has no box to show
         x1, y1, x2, y2 = box
         return {
             "x": _pct(x1, w),
