@@ -24,7 +24,7 @@ from .open_vocab import (
     OpenVocabularyFunction,
     char_bert_tokenizer,
     class_prompts,
-    load_pretrained,
+    load_model,
     to_device,
 )
 
@@ -166,13 +166,9 @@ def create(
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
     class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
-    if pretrained:
-        model, processor, version = load_pretrained(
-            GroundingDinoForObjectDetection, GroundingDinoProcessor, checkpoint or DEFAULT_WEIGHTS
-        )
-    else:
-        model, processor = random_model()
-        version = f"{checkpoint or DEFAULT_WEIGHTS}.random"
+    model, processor, version = load_model(
+        GroundingDinoForObjectDetection, GroundingDinoProcessor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
+    )
     return GroundingDinoFunction(
         to_device(model, device),
         processor,

@@ -250,6 +250,18 @@ class OpenVocabularyFunction:
 # Building: weights, random weights, tokenizers for random weights
 
 
+def load_model(
+    model_class: Any, processor_class: Any, random_model: Any, checkpoint: str | None, default: str, pretrained: bool
+) -> tuple[Any, Any, str]:
+    """``(model, processor, model_version)`` for a function's ``create``: the weights of
+    ``checkpoint`` (default ``default``, :func:`load_pretrained`) or, with ``pretrained=False``,
+    ``random_model()`` (the real-size architecture with random weights)."""
+    if pretrained:
+        return load_pretrained(model_class, processor_class, checkpoint or default)
+    model, processor = random_model()
+    return model, processor, f"{checkpoint or default}.random"
+
+
 def load_pretrained(model_class: Any, processor_class: Any, name: str) -> tuple[Any, Any, str]:
     """``(model, processor, model_version)`` from a registry name, repo id or folder found by
     :func:`autoannotate.weights.resolve` (clear error with how to provide the weights)."""

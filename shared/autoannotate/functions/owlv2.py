@@ -25,7 +25,7 @@ from .open_vocab import (
     char_clip_tokenizer,
     class_prompts,
     clip_token_ids,
-    load_pretrained,
+    load_model,
     to_device,
 )
 
@@ -108,13 +108,9 @@ def create(
     from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
     class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
-    if pretrained:
-        model, processor, version = load_pretrained(
-            Owlv2ForObjectDetection, Owlv2Processor, checkpoint or DEFAULT_WEIGHTS
-        )
-    else:
-        model, processor = random_model()
-        version = f"{checkpoint or DEFAULT_WEIGHTS}.random"
+    model, processor, version = load_model(
+        Owlv2ForObjectDetection, Owlv2Processor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
+    )
     return Owlv2Function(
         to_device(model, device),
         processor,

@@ -28,7 +28,7 @@ from .open_vocab import (
     char_clip_tokenizer,
     class_prompts,
     clip_token_ids,
-    load_pretrained,
+    load_model,
     to_device,
 )
 
@@ -171,11 +171,9 @@ def create(
     from transformers import Sam3Model, Sam3Processor
 
     class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
-    if pretrained:
-        model, processor, version = load_pretrained(Sam3Model, Sam3Processor, checkpoint or DEFAULT_WEIGHTS)
-    else:
-        model, processor = random_model()
-        version = f"{checkpoint or DEFAULT_WEIGHTS}.random"
+    model, processor, version = load_model(
+        Sam3Model, Sam3Processor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
+    )
     return Sam3Function(
         to_device(model, device),
         processor,
