@@ -52,6 +52,7 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from .sam2 import EDGETAM_WEIGHTS, SAM2_SIZES, edgetam_config, sam2_config, size_name
+from .sam2 import weights_available as sam2_weights_available
 
 
 @dataclass(frozen=True)
@@ -397,8 +398,5 @@ def create_edgetam(
     )
 
 
-def weights_available(size: str = "tiny") -> bool:
-    """Whether the SAM 2.1 ``size`` weights are already on this machine (no download)."""
-    from ..weights import is_present
-
-    return is_present(SAM2_SIZES[size_name(size)])
+#: The video model reads the weights of the image model: the same check.
+weights_available = sam2_weights_available
