@@ -279,7 +279,7 @@ class AutoLabel(foo.Operator):
         threading.Thread(target=work, name="autoannotate-auto-label", daemon=True).start()
         function = ctx.params.get("function") or "yolox"
         yield ctx.trigger("set_progress", {"label": f"loading {function} and reading the samples", "variant": "linear"})
-        latest, event, sent = None, None, 0.0
+        latest, event, sent = None, None, float("-inf")
         while event is None:
             try:
                 got = events.get(timeout=PROGRESS_EVERY)
@@ -289,7 +289,9 @@ class AutoLabel(foo.Operator):
                 latest = got
             elif got is not None:
                 event = got
-            if latest is not None and event is None and time.monotonic() - sent >= PROGRESS_EVERY:
+            # the first count, then at most one every PROGRESS_EVERY seconds, and always the last
+            # one before the result (the run may end within one interval of its previous count)
+            if latest is not None and (event is not None or time.monotonic() - sent >= PROGRESS_EVERY):
                 _, done, total = latest
                 label = _progress_label(done, total)
                 if total and done >= total:

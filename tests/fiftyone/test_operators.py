@@ -221,8 +221,9 @@ def _with_broken_sample(ds, tmp_path):
     return broken
 
 
-def test_auto_label_streams_progress_and_the_report_view_to_the_app(small_dataset, models_env, tmp_path, monkeypatch):
-    monkeypatch.setattr(_plugin_module(), "PROGRESS_EVERY", 0.0)  # every count, for the test
+def test_auto_label_streams_progress_and_the_report_view_to_the_app(small_dataset, models_env, tmp_path):
+    # however fast the run, the App is sent the first count (1) and the last (7), nothing else
+    # is promised: the counts in between depend on the time each sample takes
     _with_broken_sample(small_dataset, tmp_path)
     assert foo.get_operator(AUTO_LABEL).config.execute_as_generator
     messages = _as_the_app_runs_it(
@@ -234,7 +235,7 @@ def test_auto_label_streams_progress_and_the_report_view_to_the_app(small_datase
     labels = [m["params"].get("label") for m in messages if m["operator_uri"] == "set_progress"]
     counts = [int(label.split(" / ")[0]) for label in labels[1:]]
     assert labels[0].startswith("loading yolox") and all(" / 7 samples" in label for label in labels[1:])
-    assert counts == sorted(counts) and counts[0] < 7 and counts[-1] == 7, labels
+    assert counts == sorted(counts) and counts[0] == 1 and counts[-1] == 7, labels
     out = messages[-1]["params"]
     results, props = out["results"], out["outputs"]["type"]["properties"]
     run = list_runs(small_dataset)[-1]

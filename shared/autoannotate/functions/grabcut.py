@@ -29,6 +29,7 @@ import numpy as np
 import PIL.Image
 
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from ..seeding import seed_opencv
 
 #: A box prompt's mask covering less than this share of the box is a failure (a sliver).
 MIN_FILL = 0.15
@@ -161,6 +162,7 @@ class GrabCutFunction:
         if has_fg and has_bg:
             try:
                 bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+                seed_opencv(crop, init)  # its k-means start depends on this crop and prompt only
                 cv2.grabCut(crop, init, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # OpenCV's stubs reject None for rect
             except cv2.error:
                 pass  # degenerate colour model: keep the initial labelling
