@@ -91,6 +91,52 @@ def _saved_calibrations(ctx):
     return saved_calibrations(ctx.dataset)
 
 
+def _stream_to_app(ctx, run, *, name, title, starting, saving):
+    """A generator for the App: "done / total samples" progress while ``run(progress)`` works in a
+    thread (``starting`` before the first count, ``saving`` appended to the last one), then the
+    report it returns (:func:`report_view`, titled ``"<title> report"``), or its error. A run the
+    person stops watching goes on to its end."""
+    events = queue.Queue()
+
+    def work():
+        try:
+            events.put(("done", run(lambda done, total: events.put(("progress", done, total)))))
+        except Exception as e:  # noqa: BLE001 - shown in the App below
+            log.exception("%s failed", name)
+            events.put(("error", e))
+
+    threading.Thread(target=work, name=f"autoannotate-{name}", daemon=True).start()
+    yield ctx.trigger("set_progress", {"label": starting, "variant": "linear"})
+    latest, event, sent = None, None, float("-inf")
+    while event is None:
+        try:
+            got = events.get(timeout=PROGRESS_EVERY)
+        except queue.Empty:
+            got = None
+        if got is not None and got[0] == "progress":
+            latest = got
+        elif got is not None:
+            event = got
+        # the first count, then at most one every PROGRESS_EVERY seconds, and always the last
+        # one before the result (the run may end within one interval of its previous count)
+        if latest is not None and (event is not None or time.monotonic() - sent >= PROGRESS_EVERY):
+            _, done, total = latest
+            label = _progress_label(done, total)
+            if total and done >= total:
+                label += saving
+            yield ctx.trigger("set_progress", {"progress": (done / total) if total else None, "label": label})
+            latest, sent = None, time.monotonic()
+    if event[0] == "error":
+        yield ctx.ops.notify(f"{name} failed: {event[1]}", variant="error")
+        outputs = types.Object()
+        outputs.view("failed", types.Error(label="The run did not start or stopped", description=str(event[1])))
+        yield ctx.ops.show_output(types.Property(outputs, view=types.View(label=f"{title} failed")).to_json(), {})
+        return
+    yield ctx.trigger("reload_dataset")
+    outputs, results = report_view(event[1], title=f"{title} report")
+    yield ctx.ops.show_output(outputs.to_json(), results)
+
+
 class AutoLabel(foo.Operator):
     @property
     def config(self):
@@ -265,50 +311,15 @@ class AutoLabel(foo.Operator):
         return self._run(ctx, _delegated_progress(ctx) if ctx.delegated else True)
 
     def _execute_in_app(self, ctx):
-        """A generator for the App: "done / total samples" progress while the run works in a
-        thread, then the result view. A run the person stops watching goes on to its end."""
-        events = queue.Queue()
-
-        def work():
-            try:
-                events.put(("done", self._run(ctx, lambda done, total: events.put(("progress", done, total)))))
-            except Exception as e:  # noqa: BLE001 - shown in the App below
-                log.exception("auto_label failed")
-                events.put(("error", e))
-
-        threading.Thread(target=work, name="autoannotate-auto-label", daemon=True).start()
         function = ctx.params.get("function") or "yolox"
-        yield ctx.trigger("set_progress", {"label": f"loading {function} and reading the samples", "variant": "linear"})
-        latest, event, sent = None, None, float("-inf")
-        while event is None:
-            try:
-                got = events.get(timeout=PROGRESS_EVERY)
-            except queue.Empty:
-                got = None
-            if got is not None and got[0] == "progress":
-                latest = got
-            elif got is not None:
-                event = got
-            # the first count, then at most one every PROGRESS_EVERY seconds, and always the last
-            # one before the result (the run may end within one interval of its previous count)
-            if latest is not None and (event is not None or time.monotonic() - sent >= PROGRESS_EVERY):
-                _, done, total = latest
-                label = _progress_label(done, total)
-                if total and done >= total:
-                    label += ": saving the labels" + (", evaluating" if ctx.params.get("eval_gt_field") else "")
-                yield ctx.trigger("set_progress", {"progress": (done / total) if total else None, "label": label})
-                latest, sent = None, time.monotonic()
-        if event[0] == "error":
-            message = f"auto_label failed: {event[1]}"
-            yield ctx.ops.notify(message, variant="error")
-            outputs = types.Object()
-            outputs.view("failed", types.Error(label="The run did not start or stopped", description=str(event[1])))
-            yield ctx.ops.show_output(types.Property(outputs, view=types.View(label="Auto-label failed")).to_json(), {})
-            return
-        report = event[1]
-        yield ctx.trigger("reload_dataset")
-        outputs, results = report_view(report)
-        yield ctx.ops.show_output(outputs.to_json(), results)
+        yield from _stream_to_app(
+            ctx,
+            lambda progress: self._run(ctx, progress),
+            name="auto_label",
+            title="Auto-label",
+            starting=f"loading {function} and reading the samples",
+            saving=": saving the labels" + (", evaluating" if ctx.params.get("eval_gt_field") else ""),
+        )
 
     def resolve_output(self, ctx):
         return report_view(ctx.results or {})[0]
@@ -356,10 +367,11 @@ def _table(outputs, name, label, rows):
     outputs.list(name, row, label=label, view=table)
 
 
-def report_view(report):
-    """The App's view of an ``auto_label`` report: ``(types.Property, results)``: the counts, the
-    run key and label fields, a button opening the needs-review view, the evaluation, failures
-    and warnings as tables of file and reason, then anything else the report carries."""
+def report_view(report, title="Auto-label report"):
+    """The App's view of a run's report (``auto_label``, ``track_labels``): ``(types.Property,
+    results)``: the counts, the run key and label fields, a button opening the needs-review view,
+    the evaluation, failures and warnings as tables of file and reason, then anything else the
+    report carries; ``title`` labels the view."""
     extra = dict(report.get("extra") or {})
     failures = _file_rows(report.get("failures"))
     warnings = _file_rows(report.get("warnings"))
@@ -368,7 +380,7 @@ def report_view(report):
     attempted = report.get("images_attempted", 0)
     if not report:
         outputs.view("empty", types.Notice(label="No report"))
-        return types.Property(outputs, view=types.View(label="Auto-label report")), results
+        return types.Property(outputs, view=types.View(label=title)), results
     headline = (
         f"**{report.get('images_processed', 0)} of {attempted} samples labelled**, "
         f"{report.get('annotations_added', 0)} labels stored"
@@ -436,7 +448,7 @@ def report_view(report):
             continue
         outputs.str(f"extra_{key}", label=key.replace("_", " ").capitalize())
         results[f"extra_{key}"] = value if isinstance(value, str) else _plain(value)
-    return types.Property(outputs, view=types.View(label="Auto-label report")), results
+    return types.Property(outputs, view=types.View(label=title)), results
 
 
 def _plain(value):
@@ -710,6 +722,8 @@ class TrackLabels(foo.Operator):
             name="track_labels",
             label="Track labels through the video",
             dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
 
@@ -738,6 +752,23 @@ class TrackLabels(foo.Operator):
         return types.Property(inputs, view=types.View(label="Track labels"))
 
     def execute(self, ctx):
+        if _streams_to_app(ctx):
+            tracker = ctx.params.get("tracker") or ctx.params.get("function") or "opencv_tracker"
+            return _stream_to_app(
+                ctx,
+                lambda progress: self._run(ctx, progress),
+                name="track_labels",
+                title="Track labels",
+                starting=f"loading {tracker} and reading the videos",
+                saving=": saving the tracked labels",
+            )
+        # Python callers (execute_operator(...).result) and delegated workers get the report
+        report = self._run(ctx, _delegated_progress(ctx) if ctx.delegated else False)
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return report
+
+    def _run(self, ctx, progress):
         from autoannotate.fiftyone import track_labels
 
         p = ctx.params
@@ -755,10 +786,12 @@ class TrackLabels(foo.Operator):
             direction=p.get("direction") or "forward",
             overwrite=bool(p.get("overwrite")),
             output=p.get("output") or "boxes",
+            progress=progress,
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
         return report.to_dict()
+
+    def resolve_output(self, ctx):
+        return report_view(ctx.results or {}, title="Track labels report")[0]
 
 
 class AutoLabelShard(foo.Operator):

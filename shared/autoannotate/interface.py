@@ -428,12 +428,21 @@ class TrackableShape:
         return (min(xs), min(ys), max(xs), max(ys)) if xs else None
 
 
+class TrackLost(Exception):  # noqa: N818 - a signal of the protocol, not an error
+    """Raised by a tracking function's ``track`` when the object is lost, with the reason as its
+    message: the track ends on that frame and its ``end_reason`` says why (returning ``None`` ends
+    it without a reason)."""
+
+
 @runtime_checkable
 class TrackingFunction(Protocol):
     """``spec`` (a :class:`TrackingFunctionSpec`), ``init_tracking_state(context, pp_image, shape)``
-    returning a state, and ``track(context, pp_image, state)`` returning the shape on the new frame
-    or ``None`` when the object is lost. Optional ``preprocess_image(context, image)`` does the
-    per-frame work shared by all tracked shapes (its result is the ``pp_image``)."""
+    returning a state, and ``track(context, pp_image, state)`` returning the shape on the new frame,
+    ``None`` when the object is lost, or raising :class:`TrackLost` (lost, and why). A rectangle
+    may extend past the frame (the whole box the object is predicted to occupy): the driver clips
+    it, and ends the track when less than half of it is inside. Optional
+    ``preprocess_image(context, image)`` does the per-frame work shared by all tracked shapes (its
+    result is the ``pp_image``)."""
 
     @property
     def spec(self) -> TrackingFunctionSpec: ...

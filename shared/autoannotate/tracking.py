@@ -12,7 +12,13 @@ Objects fail one by one, never the whole video: a rectangle is clipped to the fr
 tracking starts; a box that is degenerate after clipping, a tracking function whose
 ``init_tracking_state`` or ``track`` raises, or a tracked shape that breaks the rules (same type as
 the tracked shape, finite points of the right count, a mask of the frame's size) ends that one
-track, with :attr:`Track.end_reason` saying why; the other tracks go on. ``preprocess_image`` runs
+track, with :attr:`Track.end_reason` saying why (and :attr:`Track.failed`); the other tracks go on.
+
+A track also ends, with the reason in :attr:`Track.end_reason`, when its object leaves the frame
+(the tracked rectangle, which a function may return unclipped, has less than :data:`MIN_INSIDE`
+of its area inside the frame; a rectangle mostly inside is clipped to the frame) or when the
+function raises :class:`~autoannotate.interface.TrackLost` (lost, and why: e.g. the patch no
+longer looks like the object). ``preprocess_image`` runs
 once per frame, however many objects are tracked.
 
 Multi-object tracking functions (SAM 2 video: one memory for every object of a video) also have
@@ -41,6 +47,7 @@ from .interface import (
     TrackableShape,
     TrackingFunctionContext,
     TrackingFunctionShapeContext,
+    TrackLost,
 )
 from .mapping import LabelMapping
 from .masks import box_iou
@@ -48,6 +55,8 @@ from .validation import check_points
 
 #: A rectangle narrower or lower than this (pixels, after clipping to the frame) is not tracked.
 MIN_BOX_SIZE = 2.0
+#: A tracked rectangle with less than this fraction of its area inside the frame has left it.
+MIN_INSIDE = 0.5
 
 
 @dataclass
@@ -55,9 +64,11 @@ class Track:
     """One object followed through frames: ``shapes`` maps frame index -> shape (pixels).
 
     ``lost_at`` is the first frame the object is no longer followed on (``None``: followed to the
-    end). ``end_reason`` is ``None`` when the track ran to the end or the object was lost normally
-    (the tracking function returned ``None``, or no detection confirmed it); otherwise a sentence
-    saying why this object could not be tracked (further)."""
+    end). ``end_reason`` is ``None`` when the track ran to the end or ended without a reason (the
+    tracking function returned ``None``, or no detection confirmed it); otherwise a sentence
+    saying why it ended: the object left the frame or was lost (``lost on frame N: ...``), or it
+    could not be tracked (further), which also sets ``failed`` (a start the function refused, a
+    function that raised, a shape that broke the protocol)."""
 
     track_id: int
     label_id: int | None = None
@@ -67,6 +78,7 @@ class Track:
     state: Any = field(default=None, repr=False)
     missed_key_frames: int = 0
     end_reason: str | None = None
+    failed: bool = False
 
     @property
     def last_frame(self) -> int:
@@ -113,6 +125,22 @@ def clip_rectangle(shape: TrackableShape, size: tuple[int, int]) -> TrackableSha
     x1, y1, x2, y2 = shape.points
     clipped = (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
     return shape if clipped == shape.points else TrackableShape("rectangle", clipped)
+
+
+def left_frame(shape: TrackableShape, size: tuple[int, int]) -> str | None:
+    """Why a tracked rectangle has left the frame (less than MIN_INSIDE of it inside), or ``None``."""
+    if shape.type != "rectangle" or len(shape.points) != 4:
+        return None
+    x1, y1, x2, y2 = shape.points
+    area = (x2 - x1) * (y2 - y1)
+    w, h = size
+    inside = max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0))
+    if area <= 0 or inside >= MIN_INSIDE * area:
+        return None
+    return (
+        f"the object left the frame (its box [{', '.join(_px(v) for v in shape.points)}] is "
+        f"{inside / area:.0%} inside the {w}x{h} frame)"
+    )
 
 
 def _degenerate(shape: TrackableShape, size: tuple[int, int]) -> str | None:
@@ -202,6 +230,7 @@ class Tracker:
         if why is not None:
             track.lost_at = frame_index + 1
             track.end_reason = f"not tracked: {why}"
+            track.failed = True
         else:
             track.state = state
         return track
@@ -215,7 +244,7 @@ class Tracker:
         shape, state, why = self._init_state(pp, frame_index, shape, size, "restart", track.track_id)
         track.shapes[frame_index] = shape
         if why is not None:
-            self.end(track, frame_index + 1, f"tracking stopped on frame {frame_index}: {why}")
+            self._stop(track, frame_index + 1, why, on=frame_index)
         else:
             track.state = state
 
@@ -232,18 +261,34 @@ class Tracker:
             ctx = TrackingFunctionShapeContext(original, frame_index)
             try:
                 shape = self.function.track(ctx, pp, t.state)
+            except TrackLost as e:
+                self.end(t, frame_index, f"lost on frame {frame_index}: {e}")
+                continue
             except Exception as e:  # noqa: BLE001 - one object's failure must not stop the others
                 self._stop(t, frame_index, f"the tracking function raised {_short(e)}")
                 continue
-            if shape is None:
-                self.end(t, frame_index)
-                continue
-            try:
-                validate_tracked(original, shape, size, where=f"track() on frame {frame_index}")
-            except BadFunctionError as e:
-                self._stop(t, frame_index, str(e))
-                continue
-            t.shapes[frame_index] = shape
+            self._record(t, shape, frame_index, size, original)
+
+    def _record(
+        self, t: Track, shape: Any, frame_index: int, size: tuple[int, int], original: str | None = None
+    ) -> None:
+        """Check a tracked shape and store it (a rectangle clipped to the frame), or end the track:
+        ``None`` (lost), a broken shape (failed), an object that left the frame."""
+        if shape is None:
+            self.end(t, frame_index)
+            return
+        try:
+            validate_tracked(
+                original or t.shapes[min(t.shapes)].type, shape, size, where=f"track() on frame {frame_index}"
+            )
+        except BadFunctionError as e:
+            self._stop(t, frame_index, str(e))
+            return
+        why = left_frame(shape, size)
+        if why is not None:
+            self.end(t, frame_index, f"ended on frame {frame_index}: {why}")
+            return
+        t.shapes[frame_index] = clip_rectangle(shape, size)
 
     def _step_session(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:
         live = self.live()
@@ -256,16 +301,7 @@ class Tracker:
                 self._stop(t, frame_index, f"the tracking function raised {_short(e)}")
             return
         for t in live:
-            shape = shapes.get(t.track_id)
-            if shape is None:
-                self.end(t, frame_index)
-                continue
-            try:
-                validate_tracked(t.shapes[min(t.shapes)].type, shape, size, where=f"track() on frame {frame_index}")
-            except BadFunctionError as e:
-                self._stop(t, frame_index, str(e))
-                continue
-            t.shapes[frame_index] = shape
+            self._record(t, shapes.get(t.track_id), frame_index, size)
 
     def end(self, t: Track, frame_index: int, why: str | None = None) -> None:
         """End ``t`` on ``frame_index`` (its first frame without the object); ``why`` goes to
@@ -277,8 +313,10 @@ class Tracker:
         if self.session is not None:
             self.session.remove([t.track_id])
 
-    def _stop(self, t: Track, frame_index: int, why: str) -> None:
-        self.end(t, frame_index, f"tracking stopped on frame {frame_index}: {why}")
+    def _stop(self, t: Track, frame_index: int, why: str, on: int | None = None) -> None:
+        """End ``t`` on ``frame_index`` as failed: stopped on frame ``on`` (default the same)."""
+        self.end(t, frame_index, f"tracking stopped on frame {frame_index if on is None else on}: {why}")
+        t.failed = True
 
     def finish(self) -> list[Track]:
         """The tracks, with the tracking function's states (a video session: the model's memory,

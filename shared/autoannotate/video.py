@@ -139,7 +139,7 @@ def iter_video_tracks(
                     conf_threshold=conf_threshold,
                 )
                 result = VideoResult(key, name, tracks, (info["width"], info["height"]), info["frames"])
-                result.warnings = [f"track {t.track_id}: {t.end_reason}" for t in tracks if t.end_reason]
+                result.warnings = [f"track {t.track_id}: {t.end_reason}" for t in tracks if t.failed]
             except BadFunctionError as e:
                 result = VideoResult(key, name, None, error=f"function broke the protocol: {e}")
             except AutoAnnotateError as e:

@@ -200,15 +200,15 @@ def _plugin_module():
     return sys.modules[type(foo.get_operator(AUTO_LABEL)).__module__]
 
 
-def _as_the_app_runs_it(ds, params):
-    """Execute auto_label the way the App's server does (``/operators/execute/generator``: the
-    request carries ``operator_uri``) and collect the messages the App would receive."""
+def _as_the_app_runs_it(ds, params, uri=AUTO_LABEL):
+    """Execute an operator (auto_label) the way the App's server does (``/operators/execute/generator``:
+    the request carries ``operator_uri``) and collect the messages the App would receive."""
     import asyncio
 
     from fiftyone.operators.executor import execute_or_delegate_operator
 
-    request = {"operator_uri": AUTO_LABEL, "dataset_name": ds.name, "view": [], "params": params}
-    result = asyncio.run(execute_or_delegate_operator(AUTO_LABEL, request))
+    request = {"operator_uri": uri, "dataset_name": ds.name, "view": [], "params": params}
+    result = asyncio.run(execute_or_delegate_operator(uri, request))
     assert result.error is None, result.error_message
     assert result.is_generator, "the App gets a generator: progress messages, then the result view"
     return [m.to_json()["body"] for m in result.result]

@@ -340,3 +340,43 @@ def test_track_labels_operator_offers_the_polylines_output(video_dataset):
             "@autoannotate/autoannotate/track_labels",
             ctx={"dataset": video_dataset.name, "params": dict(params, output="points")},
         )
+
+
+def test_track_labels_in_the_app_shows_its_counts_and_why_tracks_ended(dataset_name, tmp_path):
+    """The App's execution path (a generator): progress, then the report's view with the count of
+    tracked labels and, as warnings, the object that walked out of the frame."""
+    from tests.fiftyone.test_operators import _as_the_app_runs_it
+    from tests.tracking.synthetic import make_leaving_frames
+
+    frames, truth = make_leaving_frames(24)  # half out of the 320x240 frame on frame 18 (number 19)
+    ds = fo.Dataset(f"{dataset_name}-leaving")
+    try:
+        sample = fo.Sample(filepath=str(write_video(frames, tmp_path / "leaving.mp4")))
+        x1, y1, x2, y2 = truth[0]
+        sample.frames[1]["detections"] = fo.Detections(
+            detections=[fo.Detection(label="cat", bounding_box=[x1 / 320, y1 / 240, (x2 - x1) / 320, (y2 - y1) / 240])]
+        )
+        ds.add_sample(sample)
+        uri = "@autoannotate/autoannotate/track_labels"
+        assert foo.get_operator(uri).config.execute_as_generator
+        messages = _as_the_app_runs_it(
+            ds, {"view_target": "DATASET", "label_field": "frames.detections", "num_frames": 23}, uri=uri
+        )
+        ops = [m["operator_uri"] for m in messages]
+        assert ops[0] == "set_progress" and ops[-2:] == ["reload_dataset", "show_output"]
+        labels = [m["params"].get("label") for m in messages if m["operator_uri"] == "set_progress"]
+        assert labels[0] == "loading opencv_tracker and reading the videos"
+        assert labels[-1] == "1 / 1 samples: saving the tracked labels"
+        out = messages[-1]["params"]
+        results, props = out["results"], out["outputs"]
+        assert props["view"]["label"] == "Track labels report"
+        run = list_runs(ds)[-1]
+        assert run["kind"] == "track_labels" and results["run_key"] == run["run_key"]
+        assert results["annotations_added"] == 17  # frames 2..18: the cat is half out on frame 19
+        assert results["summary"].startswith("**1 of 1 samples labelled**, 17 labels stored")
+        (warning,) = results["warnings"]
+        assert warning["file"] == "leaving.mp4" and "ended on frame 19: the object left the frame" in warning["reason"]
+        assert props["type"]["properties"]["warnings"]["view"]["name"] == "TableView"
+        assert sorted(boxes_by_frame(ds)) == list(range(1, 19))
+    finally:
+        ds.delete()

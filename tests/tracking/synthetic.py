@@ -79,3 +79,47 @@ def make_panned_frames(
     tall = [(255.0 - step * i, 0.0, 399.0 - step * i, 300.0) for i in range(n)]
     face = [(60.0 - step * i, 130.0, 120.0 - step * i, 185.0) for i in range(n)]
     return frames, [tall, face]
+
+
+def make_leaving_frames(
+    n: int = 24, step: int = 8
+) -> tuple[list[PIL.Image.Image], list[tuple[float, float, float, float]]]:
+    """The cat's face (60x55) walking right over coffee() by ``step`` px a frame, out through the
+    right edge of the 320x240 frame; its true box per frame, unclipped (it starts at x 150, so
+    with the defaults it is half out on frame 14 and gone on frame 21)."""
+    import skimage.data
+
+    background = PIL.Image.fromarray(skimage.data.coffee()).resize(SIZE)
+    patch = PIL.Image.fromarray(skimage.data.chelsea()).crop(PATCH_BOX).resize((60, 55))
+    frames, boxes = [], []
+    for i in range(n):
+        x, y = 150 + step * i, 90
+        frame = background.copy()
+        frame.paste(patch, (x, y))
+        frames.append(frame)
+        boxes.append((float(x), float(y), float(x + 60), float(y + 55)))
+    return frames, boxes
+
+
+def make_occluded_frames(
+    n: int = 20, hidden_from: int = 8
+) -> tuple[list[PIL.Image.Image], list[tuple[float, float, float, float]]]:
+    """The cat's face drifting right 2 px a frame; from frame ``hidden_from`` on a grey wall
+    (a flat board with a little noise, as a wall in a photo) stands in front of it. Its true box
+    per frame (where it is, hidden or not)."""
+    import skimage.data
+
+    background = PIL.Image.fromarray(skimage.data.coffee()).resize(SIZE)
+    patch = PIL.Image.fromarray(skimage.data.chelsea()).crop(PATCH_BOX).resize((60, 55))
+    rng = np.random.default_rng(0)
+    wall = PIL.Image.fromarray((128 + rng.normal(0, 6, (120, 110))).clip(0, 255).astype(np.uint8)).convert("RGB")
+    frames, boxes = [], []
+    for i in range(n):
+        x, y = 80 + 2 * i, 80
+        frame = background.copy()
+        frame.paste(patch, (x, y))
+        if i >= hidden_from:
+            frame.paste(wall, (90, 50))
+        frames.append(frame)
+        boxes.append((float(x), float(y), float(x + 60), float(y + 55)))
+    return frames, boxes

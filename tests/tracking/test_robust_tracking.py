@@ -1,13 +1,14 @@
 """Video detection validates and maps like images do; one object that cannot be tracked never
-fails the video (real OpenCV MIL on synthetic clips)."""
+fails the video (the real OpenCV tracker on synthetic clips)."""
 
 from __future__ import annotations
 
 import numpy as np
+import PIL.Image
 import pytest
 
 import autoannotate as aa
-from autoannotate import BadFunctionError, TrackableShape
+from autoannotate import BadFunctionError, TrackableShape, TrackLost
 from autoannotate.functions import opencv_tracker
 from autoannotate.interface import TrackingFunctionContext, TrackingFunctionShapeContext
 from autoannotate.mapping import LabelMapping, TargetLabel
@@ -157,7 +158,7 @@ def test_yolox_box_touching_the_bottom_edge_is_tracked(panned):
         assert t.end_reason is None and t.lost_at is None and sorted(t.shapes) == list(range(10))
         ious = [iou(t.box(i), gt[i]) for i in range(1, 10)]
         assert min(ious) > 0.7, ious
-    # MIL really follows it leftwards (4 px a frame), the whole height of the frame
+    # really followed leftwards (4 px a frame), the whole height of the frame
     assert edge.box(9)[0] < edge.box(0)[0] - 25
     assert edge.box(9)[1] < 5 and edge.box(9)[3] > 295
 
@@ -178,7 +179,7 @@ def test_track_shapes_follows_boxes_on_every_edge(panned):
     tracks = track_shapes(opencv_tracker.create(), frames[:4], [TrackableShape("rectangle", b) for b in boxes])
     assert len(tracks) == len(boxes)
     for t in tracks:
-        assert t.end_reason is None, t.end_reason  # lost (None from track()) is fine, failing is not
+        assert not t.failed, t.end_reason  # lost or gone out of the frame is fine, failing is not
     assert sorted(tracks[0].shapes) == [0, 1, 2, 3]
     assert min(iou(tracks[0].box(i), tall[i]) for i in range(1, 4)) > 0.8
     assert tracks[6].shapes[0].points == (0, 250, 50, 300)  # clipped to the frame before tracking
@@ -209,48 +210,60 @@ def test_opencv_tracker_starts_and_steps_on_any_box(panned, box):
     state = fn.init_tracking_state(
         TrackingFunctionShapeContext("rectangle", 0), fn.preprocess_image(TrackingFunctionContext(0), frames[0]), shape
     )
-    mx, my, mw, mh = opencv_tracker.mil_box(box, (400, 300))
-    assert mx >= 4 and my >= 4 and mx + mw <= 396 and my + mh <= 296 and min(mw, mh) >= 8
     for i in (1, 2):
-        out = fn.track(
-            TrackingFunctionShapeContext("rectangle", i),
-            fn.preprocess_image(TrackingFunctionContext(i), frames[i]),
-            state,
-        )
-        if out is not None:
-            x1, y1, x2, y2 = out.points
-            assert 0 <= x1 < x2 <= 400 and 0 <= y1 < y2 <= 300
+        try:
+            out = fn.track(
+                TrackingFunctionShapeContext("rectangle", i),
+                fn.preprocess_image(TrackingFunctionContext(i), frames[i]),
+                state,
+            )
+        except TrackLost:
+            break  # lost with a reason is fine, failing is not
+        x1, y1, x2, y2 = out.points
+        # the whole box the object is predicted to occupy (the driver clips it to the frame)
+        assert x1 < x2 and y1 < y2 and abs((x2 - x1) - (box[2] - box[0])) <= 0.1 * (box[2] - box[0]) + 1e-6
+        assert x1 < 400 and x2 > 0 and y1 < 300 and y2 > 0
 
 
-def test_mil_box_keeps_a_margin_and_a_minimum_size():
-    assert opencv_tracker.mil_box((0, 0, 400, 300), (400, 300)) == (4, 4, 392, 292)
-    assert opencv_tracker.mil_box(EDGE_BOX, (400, 300)) == (255, 4, 141, 292)
-    assert opencv_tracker.mil_box((100, 100, 101, 101), (400, 300)) == (96, 96, 8, 8)
-    assert opencv_tracker.mil_box((0, 0, 2, 2), (400, 300)) == (4, 4, 8, 8)
-
-
-def test_opencv_tracker_reports_boxes_the_size_of_the_object_not_of_mils_box(panned):
+def test_opencv_tracker_reports_boxes_the_size_of_the_object(panned):
     frames, (tall, _) = panned
     (t,) = track_shapes(opencv_tracker.create(), frames[:3], [TrackableShape("rectangle", EDGE_BOX)])
     x1, y1, x2, y2 = t.box(2)
-    # MIL follows a 141x292 box 4 px inside the frame; what comes back is the object's 144 x ~300
     assert y1 <= 2.5 and y2 >= 298.0 and abs((x2 - x1) - 144.0) < 1e-6
     assert abs(x1 - tall[2][0]) <= 3
 
 
-def test_a_frame_too_small_for_mil_gives_a_clear_error():
-    import PIL.Image
+def test_a_tiny_frame_is_tracked():
+    """A 12x30 frame (too small for OpenCV's MIL tracker, which needed 16x16 px) is tracked."""
+    texture = np.random.default_rng(0).integers(0, 256, (30, 12), dtype=np.uint8)
+    frames = [PIL.Image.fromarray(texture).convert("RGB")] * 3
+    (t,) = track_shapes(opencv_tracker.create(), frames, [TrackableShape("rectangle", (0, 0, 12, 30))])
+    assert t.end_reason is None and sorted(t.shapes) == [0, 1, 2]
+    assert np.allclose(t.box(2), (0, 0, 12, 30), atol=0.5), t.box(2)
 
-    fn = opencv_tracker.create()
-    pp = fn.preprocess_image(TrackingFunctionContext(0), PIL.Image.new("RGB", (12, 30)))
-    with pytest.raises(ValueError, match="the 12x30 image is too small for the MIL tracker"):
-        fn.init_tracking_state(
-            TrackingFunctionShapeContext("rectangle", 0), pp, TrackableShape("rectangle", (0, 0, 12, 30))
+
+def test_the_opencv_tracker_gives_the_same_boxes_in_every_run(panned):
+    """OpenCV's MIL tracker, which this one replaced, seeded its sampler from the clock: runs a
+    second apart gave boxes a pixel apart whatever cv2.setRNGSeed said. Three runs with different
+    seeds, more than a clock second apart, must agree exactly."""
+    import time
+
+    import cv2
+
+    frames, (tall, face) = panned
+    runs = []
+    for seed in (1, 2, 3):
+        if runs:
+            time.sleep(1.1)
+        cv2.setRNGSeed(seed)
+        tracks = track_shapes(
+            opencv_tracker.create(),
+            frames,
+            [TrackableShape("rectangle", face[0]), TrackableShape("rectangle", EDGE_BOX)],
         )
-    (t,) = track_shapes(fn, [PIL.Image.new("RGB", (12, 30))] * 3, [TrackableShape("rectangle", (0, 0, 12, 30))])
-    assert t.lost_at == 1 and t.end_reason.startswith(
-        "not tracked: the tracker could not start on this box (error: ValueError: the 12x30 image is too small"
-    )
+        runs.append([[t.shapes[i].points for i in sorted(t.shapes)] for t in tracks])
+    assert runs[0] == runs[1] == runs[2]
+    assert [len(r) for r in runs[0]] == [10, 10]
 
 
 # -- one object failing ends its track only --------------------------------------------------------
@@ -271,16 +284,23 @@ def test_init_failing_for_one_object_leaves_the_others_tracked(clip):
 
 
 def test_a_real_opencv_error_on_start_becomes_the_end_reason(panned):
-    """The pre-fix behaviour of OpenCvTracker (cv2.TrackerMIL.init on the raw box) as a function:
-    its cv2.error ends that object only, with OpenCV's first line as the reason."""
+    """OpenCV's MIL tracker on the raw box (what opencv_tracker once was) as a function: its
+    cv2.error ends that object only, with OpenCV's first line as the reason."""
     import cv2
 
     class RawMil(opencv_tracker.OpenCvTracker):
+        def preprocess_image(self, ctx, image):
+            return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
         def init_tracking_state(self, ctx, pp, shape):
             x1, y1, x2, y2 = shape.points
             tracker = cv2.TrackerMIL.create()
-            tracker.init(pp[0], (int(round(x1)), int(round(y1)), int(round(x2 - x1)), int(round(y2 - y1))))
-            return opencv_tracker.MilState(tracker, opencv_tracker._patch(pp[1], shape.points), (400, 300))
+            tracker.init(pp, (int(round(x1)), int(round(y1)), int(round(x2 - x1)), int(round(y2 - y1))))
+            return tracker
+
+        def track(self, ctx, pp, state):
+            ok, (x, y, w, h) = state.update(pp)
+            return TrackableShape("rectangle", (x, y, x + w, y + h)) if ok else None
 
     frames, (tall, face) = panned
     edge, normal = track_shapes(

@@ -23,7 +23,7 @@ def test_opencv_tracker_keeps_iou_on_90_percent_of_frames(video):
     (track,) = track_shapes(opencv_tracker.create(), frames, [TrackableShape("rectangle", truth[0])])
     ious = [iou(track.box(i), truth[i]) if i in track.shapes else 0.0 for i in range(len(frames))]
     good = sum(v >= 0.7 for v in ious) / len(ious)
-    print(f"OpenCV MIL: IoU >= 0.7 on {good:.0%} of {len(frames)} frames (mean IoU {np.mean(ious):.3f})")
+    print(f"OpenCV tracker: IoU >= 0.7 on {good:.0%} of {len(frames)} frames (mean IoU {np.mean(ious):.3f})")
     assert good >= 0.9 and track.lost_at is None
 
 

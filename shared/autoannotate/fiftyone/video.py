@@ -15,6 +15,7 @@ stores its outline as a closed polyline in ``frames.<label_field>_polylines``; v
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -543,8 +544,11 @@ class _Propagation:
         tracks = track_shapes(self.function, read_frames(path, start, stop, step), shapes, masks=masks)
         added = 0
         for d, t in zip(dets, tracks):
-            if t.end_reason:
-                result.warnings.append(f"label {d.id} ({d.label}): {t.end_reason}")
+            if t.end_reason:  # the tracker counts frames from this run's first: say FiftyOne's numbers
+                reason = re.sub(
+                    r"on frame (\d+)", lambda m: f"on frame {self.frame_number + int(m.group(1)) * step}", t.end_reason
+                )
+                result.warnings.append(f"label {d.id} ({d.label}): {reason}")
             for k, shape in t.shapes.items():
                 box = shape.box()
                 if k == 0 or box is None:

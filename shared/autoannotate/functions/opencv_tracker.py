@@ -1,24 +1,29 @@
-"""OpenCV's MIL tracker (ships with opencv-python-headless, no weights) for rectangles.
+"""A deterministic template tracker built from OpenCV primitives (opencv-python-headless, no
+weights) for rectangles.
 
-MIL itself never reports a loss, so each step compares the tracked patch with the object's
+Each step predicts the box from its last motion, then finds the object's template around that
+prediction by normalized cross-correlation (``cv2.matchTemplate``, ``TM_CCOEFF_NORMED``): a coarse
+search on a downscaled window at three scales (the box may grow or shrink by :data:`SCALE_STEP`
+a frame), then a full-resolution refinement with a sub-pixel peak. The template follows slow
+changes of appearance (it is blended with the matched patch, :data:`TEMPLATE_RATE` a frame).
+Nothing is drawn at random, so the same frames give the same boxes in any process, order or run.
+(It replaced OpenCV's MIL tracker, whose sampler is seeded from the clock inside OpenCV: two
+runs a second apart gave boxes a pixel apart, whatever ``cv2.setRNGSeed`` said.)
+
+A box near the frame's edge is matched on its visible part only, and ``track`` returns the whole
+box the object is predicted to occupy, which may extend past the frame: the tracking driver
+(:class:`autoannotate.tracking.Tracker`) clips it, and ends the track ("left the frame") once
+less than half of it is inside. Each step also compares the visible patch with the object's
 appearance on the first frame (normalized cross-correlation of grey patches); below
-``min_similarity`` the object counts as lost and ``track`` returns ``None``.
-
-MIL samples patches of the box's size at positions around it, and Haar features inside it. Found
-by trying boxes on synthetic frames (OpenCV 4.12): a box as tall or as wide as the frame (e.g. a
-YOLOX box ``[255.4, 0.5, 399.4, 300.0]`` in a 400x300 frame, which rounds to a 300 px height) has
-no positive sample and ``init`` asserts ``!posSamples.empty()``; so does a box that nearly fills
-the frame in both directions (``(0, 0, 396, 296)``, ``(3, 3, 394, 294)`` in 400x300), while one
-kept :data:`MARGIN` px from every border starts; and a box under about 5x5 px (1 x anything,
-2x10, 4x4) makes ``init`` loop forever. So MIL is given the box clipped to the image, kept
-:data:`MARGIN` px from its borders and at least :data:`MIN_SIDE` px a side; the offset between
-that box and the real one is added back to what MIL reports.
+``min_similarity`` the object counts as lost, and so it does when its best match scores below
+``min_match`` (hidden behind something, or gone); ``track`` then raises
+:class:`~autoannotate.interface.TrackLost` saying so (the track's ``end_reason``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -28,153 +33,237 @@ from ..interface import (
     TrackingFunctionContext,
     TrackingFunctionShapeContext,
     TrackingFunctionSpec,
+    TrackLost,
 )
 
+Box = tuple[float, float, float, float]
+
+#: Side (pixels) of the grey patches compared with the first frame's appearance.
 PATCH = 32
-#: Pixels MIL's box keeps from every image border (3 is not enough for a box spanning the frame).
-MARGIN = 4
-#: Smallest side of MIL's box in pixels (smaller boxes can make ``TrackerMIL.init`` loop forever).
+#: Smallest side (pixels) of the region matched: a smaller box is matched with the context around it.
 MIN_SIDE = 8
-#: On a failed start, the box is shrunk around its centre by this fraction and tried once more.
-RETRY_SHRINK = 0.25
+#: The coarse search runs on a window downscaled so that the template has about this many pixels.
+COARSE_PIXELS = 64 * 64
+#: Scales tried each frame: the box may grow or shrink by this fraction from one frame to the next.
+SCALE_STEP = 0.04
+#: Another scale replaces the current one only when its match is better by this much (no jitter).
+SCALE_HYSTERESIS = 0.02
+#: Weight of the new patch when the template is updated (a match of score >= TEMPLATE_MIN_SCORE).
+TEMPLATE_RATE = 0.1
+TEMPLATE_MIN_SCORE = 0.6
+#: Score taken off a match per search margin of distance from the predicted position (breaks near-ties).
+PRIOR = 0.002
 
 
 @dataclass
-class MilState:
-    tracker: Any
+class NccState:
+    """The object being followed: ``box`` (x1, y1, x2, y2, may extend past the frame),
+    ``velocity`` (pixels per frame), its current ``template`` and its ``first`` appearance (grey
+    float32 patches of the matched region, see :func:`match_region`)."""
+
+    box: Box
     template: np.ndarray
-    size: tuple[int, int]
-    #: (x1, y1, x2, y2) of the real box minus those of the box MIL follows.
-    offsets: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    first: np.ndarray
+    velocity: tuple[float, float] = (0.0, 0.0)
 
 
-def _fit(lo_v: float, hi_v: float, lo: int, hi: int) -> tuple[int, int]:
-    """``[lo_v, hi_v]`` as integer ``(start, length)`` inside ``[lo, hi]``, at least MIN_SIDE long."""
-    length = max(MIN_SIDE, int(round(min(hi_v, hi) - max(lo_v, lo))))
-    length = min(length, hi - lo)
-    start = int(round((lo_v + hi_v) / 2 - length / 2))
-    return max(lo, min(start, hi - length)), length
-
-
-def mil_box(
-    box: tuple[float, float, float, float], size: tuple[int, int], shrink: float = 0.0
-) -> tuple[int, int, int, int]:
-    """The ``(x, y, w, h)`` box MIL can start on for ``box`` (x1, y1, x2, y2, already inside the
-    image) in an image of ``size``: kept MARGIN px from the borders, MIN_SIDE px a side at least,
-    optionally shrunk around its centre by ``shrink`` (a fraction)."""
-    W, H = size
+def match_region(box: Box) -> Box:
+    """The region matched for ``box``: the box itself, grown around its centre to MIN_SIDE px a side."""
     x1, y1, x2, y2 = box
-    if shrink:
-        dx, dy = (x2 - x1) * shrink / 2, (y2 - y1) * shrink / 2
-        x1, y1, x2, y2 = x1 + dx, y1 + dy, x2 - dx, y2 - dy
-    x, w = _fit(x1, x2, MARGIN, W - MARGIN)
-    y, h = _fit(y1, y2, MARGIN, H - MARGIN)
-    return x, y, w, h
+    gx, gy = max(0.0, MIN_SIDE - (x2 - x1)) / 2, max(0.0, MIN_SIDE - (y2 - y1)) / 2
+    return x1 - gx, y1 - gy, x2 + gx, y2 + gy
 
 
-def _patch(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+def _int_rect(box: Box) -> tuple[int, int, int, int]:
+    x1, y1 = int(math.floor(box[0] + 0.5)), int(math.floor(box[1] + 0.5))
+    return x1, y1, max(x1 + 1, int(math.floor(box[2] + 0.5))), max(y1 + 1, int(math.floor(box[3] + 0.5)))
+
+
+def _visible(
+    gray: np.ndarray, template: np.ndarray, region: Box
+) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The part of ``template`` (resized to ``region``) that falls inside the frame, and that part's
+    rectangle in the frame; ``None`` when less than 2x2 px of it is inside."""
     import cv2
 
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    h, w = gray.shape
-    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
-    if x2 - x1 < 2 or y2 - y1 < 2:
+    H, W = gray.shape
+    rx1, ry1, rx2, ry2 = _int_rect(region)
+    vx1, vy1, vx2, vy2 = max(rx1, 0), max(ry1, 0), min(rx2, W), min(ry2, H)
+    if vx2 - vx1 < 2 or vy2 - vy1 < 2:
         return None
-    p = cv2.resize(gray[y1:y2, x1:x2], (PATCH, PATCH), interpolation=cv2.INTER_AREA).astype(np.float32)
-    p -= p.mean()
-    n = float(np.linalg.norm(p))
-    return p / n if n > 1e-6 else p
+    t = cv2.resize(template, (rx2 - rx1, ry2 - ry1), interpolation=cv2.INTER_AREA)
+    return t[vy1 - ry1 : vy2 - ry1, vx1 - rx1 : vx2 - rx1], (vx1, vy1, vx2, vy2)
 
 
-class OpenCvTracker:
-    """Rectangles with cv2.TrackerMIL. ``pp_image`` is ``(bgr, gray)`` arrays of the frame."""
+def _peak(res: np.ndarray) -> tuple[float, float, float]:
+    """``(score, x, y)`` of the correlation map's maximum, refined to sub-pixel by a parabola; the
+    first maximum in row-major order on ties (deterministic)."""
+    res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
+    flat = int(np.argmax(res))
+    y, x = divmod(flat, res.shape[1])
+    score = float(res[y, x])
 
-    spec = TrackingFunctionSpec(supported_shape_types=("rectangle",))
-    model_version = "opencv-mil"
+    def offset(a: float, b: float, c: float) -> float:
+        d = a - 2 * b + c
+        return 0.0 if d >= 0 else max(-0.5, min(0.5, 0.5 * (a - c) / d))
 
-    def __init__(self, min_similarity: float = 0.2) -> None:
-        self.min_similarity = float(min_similarity)
-
-    def preprocess_image(
-        self, context: TrackingFunctionContext, image: PIL.Image.Image
-    ) -> tuple[np.ndarray, np.ndarray]:
-        import cv2
-
-        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-        return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-
-    def init_tracking_state(
-        self, context: TrackingFunctionShapeContext, pp_image: Any, shape: TrackableShape
-    ) -> MilState:
-        import cv2
-
-        bgr, gray = pp_image
-        W, H = bgr.shape[1], bgr.shape[0]
-        x1, y1, x2, y2 = shape.points
-        box = (min(max(x1, 0.0), W), min(max(y1, 0.0), H), min(max(x2, 0.0), W), min(max(y2, 0.0), H))
-        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-            raise ValueError(f"the box {_fmt(shape.points)} has no pixel inside the {W}x{H} image")
-        if W - 2 * MARGIN < MIN_SIDE or H - 2 * MARGIN < MIN_SIDE:
-            raise ValueError(
-                f"the {W}x{H} image is too small for the MIL tracker "
-                f"(it needs {MIN_SIDE + 2 * MARGIN}x{MIN_SIDE + 2 * MARGIN} px at least)"
-            )
-        error = None
-        for shrink in (0.0, RETRY_SHRINK):
-            mx, my, mw, mh = mil_box(box, (W, H), shrink)
-            tracker = cv2.TrackerMIL.create()
-            try:
-                tracker.init(bgr, (mx, my, mw, mh))
-            except cv2.error as e:
-                error = e
-                continue
-            template = _patch(gray, box)
-            offsets = (box[0] - mx, box[1] - my, box[2] - (mx + mw), box[3] - (my + mh))
-            return MilState(
-                tracker, template if template is not None else np.zeros((PATCH, PATCH), np.float32), (W, H), offsets
-            )
-        raise RuntimeError(
-            f"OpenCV's MIL tracker cannot start on the box {_fmt(box)} in the {W}x{H} image: {_cv_message(error)}"
-        )
-
-    def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: MilState) -> TrackableShape | None:
-        import cv2
-
-        bgr, gray = pp_image
-        try:
-            ok, (x, y, w, h) = state.tracker.update(bgr)
-        except cv2.error as e:
-            raise RuntimeError(f"OpenCV's MIL tracker failed: {_cv_message(e)}") from None
-        if not ok or w <= 0 or h <= 0:
-            return None
-        W, H = bgr.shape[1], bgr.shape[0]
-        ox1, oy1, ox2, oy2 = state.offsets
-        box = (
-            max(0.0, float(x) + ox1),
-            max(0.0, float(y) + oy1),
-            min(float(W), float(x + w) + ox2),
-            min(float(H), float(y + h) + oy2),
-        )
-        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-            return None
-        patch = _patch(gray, box)
-        if patch is None or float((patch * state.template).sum()) < self.min_similarity:
-            return None
-        return TrackableShape("rectangle", box)
+    dx = offset(res[y, x - 1], score, res[y, x + 1]) if 0 < x < res.shape[1] - 1 else 0.0
+    dy = offset(res[y - 1, x], score, res[y + 1, x]) if 0 < y < res.shape[0] - 1 else 0.0
+    return score, x + dx, y + dy
 
 
-def _fmt(box: Any) -> str:
+def _match(
+    gray: np.ndarray, template: np.ndarray, region: Box, margin: int, scale: float
+) -> tuple[float, float, float]:
+    """Where the template, placed on ``region``, matches best within ``margin`` px: ``(score, dx,
+    dy)``, the shift from ``region``. The search runs on the frame downscaled by ``scale`` (<= 1)."""
+    import cv2
+
+    found = _visible(gray, template, region)
+    if found is None:
+        return -1.0, 0.0, 0.0
+    t, (vx1, vy1, vx2, vy2) = found
+    H, W = gray.shape
+    # a side cut by the frame's border: leave room for the object to move further out
+    cx, cy = min(margin, max(2, (vx2 - vx1) // 8)), min(margin, max(2, (vy2 - vy1) // 8))
+    left, r = cx if vx1 == 0 else 0, cx if vx2 == W else 0
+    u, d = cy if vy1 == 0 else 0, cy if vy2 == H else 0
+    t = t[u : t.shape[0] - d, left : t.shape[1] - r]
+    vx1, vy1, vx2, vy2 = vx1 + left, vy1 + u, vx2 - r, vy2 - d
+    wx1, wy1, wx2, wy2 = max(0, vx1 - margin), max(0, vy1 - margin), min(W, vx2 + margin), min(H, vy2 + margin)
+    window = gray[wy1:wy2, wx1:wx2]
+    fx = fy = 1.0
+    if scale < 1.0:
+        tw, th = max(2, round(t.shape[1] * scale)), max(2, round(t.shape[0] * scale))
+        fx, fy = tw / t.shape[1], th / t.shape[0]
+        t = cv2.resize(t, (tw, th), interpolation=cv2.INTER_AREA)
+        ww, wh = max(tw, round(window.shape[1] * fx)), max(th, round(window.shape[0] * fy))
+        window = cv2.resize(window, (ww, wh), interpolation=cv2.INTER_AREA)
+    res = cv2.matchTemplate(window, t, cv2.TM_CCOEFF_NORMED)
+    # near-ties (a flat or repeating scene) go to the position nearest the prediction
+    ys, xs = np.ogrid[: res.shape[0], : res.shape[1]]
+    px, py = (vx1 - wx1) * fx, (vy1 - wy1) * fy
+    res = res - PRIOR * np.sqrt((xs - px) ** 2 + (ys - py) ** 2) / max(1.0, margin * max(fx, fy))
+    score, x, y = _peak(res)
+    return score, wx1 + x / fx - vx1, wy1 + y / fy - vy1
+
+
+def similarity(gray: np.ndarray, appearance: np.ndarray, region: Box) -> float:
+    """Normalized cross-correlation (-1..1) of the frame's visible patch under ``region`` with the
+    same part of ``appearance`` (both reduced to at most PATCH x PATCH grey pixels)."""
+    import cv2
+
+    found = _visible(gray, appearance, region)
+    if found is None:
+        return -1.0
+    a, (vx1, vy1, vx2, vy2) = found
+    size = (min(PATCH, vx2 - vx1), min(PATCH, vy2 - vy1))
+    p = cv2.resize(gray[vy1:vy2, vx1:vx2], size, interpolation=cv2.INTER_AREA) - 0.0
+    q = cv2.resize(a, size, interpolation=cv2.INTER_AREA) - 0.0
+    p, q = p - p.mean(), q - q.mean()
+    n = float(np.linalg.norm(p) * np.linalg.norm(q))
+    return float((p * q).sum()) / n if n > 1e-6 else 0.0
+
+
+def _fmt(box: tuple[float, ...]) -> str:
     return "[" + ", ".join(f"{round(float(v), 1):g}" for v in box) + "]"
 
 
-def _cv_message(e: BaseException | None) -> str:
-    """The useful part of an OpenCV error: ``(-215:Assertion failed) ... in function 'init'``."""
-    text = " ".join(str(e).split()) if e is not None else "unknown error"
-    i = text.find("error: (")
-    return text[i + len("error: ") :] if i >= 0 else text[:200]
+class OpenCvTracker:
+    """Rectangles by template matching (see the module doc). ``pp_image`` is the frame as a grey
+    float32 array."""
+
+    spec = TrackingFunctionSpec(supported_shape_types=("rectangle",))
+    model_version = "opencv-ncc"
+
+    def __init__(self, min_similarity: float = 0.2, min_match: float = 0.5) -> None:
+        self.min_similarity = float(min_similarity)
+        self.min_match = float(min_match)
+
+    def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> np.ndarray:
+        return np.asarray(image.convert("L"), dtype=np.float32)
+
+    def init_tracking_state(
+        self, context: TrackingFunctionShapeContext, pp_image: np.ndarray, shape: TrackableShape
+    ) -> NccState:
+        import cv2
+
+        gray = pp_image
+        H, W = gray.shape
+        x1, y1, x2, y2 = (float(v) for v in shape.points)
+        box = (min(max(x1, 0.0), W), min(max(y1, 0.0), H), min(max(x2, 0.0), W), min(max(y2, 0.0), H))
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            raise ValueError(f"the box {_fmt(shape.points)} has no pixel inside the {W}x{H} image")
+        rx1, ry1, rx2, ry2 = _int_rect(match_region(box))
+        vx1, vy1, vx2, vy2 = max(rx1, 0), max(ry1, 0), min(rx2, W), min(ry2, H)
+        if vx2 - vx1 < 2 or vy2 - vy1 < 2:
+            raise ValueError(f"the {W}x{H} image is too small to track the box {_fmt(shape.points)}")
+        # a region grown past the border (a box under MIN_SIDE px at the edge) repeats the border pixels
+        patch = cv2.copyMakeBorder(
+            gray[vy1:vy2, vx1:vx2], vy1 - ry1, ry2 - vy2, vx1 - rx1, rx2 - vx2, cv2.BORDER_REPLICATE
+        )
+        return NccState(box, patch, patch.copy())
+
+    def track(self, context: TrackingFunctionShapeContext, pp_image: np.ndarray, state: NccState) -> TrackableShape:
+        import cv2
+
+        gray = pp_image
+        x1, y1, x2, y2 = state.box
+        vx, vy = state.velocity
+        predicted = (x1 + vx, y1 + vy, x2 + vx, y2 + vy)
+        region = match_region(predicted)
+        rw, rh = region[2] - region[0], region[3] - region[1]
+        coarse = min(1.0, math.sqrt(COARSE_PIXELS / (rw * rh)))
+        margin = int(math.ceil(0.4 * max(rw, rh) + 4))
+        best: tuple[float, float, float, float] | None = None  # score, scale, dx, dy
+        for s in (1.0, 1.0 - SCALE_STEP, 1.0 + SCALE_STEP):
+            scaled = _scaled(region, s)
+            score, dx, dy = _match(gray, state.template, scaled, margin, coarse)
+            if best is None or score > best[0] + (SCALE_HYSTERESIS if best[1] == 1.0 else 0.0):
+                best = (score, s, dx, dy)
+        assert best is not None
+        score, s, dx, dy = best
+        moved = _shift(_scaled(predicted, s), dx, dy)
+        if coarse < 1.0:  # refine at full resolution around the coarse match
+            fine, fdx, fdy = _match(gray, state.template, match_region(moved), int(math.ceil(2 / coarse)) + 1, 1.0)
+            if fine > -1.0:
+                score, moved = fine, _shift(moved, fdx, fdy)
+        if score < self.min_match:
+            raise TrackLost(
+                f"the object is hidden or gone (its best match near where it was expected scores {score:.2f}, "
+                f"min_match {self.min_match:g})"
+            )
+        region = match_region(moved)
+        sim = similarity(gray, state.first, region)
+        if sim < self.min_similarity:
+            raise TrackLost(
+                f"the object no longer looks like on its first frame (similarity {sim:.2f}, "
+                f"min_similarity {self.min_similarity:g})"
+            )
+        H, W = gray.shape
+        rx1, ry1, rx2, ry2 = _int_rect(region)
+        if score >= TEMPLATE_MIN_SCORE and rx1 >= 0 and ry1 >= 0 and rx2 <= W and ry2 <= H:
+            th, tw = state.template.shape
+            patch = cv2.resize(gray[ry1:ry2, rx1:rx2], (tw, th), interpolation=cv2.INTER_AREA)
+            state.template = (1 - TEMPLATE_RATE) * state.template + TEMPLATE_RATE * patch
+        cx, cy = (moved[0] + moved[2] - x1 - x2) / 2, (moved[1] + moved[3] - y1 - y2) / 2
+        state.velocity = (0.5 * vx + 0.5 * cx, 0.5 * vy + 0.5 * cy)
+        state.box = moved
+        return TrackableShape("rectangle", moved)
 
 
-def create(min_similarity: float = 0.2) -> OpenCvTracker:
-    """OpenCV MIL tracker for rectangles; a track is lost when the tracked patch's correlation
-    with the first frame's appearance falls below ``min_similarity`` (-1..1)."""
-    return OpenCvTracker(min_similarity=min_similarity)
+def _scaled(box: Box, s: float) -> Box:
+    cx, cy, hw, hh = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[2] - box[0]) * s / 2, (box[3] - box[1]) * s / 2
+    return cx - hw, cy - hh, cx + hw, cy + hh
+
+
+def _shift(box: Box, dx: float, dy: float) -> Box:
+    return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
+
+
+def create(min_similarity: float = 0.2, min_match: float = 0.5) -> OpenCvTracker:
+    """Deterministic OpenCV template tracker for rectangles; a track is lost when the tracked
+    patch's correlation with the first frame's appearance falls below ``min_similarity`` (-1..1),
+    or when the best match of the object's current appearance near where it was expected scores
+    below ``min_match`` (-1..1: it is hidden or gone)."""
+    return OpenCvTracker(min_similarity=min_similarity, min_match=min_match)
