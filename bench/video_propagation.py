@@ -3,7 +3,7 @@
     .venv/bin/python bench/video_propagation.py [--frames 4] [--sam-frames 2] [--lengths 100 1000]
 
 1. Seconds per frame with 1, 4 and 16 objects for ``sam2_video`` (SAM 2.1 tiny) and
-   ``edgetam_video`` (real-size architectures, random weights: the real compute), OpenCV MIL and
+   ``edgetam_video`` (real-size architectures, random weights: the real compute), ``opencv_tracker`` and
    ``sam_tracker`` (SAM vit_b, random weights; about 17 s a frame on a 2-core CPU, so only
    ``--sam-frames`` frames), on a synthetic 320x240 video. Each run is ``track_shapes`` over the
    frames (decoding included), timed after the first frame (the prompt frame) for the SAM 2
@@ -86,7 +86,7 @@ def speed(args, result: dict) -> None:
     makers = {
         "sam2_video": (lambda: sam2_video.create(pretrained=False, min_score=0.0, min_pixels=0), args.frames),
         "edgetam_video": (lambda: edgetam_video.create(pretrained=False, min_score=0.0, min_pixels=0), args.frames),
-        "opencv_mil": (lambda: opencv_tracker.create(min_similarity=-1.0), args.mil_frames),
+        "opencv_tracker": (lambda: opencv_tracker.create(min_similarity=-1.0), args.mil_frames),
         "sam_tracker": (lambda: sam_tracker.create(pretrained=False, min_pixels=0), args.sam_frames),
     }
     for name in args.trackers:
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--mil-frames", type=int, default=30)
     parser.add_argument("--sam-frames", type=int, default=2)
     parser.add_argument("--lengths", type=int, nargs="*", default=[100, 1000])
-    parser.add_argument("--trackers", nargs="*", default=["sam2_video", "edgetam_video", "opencv_mil", "sam_tracker"])
+    parser.add_argument("--trackers", nargs="*", default=["sam2_video", "edgetam_video", "opencv_tracker", "sam_tracker"])
     parser.add_argument("--objects", type=int, nargs="*", default=list(OBJECTS))
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(

@@ -16,8 +16,9 @@ track, with :attr:`Track.end_reason` saying why (and :attr:`Track.failed`); the 
 
 A track also ends, with the reason in :attr:`Track.end_reason`, when its object leaves the frame
 (the tracked rectangle, which a function may return unclipped, has less than :data:`MIN_INSIDE`
-of its area inside the frame; a rectangle mostly inside is clipped to the frame) or when the
-function raises :class:`~autoannotate.interface.TrackLost` (lost, and why: e.g. the patch no
+of its area inside the frame; a rectangle mostly inside is clipped to the frame), when its
+rectangle stays put against the frame's edge while the picture under it changes (a tracker that
+clamps the box of an object that walked out), or when the function raises :class:`~autoannotate.interface.TrackLost` (lost, and why: e.g. the patch no
 longer looks like the object). ``preprocess_image`` runs
 once per frame, however many objects are tracked.
 
@@ -57,6 +58,11 @@ from .validation import check_points
 MIN_BOX_SIZE = 2.0
 #: A tracked rectangle with less than this fraction of its area inside the frame has left it.
 MIN_INSIDE = 0.5
+#: A rectangle at the frame's edge that moves at most STILL_PX px for STILL_FRAMES frames while the
+#: picture under it changes (correlation below STILL_SIMILARITY) is stuck there: its track ends.
+STILL_PX = 1.0
+STILL_FRAMES = 3
+STILL_SIMILARITY = 0.5
 
 
 @dataclass
@@ -143,6 +149,54 @@ def left_frame(shape: TrackableShape, size: tuple[int, int]) -> str | None:
     )
 
 
+class _StuckAtEdge:
+    """Ends tracks whose rectangle stays put against the frame's edge (within STILL_PX, for
+    STILL_FRAMES frames) while the picture under it changes (the grey patch's correlation with the
+    one on the first of those frames falls below STILL_SIMILARITY): a tracker that keeps a box
+    clamped at the edge after its object walked out, or while the camera pans past it."""
+
+    def __init__(self) -> None:
+        #: track id -> (first frame the box stood still on, its grey patch then)
+        self.still: dict[int, tuple[int, np.ndarray]] = {}
+
+    def check(self, tracker: Tracker, frame_index: int, image: PIL.Image.Image) -> None:
+        w, h = image.size
+        for t in tracker.live():
+            shape, prev = t.shapes.get(frame_index), t.shapes.get(frame_index - 1)
+            if shape is None or prev is None or shape.type != "rectangle" or prev.type != "rectangle":
+                self.still.pop(t.track_id, None)
+                continue
+            x1, y1, x2, y2 = shape.points
+            at_edge = x1 <= 1 or y1 <= 1 or x2 >= w - 1 or y2 >= h - 1
+            if not at_edge or max(abs(a - b) for a, b in zip(shape.points, prev.points)) > STILL_PX:
+                self.still.pop(t.track_id, None)
+                continue
+            patch = _grey_patch(image, shape.points)
+            since, first = self.still.setdefault(t.track_id, (frame_index, patch))
+            if frame_index - since + 1 < STILL_FRAMES:
+                continue
+            similarity = float((first * patch).sum())
+            if similarity < STILL_SIMILARITY:
+                self.still.pop(t.track_id, None)
+                tracker.end(
+                    t,
+                    frame_index,
+                    f"ended on frame {frame_index}: the box stayed at the frame's edge "
+                    f"([{', '.join(_px(v) for v in shape.points)}]) from frame {since} on while the picture "
+                    f"under it changed (similarity {similarity:.2f})",
+                )
+                del t.shapes[frame_index]
+
+
+def _grey_patch(image: PIL.Image.Image, box: tuple[float, ...]) -> np.ndarray:
+    """The frame under ``box`` as a zero-mean, unit-norm 16x16 grey patch."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    p = np.asarray(image.crop((x1, y1, x2, y2)).convert("L").resize((16, 16)), dtype=np.float32)
+    p = p - p.mean()
+    n = float(np.linalg.norm(p))
+    return p / n if n > 1e-6 else p
+
+
 def _degenerate(shape: TrackableShape, size: tuple[int, int]) -> str | None:
     """Why a clipped rectangle cannot be tracked, or ``None`` when it can."""
     if shape.type != "rectangle":
@@ -169,6 +223,7 @@ class Tracker:
         self._pre = getattr(function, "preprocess_image", None)
         self._next_id = 0
         self.tracks: list[Track] = []
+        self._stuck = _StuckAtEdge()
         make_session = getattr(function, "video_session", None)
         if masks and not callable(make_session):
             raise BadParameterError(
@@ -243,6 +298,7 @@ class Tracker:
         keeps following an object it follows already (see the function's doc)."""
         shape, state, why = self._init_state(pp, frame_index, shape, size, "restart", track.track_id)
         track.shapes[frame_index] = shape
+        self._stuck.still.pop(track.track_id, None)  # a detection confirms the object there
         if why is not None:
             self._stop(track, frame_index + 1, why, on=frame_index)
         else:
@@ -251,11 +307,18 @@ class Tracker:
     def live(self) -> list[Track]:
         return [t for t in self.tracks if t.lost_at is None]
 
-    def step(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:
-        """Advance every live track to ``frame_index``; lost or failing tracks stop there."""
+    def step(self, pp: Any, frame_index: int, size: tuple[int, int], image: PIL.Image.Image | None = None) -> None:
+        """Advance every live track to ``frame_index``; lost or failing tracks stop there, and so do
+        boxes stuck at the frame's edge while the picture under them changes (``image``: the frame,
+        needed for that check)."""
         if self.session is not None:
             self._step_session(pp, frame_index, size)
-            return
+        else:
+            self._step_functions(pp, frame_index, size)
+        if image is not None:
+            self._stuck.check(self, frame_index, image)
+
+    def _step_functions(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:
         for t in self.live():
             original = t.shapes[min(t.shapes)].type
             ctx = TrackingFunctionShapeContext(original, frame_index)
@@ -364,7 +427,7 @@ def track_shapes(
             for t in tracker.live():
                 if index - min(t.shapes) > num_frames:
                     tracker.end(t, index)
-        tracker.step(pp, index, image.size)
+        tracker.step(pp, index, image.size, image)
         for i, s in enumerate(shapes):
             if starts[i] == index:
                 label = (labels or [None] * len(shapes))[i]
@@ -418,7 +481,7 @@ def detect_and_track(
         index = start_frame + k
         pp = tracker.preprocess(index, image)
         if k > 0:
-            tracker.step(pp, index, image.size)
+            tracker.step(pp, index, image.size, image)
         if k % key_frame_interval:
             continue
         ctx = DetectionFunctionContext(frame_name=f"frame {index}", conf_threshold=conf_threshold)

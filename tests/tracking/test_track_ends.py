@@ -109,3 +109,41 @@ def test_objects_leaving_a_video_are_not_warnings_of_the_run(tmp_path):
     assert t.end_reason.startswith("ended on frame 18: the object left the frame") and not t.failed
     assert result.warnings == []  # an object that walks out is no fault of the run
     assert np.isclose(t.box(0)[0], 150)
+
+
+class ClampedAtTheEdge:
+    """What OpenCV's MIL tracker did: follows the object (here: knows its true box) but keeps the
+    full-size box inside the frame, so the box stays at the edge once the object walks out."""
+
+    spec = aa.TrackingFunctionSpec(supported_shape_types=["rectangle"])
+
+    def __init__(self, truth, width=320):
+        self.truth, self.width = truth, width
+
+    def init_tracking_state(self, ctx, pp, shape):
+        return None
+
+    def track(self, ctx, pp, state):
+        x1, y1, x2, y2 = self.truth[ctx.frame_index]
+        shift = max(0.0, x2 - self.width)
+        return TrackableShape("rectangle", (x1 - shift, y1, x2 - shift, y2))
+
+
+def test_a_box_stuck_at_the_edge_while_the_picture_under_it_changes_ends_its_track():
+    frames, truth = make_leaving_frames(24)  # the full-size box reaches the right edge on frame 14
+    (t,) = track_shapes(ClampedAtTheEdge(truth), frames, [TrackableShape("rectangle", truth[0])])
+    # the box stands still from frame 15 on; on frame 17 the picture under it no longer matches
+    assert t.lost_at == 17 and sorted(t.shapes) == list(range(17)) and not t.failed, t.end_reason
+    assert t.end_reason.startswith(
+        "ended on frame 17: the box stayed at the frame's edge ([260, 90, 320, 145]) from frame 15 on "
+        "while the picture under it changed (similarity 0."
+    ), t.end_reason
+
+
+def test_a_still_box_at_the_edge_over_a_still_picture_is_kept():
+    frames, truth = make_frames(10)
+    still = [frames[0]] * 10  # nothing moves: a box at the edge that stays put is right
+    (t,) = track_shapes(
+        ClampedAtTheEdge([(280, 10, 320, 60)] * 10), still, [TrackableShape("rectangle", (280, 10, 320, 60))]
+    )
+    assert t.lost_at is None and t.end_reason is None and sorted(t.shapes) == list(range(10))

@@ -43,7 +43,7 @@ PATCH = 32
 #: Smallest side (pixels) of the region matched: a smaller box is matched with the context around it.
 MIN_SIDE = 8
 #: The coarse search runs on a window downscaled so that the template has about this many pixels.
-COARSE_PIXELS = 64 * 64
+COARSE_PIXELS = 48 * 48
 #: Scales tried each frame: the box may grow or shrink by this fraction from one frame to the next.
 SCALE_STEP = 0.04
 #: Another scale replaces the current one only when its match is better by this much (no jitter).
