@@ -196,7 +196,9 @@ def main() -> None:
     parser.add_argument("--mil-frames", type=int, default=30)
     parser.add_argument("--sam-frames", type=int, default=2)
     parser.add_argument("--lengths", type=int, nargs="*", default=[100, 1000])
-    parser.add_argument("--trackers", nargs="*", default=["sam2_video", "edgetam_video", "opencv_tracker", "sam_tracker"])
+    parser.add_argument(
+        "--trackers", nargs="*", default=["sam2_video", "edgetam_video", "opencv_tracker", "sam_tracker"]
+    )
     parser.add_argument("--objects", type=int, nargs="*", default=list(OBJECTS))
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
