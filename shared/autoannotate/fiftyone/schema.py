@@ -35,7 +35,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["schema_lock", "declare_fields", "repair_lost_fields", "declare_view", "delete_view", "LOCKS"]
+__all__ = ["schema_lock", "sync_fields", "declare_fields", "repair_lost_fields", "declare_view", "delete_view", "LOCKS"]
 
 LOCKS = "autoannotate_locks"
 #: A lock older than this is taken over (its holder died on another host or hangs).
@@ -144,17 +144,29 @@ def _list_key(frames: bool) -> str:
     return "frame_fields" if frames else "sample_fields"
 
 
+def _doc_cls(dataset: Any, frames: bool) -> Any:
+    return dataset._frame_doc_cls if frames else dataset._sample_doc_cls
+
+
 def _db_field_names(dataset: Any, frames: bool) -> set[str]:
     key = _list_key(frames)
     doc = _db().datasets.find_one({"_id": _dataset_id(dataset)}, {f"{key}.name": 1}) or {}
     return {f.get("name") for f in doc.get(key) or []}
 
 
-def _memory_field_doc(dataset: Any, name: str, frames: bool) -> Any:
-    for field_doc in getattr(dataset._doc, _list_key(frames)) or []:
-        if field_doc.name == name:
-            return field_doc
-    return None
+def sync_fields(dataset: Any, frames: bool = False) -> None:
+    """This process's schema as the database has it now: the dataset document's field list is
+    read again and every field in it (re)declared on the in-memory document class. Fields only
+    this process knows stay declared (samples in memory keep working); nothing is written."""
+    key = _list_key(frames)
+    dataset._doc.reload(key)
+    cls = _doc_cls(dataset, frames)
+    for field_doc in getattr(dataset._doc, key) or []:
+        cls._declare_field(dataset, field_doc.name, field_doc)
+
+
+def _memory_field(dataset: Any, name: str, frames: bool) -> Any:
+    return _doc_cls(dataset, frames)._fields.get(name)
 
 
 def _split(path: str) -> tuple[str, bool]:
@@ -162,38 +174,57 @@ def _split(path: str) -> tuple[str, bool]:
 
 
 def _add_field(dataset: Any, name: str, doc_type: Any, frames: bool) -> None:
+    """Declare a field this process does not know, with FiftyOne's own call (which reads the
+    database's field list again just before writing it)."""
     import fiftyone as fo
 
     add = dataset.add_frame_field if frames else dataset.add_sample_field
     add(name, fo.EmbeddedDocumentField, embedded_doc_type=doc_type)
 
 
-def _verify(dataset: Any, wanted: Mapping[str, Any], frames: bool) -> list[str]:
-    """Make the database list every field of ``wanted`` (``{name: document type}``): a field
-    missing there is pushed back as this process knows it (conditionally: only while no field
-    of that name is listed), else added anew. Returns the names that had to be repaired."""
-    repaired: list[str] = []
+def _push_field(dataset: Any, name: str, frames: bool) -> None:
+    """Put the field this process knows back in the database's list, atomically and only while
+    no field of that name is listed (so two repairs never list it twice)."""
+    import fiftyone.core.odm as foo
+
     key = _list_key(frames)
+    field_doc = foo.SampleFieldDocument.from_field(_memory_field(dataset, name, frames))
+    _db().datasets.update_one(
+        {"_id": _dataset_id(dataset), f"{key}.name": {"$ne": name}},
+        {"$push": {key: field_doc.to_mongo().to_dict()}},
+    )
+
+
+def _ensure(dataset: Any, wanted: Mapping[str, Any], frames: bool) -> list[str]:
+    """Make the database list every field of ``wanted`` (``{name: document type}``) and verify
+    it: a field this process knows is pushed back as it knows it, another is added anew. Returns
+    the names that were missing although this process knew them (what a concurrent writer
+    dropped)."""
+    repaired: list[str] = []
     for _ in range(VERIFY_ROUNDS):
+        sync_fields(dataset, frames)
         missing = [n for n in wanted if n not in _db_field_names(dataset, frames)]
         if not missing:
             return repaired
         for name in missing:
-            field_doc = _memory_field_doc(dataset, name, frames)
-            if field_doc is not None:
-                _db().datasets.update_one(
-                    {"_id": _dataset_id(dataset), f"{key}.name": {"$ne": name}},
-                    {"$push": {key: field_doc.to_mongo().to_dict()}},
-                )
-            repaired.append(name)
-        dataset._reload(hard=True)
-        for name in missing:
-            if _memory_field_doc(dataset, name, frames) is None:
+            if _memory_field(dataset, name, frames) is not None:
+                _push_field(dataset, name, frames)
+                repaired.append(name)
+            else:
                 _add_field(dataset, name, wanted[name], frames)
     missing = [n for n in wanted if n not in _db_field_names(dataset, frames)]
     if missing:
         raise RuntimeError(f"dataset {dataset.name!r}: fields {missing} could not be declared")
+    sync_fields(dataset, frames)
     return repaired
+
+
+def _declare_attributes(dataset: Any, names: list[str], frames: bool) -> None:
+    add = dataset.add_dynamic_frame_fields if frames else dataset.add_dynamic_sample_fields
+    try:
+        add(fields=names)
+    except Exception:  # noqa: BLE001 - attributes only help the App's filters
+        log.debug("could not declare the attributes of %s", names, exc_info=True)
 
 
 def declare_fields(
@@ -205,17 +236,10 @@ def declare_fields(
     Repairs on the way any field the schema lost while its samples hold labels. Returns the
     names of fields that were repaired (not those newly created)."""
     with schema_lock(dataset):
-        dataset._reload(hard=True)
-        for name, doc_type in fields.items():
-            if _memory_field_doc(dataset, name, frames) is None:
-                _add_field(dataset, name, doc_type, frames)
+        repaired = _ensure(dataset, fields, frames)
         if attributes and fields:
-            add = dataset.add_dynamic_frame_fields if frames else dataset.add_dynamic_sample_fields
-            try:
-                add(fields=list(fields))
-            except Exception:  # noqa: BLE001 - attributes only help the App's filters
-                log.debug("could not declare the attributes of %s", list(fields), exc_info=True)
-        repaired = _verify(dataset, fields, frames)
+            _declare_attributes(dataset, list(fields), frames)
+            repaired += _ensure(dataset, fields, frames)
         repaired += repair_lost_fields(dataset)
     return repaired
 
@@ -254,17 +278,9 @@ def repair_lost_fields(dataset: Any) -> list[str]:
             if not lost:
                 continue
             log.warning("dataset %r: declaring again label fields its schema lost: %s", dataset.name, sorted(lost))
-            dataset._reload(hard=True)
-            for name, doc_type in lost.items():
-                if _memory_field_doc(dataset, name, frames) is None:
-                    _add_field(dataset, name, doc_type, frames)
-            _verify(dataset, lost, frames)
-            add = dataset.add_dynamic_frame_fields if frames else dataset.add_dynamic_sample_fields
-            try:
-                add(fields=list(lost))
-            except Exception:  # noqa: BLE001 - attributes only help the App's filters
-                log.debug("could not declare the attributes of %s", list(lost), exc_info=True)
-            _verify(dataset, lost, frames)
+            _ensure(dataset, lost, frames)
+            _declare_attributes(dataset, list(lost), frames)
+            _ensure(dataset, lost, frames)
             repaired += [f"frames.{n}" if frames else n for n in lost]
     return repaired
 

@@ -36,7 +36,7 @@ from .convert import RUN_ATTRIBUTE, abs_box, box_label, container, crop_mask, ma
 from .plan import CONTAINER
 from .prepare import check_collection, check_field, plan_run, resolve_function, resolve_label_map, run_config
 from .runs import DatasetRuns, drop_stale_views, save_review_view
-from .schema import declare_fields, schema_lock
+from .schema import declare_fields, schema_lock, sync_fields
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class _FrameSink:
                     # the field is created by this write: under the dataset's schema lock, from
                     # the database's schema (concurrent runs would overwrite each other's field)
                     with schema_lock(self.dataset):
-                        self.dataset._reload(hard=True)  # the schema only, not its samples
+                        sync_fields(self.dataset, frames=True)
                         self.dataset.set_values(f"frames.{name}", per_video, key_field="id")
                         declare_fields(self.dataset, self._field_types([name]), frames=True)
                 else:
