@@ -158,3 +158,44 @@ def test_duplicate_and_dangling_saved_views_are_repaired_by_the_next_declaration
     assert counts == {name: 1} and dangling == []
     assert db.views.count_documents({"_dataset_id": ds._doc.id, "name": name}) == 1
     assert ds.list_saved_views() == [name]
+
+
+def test_a_lock_left_by_a_dead_process_or_past_its_lease_is_taken_over(small_dataset):
+    import datetime as dt
+    import socket
+
+    from autoannotate.fiftyone.schema import LOCKS, declare_fields
+
+    ds = small_dataset
+    locks = fo.core.odm.get_db_conn()[LOCKS]
+    key = f"schema:{ds._doc.id}"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process of this host that no longer exists (killed while holding the lock)
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    for owner, expires in [
+        ({"host": socket.gethostname(), "pid": gone.pid}, future),
+        ({"host": "elsewhere", "pid": 1}, past),
+    ]:
+        locks.insert_one({"_id": key, "token": "old", "owner": owner, "expires_at": expires})
+        declare_fields(ds, {"auto": fo.Detections})
+        assert ds.get_field("auto") is not None
+        assert locks.find_one({"_id": key}) is None  # taken over, then released
+        ds.delete_sample_field("auto")
+
+
+def test_a_live_holder_on_another_host_is_waited_for(small_dataset, monkeypatch):
+    import datetime as dt
+
+    from autoannotate.fiftyone import schema
+
+    ds = small_dataset
+    locks = fo.core.odm.get_db_conn()[schema.LOCKS]
+    key = f"schema:{ds._doc.id}"
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    locks.insert_one({"_id": key, "token": "t", "owner": {"host": "elsewhere", "pid": 1}, "expires_at": future})
+    monkeypatch.setattr(schema, "LOCK_WAIT", 0.5)
+    with pytest.raises(RuntimeError, match="schema lock is held by .*elsewhere"):
+        schema.declare_fields(ds, {"auto": fo.Detections})
+    assert ds.get_field("auto") is None
+    locks.delete_one({"_id": key})
