@@ -16,28 +16,30 @@ from autoannotate.functions import (  # noqa: E402
     torchvision_instance_segmentation,
     torchvision_keypoint_detection,
 )
+from autoannotate.seeding import seeded_torch  # noqa: E402
 
 # Small inputs keep the CPU cost low; score threshold 0 so random weights still produce outputs.
 DET_KWARGS = {"min_size": 320, "max_size": 320, "box_score_thresh": 0.0, "box_detections_per_img": 20}
 
 
 def reference(model_name, **kwargs):
-    """The model built directly through torchvision, random weights from seed 0."""
+    """The model built directly through torchvision, random weights drawn as ours are (from a
+    generator seeded by the model's name)."""
     weights = torchvision.models.get_model_weights(model_name).DEFAULT
     extra = {}
     if "keypoint" in model_name:
         extra["num_keypoints"] = len(weights.meta["keypoint_names"])
-    torch.manual_seed(0)
     builder_kwargs = {"weights": None, **extra, **kwargs}
     if "detection" in torchvision.models.get_model_builder(model_name).__module__:
         builder_kwargs["weights_backbone"] = None
     builder_kwargs["num_classes"] = len(weights.meta["categories"])
-    model = torchvision.models.get_model(model_name, **builder_kwargs).eval()
+    with seeded_torch(model_name):
+        model = torchvision.models.get_model(model_name, **builder_kwargs).eval()
     return model, weights
 
 
 def ours(module, model_name, **kwargs):
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # what the global generator holds does not matter (test_random_weights_...)
     return module.create(model_name, pretrained=False, **kwargs)
 
 
@@ -85,8 +87,9 @@ def test_instance_segmentation_masks_and_polygons(astronaut):
     assert np.allclose([s.score for s in shapes], out["scores"].numpy(), atol=1e-6)
     polys = fn.detect(aa.DetectionFunctionContext("a", conf_threshold=0.0, conv_mask_to_poly=True), astronaut)
     assert polys and all(p.type == "polygon" and len(p.points) >= 6 for p in polys)
-    # each polygon outlines a region of its instance's mask (specks under 3 pixels have none)
-    from scipy.ndimage import binary_dilation
+    # each polygon outlines a region of its instance's mask: its outer outline (a hole inside the
+    # region is inside the polygon), specks under 3 pixels have none
+    from scipy.ndimage import binary_dilation, binary_fill_holes
 
     from autoannotate.masks import polygon_to_mask
 
@@ -94,7 +97,7 @@ def test_instance_segmentation_masks_and_polygons(astronaut):
     for p in polys:
         m = next(m for m, sc in candidates if abs(sc - p.score) < 1e-6)
         drawn = polygon_to_mask(p.points, astronaut.size)
-        assert drawn.any() and not (drawn & ~binary_dilation(m, iterations=1)).any()
+        assert drawn.any() and not (drawn & ~binary_fill_holes(binary_dilation(m, iterations=1))).any()
 
 
 def test_keypoint_detection_skeletons(astronaut):
@@ -176,3 +179,20 @@ def test_weights_load_from_the_local_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTOANNOTATE_OFFLINE", "1")
     fn = torchvision_classification.create("mobilenet_v3_small")
     assert same_weights(model, fn.model) and fn.model_version == "mobilenet_v3_small.IMAGENET1K_V1"
+
+
+def test_random_weights_are_the_same_in_any_process_whatever_the_global_generator_holds(astronaut):
+    """Random weights come from a generator seeded by the model's name: two functions built
+    after different draws from torch's global generator are the same model and label the same
+    (and the global generator is left as it was)."""
+    torch.manual_seed(1)
+    first = torchvision_detection.create("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, **DET_KWARGS)
+    torch.rand(1000)  # whatever ran before in another process
+    state = torch.random.get_rng_state()
+    second = torchvision_detection.create("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, **DET_KWARGS)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ctx = aa.DetectionFunctionContext("astronaut", conf_threshold=0.0)
+    shapes = first.detect(ctx, astronaut)
+    assert shapes and shapes == second.detect(ctx, astronaut)

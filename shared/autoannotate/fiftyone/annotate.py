@@ -33,10 +33,11 @@ from ..settings import (
     DEFAULT_WRITE_EVERY,
     DEFAULT_WRITE_INTERVAL,
 )
-from .convert import RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
+from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
 from .plan import Plan, class_names
 from .prepare import check_collection, default_refiner, plan_run, resolve_function, resolve_label_map, run_config
 from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
+from .schema import declare_fields, schema_lock
 from .video import annotate_video_dataset
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,12 @@ class ImageSink:
 
     def begin(self, run_key: str) -> None:
         self.builder = LabelBuilder(self.plan, run_key, self.attribute_names)
+        # declared before any label is written, against the database's schema (concurrent runs
+        # on one dataset would otherwise each add their field from a stale copy of the schema)
+        declare_fields(self.dataset, self.field_types())
+
+    def field_types(self) -> dict[str, Any]:
+        return {field: CONTAINER_TYPES[kind][0] for kind, field in self.plan.fields.items()}
 
     def add(self, result: ImageResult) -> list[str | None]:
         containers, stored = self.builder.containers(result.shapes or [], result.reviews, result.size)  # type: ignore[arg-type]
@@ -293,21 +300,24 @@ class ImageSink:
             }
             for name, reason in self.unrefined_warnings:
                 report.add_warning(name, reason)
-        try:
-            self.dataset.add_dynamic_sample_fields()
-        except Exception:  # noqa: BLE001 - schema declaration only helps the App's filters
-            log.debug("could not declare dynamic fields", exc_info=True)
         run_key = report.extra.get("run_key")
-        drop_stale_views(self.dataset)
-        if self.plan.review and report.needs_review and run_key:
-            views = {field: save_review_view(self.dataset, field, run_key) for field in self.plan.fields.values()}
-            report.extra["needs_review_view"] = views[self.plan.primary_field]
-            if len(views) > 1:
-                report.extra["needs_review_views"] = views
+        with schema_lock(self.dataset):
+            # the fields and their label attributes (what the App filters on), verified against
+            # the database and repaired if a concurrent writer dropped them
+            declare_fields(self.dataset, self.field_types(), attributes=True)
+            drop_stale_views(self.dataset)
+            if self.plan.review and report.needs_review and run_key:
+                views = {field: save_review_view(self.dataset, field, run_key) for field in self.plan.fields.values()}
+                report.extra["needs_review_view"] = views[self.plan.primary_field]
+                if len(views) > 1:
+                    report.extra["needs_review_views"] = views
         if self.eval_gt_field:
             report.extra["evaluation"] = self._evaluate(run_key)
             if isinstance(report.extra["evaluation"], dict) and report.extra["evaluation"].get("eval_key"):
                 report.extra["eval_key"] = report.extra["evaluation"]["eval_key"]
+            # FiftyOne's evaluation adds its fields from its own copy of the schema: what another
+            # process declared meanwhile is verified (and repaired) once more
+            declare_fields(self.dataset, self.field_types())
 
     def _evaluate(self, run_key: str | None) -> Any:
         """FiftyOne's detection evaluation, stored under the run's eval key (so the App's Model

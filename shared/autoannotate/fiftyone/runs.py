@@ -21,12 +21,12 @@ import os
 import re
 import secrets
 import socket
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from ..run import UNFINISHED, now
 from .convert import RUN_ATTRIBUTE, label_list_attr
+from .schema import delete_view
 
 log = logging.getLogger(__name__)
 
@@ -314,28 +314,15 @@ def save_review_view(dataset: Any, label_path: str, run_key: str) -> str:
     """Create or update the field's needs-review view (every autoannotate label of ``label_path``
     with ``review == "needs_review"``, whichever run made it); returns its name."""
     from fiftyone import ViewField as F
-    from pymongo.errors import DuplicateKeyError
+
+    from .schema import declare_view
 
     name = review_view_name(label_path)
     view = dataset.filter_labels(label_path, (F("review") == "needs_review") & F(RUN_ATTRIBUTE).exists())
-    for attempt in range(5):
-        # FiftyOne replaces a saved view as delete + insert: shards of one run finishing in the
-        # same moment replace the same view, and the loser finds it gone or taken; the view is
-        # the same whoever writes it, so load the dataset again and retry
-        try:
-            dataset.save_view(
-                name,
-                view,
-                description=f"autoannotate labels of {label_path} waiting for review (last run {run_key})",
-                overwrite=True,
-            )
-            return name
-        except (ValueError, DuplicateKeyError):
-            if attempt == 4:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-            dataset.reload()
-    return name
+    # once, whatever the race: shards and runs finishing at the same moment declare the same view
+    # (FiftyOne's own save_view replaces a view as delete + insert of a list written whole)
+    description = f"autoannotate labels of {label_path} waiting for review (last run {run_key})"
+    return declare_view(dataset, name, view, description)
 
 
 def _field_exists(dataset: Any, path: str) -> bool:
@@ -348,6 +335,7 @@ def _view_fields(dataset: Any) -> dict[str, str]:
     """``{saved view name: label path}`` for autoannotate's per-field views on ``dataset`` (the
     path is read from the view itself, not guessed back from the name)."""
     out = {}
+    dataset._doc.reload("saved_views")  # what the database lists now, not this process's copy
     for info in dataset.list_saved_views(info=True):
         name = info["name"]
         if not (name.startswith(VIEW_PREFIX) and name.endswith(VIEW_SUFFIX)):
@@ -364,7 +352,7 @@ def drop_stale_views(dataset: Any) -> list[str]:
     deleted field would fail to load in the App); returns their names."""
     gone = [name for name, path in _view_fields(dataset).items() if not _field_exists(dataset, path)]
     for name in gone:
-        dataset.delete_saved_view(name)
+        delete_view(dataset, name)
     return gone
 
 
@@ -465,11 +453,11 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
     views = set(dataset.list_saved_views())
     own = record.get("needs_review_view")
     if own and own in views and own not in _view_fields(dataset):  # a per-run view (version 2)
-        dataset.delete_saved_view(own)
+        delete_view(dataset, own)
         out["views_deleted"].append(own)
     for name, path in _view_fields(dataset).items():
         if path in (record.get("label_fields") or []) and (path not in remaining or not _field_exists(dataset, path)):
-            dataset.delete_saved_view(name)
+            delete_view(dataset, name)
             out["views_deleted"].append(name)
     return out
 
@@ -547,7 +535,7 @@ def cleanup_runs(dataset: Any = None) -> dict[str, Any]:
     for r in list_runs(dataset):
         name = r.get("needs_review_view")
         if name and name in views and name not in per_field:
-            dataset.delete_saved_view(name)
+            delete_view(dataset, name)
             out["views_deleted"].append(name)
     out["views_deleted"] += drop_stale_views(dataset)
     return out

@@ -37,6 +37,7 @@ from .convert import RUN_ATTRIBUTE, abs_box, box_label, container, crop_mask, ma
 from .plan import CONTAINER
 from .prepare import check_collection, check_field, plan_run, resolve_function, resolve_label_map, run_config
 from .runs import DatasetRuns, drop_stale_views, save_review_view
+from .schema import declare_fields, schema_lock, sync_fields
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,15 @@ class _FrameSink:
             if not per_video:
                 continue
             try:
-                self.dataset.set_values(f"frames.{name}", per_video, key_field="id")
+                if self.dataset.get_frame_field_schema().get(name) is None:
+                    # the field is created by this write: under the dataset's schema lock, from
+                    # the database's schema (concurrent runs would overwrite each other's field)
+                    with schema_lock(self.dataset):
+                        sync_fields(self.dataset, frames=True)
+                        self.dataset.set_values(f"frames.{name}", per_video, key_field="id")
+                        declare_fields(self.dataset, self._field_types([name]), frames=True)
+                else:
+                    self.dataset.set_values(f"frames.{name}", per_video, key_field="id")
             except Exception as e:
                 raise write_error(f"frame field {name!r}", len(per_video), e) from e
             del self.values[name]
@@ -107,10 +116,14 @@ class _FrameSink:
 
     def finish(self, report: AnnotateReport) -> None:
         report.extra["label_fields"] = [f"frames.{f}" for f in self.fields()]
-        try:
-            self.dataset.add_dynamic_frame_fields()
-        except Exception:  # noqa: BLE001 - schema declaration only helps the App's filters
-            log.debug("could not declare dynamic frame fields", exc_info=True)
+        # the fields and their label attributes (what the App filters on), verified against the
+        # database and repaired if a concurrent writer dropped them
+        declare_fields(self.dataset, self._field_types(self.fields()), frames=True, attributes=True)
+
+    def _field_types(self, names: list[str]) -> dict[str, Any]:
+        """``{name: label container type}`` of the frame fields among ``names`` that exist."""
+        schema = self.dataset.get_frame_field_schema() or {}
+        return {n: schema[n].document_type for n in names if getattr(schema.get(n), "document_type", None)}
 
 
 class _VideoSink(_FrameSink):

@@ -18,6 +18,7 @@ import PIL.Image
 
 from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec
+from ..seeding import seeded_torch
 from ..weights import MODELS_ENV, cache_dir, find_local, offline, search_dirs
 
 _SKIP_CATEGORIES = {"N/A", "__background__"}
@@ -104,7 +105,8 @@ class TorchvisionFunctionBase:
             build["num_keypoints"] = len(meta["keypoint_names"])
         build.update(kwargs)
         self.device = pick_device(device)
-        self.model = builder(**build)
+        with seeded_torch(model_name):  # random weights: the same in any process
+            self.model = builder(**build)
         if pretrained:
             self.model.load_state_dict(load_state_dict(self.weights))
         self.model.eval().to(self.device)

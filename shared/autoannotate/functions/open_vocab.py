@@ -39,6 +39,7 @@ from ..errors import BadParameterError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec, label_spec
 from ..loading import split_list
 from ..masks import batched_nms
+from ..seeding import seeded_torch
 from ..shapes import Shape, mask, rectangle
 
 __all__ = [
@@ -258,7 +259,8 @@ def load_model(
     ``random_model()`` (the real-size architecture with random weights)."""
     if pretrained:
         return load_pretrained(model_class, processor_class, checkpoint or default)
-    model, processor = random_model()
+    with seeded_torch(checkpoint or default):  # the same random weights in any process
+        model, processor = random_model()
     return model, processor, f"{checkpoint or default}.random"
 
 

@@ -25,6 +25,7 @@ import PIL.Image
 
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from ..seeding import seeded_torch
 from ..weights import REGISTRY, resolve
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
@@ -202,7 +203,8 @@ def create(
         raise BadParameterError(f"unknown SAM model_type {model_type!r}; choose one of {list(MODEL_TYPES)}")
     if isinstance(multimask, str) and multimask.lower() in ("true", "false"):
         multimask = multimask.lower() == "true"  # type: ignore[assignment]
-    model = sam_model_registry[model_type](checkpoint=None)
+    with seeded_torch(model_type):  # random weights (replaced when pretrained): the same in any process
+        model = sam_model_registry[model_type](checkpoint=None)
     version = f"sam_{model_type}"
     if pretrained:
         path = resolve(checkpoint or f"sam_{model_type}")

@@ -39,6 +39,7 @@ import PIL.Image
 
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from ..seeding import seeded_torch
 from .sam import use_multimask
 
 #: SAM 2.1 sizes -> the registry name of their weights (``autoannotate.weights.REGISTRY``).
@@ -318,7 +319,8 @@ def build(
     else:
         if config is None:
             raise BadParameterError("pretrained=False needs the architecture's configuration")
-        model = model_class(config)
+        with seeded_torch(family, config.to_json_string()):  # the same random weights in any process
+            model = model_class(config)
         processor = Sam2Processor(image_processor=Sam2ImageProcessor())
         version = f"{checkpoint or default_weights}.random"
     model.to(pick_device(device))

@@ -51,6 +51,7 @@ from ..interface import (
     TrackingFunctionSpec,
 )
 from ..masks import mask_bbox, mask_to_polygon
+from ..seeding import seeded_torch
 from .sam2 import EDGETAM_WEIGHTS, SAM2_SIZES, edgetam_config, sam2_config, size_name
 from .sam2 import weights_available as sam2_weights_available
 
@@ -343,7 +344,8 @@ def build(
     else:
         if config is None:
             raise BadParameterError("pretrained=False needs the architecture's configuration")
-        model = model_class(config)
+        with seeded_torch(family, config.to_json_string()):  # the same random weights in any process
+            model = model_class(config)
         processor = default_processor()
         version = f"{checkpoint or default_weights}-video.random"
     model.to(pick_device(device))
