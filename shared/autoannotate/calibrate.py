@@ -4,11 +4,13 @@ A *decision* is ``(score, correct)``: a label's confidence and whether a reviewe
 truth match) found it right. :func:`calibrate` turns decisions per class into review thresholds
 ``(lower, upper)`` (:mod:`autoannotate.routing`):
 
-- ``upper``: the smallest decided score ``s`` such that the decided labels scoring ``>= s`` were
-  correct at ``target_precision`` (``bound="estimate"``: their observed precision;
-  ``bound="wilson"``: the lower end of its Wilson interval, so the threshold holds with
-  ``confidence``). When no score reaches the target, ``upper`` is ``1.0`` (nothing below a
-  perfect score is auto-approved) and ``target_reached`` is False.
+- ``upper``: the smallest decided score ``s`` such that at least ``min_support`` decided labels
+  score ``>= s`` and they were correct at ``target_precision``: ``bound="wilson"`` (the default)
+  asks the lower end of their precision's Wilson interval at ``confidence`` to reach the target,
+  so the threshold holds on labels it has not seen; ``bound="estimate"`` asks only their observed
+  precision (optimistic: a threshold chosen where the observed precision just touches the target
+  falls below it on new labels). When no score reaches the target, ``upper`` is ``1.0`` (nothing
+  below a perfect score is auto-approved) and ``target_reached`` is False.
 - ``lower``: the largest decided score ``s <= upper`` such that the decided labels scoring below
   ``s`` were correct at most ``1 - target_precision`` of the time (same ``bound``, upper end of
   the interval for ``"wilson"``): what would be discarded is mostly wrong. Without such a score,
@@ -21,10 +23,15 @@ which the result states).
 
 Decisions from a review cover only what reviewers saw (usually the needs-review band), so the
 thresholds can move only inside the decided range; the result states the range it rests on.
+
+A held-out check: ``held_out`` decisions (left out of the thresholds; :func:`holds_out` splits
+decisions by a stable key, e.g. their sample id) are routed with the learned thresholds and the
+precision of those at or above each class's ``upper`` is reported (``Calibration.held_out``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,14 +46,21 @@ __all__ = [
     "ClassCalibration",
     "Calibration",
     "calibrate",
+    "held_out_check",
+    "held_out_lines",
+    "holds_out",
     "wilson_interval",
     "precision_by_confidence",
 ]
 
 #: How a threshold must meet the target: the observed precision, or its Wilson lower bound.
 BOUNDS = ("estimate", "wilson")
+#: The default bound: the Wilson lower bound (the observed precision did not hold on new photos).
+DEFAULT_BOUND = "wilson"
 #: Scored decisions a class needs before it is calibrated.
 DEFAULT_MIN_DECISIONS = 30
+#: Decided labels at or above ``upper`` that the threshold must rest on, whatever the bound.
+DEFAULT_MIN_SUPPORT = 10
 #: The ``"*"`` thresholds of refused and unseen classes when :func:`calibrate` is given no
 #: ``fallback``: the package's default review thresholds (those of the auto-label operator form).
 DEFAULT_FALLBACK = (0.3, 0.8)
@@ -138,6 +152,11 @@ class Calibration(Mapping):
         return {k: v for k, v in self.thresholds.items() if k in keep}
 
     @property
+    def held_out(self) -> dict[str, Any] | None:
+        """The held-out check (:func:`held_out_check`), or None when nothing was held out."""
+        return self.extra.get("held_out")
+
+    @property
     def refused(self) -> dict[str, str]:
         return {c.name: c.refused for c in self.classes.values() if c.refused}
 
@@ -174,6 +193,7 @@ class Calibration(Mapping):
             "auto_approved_share": self.auto_approved_share,
             "classes": {k: c.to_dict() for k, c in self.classes.items()},
             "refused": self.refused,
+            "held_out": self.held_out,
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -199,11 +219,43 @@ class Calibration(Mapping):
             lines.append(
                 f"  other classes (refused, not seen): lower {self.fallback[0]:.3f} upper {self.fallback[1]:.3f}{origin}"
             )
+        lines.extend(held_out_lines(self.held_out, self.target_precision))
         return "\n".join(lines)
+
+
+def held_out_lines(check: Mapping[str, Any] | None, target: float) -> list[str]:
+    """The held-out check (:func:`held_out_check`, or None) as lines for a terminal."""
+    if check is None:
+        return ["held-out check: none (no decisions held out; hold some out to see the precision reached)"]
+    note = f" ({check['note']})" if check.get("note") else ""
+    lines = [f"held-out check on {check['decisions']} decisions not used for the thresholds{note}:"]
+    for name, e in [*check["classes"].items(), ("all calibrated classes", check["total"])]:
+        if not e["labels"]:
+            lines.append(f"  {name}: no held-out label at or above upper ({e['decisions']} held out)")
+            continue
+        met = "target met" if e["target_met"] else f"BELOW the target {target:g}"
+        lines.append(
+            f"  {name}: precision {e['precision']:.3f} ({e['correct']}/{e['labels']} at or above upper, "
+            f"Wilson [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]): {met}"
+        )
+    if check.get("not_checked"):
+        lines.append(f"  not checked (refused classes): {', '.join(check['not_checked'])}")
+    return lines
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def holds_out(key: Any, share: float) -> bool:
+    """Whether the decision(s) of ``key`` (a sample or label id, a task id) belong to the held-out
+    part of size ``share`` (0 to 1): a stable hash of ``str(key)``, the same in every process."""
+    if not 0 <= share < 1:
+        raise BadParameterError(f"the held-out share must be at least 0 and below 1, got {share}")
+    if share == 0:
+        return False
+    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 def _check(target_precision: float, bound: str, confidence: float, min_decisions: int) -> None:
@@ -224,12 +276,16 @@ def calibrate_class(
     *,
     scores: Sequence[float | None] | None = None,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
-    bound: str = "estimate",
+    bound: str = DEFAULT_BOUND,
     confidence: float = 0.95,
+    min_support: int = DEFAULT_MIN_SUPPORT,
 ) -> ClassCalibration:
     """Calibrate one class from its ``decisions`` (``(score, correct)`` pairs); ``scores``: every
-    label of the class (decided or not) for the auto-approved share (default: the decided ones)."""
+    label of the class (decided or not) for the auto-approved share (default: the decided ones);
+    ``min_support``: decided labels at or above ``upper`` it must rest on."""
     _check(target_precision, bound, confidence, min_decisions)
+    if min_support < 1:
+        raise BadParameterError(f"min_support must be >= 1, got {min_support}")
     scored = sorted(((float(s), bool(c)) for s, c in decisions if s is not None), key=lambda d: -d[0])
     unscored = sum(1 for s, _ in decisions if s is None)
     n, k = len(scored), sum(c for _, c in scored)
@@ -251,7 +307,7 @@ def calibrate_class(
             cum += 1
             cum_k += scored[i][1]
             i += 1
-        if meets(cum_k, cum):
+        if cum >= min_support and meets(cum_k, cum):
             upper, support, hits = s, cum, cum_k
     reached = upper is not None
     if upper is None:
@@ -305,17 +361,24 @@ def calibrate(
     *,
     scores: Mapping[str, Sequence[float | None]] | None = None,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
-    bound: str = "estimate",
+    bound: str = DEFAULT_BOUND,
     confidence: float = 0.95,
     fallback: tuple[float, float] | None = None,
     source: str = "",
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    held_out: Mapping[str, Sequence[Decision]] | None = None,
+    held_out_note: str = "",
 ) -> Calibration:
     """Calibrate every class of ``decisions`` (``{class: [(score, correct), ...]}``).
 
     ``scores``: ``{class: [score, ...]}`` of all labels (decided or not) for the auto-approved
     share; ``fallback``: ``(lower, upper)`` for refused classes and classes not seen (the
     ``"*"`` entry of the result), e.g. the thresholds the labels were routed with; default
-    :data:`DEFAULT_FALLBACK` (stated as such in ``to_dict()`` and ``summary()``)."""
+    :data:`DEFAULT_FALLBACK` (stated as such in ``to_dict()`` and ``summary()``).
+
+    ``held_out``: decisions kept out of the thresholds (same form as ``decisions``): the result's
+    :attr:`Calibration.held_out` states the precision the learned ``upper`` of each calibrated
+    class reaches on them (``held_out_note`` says how they were chosen)."""
     from .routing import ReviewThresholds
 
     _check(target_precision, bound, confidence, min_decisions)
@@ -332,6 +395,7 @@ def calibrate(
             min_decisions=min_decisions,
             bound=bound,
             confidence=confidence,
+            min_support=min_support,
         )
         for name in names
     }
@@ -347,8 +411,63 @@ def calibrate(
         classes,
         fallback,
         source,
-        {"labels": labels, "fallback_is_default": is_default},
+        {
+            "labels": labels,
+            "fallback_is_default": is_default,
+            "min_support": min_support,
+            **(
+                {"held_out": held_out_check(classes, held_out, target_precision, confidence, held_out_note)}
+                if held_out is not None
+                else {}
+            ),
+        },
     )
+
+
+def held_out_check(
+    classes: Mapping[str, ClassCalibration],
+    held_out: Mapping[str, Sequence[Decision]],
+    target_precision: float,
+    confidence: float = 0.95,
+    note: str = "",
+) -> dict[str, Any]:
+    """The precision the calibrated classes' ``upper`` reaches on ``held_out`` decisions:
+    ``{"decisions", "note", "classes": {name: {"decisions", "labels", "correct", "precision",
+    "interval", "target_met"}}, "total": {...}}``; ``labels``: held-out decisions scoring at or
+    above ``upper`` (what the thresholds would auto-approve). Refused classes are not checked
+    (``"not_checked"``)."""
+
+    def entry(n_all: int, n: int, k: int) -> dict[str, Any]:
+        prec = k / n if n else None
+        return {
+            "decisions": n_all,
+            "labels": n,
+            "correct": k,
+            "precision": prec,
+            "interval": list(wilson_interval(k, n, confidence)) if n else None,
+            "target_met": None if prec is None else prec >= target_precision - 1e-12,
+        }
+
+    per: dict[str, dict[str, Any]] = {}
+    not_checked: list[str] = []
+    tot_all = tot_n = tot_k = 0
+    for name in sorted(set(classes) | set(held_out)):
+        ds = [(float(s), bool(c)) for s, c in held_out.get(name, []) if s is not None]
+        c = classes.get(name)
+        if c is None or c.refused is not None or c.upper is None:
+            if ds:
+                not_checked.append(name)
+            continue
+        above = [ok for s, ok in ds if s >= c.upper]
+        per[name] = entry(len(ds), len(above), sum(above))
+        tot_all, tot_n, tot_k = tot_all + len(ds), tot_n + len(above), tot_k + sum(above)
+    return {
+        "decisions": sum(len(v) for v in held_out.values()),
+        "note": note,
+        "classes": per,
+        "total": entry(tot_all, tot_n, tot_k),
+        "not_checked": not_checked,
+    }
 
 
 def precision_by_confidence(decisions: Sequence[Decision], bins: int = 10) -> list[dict[str, Any]]:
