@@ -963,7 +963,7 @@ class CalibrateReview(foo.Operator):
             min=0.0,
             max=0.9,
             label="Held-out share",
-            description="share of the samples (by a hash of their id) kept out of the thresholds: the "
+            description="share of the samples (by a hash of their file name) kept out of the thresholds: the "
             "precision the thresholds reach on them is shown",
         )
         inputs.float("fallback_lower", default=0.3, min=0.0, max=1.0, label="Other classes: discard below")

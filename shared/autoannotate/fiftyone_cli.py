@@ -89,7 +89,7 @@ def _add_review_commands(fo_sub: Any) -> None:
         type=float,
         default=0.0,
         metavar="SHARE",
-        help="keep this share of the samples (by a hash of the sample id) out of the thresholds and report "
+        help="keep this share of the samples (by a hash of their file name) out of the thresholds and report "
         "the precision reached on them (default 0: no check)",
     )
     cr.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -598,8 +599,8 @@ def calibrate_review(
     ``"wilson"`` (default: the lower end of the Wilson interval reaches the target) or
     ``"estimate"``; ``min_support``: decided labels ``upper`` rests on (default 10).
 
-    ``holdout``: share of the samples (0 to below 1, by a stable hash of the sample id) whose
-    decisions are kept out of the thresholds; the result's ``held_out`` (also in ``to_dict()``
+    ``holdout``: share of the samples (0 to below 1, by a stable hash of their file name, so the
+    same photos in every dataset and process) whose decisions are kept out of the thresholds; the result's ``held_out`` (also in ``to_dict()``
     and ``summary()``) states the precision the thresholds reach on them.
 
     ``source``: ``"review"`` (reviewers' decisions) or a ground-truth field name (see
@@ -611,10 +612,12 @@ def calibrate_review(
     decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
     held: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
     scores: dict[str, list[float | None]] = defaultdict(list)
+    names = dict(zip(*samples.values(["id", "filepath"]))) if holdout else {}
     for name, sid, score, correct in rows:
         scores[name].append(score)
         if correct is not None:
-            (held if holds_out(sid, holdout) else decisions)[name].append((score, correct))
+            out = holdout and holds_out(os.path.basename(names.get(sid) or sid), holdout)
+            (held if out else decisions)[name].append((score, correct))
     return calibrate(
         dict(decisions),
         target_precision,
@@ -626,7 +629,7 @@ def calibrate_review(
         source=source if source == "review" else f"ground truth {source!r}",
         min_support=DEFAULT_MIN_SUPPORT if min_support is None else min_support,
         held_out=dict(held) if holdout else None,
-        held_out_note=f"{holdout:.0%} of the samples, chosen by a hash of the sample id" if holdout else "",
+        held_out_note=f"{holdout:.0%} of the samples, chosen by a hash of their file name" if holdout else "",
     )
 
 
