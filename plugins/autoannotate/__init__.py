@@ -369,6 +369,23 @@ def report_view(report):
     if not report:
         outputs.view("empty", types.Notice(label="No report"))
         return types.Property(outputs, view=types.View(label="Auto-label report")), results
+    if extra.get("status") == "queued":  # a sharded run: the workers label the samples later
+        n = extra.get("samples")
+        headline = (
+            f"**Queued: {'' if n is None else f'{n} samples in '}{extra.get('shards', '?')} shards** "
+            f"(run {extra.get('run_key')}); nothing labelled yet: `fiftyone delegated launch` workers label "
+            "them (the runs list shows their progress)"
+        )
+        results["summary"] = headline
+        outputs.md(headline, name="summary")
+        for name in ("run_key", "shards", "samples"):
+            if extra.get(name) is not None:
+                outputs.str(name, label={"run_key": "Run key", "shards": "Shards", "samples": "Samples queued"}[name])
+                results[name] = str(extra[name])
+        if extra.get("operations"):
+            outputs.str("operations", label="Delegated operations")
+            results["operations"] = ", ".join(str(o) for o in extra["operations"])
+        return types.Property(outputs, view=types.View(label="Auto-label queued")), results
     headline = (
         f"**{report.get('images_processed', 0)} of {attempted} samples labelled**, "
         f"{report.get('annotations_added', 0)} labels stored"

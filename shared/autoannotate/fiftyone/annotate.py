@@ -256,6 +256,14 @@ class ImageSink:
     def begin(self, run_key: str) -> None:
         self.builder = LabelBuilder(self.plan, run_key, self.attribute_names)
 
+    def stored_counts(self, run_key: str) -> dict[str, int]:
+        """What run ``run_key`` stored so far (a resumed run's report starts from it)."""
+        from .stored import stored_counts
+
+        primary = self.plan.primary_field
+        fields = [primary, *(f for f in self.plan.fields.values() if f != primary)]
+        return stored_counts(self.samples, fields, run_key)
+
     def add(self, result: ImageResult) -> list[str | None]:
         containers, stored = self.builder.containers(result.shapes or [], result.reviews, result.size)  # type: ignore[arg-type]
         if self.builder.last_unrefined:
