@@ -420,10 +420,29 @@ def report_view(report):
         )
     evaluation = extra.pop("evaluation", None)
     if isinstance(evaluation, dict):
+        evaluation = dict(evaluation)
+        by_type = evaluation.pop("by_type", None) or {}
+        evaluation.pop("eval_keys", None)
+        first = next(iter(by_type), None)
+        for kind, e in list(by_type.items())[1:]:  # the first type's metrics are the top-level ones
+            for metric in ("precision", "recall", "mAP"):
+                evaluation[f"{kind}_{metric}"] = e[metric]
         for key, value in evaluation.items():
-            label = {"gt_field": "Evaluated against", "mAP": "mAP", "eval_key": "Evaluation key"}.get(
-                key, key.replace("_", " ").capitalize()
-            )
+            if value is None:
+                continue
+            label = {
+                "gt_field": "Evaluated against",
+                "mAP": "mAP",
+                "eval_key": "Evaluation key",
+                "classes": "Classes of the run",
+                "evaluated": "Evaluated (output type, classes, matching)",
+                "not_evaluated": "Not evaluated",
+                "classes_without_ground_truth": "Classes without ground truth here",
+            }.get(key, key.replace("_", " ").capitalize().replace("map", "mAP"))
+            if first and key in ("precision", "recall", "mAP"):
+                label += f" ({first})"
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 outputs.float(f"evaluation_{key}", label=label)
             else:
