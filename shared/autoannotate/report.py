@@ -139,7 +139,9 @@ class AnnotateReport:
                 f"  discarded:        {self.discarded}",
             ]
         for k, v in self.extra.items():
-            if v is not None:
+            if k == "evaluation" and isinstance(v, dict) and "by_type" in v:
+                lines += _evaluation_lines(v)
+            elif v is not None:
                 lines.append(f"{k}: {v}")
         for w in self.warnings[:max_failures]:
             lines.append(f"WARNING {w.image}: {w.reason}")
@@ -154,3 +156,20 @@ class AnnotateReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _evaluation_lines(ev: dict[str, Any]) -> list[str]:
+    """A run's evaluation (:func:`autoannotate.fiftyone.evaluation.evaluate_run`) for a terminal."""
+    lines = [f"evaluation against {ev.get('gt_field')!r} (classes of the run: {', '.join(ev.get('classes') or [])}):"]
+    for kind, e in (ev.get("by_type") or {}).items():
+        lines.append(
+            f"  {kind} ({', '.join(e['classes'])}) by {e['method']}: precision {e['precision']:.3f}, "
+            f"recall {e['recall']:.3f}, mAP {e['mAP']:.3f} (evaluation key {e['eval_key']})"
+        )
+    if not ev.get("by_type"):
+        lines.append("  nothing evaluated")
+    if ev.get("not_evaluated"):
+        lines.append(f"  not evaluated: {ev['not_evaluated']}")
+    if ev.get("classes_without_ground_truth"):
+        lines.append(f"  classes without ground truth here: {', '.join(ev['classes_without_ground_truth'])}")
+    return lines

@@ -191,6 +191,10 @@ def test_the_evaluation_covers_the_runs_classes_and_each_output_type(small_datas
         ev["not_evaluated"] == "polygon (dog): the ground truth 'ground_truth' holds boxes (Detections), not polygons"
     )
     assert ev["classes_without_ground_truth"] == ["dog"] and ev["eval_keys"] == [ev["eval_key"]]
+    text = both.summary()
+    assert "evaluation against 'ground_truth' (classes of the run: cat, dog):" in text
+    assert "  bbox (cat) by box IoU: precision 1.000, recall 1.000, mAP " in text
+    assert "  not evaluated: polygon (dog): the ground truth 'ground_truth' holds boxes" in text
     # against a Polylines ground truth the polygons are evaluated, the boxes are not
     polys = annotate_dataset(
         small_dataset,
