@@ -243,6 +243,14 @@ def test_the_evaluation_covers_the_runs_classes_and_each_output_type(small_datas
     assert all(small_dataset.has_evaluation(k) for k in ev["eval_keys"])
     delete_run(small_dataset, two.extra["run_key"])
     assert not any(small_dataset.has_evaluation(k) for k in ev["eval_keys"])
+    # polygons against a ground truth with masks: not compared, and the way to compare them is said
+    poly_vs_masks = annotate_dataset(
+        small_dataset, FakeDetector(box_and_polygon, labels), label_field="e", classes=classes, eval_gt_field="gt_both"
+    )
+    assert poly_vs_masks.extra["evaluation"]["not_evaluated"] == (
+        "polygon (dog): the ground truth 'gt_both' holds boxes and masks (Detections), not polygons; "
+        "label them as masks to compare with its masks"
+    )
 
 
 def fo_get_run(ds, key):

@@ -56,9 +56,10 @@ def evaluate_run(
         per_type.setdefault(out, []).append(name)
     by_type: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
-    gt_names = {"detections": "boxes (Detections)", "polylines": "polylines (Polylines)"}.get(
-        gt_kind or "", f"{gt_kind} labels"
-    )
+    gt_names = {
+        "detections": "boxes and masks (Detections)" if gt_has_masks else "boxes (Detections)",
+        "polylines": "polylines (Polylines)",
+    }.get(gt_kind or "", f"{gt_kind} labels")
     for out in sorted(per_type, key=TYPE_ORDER.index):
         classes = sorted(per_type[out])
         field = fields.get(CONTAINER[out])
@@ -77,6 +78,7 @@ def evaluate_run(
                 "FiftyOne's detection evaluation does not cover them"
                 if out in ("keypoint", "tag")
                 else f"the ground truth {gt_field!r} holds {gt_names}, not {out}s"
+                + ("; label them as masks to compare with its masks" if gt_has_masks and out == "polygon" else "")
             )
             skipped.append(f"{what}: {reason}")
             continue
