@@ -68,7 +68,7 @@ DEFAULT_FALLBACK = (0.3, 0.8)
 Decision = tuple[float | None, bool]
 
 
-def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(correct: float, total: float, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of the proportion ``correct / total`` at ``confidence``
     (two-sided); ``(0.0, 1.0)`` when ``total`` is 0."""
     if total <= 0:
@@ -279,23 +279,50 @@ def calibrate_class(
     bound: str = DEFAULT_BOUND,
     confidence: float = 0.95,
     min_support: int = DEFAULT_MIN_SUPPORT,
+    groups: Sequence[Any] | None = None,
 ) -> ClassCalibration:
     """Calibrate one class from its ``decisions`` (``(score, correct)`` pairs); ``scores``: every
     label of the class (decided or not) for the auto-approved share (default: the decided ones);
-    ``min_support``: decided labels at or above ``upper`` it must rest on."""
+    ``min_support``: decided labels at or above ``upper`` it must rest on.
+
+    ``groups``: one key per decision (its photo, its task): labels of one group are not
+    independent (a background that fools the model fools it several times), so the Wilson bound
+    counts the decisions as the effective number their groups' spread allows (a cluster-robust
+    variance), never more than there are."""
     _check(target_precision, bound, confidence, min_decisions)
     if min_support < 1:
         raise BadParameterError(f"min_support must be >= 1, got {min_support}")
-    scored = sorted(((float(s), bool(c)) for s, c in decisions if s is not None), key=lambda d: -d[0])
+    if groups is not None and len(groups) != len(decisions):
+        raise BadParameterError(f"groups must have one key per decision: {len(groups)} for {len(decisions)}")
+    keys = list(groups) if groups is not None else list(range(len(decisions)))
+    ranked = sorted(
+        ((float(s), bool(c), g) for (s, c), g in zip(decisions, keys) if s is not None), key=lambda d: -d[0]
+    )
+    scored = [(s, c) for s, c, _ in ranked]
     unscored = sum(1 for s, _ in decisions if s is None)
     n, k = len(scored), sum(c for _, c in scored)
     if n < min_decisions:
         return ClassCalibration(name, n, k, unscored, refused=f"{n} scored decision(s), need at least {min_decisions}")
+    per_group: dict[Any, list[int]] = {}  # group -> [labels, correct] at or above the candidate
+    sums = [0.0, 0.0, 0.0]  # sum of n_g^2, k_g * n_g, k_g^2 over groups
+
+    def add(group: Any, correct: bool) -> None:
+        ng, kg = per_group.setdefault(group, [0, 0])
+        sums[0] += 2 * ng + 1
+        sums[1] += kg + (ng + 1) * correct
+        sums[2] += (2 * kg + 1) if correct else 0
+        per_group[group] = [ng + 1, kg + correct]
 
     def meets(correct: int, total: int) -> bool:
-        if bound == "wilson":
-            return wilson_interval(correct, total, confidence)[0] >= target_precision
-        return correct >= target_precision * total - 1e-12
+        if bound != "wilson":
+            return correct >= target_precision * total - 1e-12
+        p = correct / total
+        effective = float(total)
+        if groups is not None and 0 < p < 1:
+            spread = sums[2] - 2 * p * sums[1] + p * p * sums[0]  # sum of (k_g - p n_g)^2
+            if spread > 0:
+                effective = min(float(total), p * (1 - p) * total * total / spread)
+        return wilson_interval(p * effective, effective, confidence)[0] >= target_precision
 
     # upper: walk from the top score down; candidates are the distinct scores (ties together)
     upper: float | None = None
@@ -306,6 +333,7 @@ def calibrate_class(
         while i < n and scored[i][0] == s:
             cum += 1
             cum_k += scored[i][1]
+            add(ranked[i][2], ranked[i][1])
             i += 1
         if cum >= min_support and meets(cum_k, cum):
             upper, support, hits = s, cum, cum_k
@@ -368,6 +396,7 @@ def calibrate(
     min_support: int = DEFAULT_MIN_SUPPORT,
     held_out: Mapping[str, Sequence[Decision]] | None = None,
     held_out_note: str = "",
+    groups: Mapping[str, Sequence[Any]] | None = None,
 ) -> Calibration:
     """Calibrate every class of ``decisions`` (``{class: [(score, correct), ...]}``).
 
@@ -378,7 +407,8 @@ def calibrate(
 
     ``held_out``: decisions kept out of the thresholds (same form as ``decisions``): the result's
     :attr:`Calibration.held_out` states the precision the learned ``upper`` of each calibrated
-    class reaches on them (``held_out_note`` says how they were chosen)."""
+    class reaches on them (``held_out_note`` says how they were chosen). ``groups``: ``{class:
+    [group key per decision]}`` (the photo or task of each decision; see :func:`calibrate_class`)."""
     from .routing import ReviewThresholds
 
     _check(target_precision, bound, confidence, min_decisions)
@@ -396,6 +426,7 @@ def calibrate(
             bound=bound,
             confidence=confidence,
             min_support=min_support,
+            groups=(groups or {}).get(name) if groups is not None else None,
         )
         for name in names
     }
@@ -415,6 +446,7 @@ def calibrate(
             "labels": labels,
             "fallback_is_default": is_default,
             "min_support": min_support,
+            "grouped": groups is not None,
             **(
                 {"held_out": held_out_check(classes, held_out, target_precision, confidence, held_out_note)}
                 if held_out is not None

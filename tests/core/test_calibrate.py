@@ -167,3 +167,24 @@ def test_the_held_out_check_reports_the_precision_the_thresholds_reach():
     assert f"cat: precision {cat['precision']:.3f} ({cat['correct']}/{cat['labels']}" in text
     assert "not checked (refused classes): cow, dog" in text
     assert "held-out check: none" in calibrate(train, 0.9).summary()
+
+
+def test_labels_of_one_photo_count_as_less_evidence_than_independent_ones():
+    # 30 photos of 10 labels each; the labels of a photo are all right or all wrong (photos 5, 15, 25)
+    decisions, photos = [], []
+    for g in range(30):
+        for j in range(10):
+            decisions.append((0.99 - g * 0.01 - j * 0.0001, g not in (5, 15, 25)))
+            photos.append(f"photo{g}")
+    alone = calibrate_class("person", decisions, 0.8)
+    grouped = calibrate_class("person", decisions, 0.8, groups=photos)
+    # as 300 independent labels, 270 right shows 0.8 (Wilson 0.861); as 30 photos it does not:
+    # only the first 5 photos, all right, and the first label of the wrong sixth are auto-approved
+    assert alone.upper == pytest.approx(0.99 - 0.29 - 0.0009) and alone.support == 300
+    assert grouped.upper == pytest.approx(0.99 - 0.05) and (grouped.support, grouped.precision) == (51, 50 / 51)
+    # one label a photo is the independent case
+    assert calibrate_class("person", decisions, 0.8, groups=list(range(300))) == alone
+    cal = calibrate({"person": decisions}, 0.8, groups={"person": photos})
+    assert cal["person"][1] == grouped.upper and cal.to_dict()["extra"]["grouped"]
+    with pytest.raises(BadParameterError):
+        calibrate_class("person", decisions, 0.8, groups=photos[:5])

@@ -612,12 +612,17 @@ def calibrate_review(
     decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
     held: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
     scores: dict[str, list[float | None]] = defaultdict(list)
-    names = dict(zip(*samples.values(["id", "filepath"]))) if holdout else {}
+    names = dict(zip(*samples.values(["id", "filepath"])))
+    groups: dict[str, list[str]] = defaultdict(list)  # the photo of each decision: its labels go together
     for name, sid, score, correct in rows:
         scores[name].append(score)
         if correct is not None:
-            out = holdout and holds_out(os.path.basename(names.get(sid) or sid), holdout)
-            (held if out else decisions)[name].append((score, correct))
+            photo = os.path.basename(names.get(sid) or sid)
+            if holdout and holds_out(photo, holdout):
+                held[name].append((score, correct))
+            else:
+                decisions[name].append((score, correct))
+                groups[name].append(sid)
     return calibrate(
         dict(decisions),
         target_precision,
@@ -629,6 +634,7 @@ def calibrate_review(
         source=source if source == "review" else f"ground truth {source!r}",
         min_support=DEFAULT_MIN_SUPPORT if min_support is None else min_support,
         held_out=dict(held) if holdout else None,
+        groups=dict(groups),
         held_out_note=f"{holdout:.0%} of the samples, chosen by a hash of their file name" if holdout else "",
     )
 

@@ -142,6 +142,7 @@ def report_from_tasks(
     counts: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(_counts))
     decisions: dict[str, dict[str, list[tuple[float | None, bool]]]] = defaultdict(lambda: defaultdict(list))
     held: dict[str, dict[str, list[tuple[float | None, bool]]]] = defaultdict(lambda: defaultdict(list))
+    tasks_of: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))  # decisions' tasks
     for task in tasks:
         n_tasks += 1
         ann = _latest_annotation(task)
@@ -161,8 +162,12 @@ def report_from_tasks(
                 c[r["outcome"]] += 1
                 if r["outcome"] == "edited":
                     c["iou_sum"] += r["iou"]
-                part = held if holds_out(sdk_field(task, "id"), holdout) else decisions
-                part[version][str(r["label"])].append((r["score"], r["outcome"] in ("unchanged", "edited")))
+                decision = (r["score"], r["outcome"] in ("unchanged", "edited"))
+                if holds_out(sdk_field(task, "id"), holdout):
+                    held[version][str(r["label"])].append(decision)
+                else:
+                    decisions[version][str(r["label"])].append(decision)
+                    tasks_of[version][str(r["label"])].append(sdk_field(task, "id"))
             for a in added:
                 counts[version][str(a["label"])]["added"] += 1
     versions = {}
@@ -178,6 +183,7 @@ def report_from_tasks(
             bound=bound,
             source=f"Label Studio annotations (model version {version})",
             held_out=dict(held[version]) if holdout else None,
+            groups=dict(tasks_of[version]),
             held_out_note=f"{holdout:.0%} of the tasks, chosen by a hash of the task id" if holdout else "",
         )
         pooled = [d for ds in decisions[version].values() for d in ds]
