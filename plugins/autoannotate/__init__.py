@@ -381,6 +381,23 @@ def report_view(report, title="Auto-label report"):
     if not report:
         outputs.view("empty", types.Notice(label="No report"))
         return types.Property(outputs, view=types.View(label=title)), results
+    if extra.get("status") == "queued":  # a sharded run: the workers label the samples later
+        n = extra.get("samples")
+        headline = (
+            f"**Queued: {'' if n is None else f'{n} samples in '}{extra.get('shards', '?')} shards** "
+            f"(run {extra.get('run_key')}); nothing labelled yet: `fiftyone delegated launch` workers label "
+            "them (the runs list shows their progress)"
+        )
+        results["summary"] = headline
+        outputs.md(headline, name="summary")
+        for name in ("run_key", "shards", "samples"):
+            if extra.get(name) is not None:
+                outputs.str(name, label={"run_key": "Run key", "shards": "Shards", "samples": "Samples queued"}[name])
+                results[name] = str(extra[name])
+        if extra.get("operations"):
+            outputs.str("operations", label="Delegated operations")
+            results["operations"] = ", ".join(str(o) for o in extra["operations"])
+        return types.Property(outputs, view=types.View(label="Auto-label queued")), results
     headline = (
         f"**{report.get('images_processed', 0)} of {attempted} samples labelled**, "
         f"{report.get('annotations_added', 0)} labels stored"
@@ -415,10 +432,29 @@ def report_view(report, title="Auto-label report"):
         )
     evaluation = extra.pop("evaluation", None)
     if isinstance(evaluation, dict):
+        evaluation = dict(evaluation)
+        by_type = evaluation.pop("by_type", None) or {}
+        evaluation.pop("eval_keys", None)
+        first = next(iter(by_type), None)
+        for kind, e in list(by_type.items())[1:]:  # the first type's metrics are the top-level ones
+            for metric in ("precision", "recall", "mAP"):
+                evaluation[f"{kind}_{metric}"] = e[metric]
         for key, value in evaluation.items():
-            label = {"gt_field": "Evaluated against", "mAP": "mAP", "eval_key": "Evaluation key"}.get(
-                key, key.replace("_", " ").capitalize()
-            )
+            if value is None:
+                continue
+            label = {
+                "gt_field": "Evaluated against",
+                "mAP": "mAP",
+                "eval_key": "Evaluation key",
+                "classes": "Classes of the run",
+                "evaluated": "Evaluated (output type, classes, matching)",
+                "not_evaluated": "Not evaluated",
+                "classes_without_ground_truth": "Classes without ground truth here",
+            }.get(key, key.replace("_", " ").capitalize().replace("map", "mAP"))
+            if first and key in ("precision", "recall", "mAP"):
+                label += f" ({first})"
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 outputs.float(f"evaluation_{key}", label=label)
             else:
@@ -947,6 +983,22 @@ class SortByReviewUncertainty(foo.Operator):
         return {"samples": view.count()}
 
 
+def _held_out_text(check):
+    """One line of a calibration's held-out check (``Calibration.held_out``)."""
+    if not check:
+        return "none: no decisions held out (set a held-out share to see the precision reached)"
+    t = check["total"]
+    if not t["labels"]:
+        return f"no held-out label at or above a calibrated upper ({check['decisions']} decisions held out)"
+    per = ", ".join(
+        f"{k} {e['precision']:.3f} ({e['correct']}/{e['labels']})" for k, e in check["classes"].items() if e["labels"]
+    )
+    return (
+        f"precision {t['precision']:.3f} ({t['correct']} of {t['labels']} held-out labels at or above upper; "
+        f"{per}); {check['decisions']} decisions held out"
+    )
+
+
 class CalibrateReview(foo.Operator):
     @property
     def config(self):
@@ -965,8 +1017,24 @@ class CalibrateReview(foo.Operator):
             description="'review': reviewers' accept/reject; or a ground-truth field",
         )
         inputs.float("target_precision", default=0.95, min=0.5, max=0.999, label="Target precision")
-        inputs.enum("bound", ["estimate", "wilson"], default="estimate", label="Precision must reach it as")
+        inputs.enum(
+            "bound",
+            ["wilson", "estimate"],
+            default="wilson",
+            label="Precision must reach it as",
+            description="'wilson': the lower end of its Wilson interval (holds on new labels); "
+            "'estimate': the observed precision (optimistic)",
+        )
         inputs.int("min_decisions", default=30, min=1, label="Least decisions per class")
+        inputs.float(
+            "holdout",
+            default=0.0,
+            min=0.0,
+            max=0.9,
+            label="Held-out share",
+            description="share of the samples (by a hash of their file name) kept out of the thresholds: the "
+            "precision the thresholds reach on them is shown",
+        )
         inputs.float("fallback_lower", default=0.3, min=0.0, max=1.0, label="Other classes: discard below")
         inputs.float("fallback_upper", default=0.8, min=0.0, max=1.0, label="Other classes: auto-approve at or above")
         inputs.bool(
@@ -988,9 +1056,10 @@ class CalibrateReview(foo.Operator):
             p["label_field"],
             float(p.get("target_precision") or 0.95),
             source=p.get("source") or "review",
-            bound=p.get("bound") or "estimate",
+            bound=p.get("bound") or "wilson",
             min_decisions=int(p.get("min_decisions") or 30),
             fallback=(float(p.get("fallback_lower", 0.3)), float(p.get("fallback_upper", 0.8))),
+            holdout=float(p.get("holdout") or 0.0),
         )
         approved = 0
         if p.get("apply"):
@@ -1002,6 +1071,7 @@ class CalibrateReview(foo.Operator):
             "refused": cal.refused,
             "auto_approved_share": cal.auto_approved_share,
             "approved": approved,
+            "held_out": _held_out_text(cal.held_out),
             "summary": cal.summary(),
         }
 
@@ -1011,6 +1081,7 @@ class CalibrateReview(foo.Operator):
         outputs.obj("refused", label="Classes not calibrated", view=types.KeyValueView())
         outputs.float("auto_approved_share", label="Share of labels auto-approved")
         outputs.int("approved", label="Needs-review labels approved now")
+        outputs.str("held_out", label="Held-out check (precision on decisions not used)")
         outputs.str("summary", label="Details")
         return types.Property(outputs, view=types.View(label="Calibrated review thresholds"))
 

@@ -4,11 +4,13 @@ A *decision* is ``(score, correct)``: a label's confidence and whether a reviewe
 truth match) found it right. :func:`calibrate` turns decisions per class into review thresholds
 ``(lower, upper)`` (:mod:`autoannotate.routing`):
 
-- ``upper``: the smallest decided score ``s`` such that the decided labels scoring ``>= s`` were
-  correct at ``target_precision`` (``bound="estimate"``: their observed precision;
-  ``bound="wilson"``: the lower end of its Wilson interval, so the threshold holds with
-  ``confidence``). When no score reaches the target, ``upper`` is ``1.0`` (nothing below a
-  perfect score is auto-approved) and ``target_reached`` is False.
+- ``upper``: the smallest decided score ``s`` such that at least ``min_support`` decided labels
+  score ``>= s`` and they were correct at ``target_precision``: ``bound="wilson"`` (the default)
+  asks the lower end of their precision's Wilson interval at ``confidence`` to reach the target,
+  so the threshold holds on labels it has not seen; ``bound="estimate"`` asks only their observed
+  precision (optimistic: a threshold chosen where the observed precision just touches the target
+  falls below it on new labels). When no score reaches the target, ``upper`` is ``1.0`` (nothing
+  below a perfect score is auto-approved) and ``target_reached`` is False.
 - ``lower``: the largest decided score ``s <= upper`` such that the decided labels scoring below
   ``s`` were correct at most ``1 - target_precision`` of the time (same ``bound``, upper end of
   the interval for ``"wilson"``): what would be discarded is mostly wrong. Without such a score,
@@ -21,10 +23,15 @@ which the result states).
 
 Decisions from a review cover only what reviewers saw (usually the needs-review band), so the
 thresholds can move only inside the decided range; the result states the range it rests on.
+
+A held-out check: ``held_out`` decisions (left out of the thresholds; :func:`holds_out` splits
+decisions by a stable key, e.g. their sample id) are routed with the learned thresholds and the
+precision of those at or above each class's ``upper`` is reported (``Calibration.held_out``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,14 +46,21 @@ __all__ = [
     "ClassCalibration",
     "Calibration",
     "calibrate",
+    "held_out_check",
+    "held_out_lines",
+    "holds_out",
     "wilson_interval",
     "precision_by_confidence",
 ]
 
 #: How a threshold must meet the target: the observed precision, or its Wilson lower bound.
 BOUNDS = ("estimate", "wilson")
+#: The default bound: the Wilson lower bound (the observed precision did not hold on new photos).
+DEFAULT_BOUND = "wilson"
 #: Scored decisions a class needs before it is calibrated.
 DEFAULT_MIN_DECISIONS = 30
+#: Decided labels at or above ``upper`` that the threshold must rest on, whatever the bound.
+DEFAULT_MIN_SUPPORT = 10
 #: The ``"*"`` thresholds of refused and unseen classes when :func:`calibrate` is given no
 #: ``fallback``: the package's default review thresholds (those of the auto-label operator form).
 DEFAULT_FALLBACK = (0.3, 0.8)
@@ -54,7 +68,7 @@ DEFAULT_FALLBACK = (0.3, 0.8)
 Decision = tuple[float | None, bool]
 
 
-def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(correct: float, total: float, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of the proportion ``correct / total`` at ``confidence``
     (two-sided); ``(0.0, 1.0)`` when ``total`` is 0."""
     if total <= 0:
@@ -138,6 +152,11 @@ class Calibration(Mapping):
         return {k: v for k, v in self.thresholds.items() if k in keep}
 
     @property
+    def held_out(self) -> dict[str, Any] | None:
+        """The held-out check (:func:`held_out_check`), or None when nothing was held out."""
+        return self.extra.get("held_out")
+
+    @property
     def refused(self) -> dict[str, str]:
         return {c.name: c.refused for c in self.classes.values() if c.refused}
 
@@ -174,6 +193,7 @@ class Calibration(Mapping):
             "auto_approved_share": self.auto_approved_share,
             "classes": {k: c.to_dict() for k, c in self.classes.items()},
             "refused": self.refused,
+            "held_out": self.held_out,
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -199,11 +219,43 @@ class Calibration(Mapping):
             lines.append(
                 f"  other classes (refused, not seen): lower {self.fallback[0]:.3f} upper {self.fallback[1]:.3f}{origin}"
             )
+        lines.extend(held_out_lines(self.held_out, self.target_precision))
         return "\n".join(lines)
+
+
+def held_out_lines(check: Mapping[str, Any] | None, target: float) -> list[str]:
+    """The held-out check (:func:`held_out_check`, or None) as lines for a terminal."""
+    if check is None:
+        return ["held-out check: none (no decisions held out; hold some out to see the precision reached)"]
+    note = f" ({check['note']})" if check.get("note") else ""
+    lines = [f"held-out check on {check['decisions']} decisions not used for the thresholds{note}:"]
+    for name, e in [*check["classes"].items(), ("all calibrated classes", check["total"])]:
+        if not e["labels"]:
+            lines.append(f"  {name}: no held-out label at or above upper ({e['decisions']} held out)")
+            continue
+        met = "target met" if e["target_met"] else f"BELOW the target {target:g}"
+        lines.append(
+            f"  {name}: precision {e['precision']:.3f} ({e['correct']}/{e['labels']} at or above upper, "
+            f"Wilson [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]): {met}"
+        )
+    if check.get("not_checked"):
+        lines.append(f"  not checked (refused classes): {', '.join(check['not_checked'])}")
+    return lines
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def holds_out(key: Any, share: float) -> bool:
+    """Whether the decision(s) of ``key`` (a sample or label id, a task id) belong to the held-out
+    part of size ``share`` (0 to 1): a stable hash of ``str(key)``, the same in every process."""
+    if not 0 <= share < 1:
+        raise BadParameterError(f"the held-out share must be at least 0 and below 1, got {share}")
+    if share == 0:
+        return False
+    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 def _check(target_precision: float, bound: str, confidence: float, min_decisions: int) -> None:
@@ -224,22 +276,53 @@ def calibrate_class(
     *,
     scores: Sequence[float | None] | None = None,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
-    bound: str = "estimate",
+    bound: str = DEFAULT_BOUND,
     confidence: float = 0.95,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    groups: Sequence[Any] | None = None,
 ) -> ClassCalibration:
     """Calibrate one class from its ``decisions`` (``(score, correct)`` pairs); ``scores``: every
-    label of the class (decided or not) for the auto-approved share (default: the decided ones)."""
+    label of the class (decided or not) for the auto-approved share (default: the decided ones);
+    ``min_support``: decided labels at or above ``upper`` it must rest on.
+
+    ``groups``: one key per decision (its photo, its task): labels of one group are not
+    independent (a background that fools the model fools it several times), so the Wilson bound
+    counts the decisions as the effective number their groups' spread allows (a cluster-robust
+    variance), never more than there are."""
     _check(target_precision, bound, confidence, min_decisions)
-    scored = sorted(((float(s), bool(c)) for s, c in decisions if s is not None), key=lambda d: -d[0])
+    if min_support < 1:
+        raise BadParameterError(f"min_support must be >= 1, got {min_support}")
+    if groups is not None and len(groups) != len(decisions):
+        raise BadParameterError(f"groups must have one key per decision: {len(groups)} for {len(decisions)}")
+    keys = list(groups) if groups is not None else list(range(len(decisions)))
+    ranked = sorted(
+        ((float(s), bool(c), g) for (s, c), g in zip(decisions, keys) if s is not None), key=lambda d: -d[0]
+    )
+    scored = [(s, c) for s, c, _ in ranked]
     unscored = sum(1 for s, _ in decisions if s is None)
     n, k = len(scored), sum(c for _, c in scored)
     if n < min_decisions:
         return ClassCalibration(name, n, k, unscored, refused=f"{n} scored decision(s), need at least {min_decisions}")
+    per_group: dict[Any, list[int]] = {}  # group -> [labels, correct] at or above the candidate
+    sums = [0.0, 0.0, 0.0]  # sum of n_g^2, k_g * n_g, k_g^2 over groups
+
+    def add(group: Any, correct: bool) -> None:
+        ng, kg = per_group.setdefault(group, [0, 0])
+        sums[0] += 2 * ng + 1
+        sums[1] += kg + (ng + 1) * correct
+        sums[2] += (2 * kg + 1) if correct else 0
+        per_group[group] = [ng + 1, kg + correct]
 
     def meets(correct: int, total: int) -> bool:
-        if bound == "wilson":
-            return wilson_interval(correct, total, confidence)[0] >= target_precision
-        return correct >= target_precision * total - 1e-12
+        if bound != "wilson":
+            return correct >= target_precision * total - 1e-12
+        p = correct / total
+        effective = float(total)
+        if groups is not None and 0 < p < 1:
+            spread = sums[2] - 2 * p * sums[1] + p * p * sums[0]  # sum of (k_g - p n_g)^2
+            if spread > 0:
+                effective = min(float(total), p * (1 - p) * total * total / spread)
+        return wilson_interval(p * effective, effective, confidence)[0] >= target_precision
 
     # upper: walk from the top score down; candidates are the distinct scores (ties together)
     upper: float | None = None
@@ -250,8 +333,9 @@ def calibrate_class(
         while i < n and scored[i][0] == s:
             cum += 1
             cum_k += scored[i][1]
+            add(ranked[i][2], ranked[i][1])
             i += 1
-        if meets(cum_k, cum):
+        if cum >= min_support and meets(cum_k, cum):
             upper, support, hits = s, cum, cum_k
     reached = upper is not None
     if upper is None:
@@ -305,17 +389,26 @@ def calibrate(
     *,
     scores: Mapping[str, Sequence[float | None]] | None = None,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
-    bound: str = "estimate",
+    bound: str = DEFAULT_BOUND,
     confidence: float = 0.95,
     fallback: tuple[float, float] | None = None,
     source: str = "",
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    held_out: Mapping[str, Sequence[Decision]] | None = None,
+    held_out_note: str = "",
+    groups: Mapping[str, Sequence[Any]] | None = None,
 ) -> Calibration:
     """Calibrate every class of ``decisions`` (``{class: [(score, correct), ...]}``).
 
     ``scores``: ``{class: [score, ...]}`` of all labels (decided or not) for the auto-approved
     share; ``fallback``: ``(lower, upper)`` for refused classes and classes not seen (the
     ``"*"`` entry of the result), e.g. the thresholds the labels were routed with; default
-    :data:`DEFAULT_FALLBACK` (stated as such in ``to_dict()`` and ``summary()``)."""
+    :data:`DEFAULT_FALLBACK` (stated as such in ``to_dict()`` and ``summary()``).
+
+    ``held_out``: decisions kept out of the thresholds (same form as ``decisions``): the result's
+    :attr:`Calibration.held_out` states the precision the learned ``upper`` of each calibrated
+    class reaches on them (``held_out_note`` says how they were chosen). ``groups``: ``{class:
+    [group key per decision]}`` (the photo or task of each decision; see :func:`calibrate_class`)."""
     from .routing import ReviewThresholds
 
     _check(target_precision, bound, confidence, min_decisions)
@@ -332,6 +425,8 @@ def calibrate(
             min_decisions=min_decisions,
             bound=bound,
             confidence=confidence,
+            min_support=min_support,
+            groups=(groups or {}).get(name) if groups is not None else None,
         )
         for name in names
     }
@@ -347,8 +442,64 @@ def calibrate(
         classes,
         fallback,
         source,
-        {"labels": labels, "fallback_is_default": is_default},
+        {
+            "labels": labels,
+            "fallback_is_default": is_default,
+            "min_support": min_support,
+            "grouped": groups is not None,
+            **(
+                {"held_out": held_out_check(classes, held_out, target_precision, confidence, held_out_note)}
+                if held_out is not None
+                else {}
+            ),
+        },
     )
+
+
+def held_out_check(
+    classes: Mapping[str, ClassCalibration],
+    held_out: Mapping[str, Sequence[Decision]],
+    target_precision: float,
+    confidence: float = 0.95,
+    note: str = "",
+) -> dict[str, Any]:
+    """The precision the calibrated classes' ``upper`` reaches on ``held_out`` decisions:
+    ``{"decisions", "note", "classes": {name: {"decisions", "labels", "correct", "precision",
+    "interval", "target_met"}}, "total": {...}}``; ``labels``: held-out decisions scoring at or
+    above ``upper`` (what the thresholds would auto-approve). Refused classes are not checked
+    (``"not_checked"``)."""
+
+    def entry(n_all: int, n: int, k: int) -> dict[str, Any]:
+        prec = k / n if n else None
+        return {
+            "decisions": n_all,
+            "labels": n,
+            "correct": k,
+            "precision": prec,
+            "interval": list(wilson_interval(k, n, confidence)) if n else None,
+            "target_met": None if prec is None else prec >= target_precision - 1e-12,
+        }
+
+    per: dict[str, dict[str, Any]] = {}
+    not_checked: list[str] = []
+    tot_all = tot_n = tot_k = 0
+    for name in sorted(set(classes) | set(held_out)):
+        ds = [(float(s), bool(c)) for s, c in held_out.get(name, []) if s is not None]
+        c = classes.get(name)
+        if c is None or c.refused is not None or c.upper is None:
+            if ds:
+                not_checked.append(name)
+            continue
+        above = [ok for s, ok in ds if s >= c.upper]
+        per[name] = entry(len(ds), len(above), sum(above))
+        tot_all, tot_n, tot_k = tot_all + len(ds), tot_n + len(above), tot_k + sum(above)
+    return {
+        "decisions": sum(len(v) for v in held_out.values()),
+        "note": note,
+        "classes": per,
+        "total": entry(tot_all, tot_n, tot_k),
+        "not_checked": not_checked,
+    }
 
 
 def precision_by_confidence(decisions: Sequence[Decision], bins: int = 10) -> list[dict[str, Any]]:

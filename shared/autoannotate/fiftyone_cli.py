@@ -73,8 +73,25 @@ def _add_review_commands(fo_sub: Any) -> None:
     cr.add_argument("field", metavar="FIELD")
     cr.add_argument("--target-precision", type=float, default=0.95)
     cr.add_argument("--source", default="review", help="'review' (default) or a ground-truth field")
-    cr.add_argument("--bound", choices=["estimate", "wilson"], default="estimate")
+    cr.add_argument(
+        "--bound",
+        choices=["wilson", "estimate"],
+        default="wilson",
+        help="wilson (default): the lower end of the precision's Wilson interval must reach the target; "
+        "estimate: the observed precision (optimistic on new photos)",
+    )
     cr.add_argument("--min-decisions", type=int, default=None, help="per class (default 30)")
+    cr.add_argument(
+        "--min-support", type=int, default=None, help="decided labels at or above upper it must rest on (default 10)"
+    )
+    cr.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="keep this share of the samples (by a hash of their file name) out of the thresholds and report "
+        "the precision reached on them (default 0: no check)",
+    )
     cr.add_argument(
         "--fallback",
         type=_pair,
@@ -149,6 +166,8 @@ def cmd_calibrate_review(args: Any) -> int:
         bound=args.bound,
         min_decisions=args.min_decisions,
         fallback=args.fallback,
+        holdout=args.holdout,
+        min_support=args.min_support,
     )
     if args.save:
         save_calibration(ds, args.field, cal)

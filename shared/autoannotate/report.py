@@ -95,9 +95,36 @@ class AnnotateReport:
         d.pop("failures_not_stored", None)
         return cls(**d)
 
+    @property
+    def queued(self) -> bool:
+        """True for a sharded run that was queued: workers label its items later."""
+        return self.extra.get("status") == "queued"
+
+    def headline(self) -> str:
+        """One line saying what the run did (what a queued run will do)."""
+        u = self.unit
+        if self.queued:
+            n = self.extra.get("samples")
+            what = f"{n} {u}" if n is not None else u.capitalize()
+            return (
+                f"Queued: {what} in {self.extra.get('shards', '?')} shards (run {self.extra.get('run_key')}); "
+                "nothing labelled yet: workers (fiftyone delegated launch) label them"
+            )
+        line = (
+            f"{self.images_processed} of {self.images_attempted} {u} labelled, {self.annotations_added} labels stored"
+        )
+        return line + (f", {len(self.failures)} failed" if self.failures else "")
+
     def summary(self, max_failures: int = 20) -> str:
         """A few lines for a terminal."""
         u = self.unit
+        if self.queued:  # a sharded run: nothing counted here yet
+            lines = [self.headline()]
+            for k, v in self.extra.items():
+                if v is not None and k not in ("status", "run_key", "shards", "samples"):
+                    lines.append(f"{k}: {v}")
+            lines.append(f"result: queued as {self.extra.get('shards', '?')} shards (run {self.extra.get('run_key')})")
+            return "\n".join(lines)
         lines = [
             f"{u + ' attempted:':<20}{self.images_attempted}",
             f"{u + ' processed:':<20}{self.images_processed}",
@@ -112,7 +139,9 @@ class AnnotateReport:
                 f"  discarded:        {self.discarded}",
             ]
         for k, v in self.extra.items():
-            if v is not None:
+            if k == "evaluation" and isinstance(v, dict) and "by_type" in v:
+                lines += _evaluation_lines(v)
+            elif v is not None:
                 lines.append(f"{k}: {v}")
         for w in self.warnings[:max_failures]:
             lines.append(f"WARNING {w.image}: {w.reason}")
@@ -122,11 +151,25 @@ class AnnotateReport:
             lines.append(f"FAILED {f.image}: {f.reason}")
         if len(self.failures) > max_failures:
             lines.append(f"... and {len(self.failures) - max_failures} more failures")
-        if self.extra.get("status") == "queued":  # a sharded run: the workers do the work
-            lines.append(f"result: queued as {self.extra.get('shards', '?')} shards (run {self.extra.get('run_key')})")
-        else:
-            lines.append("result: " + ("success" if self.success else "completed with failures"))
+        lines.append("result: " + ("success" if self.success else "completed with failures"))
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _evaluation_lines(ev: dict[str, Any]) -> list[str]:
+    """A run's evaluation (:func:`autoannotate.fiftyone.evaluation.evaluate_run`) for a terminal."""
+    lines = [f"evaluation against {ev.get('gt_field')!r} (classes of the run: {', '.join(ev.get('classes') or [])}):"]
+    for kind, e in (ev.get("by_type") or {}).items():
+        lines.append(
+            f"  {kind} ({', '.join(e['classes'])}) by {e['method']}: precision {e['precision']:.3f}, "
+            f"recall {e['recall']:.3f}, mAP {e['mAP']:.3f} (evaluation key {e['eval_key']})"
+        )
+    if not ev.get("by_type"):
+        lines.append("  nothing evaluated")
+    if ev.get("not_evaluated"):
+        lines.append(f"  not evaluated: {ev['not_evaluated']}")
+    if ev.get("classes_without_ground_truth"):
+        lines.append(f"  classes without ground truth here: {', '.join(ev['classes_without_ground_truth'])}")
+    return lines

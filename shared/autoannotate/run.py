@@ -186,7 +186,7 @@ def run(
     items = list(items)
     record = _Record(store, dict(config or {}), key_prefix)
     todo, skipped = _todo(items, sink.done_keys(record.key), max_items)
-    report = AnnotateReport(images_attempted=skipped, images_skipped=skipped, unit=unit)
+    report = record.first_report(skipped, unit, sink)
     if not todo:  # nothing new: no new record; a resumed record is closed
         record.close_resumed(report)
         if store is not None:
@@ -195,7 +195,7 @@ def run(
         return report
     if record.start():  # another process resumed that run first: this one is new, recount
         todo, skipped = _todo(items, sink.done_keys(record.key), max_items)
-        report = AnnotateReport(images_attempted=skipped, images_skipped=skipped, unit=unit)
+        report = record.first_report(skipped, unit, sink)
     if store is not None:  # a key without a record to look it up in would only be noise
         report.extra["run_key"] = record.key
     sink.begin(record.key)
@@ -224,6 +224,42 @@ class _Record:
     @property
     def resumed_key(self) -> str | None:
         return self.previous["run_key"] if self.previous else None
+
+    def first_report(self, skipped: int, unit: str, sink: Sink) -> AnnotateReport:
+        """The report this process starts from: empty for a new run; for a resumed run what its
+        earlier processes stored, so that its counts stay those of everything the run stored,
+        however often it was resumed: the sink's ``stored_counts(run_key)`` where it has one
+        (``{"items", "labels", "auto_approved", "needs_review"}`` read from the target), else
+        its record's report (saved with every write). Items those processes did are among the
+        ``skipped`` ones but count as processed; their failures are dropped (failed items are
+        tried again); discarded labels and warnings come from the record."""
+        if self.previous is None:
+            return AnnotateReport(images_attempted=skipped, images_skipped=skipped, unit=unit)
+        earlier = self.previous.get("report") or {}
+        before = AnnotateReport.from_dict({k: v for k, v in earlier.items() if k != "extra"})
+        counter = getattr(sink, "stored_counts", None)
+        if callable(counter):
+            stored = counter(self.previous["run_key"])
+            before.images_processed = stored["items"]
+            before.annotations_added = stored["labels"]
+            before.auto_approved = stored["auto_approved"]
+            before.needs_review = stored["needs_review"]
+        report = AnnotateReport(
+            images_processed=before.images_processed,
+            images_skipped=max(0, skipped - before.images_processed),
+            annotations_added=before.annotations_added,
+            auto_approved=before.auto_approved,
+            needs_review=before.needs_review,
+            discarded=before.discarded,
+            warnings=list(before.warnings),
+            unit=unit,
+        )
+        report.images_attempted = report.images_processed + report.images_skipped
+        report.extra["earlier_processes"] = {
+            "images_processed": before.images_processed,
+            "annotations_added": before.annotations_added,
+        }
+        return report
 
     def start(self) -> bool:
         """Claim the resumable record or create a new one; True when the key changed (another
@@ -255,9 +291,16 @@ class _Record:
         self.data.setdefault("report", report.to_dict())
         self.store.update(self._doc())
 
-    def heartbeat(self) -> None:
-        if self.store is not None and self.data:
+    def heartbeat(self, report: AnnotateReport | None = None) -> None:
+        """Tell the store this process is alive; with ``report`` (right after a write) also keep
+        the counts of what is stored so far, which a resumed run starts from."""
+        if self.store is None or not self.data:
+            return
+        if report is None:
             self.store.heartbeat(self._doc())
+            return
+        self.data["report"] = report.to_dict()
+        self.store.update(self._doc())
 
     def finish(self, status: str, report: AnnotateReport) -> None:
         if self.store is None:
@@ -287,8 +330,8 @@ class _Loop:
                     self.take(result, report)
                 n = self.sink.pending()
                 if n >= self.every or (n and time.monotonic() - self.last_write >= self.interval):
-                    self.flush()
-            self.flush()
+                    self.flush(report)
+            self.flush(report)
             self.sink.finish(report)
             status = "completed"
         except KeyboardInterrupt:
@@ -297,7 +340,7 @@ class _Loop:
         finally:
             if status != "completed" and self.sink.pending():
                 try:
-                    self.flush()
+                    self.flush(report)
                 except Exception:  # noqa: BLE001 - the original error matters more
                     log.exception("could not write the pending results of run %s", self.record.key)
             self.record.finish(status, report)
@@ -310,10 +353,10 @@ class _Loop:
         report.auto_approved += sum(1 for s in stored if s == "approved")
         report.needs_review += sum(1 for s in stored if s == "needs_review")
 
-    def flush(self) -> None:
+    def flush(self, report: AnnotateReport | None = None) -> None:
         if self.sink.pending():
             self.sink.flush()
-            self.record.heartbeat()
+            self.record.heartbeat(report)
         self.last_write = time.monotonic()
 
 

@@ -45,7 +45,7 @@ class ListSink:
 
 class MemoryStore:
     def __init__(self):
-        self.records, self.heartbeats = {}, 0
+        self.records, self.heartbeats, self.progress = {}, 0, []
         self.lose_claims = False
 
     def find_resumable(self, config_hash):
@@ -65,6 +65,8 @@ class MemoryStore:
 
     def update(self, record):
         self.records[record["run_key"]] = dict(record)
+        if record.get("status") == "running":  # a write: what it stored so far is counted
+            self.progress.append((record.get("report") or {}).get("annotations_added"))
 
     def heartbeat(self, record):
         self.heartbeats += 1
@@ -104,7 +106,7 @@ def test_skips_done_items_writes_in_batches_and_counts():
     assert sink.finished == [key] and sink.run_key == key
     rec = store.records[key]
     assert rec["status"] == "completed" and rec["a"] == 1 and rec["config_hash"] == config_hash({"a": 1})
-    assert rec["report"]["images_processed"] == 5 and store.heartbeats == 3
+    assert rec["report"]["images_processed"] == 5 and store.progress == [2, 4, 5]  # each write keeps the counts
 
 
 def test_timed_writes():
@@ -147,10 +149,71 @@ def test_a_failed_run_is_resumed_under_its_key_and_finishing_it_needs_no_new_rec
     (key,) = store.records
     assert store.records[key]["status"] == "interrupted" and sink.done == {"img0", "img1"}
     report = run(images(5), processor(FakeDetector()), sink, config={"a": 1}, store=store)
-    assert report.extra["run_key"] == key and report.images_skipped == 2 and report.images_processed == 3
+    # the resumed run's report counts what it stored in both processes: 5 images, 3 labels
+    assert report.extra["run_key"] == key and report.images_skipped == 0 and report.images_processed == 5
+    assert report.annotations_added == 3 and report.extra["earlier_processes"]["images_processed"] == 2
     assert store.records[key]["status"] == "completed" and store.records[key]["resumed"] is True
     again = run(images(5), processor(FakeDetector()), sink, config={"a": 1}, store=store)
     assert list(store.records) == [key] and again.extra["run_key"] is None
+
+
+class Killed(BaseException):
+    """The process dies: nothing after it runs (its record stays "running")."""
+
+
+class KillableStore(MemoryStore):
+    def update(self, record):
+        if record.get("status") == "running":  # a dead process never writes its end
+            super().update(record)
+
+
+class CountingSink(ListSink):
+    def __init__(self, done=()):
+        super().__init__(done)
+        self.labels, self.buffered = {}, {}
+
+    def add(self, result):
+        self.buffered[result.key] = list(result.reviews or [None] * len(result.shapes or []))
+        return super().add(result)
+
+    def flush(self):
+        self.labels.update(self.buffered)
+        self.buffered.clear()
+        super().flush()
+
+
+def test_a_killed_run_resumed_twice_reports_every_label_it_stored():
+    store, sink = KillableStore(), CountingSink(done={"img9"})  # img9 was labelled by someone else
+    shapes = lambda ctx, img: [aa.rectangle(0, [1, 1, 5, 5], score=s) for s in (0.1, 0.5, 0.9)]
+    router = Router({0: ReviewThresholds(0.3, 0.8)})
+
+    def dies_after(n):
+        calls = []
+
+        def fn(ctx, img):
+            calls.append(1)
+            if len(calls) > n:
+                raise Killed
+            return shapes(ctx, img)
+
+        return FakeDetector(fn)
+
+    def once(fn):
+        return run(
+            images(10), processor(fn, batch_size=1), sink, config={"a": 1}, store=store, router=router, write_every=2
+        )
+
+    for n in (3, 4):  # killed after 3 images (the 3rd written as the process fails), then after 4 more
+        with pytest.raises(Killed):
+            once(dies_after(n))
+    assert len(sink.labels) == 7
+    report = once(FakeDetector(shapes))
+    stored = [r for rs in sink.labels.values() for r in rs]
+    assert len(sink.labels) == 9 and len(stored) == 18
+    assert report.annotations_added == len(stored) == 18 and report.discarded == 9
+    assert report.auto_approved == stored.count("approved") == 9 and report.needs_review == 9
+    assert (report.images_processed, report.images_skipped, report.images_attempted) == (9, 1, 10)
+    assert report.extra["earlier_processes"] == {"images_processed": 7, "annotations_added": 14}
 
 
 def test_a_resumable_run_claimed_by_another_process_makes_this_run_new():
@@ -195,6 +258,11 @@ def test_a_queued_report_does_not_read_as_a_success():
     from autoannotate.report import AnnotateReport
 
     report = AnnotateReport()
-    report.extra.update(run_key="sharded_1", status="queued", shards=4)
-    assert report.summary().splitlines()[-1] == "result: queued as 4 shards (run sharded_1)"
+    report.extra.update(run_key="sharded_1", status="queued", shards=4, samples=24, label_fields=["auto"])
+    lines = report.summary().splitlines()
+    assert lines[-1] == "result: queued as 4 shards (run sharded_1)"
+    assert lines[0] == report.headline() and lines[0].startswith("Queued: 24 images in 4 shards (run sharded_1)")
+    assert "label_fields: ['auto']" in lines and not any("attempted" in line for line in lines)  # no 0 counts
+    done = AnnotateReport(images_attempted=3, images_processed=3, annotations_added=5)
+    assert done.headline() == "3 of 3 images labelled, 5 labels stored"
     assert AnnotateReport().summary().splitlines()[-1] == "result: success"

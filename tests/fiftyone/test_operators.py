@@ -274,6 +274,21 @@ def test_report_view_of_a_clean_run_has_no_failures_list():
     assert results["summary"].endswith("no failures") and results["run_key"] == "k1"
 
 
+def test_report_view_of_a_queued_sharded_run_says_queued():
+    report_view = _plugin_module().report_view
+    extra = {"run_key": "sharded_1", "status": "queued", "shards": 4, "samples": 24, "operations": ["a", "b"]}
+    prop, results = report_view({"images_attempted": 0, "images_processed": 0, "annotations_added": 0, "extra": extra})
+    assert results["summary"].startswith("**Queued: 24 samples in 4 shards** (run sharded_1); nothing labelled yet")
+    assert "0 of 0" not in results["summary"] and "images_processed" not in results
+    assert (results["run_key"], results["shards"], results["samples"], results["operations"]) == (
+        "sharded_1",
+        "4",
+        "24",
+        "a, b",
+    )
+    assert prop.to_json()["view"]["label"] == "Auto-label queued"
+
+
 def test_delegated_auto_label_stores_done_of_total_progress(small_dataset, models_env):
     from fiftyone.operators.delegated import DelegatedOperationService
 

@@ -9,6 +9,7 @@ import json
 import pytest
 
 import autoannotate as aa
+from autoannotate.errors import BadParameterError
 from autoannotate.fiftyone import annotate_dataset, assign_reviewers, set_review
 from autoannotate.fiftyone.review import (
     apply_calibration,
@@ -180,7 +181,9 @@ def test_a_calibration_with_refused_and_foreign_classes_is_a_runs_review(small_d
     from autoannotate.calibrate import calibrate
 
     steps = [(i / 100, i >= 60) for i in range(100)]
-    cal = calibrate({"cat": steps, "bird": steps, "dog": steps[:5]}, 0.95)
+    cal = calibrate(
+        {"cat": steps, "bird": steps, "dog": steps[:5]}, 0.95, bound="estimate"
+    )  # thresholds of the observed precision
     assert cal.refused.keys() == {"dog"} and cal["*"] == (0.3, 0.8) and cal["cat"] == (0.58, 0.58)
     # bird is not a class of this run (ignored); dog was refused (the default fallback)
     report = annotate_dataset(small_dataset, FakeDetector(five), label_field="auto", review=cal, progress=False)
@@ -308,6 +311,47 @@ def test_operators_sort_by_uncertainty_calibrate_and_record_the_reviewer(small_d
     todo = labels(small_dataset, review="needs_review")[:3]
     run_op("reject_labels", small_dataset, selected_labels=todo)
     assert review_summary(small_dataset, "auto")["by_reviewer"]["dee"]["rejected"] == 3
+
+
+def test_a_held_out_share_of_the_photos_checks_the_thresholds_everywhere_they_are_shown(small_dataset, capsys):
+    from autoannotate.cli import main
+
+    reviewed_dataset(small_dataset)
+    # by a hash of the file name: img0, img3 and img5 are held out at 0.5, whatever the dataset
+    held_names = {"img0.png", "img3.png", "img5.png"}
+    decided = [
+        (s.filepath.rsplit("/", 1)[-1], d.confidence, d.review == "approved")
+        for s in small_dataset
+        for d in s.auto.detections
+        if d.label == "cat" and d.has_field("reviewed_by") and d.reviewed_by
+    ]
+    cal = calibrate_review(small_dataset, "auto", 0.9, holdout=0.5)
+    learned = [(c, ok) for f, c, ok in decided if f not in held_names]
+    held = [(c, ok) for f, c, ok in decided if f in held_names]
+    assert learned and held and cal.classes["cat"].decisions == len(learned) and cal.bound == "wilson"
+    upper = cal["cat"][1]
+    check = cal.held_out["classes"]["cat"]
+    above = [ok for c, ok in held if c >= upper]
+    assert (check["decisions"], check["labels"], check["correct"]) == (len(held), len(above), sum(above))
+    assert check["precision"] == pytest.approx(sum(above) / len(above)) and check["target_met"] is (
+        sum(above) / len(above) >= 0.9
+    )
+    assert calibrate_review(small_dataset, "auto", 0.9).held_out is None  # nothing held out by default
+    # the shell command and the operator show it
+    assert main(["fiftyone", "calibrate-review", small_dataset.name, "auto", "--target-precision", "0.9"]) == 0
+    assert "held-out check: none" in capsys.readouterr().out
+    args = ["fiftyone", "calibrate-review", small_dataset.name, "auto", "--target-precision", "0.9", "--holdout", "0.5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"held-out check on {cal.held_out['decisions']} decisions not used for the thresholds" in out
+    assert f"cat: precision {check['precision']:.3f} ({check['correct']}/{check['labels']} at or above upper" in out
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["held_out"]["classes"]["cat"] == check
+    op = run_op("calibrate_review", small_dataset, {"label_field": "auto", "target_precision": 0.9, "holdout": 0.5})
+    assert op["held_out"].startswith(f"precision {check['precision']:.3f} ({check['correct']} of {check['labels']}")
+    assert "held-out check on" in op["summary"]
+    with pytest.raises(BadParameterError):
+        calibrate_review(small_dataset, "auto", 0.9, holdout=1.0)
 
 
 def test_review_panel_logic(small_dataset):
@@ -510,7 +554,7 @@ def test_a_default_fallback_never_approves_classes_nothing_was_learned_for(small
 
     annotate_dataset(small_dataset, FakeDetector(cat_and_dog), label_field="auto", review=(0.05, 0.95), progress=False)
     steps = [(i / 100, i >= 60) for i in range(100)]
-    cal = calibrate({"cat": steps, "dog": steps[:5]}, 0.95)  # dog refused: "*" is the default
+    cal = calibrate({"cat": steps, "dog": steps[:5]}, 0.95, bound="estimate")  # dog refused: "*" is the default
     assert cal["*"] == (0.3, 0.8)
     assert apply_calibration(small_dataset, "auto", cal) == 6  # the cats; not the dogs at 0.85
     assert {d.label for s in small_dataset for d in s.auto.detections if d.review == "approved"} == {"cat"}

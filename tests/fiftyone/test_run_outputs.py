@@ -156,6 +156,103 @@ def test_eval_gt_field_stores_a_fiftyone_evaluation_under_the_run_key(small_data
     assert run["eval_key"] == key
 
 
+def test_the_evaluation_covers_the_runs_classes_and_each_output_type(small_dataset):
+    from autoannotate.fiftyone import delete_run
+
+    # the ground truth has a bird the run was not asked for, and a dog polygon in a Polylines field
+    for sample in small_dataset:
+        sample.ground_truth.detections.append(fo.Detection(label="bird", bounding_box=[0.6, 0.6, 0.2, 0.2]))
+        square = [(0.5, 0.5), (0.8333, 0.5), (0.8333, 0.875), (0.5, 0.875)]  # [30, 20, 50, 35] of 60 x 40
+        sample["gt_polygons"] = fo.Polylines(polylines=[fo.Polyline(label="dog", points=[square], closed=True)])
+        sample.save()
+    cat_only = annotate_dataset(
+        small_dataset, FakeDetector(gt_boxes), label_field="a", classes=["cat"], eval_gt_field="ground_truth"
+    )
+    ev = cat_only.extra["evaluation"]
+    # the bird is no class of the run: not counted as missed (recall 0.5 when it was)
+    assert (ev["precision"], ev["recall"], ev["classes"]) == (1.0, 1.0, ["cat"])
+    assert ev["evaluated"] == "bbox (cat) by box IoU" and ev["not_evaluated"] is None
+
+    def box_and_polygon(ctx, img):
+        return [aa.rectangle(0, [6, 4, 18, 12], score=0.9), aa.polygon(1, [30, 20, 50, 20, 50, 35, 30, 35], score=0.6)]
+
+    labels = [aa.label_spec("cat", 0, type="rectangle"), aa.label_spec("dog", 1, type="polygon")]
+    classes = [("cat", "bbox"), ("dog", "polygon")]
+    both = annotate_dataset(
+        small_dataset,
+        FakeDetector(box_and_polygon, labels),
+        label_field="b",
+        classes=classes,
+        eval_gt_field="ground_truth",
+    )
+    ev = both.extra["evaluation"]
+    assert ev["evaluated"] == "bbox (cat) by box IoU" and (ev["precision"], ev["recall"]) == (1.0, 1.0)
+    assert (
+        ev["not_evaluated"] == "polygon (dog): the ground truth 'ground_truth' holds boxes (Detections), not polygons"
+    )
+    assert ev["classes_without_ground_truth"] == ["dog"] and ev["eval_keys"] == [ev["eval_key"]]
+    text = both.summary()
+    assert "evaluation against 'ground_truth' (classes of the run: cat, dog):" in text
+    assert "  bbox (cat) by box IoU: precision 1.000, recall 1.000, mAP " in text
+    assert "  not evaluated: polygon (dog): the ground truth 'ground_truth' holds boxes" in text
+    # against a Polylines ground truth the polygons are evaluated, the boxes are not
+    polys = annotate_dataset(
+        small_dataset,
+        FakeDetector(box_and_polygon, labels),
+        label_field="c",
+        classes=classes,
+        eval_gt_field="gt_polygons",
+    )
+    ev = polys.extra["evaluation"]
+    assert ev["evaluated"] == "polygon (dog) by polygon IoU" and (ev["precision"], ev["recall"]) == (1.0, 1.0)
+    assert ev["not_evaluated"].startswith("bbox (cat): the ground truth 'gt_polygons' holds polylines (Polylines)")
+    assert ev["by_type"]["polygon"]["field"] == "c_polylines" and small_dataset.has_evaluation(ev["eval_key"])
+    # the App's report view names what was evaluated, and the metrics' output type
+    from tests.fiftyone.test_operators import _plugin_module
+
+    _, shown = _plugin_module().report_view(both.to_dict())
+    assert shown["evaluation_evaluated"] == "bbox (cat) by box IoU" and shown["evaluation_recall"] == 1.0
+    assert shown["evaluation_not_evaluated"].startswith("polygon (dog)")
+    assert shown["evaluation_classes_without_ground_truth"] == "dog"
+    # a run with two evaluated types keeps both evaluations, and deleting the run removes both
+    for sample in small_dataset:
+        sample["gt_both"] = fo.Detections(
+            detections=[
+                fo.Detection(label="cat", bounding_box=[0.1, 0.1, 0.2, 0.2]),
+                fo.Detection(label="dog", bounding_box=[0.5, 0.5, 0.3333, 0.375], mask=np.ones((15, 20), bool)),
+            ]
+        )
+        sample.save()
+
+    def box_and_mask(ctx, img):
+        m = np.zeros((40, 60), bool)
+        m[20:35, 30:50] = True
+        return [aa.rectangle(0, [6, 4, 18, 12], score=0.9), aa.mask(1, m, score=0.6)]
+
+    masks = [aa.label_spec("cat", 0, type="rectangle"), aa.label_spec("dog", 1, type="mask")]
+    two = annotate_dataset(
+        small_dataset,
+        FakeDetector(box_and_mask, masks),
+        label_field="d",
+        classes=[("cat", "bbox"), ("dog", "mask")],
+        eval_gt_field="gt_both",
+    )
+    ev = two.extra["evaluation"]
+    assert ev["evaluated"] == "bbox (cat) by box IoU; mask (dog) by mask IoU" and ev["not_evaluated"] is None
+    assert ev["by_type"]["mask"]["recall"] == 1.0 and ev["eval_keys"] == [ev["eval_key"], f"{ev['eval_key']}_mask"]
+    assert all(small_dataset.has_evaluation(k) for k in ev["eval_keys"])
+    delete_run(small_dataset, two.extra["run_key"])
+    assert not any(small_dataset.has_evaluation(k) for k in ev["eval_keys"])
+    # polygons against a ground truth with masks: not compared, and the way to compare them is said
+    poly_vs_masks = annotate_dataset(
+        small_dataset, FakeDetector(box_and_polygon, labels), label_field="e", classes=classes, eval_gt_field="gt_both"
+    )
+    assert poly_vs_masks.extra["evaluation"]["not_evaluated"] == (
+        "polygon (dog): the ground truth 'gt_both' holds boxes and masks (Detections), not polygons; "
+        "label them as masks to compare with its masks"
+    )
+
+
 def fo_get_run(ds, key):
     from autoannotate.fiftyone import get_run
 

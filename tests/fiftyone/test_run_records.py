@@ -203,7 +203,11 @@ def test_video_run_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
         function_params={"delay": 0.3},
     )
     assert resumed.extra["run_key"] == dead["run_key"]
-    assert resumed.images_skipped == done_before and resumed.images_processed == 6 - done_before
+    # the report counts the whole run (both processes): what the frame field holds
+    assert resumed.images_skipped == 0 and resumed.images_processed == 6
+    assert resumed.extra["earlier_processes"]["images_processed"] == done_before
+    killed.reload()
+    assert resumed.annotations_added == killed.count("frames.auto.detections")
     (record,) = list_runs(killed)
     assert record["status"] == "completed" and record["resumed"] is True
     full = annotate_dataset(
@@ -222,3 +226,33 @@ def test_video_run_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
     assert _frame_state(killed) == _frame_state(reference)
     killed.delete()
     reference.delete()
+
+
+def test_a_resumed_run_reports_what_its_field_holds_even_when_its_last_count_was_lost(small_dataset):
+    import autoannotate as aa
+    from tests.fakes import FakeDetector
+
+    calls = []
+
+    def three(ctx, img):  # routed (0.3, 0.8): one discarded, one for review, one approved per photo
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the process stops after 3 photos
+        return [aa.rectangle(0, [2 * i, 2, 2 * i + 9, 9], score=s) for i, s in enumerate((0.1, 0.5, 0.9))]
+
+    kw = dict(label_field="auto", review=(0.3, 0.8), batch_size=1, write_every=1, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        annotate_dataset(small_dataset, FakeDetector(three), **kw)
+    (rec,) = list_runs(small_dataset)
+    assert rec["status"] == "interrupted" and small_dataset.exists("auto").count() == 3
+    # as after a kill right after a write: the record's counts never learnt of it
+    coll = fo.core.odm.get_db_conn()["autoannotate_runs"]
+    coll.update_one({"_id": f"{small_dataset._doc.id}:{rec['run_key']}"}, {"$unset": {"report": ""}})
+    resumed = annotate_dataset(small_dataset, FakeDetector(three), **kw)
+    small_dataset.reload()
+    reviews = small_dataset.values("auto.detections.review", unwind=True)
+    assert resumed.extra["run_key"] == rec["run_key"] and len(reviews) == 12
+    assert (resumed.annotations_added, resumed.auto_approved, resumed.needs_review) == (12, 6, 6)
+    assert (resumed.images_processed, resumed.images_skipped, resumed.images_attempted) == (6, 0, 6)
+    assert resumed.extra["earlier_processes"] == {"images_processed": 3, "annotations_added": 6}
+    assert list_runs(small_dataset)[0]["report"]["annotations_added"] == 12

@@ -483,7 +483,13 @@ def test_killed_worker_requeued_shard_resumes_and_equals_a_single_run(photos, re
     assert set(ds.select(list(by_shard[shard])).values("auto.autoannotate_run")) == {shard_key}
     (child,) = [r for r in list_runs(ds) if r["run_key"] == shard_key]
     assert child["resumed"] is True and child["status"] == "completed", child
-    assert child["report"]["images_skipped"] >= done_before
+    # its report counts its whole run (before and after the kill), and so does the parent's
+    mine = ds.select(list(by_shard[shard]))
+    assert child["report"]["extra"]["earlier_processes"]["images_processed"] >= done_before
+    assert child["report"]["images_processed"] == len(by_shard[shard]) and child["report"]["images_skipped"] == 0
+    assert child["report"]["annotations_added"] == mine.count("auto.detections")
+    assert record["report"]["annotations_added"] == ds.count("auto.detections")
+    assert record["report"]["images_processed"] == len(ds)
     ds.delete()
 
 

@@ -71,6 +71,41 @@ def test_compare_regions_table():
     assert (report["tasks"], report["reviewed_tasks"], report["model_versions"]) == (2, 0, {})
 
 
+def test_the_report_holds_out_tasks_and_states_the_precision_reached_on_them():
+    from autoannotate.calibrate import holds_out
+    from autoannotate.label_studio.review_report import format_report
+
+    tasks = [
+        {
+            "id": i,
+            "predictions": [{"model_version": "v", "result": PREDICTED}],
+            "annotations": [{"result": ANNOTATED, "was_cancelled": False}],
+        }
+        for i in range(1, 61)
+    ]
+    held = [t["id"] for t in tasks if holds_out(t["id"], 0.5)]
+    assert 0 < len(held) < 60
+    report = report_from_tasks(tasks, target_precision=0.9, min_decisions=30, holdout=0.5)
+    cal = report["model_versions"]["v"]["calibration"]
+    # the thresholds rest on the other tasks only (3 cat predictions each); the default bound is Wilson's
+    assert cal["classes"]["cat"]["decisions"] == 3 * (60 - len(held)) and cal["bound"] == "wilson"
+    assert cal["review"]["cat"] == [0.3, 0.8]  # 0 wrong of 20 below 0.8 is no proof that <= 10% are right there
+    check = cal["held_out"]
+    assert check["decisions"] == 4 * len(held)  # cat 0.9, 0.8, 0.3 and the relabelled dog per task
+    cat = check["classes"]["cat"]
+    assert (cat["decisions"], cat["labels"], cat["correct"], cat["precision"]) == (
+        3 * len(held),
+        2 * len(held),
+        2 * len(held),
+        1.0,
+    )
+    assert check["not_checked"] == ["dog"]  # refused (20 decisions): it has no learned threshold
+    text = format_report(report)
+    assert f"held-out check on {4 * len(held)} decisions not used for the thresholds" in text
+    assert f"cat: precision 1.000 ({2 * len(held)}/{2 * len(held)} at or above upper" in text
+    assert "held-out check: none" in format_report(report_from_tasks(tasks, target_precision=0.9))
+
+
 @pytest.fixture(scope="module")
 def reviewed_project(label_studio, tmp_path_factory):
     """12 tasks: 10 annotated from version v1's predictions, 3 of them also predicted by v2,
@@ -109,7 +144,13 @@ def reviewed_project(label_studio, tmp_path_factory):
 def test_review_report_against_label_studio(label_studio, reviewed_project, tmp_path):
     png = ARTIFACTS / "label-studio-review-report.png"
     report = review_report(
-        label_studio.url, label_studio.token, reviewed_project.id, plot=png, min_decisions=20, target_precision=0.95
+        label_studio.url,
+        label_studio.token,
+        reviewed_project.id,
+        plot=png,
+        min_decisions=20,
+        target_precision=0.95,
+        bound="estimate",  # 20 of 20 correct reach 0.95 as observed, not with confidence (the default)
     )
     assert (report["tasks"], report["reviewed_tasks"]) == (12, 11)
     v1, v2 = report["model_versions"]["v1"], report["model_versions"]["v2"]
@@ -133,7 +174,8 @@ def test_review_report_against_label_studio(label_studio, reviewed_project, tmp_
 def test_review_report_command(label_studio, reviewed_project, tmp_path, capsys):
     png = tmp_path / "curve.png"
     args = ["label-studio", "review-report", "--url", label_studio.url, "--api-key", label_studio.token]
-    assert main([*args, "--project", str(reviewed_project.id), "--plot", str(png), "--min-decisions", "20"]) == 0
+    project = ["--project", str(reviewed_project.id), "--bound", "estimate"]
+    assert main([*args, *project, "--plot", str(png), "--min-decisions", "20"]) == 0
     out = capsys.readouterr().out
     assert "model version v1" in out and "cat: review=(0.800, 0.800)" in out and png.exists()
     assert main([*args, "--project", str(reviewed_project.id), "--json", "--no-plot"]) == 0

@@ -72,7 +72,11 @@ def test_fiftyone_run_killed_then_resumed_equals_uninterrupted(coco128, models_e
     resumed = annotate_dataset(
         killed, SLOW, function_params={"delay": 0.1}, label_field="auto", review=REVIEW, progress=False
     )
-    assert resumed.images_skipped == partial and resumed.success
+    # the resumed run's report counts the whole run (both processes): what the field holds
+    assert resumed.images_skipped == 0 and resumed.images_processed == n and resumed.success
+    assert resumed.extra["earlier_processes"]["images_processed"] == partial
+    killed.reload()
+    assert resumed.annotations_added == killed.count("auto.detections")
     annotate_dataset(reference, SLOW, function_params={"delay": 0.1}, label_field="auto", review=REVIEW, progress=False)
     assert state(killed) == state(reference)
     assert gt_snapshot(killed) == human
@@ -107,7 +111,11 @@ def test_database_write_failure_is_clear_and_resumable(coco128, models_env, monk
     again = annotate_dataset(ds, "yolox", label_field="auto", review=REVIEW, progress=False)
     # the first batch was written; the failed batch was retried once on the way out (and, the
     # database being back, saved): at least 4 and at most 8 samples were done
-    assert 4 <= again.images_skipped <= 8 and again.extra["run_key"] == run["run_key"]
+    done = again.extra["earlier_processes"]["images_processed"]
+    assert 4 <= done <= 8 and again.extra["run_key"] == run["run_key"]
+    assert again.images_processed == 12 and again.images_skipped == 0  # the whole run, both calls
+    ds.reload()
+    assert again.annotations_added == ds.count("auto.detections")
     annotate_dataset(reference, "yolox", label_field="auto", review=REVIEW, progress=False)
     assert state(ds) == state(reference)
     ds.delete()

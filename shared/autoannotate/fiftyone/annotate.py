@@ -263,6 +263,14 @@ class ImageSink:
     def field_types(self) -> dict[str, Any]:
         return {field: CONTAINER_TYPES[kind][0] for kind, field in self.plan.fields.items()}
 
+    def stored_counts(self, run_key: str) -> dict[str, int]:
+        """What run ``run_key`` stored so far (a resumed run's report starts from it)."""
+        from .stored import stored_counts
+
+        primary = self.plan.primary_field
+        fields = [primary, *(f for f in self.plan.fields.values() if f != primary)]
+        return stored_counts(self.samples, fields, run_key)
+
     def add(self, result: ImageResult) -> list[str | None]:
         containers, stored = self.builder.containers(result.shapes or [], result.reviews, result.size)  # type: ignore[arg-type]
         if self.builder.last_unrefined:
@@ -320,25 +328,10 @@ class ImageSink:
             declare_fields(self.dataset, self.field_types())
 
     def _evaluate(self, run_key: str | None) -> Any:
-        """FiftyOne's detection evaluation, stored under the run's eval key (so the App's Model
-        Evaluation panel shows it; a repeated evaluation of the same run replaces it)."""
-        if "detections" not in self.plan.fields:
-            return "skipped: only boxes and masks are evaluated"
+        """The run's classes and output types against the ground truth
+        (:func:`~autoannotate.fiftyone.evaluation.evaluate_run`), stored under the run's eval key
+        (the App's Model Evaluation panel shows it; a repeated evaluation replaces it)."""
+        from .evaluation import evaluate_run
+
         eval_key = eval_key_for(run_key) if run_key else None
-        if eval_key and self.dataset.has_evaluation(eval_key):
-            self.dataset.delete_evaluation(eval_key)
-        results = self.samples.evaluate_detections(
-            self.plan.fields["detections"],
-            gt_field=self.eval_gt_field,
-            eval_key=eval_key,
-            compute_mAP=True,
-            progress=False,
-        )
-        metrics = results.metrics()
-        return {
-            "gt_field": self.eval_gt_field,
-            "precision": round(float(metrics["precision"]), 4),
-            "recall": round(float(metrics["recall"]), 4),
-            "mAP": round(float(results.mAP()), 4),
-            "eval_key": eval_key,
-        }
+        return evaluate_run(self.samples, self.plan.outputs, self.plan.fields, self.eval_gt_field or "", eval_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -529,17 +530,33 @@ def review_decisions(
     correct, rejected is not). Any other ``source`` names a ground-truth field: every label is
     decided by FiftyOne's detection evaluation against it (a true positive at IoU ``iou``, same
     class, is correct), run under a temporary evaluation key that is deleted afterwards."""
+    decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
+    scores: dict[str, list[float | None]] = defaultdict(list)
+    for name, _, score, correct in _decision_rows(samples, label_field, source=source, iou=iou, run_key=run_key):
+        scores[name].append(score)
+        if correct is not None:
+            decisions[name].append((score, correct))
+    return dict(decisions), dict(scores)
+
+
+def _decision_rows(
+    samples: Any, label_field: str, *, source: str, iou: float, run_key: str | None
+) -> list[tuple[str, str, float | None, bool | None]]:
+    """``(class, sample id, confidence, correct or None when undecided)`` per label (see
+    :func:`review_decisions`)."""
     path = label_path(samples, label_field)
     if run_key:  # a sharded run's labels carry its shard runs' keys
         samples = samples.filter_labels(path, F(RUN_ATTRIBUTE).is_in(_run_keys(samples, run_key)))
-    decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
-    scores: dict[str, list[float | None]] = defaultdict(list)
     if source == "review":
-        for r in label_rows(samples, path):
-            scores[r["label"]].append(r["confidence"])
-            if r.get(REVIEWED_BY) and r["review"] in ("approved", "rejected"):
-                decisions[r["label"]].append((r["confidence"], r["review"] == "approved"))
-        return dict(decisions), dict(scores)
+        return [
+            (
+                r["label"],
+                r["sample_id"],
+                r["confidence"],
+                r["review"] == "approved" if r.get(REVIEWED_BY) and r["review"] in ("approved", "rejected") else None,
+            )
+            for r in label_rows(samples, path)
+        ]
     import uuid
 
     dataset = samples._dataset
@@ -551,12 +568,12 @@ def review_decisions(
     key = f"aa_calibrate_{uuid.uuid4().hex[:8]}"
     samples.evaluate_detections(path, gt_field=gt, eval_key=key, iou=iou, classwise=True, progress=False)
     try:
-        for r in label_rows(samples, path, extra=(key,)):
-            scores[r["label"]].append(r["confidence"])
-            decisions[r["label"]].append((r["confidence"], r[key] == "tp"))
+        return [
+            (r["label"], r["sample_id"], r["confidence"], r[key] == "tp")
+            for r in label_rows(samples, path, extra=(key,))
+        ]
     finally:
         dataset.delete_evaluation(key)
-    return dict(decisions), dict(scores)
 
 
 def calibrate_review(
@@ -568,30 +585,57 @@ def calibrate_review(
     iou: float = 0.5,
     run_key: str | None = None,
     min_decisions: int | None = None,
-    bound: str = "estimate",
+    bound: str | None = None,
     confidence: float = 0.95,
     fallback: tuple[float, float] | None = None,
+    holdout: float = 0.0,
+    min_support: int | None = None,
 ) -> Any:
     """Review thresholds per class learned from decisions (:func:`autoannotate.calibrate.calibrate`):
     the result maps ``{class: (lower, upper)}`` (plus ``"*": fallback``) and is the ``review=``
     argument of the next run; ``to_dict()`` / ``summary()`` give per class the count it rests on,
     the precision at ``upper`` with its Wilson interval, refusals (fewer than ``min_decisions``
-    decisions, default 30) and the share of labels that would be auto-approved.
+    decisions, default 30) and the share of labels that would be auto-approved. ``bound``:
+    ``"wilson"`` (default: the lower end of the Wilson interval reaches the target) or
+    ``"estimate"``; ``min_support``: decided labels ``upper`` rests on (default 10).
+
+    ``holdout``: share of the samples (0 to below 1, by a stable hash of their file name, so the
+    same photos in every dataset and process) whose decisions are kept out of the thresholds; the result's ``held_out`` (also in ``to_dict()``
+    and ``summary()``) states the precision the thresholds reach on them.
 
     ``source``: ``"review"`` (reviewers' decisions) or a ground-truth field name (see
     :func:`review_decisions`)."""
-    from ..calibrate import DEFAULT_MIN_DECISIONS, calibrate
+    from ..calibrate import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_MIN_SUPPORT, calibrate, holds_out
 
-    decisions, scores = review_decisions(samples, label_field, source=source, iou=iou, run_key=run_key)
+    holds_out("", holdout)  # checks the share before any work
+    rows = _decision_rows(samples, label_field, source=source, iou=iou, run_key=run_key)
+    decisions: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
+    held: dict[str, list[tuple[float | None, bool]]] = defaultdict(list)
+    scores: dict[str, list[float | None]] = defaultdict(list)
+    names = dict(zip(*samples.values(["id", "filepath"])))
+    groups: dict[str, list[str]] = defaultdict(list)  # the photo of each decision: its labels go together
+    for name, sid, score, correct in rows:
+        scores[name].append(score)
+        if correct is not None:
+            photo = os.path.basename(names.get(sid) or sid)
+            if holdout and holds_out(photo, holdout):
+                held[name].append((score, correct))
+            else:
+                decisions[name].append((score, correct))
+                groups[name].append(sid)
     return calibrate(
-        decisions,
+        dict(decisions),
         target_precision,
-        scores=scores,
+        scores=dict(scores),
         min_decisions=DEFAULT_MIN_DECISIONS if min_decisions is None else min_decisions,
-        bound=bound,
+        bound=DEFAULT_BOUND if bound is None else bound,
         confidence=confidence,
         fallback=fallback,
         source=source if source == "review" else f"ground truth {source!r}",
+        min_support=DEFAULT_MIN_SUPPORT if min_support is None else min_support,
+        held_out=dict(held) if holdout else None,
+        groups=dict(groups),
+        held_out_note=f"{holdout:.0%} of the samples, chosen by a hash of their file name" if holdout else "",
     )
 
 

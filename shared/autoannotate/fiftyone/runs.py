@@ -447,6 +447,9 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
     if eval_key and dataset.has_evaluation(eval_key):
         dataset.delete_evaluation(eval_key)
         out["evaluation_deleted"] = eval_key
+    for other in (evaluation.get("eval_keys") or [] if isinstance(evaluation, dict) else [])[1:]:
+        if dataset.has_evaluation(other):  # the run's other output types (evaluation.evaluate_run)
+            dataset.delete_evaluation(other)
     runs.coll.delete_one({"_id": runs._id(run_key)})
     _delete_legacy(dataset, run_key)
     remaining = {f for r in runs.list() for f in r.get("label_fields") or []}

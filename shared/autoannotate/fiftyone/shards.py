@@ -163,7 +163,12 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
     coll.update_one({"_id": parent_id(dataset, run_key)}, {"$set": {"operations": ops}})
     report = AnnotateReport()
     report.extra.update(
-        run_key=run_key, status="queued", shards=shards, operations=ops, label_fields=list(plan.fields.values())
+        run_key=run_key,
+        status="queued",
+        shards=shards,
+        samples=samples.count(),
+        operations=ops,
+        label_fields=list(plan.fields.values()),
     )
     return report
 

@@ -87,6 +87,12 @@ class _FrameSink:
     def begin(self, run_key: str) -> None:
         self.run_key = run_key
 
+    def stored_counts(self, run_key: str) -> dict[str, int]:
+        """What run ``run_key`` stored so far (a resumed run's report starts from it)."""
+        from .stored import stored_counts
+
+        return stored_counts(self.samples, self.fields(), run_key, frames=True)
+
     def pending(self) -> int:
         return len({key for per_video in self.values.values() for key in per_video})
 

@@ -284,7 +284,21 @@ def _add_review_report(ls_sub: Any) -> None:
     r.add_argument("--api-key", default=None, help="default: LABEL_STUDIO_API_KEY")
     r.add_argument("--project", type=int, required=True)
     r.add_argument("--target-precision", type=float, default=0.95)
-    r.add_argument("--bound", choices=["estimate", "wilson"], default="estimate")
+    r.add_argument(
+        "--bound",
+        choices=["wilson", "estimate"],
+        default="wilson",
+        help="wilson (default): the lower end of the precision's Wilson interval must reach the target; "
+        "estimate: the observed precision (optimistic)",
+    )
+    r.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="keep this share of the tasks (by a hash of the task id) out of the calibration and report the "
+        "precision its thresholds reach on them (default 0: no check)",
+    )
     r.add_argument("--min-decisions", type=int, default=30, help="per label, to calibrate it (default 30)")
     r.add_argument("--match-iou", type=float, default=0.5, help="a region matches a prediction at this IoU")
     r.add_argument("--unchanged-iou", type=float, default=0.98, help="at or above: accepted unchanged")
@@ -317,6 +331,7 @@ def cmd_review_report(args: argparse.Namespace) -> int:
         target_precision=args.target_precision,
         bound=args.bound,
         min_decisions=args.min_decisions,
+        holdout=args.holdout,
         match_iou=args.match_iou,
         unchanged_iou=args.unchanged_iou,
     )

@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from ..calibrate import DEFAULT_MIN_DECISIONS, calibrate, precision_by_confidence
+from ..calibrate import (
+    DEFAULT_BOUND,
+    DEFAULT_MIN_DECISIONS,
+    calibrate,
+    held_out_lines,
+    holds_out,
+    precision_by_confidence,
+)
 from ..errors import AutoAnnotateError, BadParameterError
 from ..masks import box_iou
 from .project import sdk_field
@@ -119,17 +126,23 @@ def report_from_tasks(
     unchanged_iou: float = 0.98,
     target_precision: float = 0.95,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
-    bound: str = "estimate",
+    bound: str = DEFAULT_BOUND,
     bins: int = 10,
+    holdout: float = 0.0,
 ) -> dict[str, Any]:
     """The review report of ``tasks`` (dicts or SDK objects with ``predictions`` and
     ``annotations``); see the module docstring. ``{"tasks", "reviewed_tasks", "model_versions":
-    {version: {"total", "by_label", "calibration", "curve"}}}``."""
+    {version: {"total", "by_label", "calibration", "curve"}}}``. ``holdout``: share of the tasks
+    (by a hash of the task id) whose decisions are kept out of the calibration; its ``held_out``
+    states the precision the thresholds reach on them."""
+    holds_out("", holdout)  # checks the share
     if not 0 < match_iou <= unchanged_iou <= 1:
         raise BadParameterError(f"need 0 < match_iou <= unchanged_iou <= 1, got {match_iou}, {unchanged_iou}")
     n_tasks = reviewed = 0
     counts: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(_counts))
     decisions: dict[str, dict[str, list[tuple[float | None, bool]]]] = defaultdict(lambda: defaultdict(list))
+    held: dict[str, dict[str, list[tuple[float | None, bool]]]] = defaultdict(lambda: defaultdict(list))
+    tasks_of: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))  # decisions' tasks
     for task in tasks:
         n_tasks += 1
         ann = _latest_annotation(task)
@@ -149,7 +162,12 @@ def report_from_tasks(
                 c[r["outcome"]] += 1
                 if r["outcome"] == "edited":
                     c["iou_sum"] += r["iou"]
-                decisions[version][str(r["label"])].append((r["score"], r["outcome"] in ("unchanged", "edited")))
+                decision = (r["score"], r["outcome"] in ("unchanged", "edited"))
+                if holds_out(sdk_field(task, "id"), holdout):
+                    held[version][str(r["label"])].append(decision)
+                else:
+                    decisions[version][str(r["label"])].append(decision)
+                    tasks_of[version][str(r["label"])].append(sdk_field(task, "id"))
             for a in added:
                 counts[version][str(a["label"])]["added"] += 1
     versions = {}
@@ -164,6 +182,9 @@ def report_from_tasks(
             min_decisions=min_decisions,
             bound=bound,
             source=f"Label Studio annotations (model version {version})",
+            held_out=dict(held[version]) if holdout else None,
+            groups=dict(tasks_of[version]),
+            held_out_note=f"{holdout:.0%} of the tasks, chosen by a hash of the task id" if holdout else "",
         )
         pooled = [d for ds in decisions[version].values() for d in ds]
         versions[version] = {
@@ -281,6 +302,7 @@ def format_report(report: Mapping[str, Any]) -> str:
                     f"{'-' if c['precision'] is None else format(c['precision'], '.3f')} over {c['support']} "
                     f"of {c['decisions']}{'' if c['target_reached'] else ' (target not reached)'}"
                 )
+        lines.extend("    " + line for line in held_out_lines(cal.get("held_out"), cal["target_precision"]))
     if report.get("plot"):
         lines.append(f"acceptance curve: {report['plot']}")
     return "\n".join(lines)
