@@ -5,6 +5,8 @@ annotate command, all read back through Label Studio's API."""
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import PIL.Image
 import pytest
@@ -410,3 +412,15 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
     (region,) = pred.result
     assert region["type"] == "videorectangle" and region["value"]["labels"] == ["Cat"]
     assert len(region["value"]["sequence"]) == 20
+
+    # the backend README's steps for a box drawn and submitted in the editor, run as written
+    readme = (Path(__file__).resolve().parents[2] / "backends" / "label_studio" / "README.md").read_text()
+    snippet = re.search(r"```python\n(annotation = http\.get.*?)```", readme, re.S)
+    assert snippet, "the README's steps for tracking a drawn box are missing"
+    with label_studio.http() as http:
+        annotation = http.post(f"/api/tasks/{task.id}/annotations", json={"result": [drawn]}).json()
+        env = {"http": http, "annotation_id": annotation["id"], "ml_id": ml.id, "task_id": task.id}
+        exec(compile(snippet.group(1), "backends/label_studio/README.md", "exec"), env)
+    tracked = [p for p in client.predictions.list(task=task.id) if p.model_version == "tracked"]
+    assert len(tracked) == 1 and [r["id"] for r in tracked[0].result] == ["abc"]
+    assert [k["frame"] for k in tracked[0].result[0]["value"]["sequence"]] == list(range(5, 16))
