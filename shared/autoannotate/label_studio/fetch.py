@@ -36,27 +36,32 @@ class FetchError(ImageLoadError):
     """An image reference that was refused or could not be fetched (the message says why)."""
 
 
-class TokenRefreshError(FetchError):
-    """Label Studio's token refresh did not give an access token: ``status`` is its HTTP status,
-    ``detail`` Label Studio's own reason (its JSON ``detail``), None when the answer was not
-    Label Studio's JSON (a web page: the URL does not lead to Label Studio's API)."""
-
-    def __init__(self, message: str, status: int, detail: str | None) -> None:
-        super().__init__(message)
-        self.status, self.detail = status, detail
-
-    @property
-    def token_refused(self) -> bool:
-        """Label Studio itself refused the token (else the URL is the problem)."""
-        return self.status in (400, 401, 403) and self.detail is not None
-
-
 URL_VAR, API_KEY_VAR = LABEL_STUDIO_URL_ENV, LABEL_STUDIO_API_KEY_ENV
 # no ">" for the menu path: Label Studio shows our messages as HTML, where "<" and ">" are dropped
 TOKEN_HELP = (
     "create a personal access token in Label Studio (Account & Settings, then Personal Access Token) "
     f"and set {API_KEY_VAR} to it"
 )
+
+
+class TokenRefreshError(FetchError):
+    """Label Studio's token refresh at ``endpoint`` did not give an access token: ``status`` is
+    its HTTP status, ``detail`` Label Studio's own reason (its JSON ``detail``), None when the
+    answer was not Label Studio's JSON (a web page: the URL does not lead to Label Studio's API)."""
+
+    def __init__(self, endpoint: str, status: int, detail: str | None) -> None:
+        self.status, self.detail = status, detail
+        super().__init__(
+            f"Label Studio refused the API key ({detail})"
+            if self.token_refused
+            else f"POST {endpoint} answered HTTP {status}, not Label Studio's token refresh: "
+            f"is {URL_VAR} Label Studio's address?"
+        )
+
+    @property
+    def token_refused(self) -> bool:
+        """Label Studio itself refused the token (else the URL is the problem)."""
+        return self.status in (400, 401, 403) and self.detail is not None
 
 
 @dataclass(frozen=True)
@@ -127,14 +132,9 @@ class LabelStudioAuth:
                 access = _json_field(r, "access") if r.status_code == 200 else None
                 if not isinstance(access, str):
                     detail = _json_field(r, "detail")
-                    error = TokenRefreshError("", r.status_code, detail if isinstance(detail, str) else None)
-                    error.args = (
-                        f"Label Studio refused the API key ({error.detail})"
-                        if error.token_refused
-                        else f"POST {_without_userinfo(endpoint)} answered HTTP {r.status_code}, not Label Studio's "
-                        f"token refresh: is {URL_VAR} Label Studio's address?",
+                    raise TokenRefreshError(
+                        _without_userinfo(endpoint), r.status_code, detail if isinstance(detail, str) else None
                     )
-                    raise error
                 self._access = (access, time.monotonic())
             return {"Authorization": f"Bearer {self._access[0]}"}
 
