@@ -230,8 +230,12 @@ def test_track_drawn_boxes_on_its_own(clip):
     (region,) = pred["result"]
     assert region["id"] == "r9" and [k["frame"] for k in region["value"]["sequence"]] == list(range(1, 7))
     assert pred["model_version"] == "t"
-    with pytest.raises(BadRequest, match="at least one videorectangle"):
-        track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": []}, [control], **kwargs)
+    # nothing drawn: an empty result, not an error (and the video is not even fetched)
+    empty = track_drawn_boxes({"id": 1, "data": {}}, {"result": []}, [control], **kwargs)
+    assert empty["result"] == [] and empty["model_version"] == "t"
+    with pytest.raises(BadRequest, match="keyframes"):
+        no_keyframes = {"type": "videorectangle", "value": {"sequence": []}}
+        track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": [no_keyframes]}, [control], **kwargs)
 
 
 def test_video_module_does_not_import_the_backend():
