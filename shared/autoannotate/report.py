@@ -43,6 +43,9 @@ class AnnotateReport:
     warnings: list[ImageFailure] = field(default_factory=list)
     #: What the run's items are, for people reading the summary: images, videos, tasks.
     unit: str = "images"
+    #: What ``annotations_added`` counts, as the summary names it (Label Studio runs store
+    #: predictions, not annotations: "regions predicted").
+    added: str = "annotations added"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -130,7 +133,7 @@ class AnnotateReport:
             f"{u + ' processed:':<20}{self.images_processed}",
             f"{u + ' skipped:':<20}{self.images_skipped}",
             f"{u + ' failed:':<20}{len(self.failures)}",
-            f"{'annotations added:':<20}{self.annotations_added}",
+            f"{self.added + ':':<20}{self.annotations_added}",
         ]
         if self.auto_approved or self.needs_review or self.discarded:
             lines += [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 import httpx
 import PIL.Image
@@ -45,6 +46,21 @@ def test_label_studio_shows_the_reason_phrase_of_an_error(serve_backend, caplog)
     # the backend's own log has the reason and the id too
     assert "POST /setup answered 422: " in caplog.text and body["error_id"] in caplog.text
     assert "['Horse']" in caplog.text
+
+
+def test_a_label_mismatch_names_only_the_labels_when_there_is_a_detection_function():
+    """Click-to-mask is only offered (Label Studio's "Interactive preannotations" may be off): with a
+    detection function, a config none of whose labels map fails for that reason alone."""
+    with_detector = TestClient(
+        create_app(Settings(), Backend(function=FakeDetector(), interactive=FakeInteractiveNone()))
+    )
+    r = with_detector.post("/setup", json={"schema": UNMAPPED})
+    assert r.status_code == 422 and r.json()["error"].startswith("none of the function's labels maps")
+    assert "interactive" not in r.json()["error"] and "interactive" not in r.reason_phrase
+    # without a detection function, clicks are what the backend is for: then that is the reason
+    interactive_only = TestClient(create_app(Settings(), Backend(function=None, interactive=FakeInteractiveNone())))
+    r = interactive_only.post("/setup", json={"schema": UNMAPPED})
+    assert r.status_code == 422 and r.json()["error"].startswith("interactive segmentation needs a BrushLabels")
 
 
 def test_every_error_is_logged_with_its_reason(serve_backend, caplog):
@@ -131,12 +147,32 @@ def test_connection_states_against_a_real_label_studio(label_studio):
     assert f"LABEL_STUDIO_API_KEY was rejected by {label_studio.url}" in rejected.message
     assert "Personal Access Token" in rejected.message and wrong_jwt not in rejected.message
 
-    legacy = fetcher(label_studio.url, "0123456789abcdef0123456789abcdef01234567").check_label_studio()
-    assert legacy.state == "token_rejected" and "legacy token" in legacy.message
+    # a random key is not called a legacy token: the message says what Label Studio answered
+    random_key = fetcher(label_studio.url, "0123456789abcdef0123456789abcdef01234567").check_label_studio()
+    assert random_key.state == "token_rejected" and "legacy" not in random_key.message
+    assert "(HTTP 401: Invalid token.)" in random_key.message and "not a personal access token" in random_key.message
+
+    # a real legacy token (Label Studio 1.23 disables them) is named as one, from Label Studio's answer
+    legacy_key = label_studio.http().get("/api/current-user/token").json()["token"]
+    legacy = fetcher(label_studio.url, legacy_key).check_label_studio()
+    assert legacy.state == "token_rejected" and "it is a legacy token" in legacy.message
+    assert "legacy token authentication has been disabled" in legacy.message
 
     gone = f"http://127.0.0.1:{free_port()}"
     unreachable = fetcher(gone, label_studio.token).check_label_studio()
     assert unreachable.state == "unreachable" and f"LABEL_STUDIO_URL={gone} is unreachable" in unreachable.message
+
+    # a wrong path with a good token: the URL is named, not the token, with where Label Studio answers
+    wrong_path = f"{label_studio.url}/label-studio"
+    for key in (label_studio.token, "0123456789abcdef0123456789abcdef01234567"):
+        wrong = fetcher(wrong_path, key).check_label_studio()
+        assert wrong.state == "not_label_studio" and not wrong.usable, wrong.message
+        assert wrong.message.startswith(f"LABEL_STUDIO_URL={wrong_path} does not lead to Label Studio's API")
+        assert "was rejected" not in wrong.message and "answered HTTP 404" in wrong.message
+        assert re.search(
+            rf"Label Studio 1\.\d+\.\d+ answers at {label_studio.url}: set LABEL_STUDIO_URL=", wrong.message
+        )
+        assert wrong.message.endswith(f"LABEL_STUDIO_URL={label_studio.url}")
 
     not_set = fetcher(None, None).check_label_studio()
     assert not_set.state == "not_configured" and not_set.usable

@@ -5,6 +5,8 @@ annotate command, all read back through Label Studio's API."""
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import PIL.Image
 import pytest
@@ -318,7 +320,10 @@ def test_annotate_cli_prints_a_report(label_studio, models_env_module, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "tasks processed:    2" in out
-    assert sum(len(list(client.predictions.list(task=t.id))) for t in tasks.values()) == 2
+    predictions = [p for t in tasks.values() for p in client.predictions.list(task=t.id)]
+    assert len(predictions) == 2
+    # the count names what was stored: regions of predictions (Label Studio annotations are people's)
+    assert f"regions predicted:  {sum(len(p.result) for p in predictions)}\n" in out and "annotation" not in out, out
 
 
 VIDEO_CONFIG = """<View>
@@ -328,7 +333,9 @@ VIDEO_CONFIG = """<View>
 </View>"""
 
 
-def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_backend, tmp_path):
+def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_backend, tmp_path, caplog):
+    import logging
+
     import numpy as np
 
     import autoannotate as aa
@@ -380,6 +387,13 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
         },
     }
     with label_studio.http() as http:
+        # a request with no drawn box (nothing selected yet) is normal: an empty answer, no warning
+        caplog.set_level(logging.INFO, logger="autoannotate")
+        r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": task.id, "context": {"result": []}})
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert (data["result"] if isinstance(data, dict) else data[0]["result"]) == []
+        assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING], caplog.text
         r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": task.id, "context": {"result": [drawn]}})
         assert r.status_code == 200, r.text
         data = r.json()["data"]
@@ -398,3 +412,15 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
     (region,) = pred.result
     assert region["type"] == "videorectangle" and region["value"]["labels"] == ["Cat"]
     assert len(region["value"]["sequence"]) == 20
+
+    # the backend README's steps for a box drawn and submitted in the editor, run as written
+    readme = (Path(__file__).resolve().parents[2] / "backends" / "label_studio" / "README.md").read_text()
+    snippet = re.search(r"```python\n(annotation = http\.get.*?)```", readme, re.S)
+    assert snippet, "the README's steps for tracking a drawn box are missing"
+    with label_studio.http() as http:
+        annotation = http.post(f"/api/tasks/{task.id}/annotations", json={"result": [drawn]}).json()
+        env = {"http": http, "annotation_id": annotation["id"], "ml_id": ml.id, "task_id": task.id}
+        exec(compile(snippet.group(1), "backends/label_studio/README.md", "exec"), env)
+    tracked = [p for p in client.predictions.list(task=task.id) if p.model_version == "tracked"]
+    assert len(tracked) == 1 and [r["id"] for r in tracked[0].result] == ["abc"]
+    assert [k["frame"] for k in tracked[0].result[0]["value"]["sequence"]] == list(range(5, 16))

@@ -106,6 +106,46 @@ def test_the_report_holds_out_tasks_and_states_the_precision_reached_on_them():
     assert "held-out check: none" in format_report(report_from_tasks(tasks, target_precision=0.9))
 
 
+def test_the_report_and_its_curve_say_what_each_number_and_line_is():
+    """The calibration line "review=(l, u) precision P over S of N" and the curve's dotted lines
+    come with their meaning (text legend; a legend entry for every line of the PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autoannotate.label_studio.review_report import acceptance_figure, format_report
+
+    tasks = []
+    for i in range(40):  # deleted below 0.25, every other one kept up to 0.5, all kept from 0.5
+        score = (i + 0.5) / 40
+        kept = score >= 0.5 or (score >= 0.25 and i % 2 == 0)
+        pred = [rect("cat", 10, 10, score=score, rid="p")]
+        ann = [rect("cat", 10, 10, rid="p")] if kept else []
+        tasks.append({"predictions": [{"model_version": "v1", "result": pred}], "annotations": [{"result": ann}]})
+    # the observed-precision bound: with Wilson's, 20 of 20 right is no proof of 0.9 (no upper line)
+    report = report_from_tasks(tasks, min_decisions=20, target_precision=0.9, bound="estimate")
+    (cal,) = report["model_versions"]["v1"]["calibration"]["classes"].values()
+    assert cal["lower"] < cal["upper"] and cal["target_reached"]  # the data gives both lines
+    text = format_report(report)
+    line = f"cat: review=({cal['lower']:.3f}, {cal['upper']:.3f}) precision {cal['precision']:.3f} over "
+    assert line + f"{cal['support']} of 40" in text
+    assert "review=(lower, upper): the thresholds a FiftyOne run takes as review=" in text
+    assert "precision P over S of N: of the N scored predictions of that label" in text
+    fig = acceptance_figure(report, plt)
+    try:
+        (ax,) = fig.axes
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(legend) == len(ax.get_lines()) == 4  # the curve, two thresholds, the target: all named
+        assert legend[0] == "v1: share accepted per score bin (40 predictions)"
+        high = f"({cal['support']} of 40 decided predictions score that high)"
+        assert legend[1] == f"cat: auto-approve from score {cal['upper']:.2f} {high}"
+        assert legend[2] == f"cat: discard below score {cal['lower']:.2f} (between: needs review)"
+        assert legend[3] == "target precision 0.9"
+    finally:
+        plt.close(fig)
+
+
 @pytest.fixture(scope="module")
 def reviewed_project(label_studio, tmp_path_factory):
     """12 tasks: 10 annotated from version v1's predictions, 3 of them also predicted by v2,
@@ -167,7 +207,7 @@ def test_review_report_against_label_studio(label_studio, reviewed_project, tmp_
     assert cal["refused"] == {"dog": "10 scored decision(s), need at least 20"}
     assert v1["curve"][3]["precision"] == 0.0 and v1["curve"][9]["precision"] == 1.0
     with PIL.Image.open(png) as im:
-        assert im.size == (700, 450)
+        assert im.size == (700, 550)
         assert len(set(im.convert("RGB").getdata())) > 50  # lines and text, not a blank image
 
 

@@ -137,3 +137,33 @@ def test_default_interactive_is_auto_and_falls_back_to_grabcut_with_one_line(mod
     assert backend.health()["interactive"] == "grabcut-opencv"
     lines = [r.getMessage() for r in caplog.records if "interactive model" in r.getMessage()]
     assert len(lines) == 1 and "autoannotate weights download" in lines[0]
+
+
+def test_help_states_the_defaults_the_settings_have(capsys):
+    """Every "else X" of ``serve --help`` is the value the setting takes when nothing is given."""
+    import re
+
+    from autoannotate.cli import build_parser
+    from autoannotate.settings import Settings
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["label-studio", "serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    stated = dict(re.findall(r"default: (AUTOANNOTATE_[A-Z_]+), else ([^\s),:]+)", text))
+    defaults = Settings()
+    expected = {
+        "AUTOANNOTATE_FUNCTION": defaults.function,
+        "AUTOANNOTATE_INTERACTIVE": defaults.interactive,
+        "AUTOANNOTATE_TRACKER": defaults.tracker,
+        "AUTOANNOTATE_TRACK_FRAMES": defaults.track_frames,
+        "AUTOANNOTATE_BATCH_SIZE": defaults.batch_size,
+        "AUTOANNOTATE_NUM_WORKERS": defaults.num_workers,
+        "AUTOANNOTATE_LOOK_AHEAD": defaults.look_ahead,
+        "AUTOANNOTATE_HOST": defaults.host,
+        "AUTOANNOTATE_PORT": defaults.port,
+        "AUTOANNOTATE_EMPTY_PREDICTIONS": defaults.empty_predictions,
+        "AUTOANNOTATE_ENCODE_AHEAD": defaults.encode_ahead,
+    }
+    words = {True: "yes", False: "no"}
+    assert stated == {k: words[v] if isinstance(v, bool) else str(v) for k, v in expected.items()}
+    assert Settings.from_env({}).look_ahead == defaults.look_ahead == 2

@@ -88,7 +88,10 @@ def validate_and_save(page, ls_url: str, project_id: int, backend_url: str, shot
 
 
 def test_validate_and_save_shows_which_labels_do_not_map(label_studio, page, serve_backend):
-    backend = Backend(function=FakeDetector())  # labels 'cat', 'dog'
+    from tests.label_studio.test_protocol import CountingGrabCut
+
+    # labels 'cat', 'dog'; click-to-mask too, as by default, which a box-only config cannot use
+    backend = Backend(function=FakeDetector(), interactive=CountingGrabCut())
     warm(backend, UNMAPPED)
     running = serve_backend(backend)
     project = label_studio.client().projects.create(title="ui: unmapped labels", label_config=UNMAPPED)
@@ -100,6 +103,8 @@ def test_validate_and_save_shows_which_labels_do_not_map(label_studio, page, ser
     assert "[error " in text, "the error id (to find the backend's log line) should be on screen"
     assert 'predicted_values="cat"' in text, "the fix must be readable (Label Studio renders the reason as HTML)"
     assert "Unprocessable Entity for url" not in text
+    # the reason is the labels; click-to-mask is only offered (the toggle was left off here)
+    assert "interactive segmentation" not in text, text[-1500:]
 
 
 def test_validate_and_save_says_the_backend_token_was_rejected(label_studio, page, serve_backend):
@@ -112,4 +117,6 @@ def test_validate_and_save_says_the_backend_token_was_rejected(label_studio, pag
     assert "Validation error" in text, f"Label Studio connected a backend whose token is rejected:\n{text[-1500:]}"
     assert "424 Client Error: LABEL_STUDIO_API_KEY was rejected by " + label_studio.url in text, text[-1500:]
     assert "Personal Access Token" in text, "the message should say how to get a working token"
+    # the menu path reads as written (a ">" would vanish: Label Studio renders the reason as HTML)
+    assert "(Account & Settings, then Personal Access Token)" in text, text[-1500:]
     assert "[error " in text

@@ -102,11 +102,29 @@ def test_whole_videos_are_pre_annotated_with_tracks(clip):
     assert np.mean([iou(px(k), truth[0][k["frame"] - 1]) for k in seq]) > 0.7
 
 
+def test_a_video_request_with_no_drawn_box_is_a_normal_empty_answer(clip, caplog):
+    """Label Studio asks when a video task is opened, before anything is drawn: no 400, no warning."""
+    import logging
+
+    uri, _ = clip
+    c, _ = client()
+    caplog.set_level(logging.DEBUG, logger="autoannotate")
+    for ctx in ({"result": []}, {"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]}):
+        r = c.post(
+            "/predict",
+            json={"tasks": [{"id": 1, "data": {"video": uri}}], "label_config": CONFIG, "params": {"context": ctx}},
+        )
+        assert r.status_code == 200, r.text
+        (answer,) = r.json()["results"]
+        assert answer["result"] == [] and "error" not in answer
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING], caplog.text
+
+
 def test_bad_video_contexts(clip):
     uri, _ = clip
     c, _ = client()
     for ctx, msg in [
-        ({"result": [{"type": "keypointlabels", "value": {"x": 1, "y": 1}}]}, "videorectangle"),
+        ({"result": [{"type": "videorectangle", "value": {"sequence": []}}]}, "keyframes"),
         (
             {
                 "result": [
@@ -212,8 +230,12 @@ def test_track_drawn_boxes_on_its_own(clip):
     (region,) = pred["result"]
     assert region["id"] == "r9" and [k["frame"] for k in region["value"]["sequence"]] == list(range(1, 7))
     assert pred["model_version"] == "t"
-    with pytest.raises(BadRequest, match="at least one videorectangle"):
-        track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": []}, [control], **kwargs)
+    # nothing drawn: an empty result, not an error (and the video is not even fetched)
+    empty = track_drawn_boxes({"id": 1, "data": {}}, {"result": []}, [control], **kwargs)
+    assert empty["result"] == [] and empty["model_version"] == "t"
+    with pytest.raises(BadRequest, match="keyframes"):
+        no_keyframes = {"type": "videorectangle", "value": {"sequence": []}}
+        track_drawn_boxes({"id": 1, "data": {"video": uri}}, {"result": [no_keyframes]}, [control], **kwargs)
 
 
 def test_video_module_does_not_import_the_backend():

@@ -188,7 +188,8 @@ class Backend:
         images = [c for c in parsed if c.object_tag == "Image"]
         videos = [c for c in parsed if c.object_tag == "Video"]
         out: dict[str, list[Control]] = {"detection": [], "interactive": [], "video": []}
-        errors = []
+        errors: list[str] = []
+        notes: list[str] = []  # what this config does not get, not why it fails
         if self.function is not None and images:
             try:
                 out["detection"] = map_controls(self.detector(images).spec, images)
@@ -200,7 +201,9 @@ class Backend:
             try:
                 out["interactive"] = map_controls(None, images, interactive=True)
             except LabelConfigError as e:
-                errors.append(str(e))
+                # with a detection function, its mismatch is what to fix: clicks are only offered
+                # (Label Studio's "Interactive preannotations" may well be off), so never the cause
+                (notes if self.function is not None else errors).append(str(e))
         if videos and self.tracker is not None:
             mapped: dict[str, Control] = {}
             if self.function is not None:
@@ -215,9 +218,13 @@ class Backend:
         elif videos:
             errors.append("video tasks need a tracking function (AUTOANNOTATE_TRACKER)")
         if not any(out.values()):
-            raise LabelConfigError(" ".join(errors) or "the labeling config has no control tag this backend can fill")
+            raise LabelConfigError(
+                " ".join(errors or notes) or "the labeling config has no control tag this backend can fill"
+            )
         for reason in errors:  # what this config does not get, logged once per config
             log.warning("labeling config %s: %s", key[:8], reason)
+        for reason in notes:
+            log.info("labeling config %s: %s", key[:8], reason)
         with self._lock:
             self._configs[key] = out  # type: ignore[assignment]
             while len(self._configs) > 64:  # callers decide what configs arrive: keep memory bounded

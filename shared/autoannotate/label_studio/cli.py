@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from ..errors import BadParameterError
+from ..settings import Settings
 
 _NONE_WORDS = ("none", "")
 
@@ -27,25 +28,29 @@ def add_subcommands(sub: Any) -> None:
         "--function",
         "-f",
         default=None,
-        help="detection function for pre-annotation, 'none' to disable (default: AUTOANNOTATE_FUNCTION, else yolox)",
+        help="detection function for pre-annotation, 'none' to disable (default: AUTOANNOTATE_FUNCTION, else "
+        f"{Settings.function})",
     )
     s.add_argument(
         "--interactive",
         default=None,
         help="interactive function for clicks/boxes: auto (the best SAM model whose weights are present, "
-        "else grabcut), edgetam, sam2, sam, grabcut, or none (default: AUTOANNOTATE_INTERACTIVE, else auto)",
+        "else grabcut), edgetam, sam2, sam, grabcut, or none (default: AUTOANNOTATE_INTERACTIVE, else "
+        f"{Settings.interactive})",
     )
     s.add_argument(
         "--tracker",
         default=None,
         help="tracking function for video tasks: opencv_tracker, sam_tracker, sam2_video, edgetam_video, or none "
-        "(default: AUTOANNOTATE_TRACKER, else opencv_tracker)",
+        "(default: AUTOANNOTATE_TRACKER, else "
+        f"{Settings.tracker})",
     )
     s.add_argument(
         "--track-frames",
         type=int,
         default=None,
-        help="how many frames a drawn video box is tracked (default: AUTOANNOTATE_TRACK_FRAMES, else 30)",
+        help="how many frames a drawn video box is tracked (default: AUTOANNOTATE_TRACK_FRAMES, else "
+        f"{Settings.track_frames})",
     )
     s.add_argument(
         "-p",
@@ -67,13 +72,13 @@ def add_subcommands(sub: Any) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)",
+        help=f"images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else {Settings.batch_size})",
     )
     s.add_argument(
         "--num-workers",
         type=int,
         default=None,
-        help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)",
+        help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
     )
     s.add_argument(
         "--empty-predictions",
@@ -94,10 +99,11 @@ def add_subcommands(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="also encode the project's next N tasks when a task is opened (default: AUTOANNOTATE_LOOK_AHEAD, else 0)",
+        help="also encode the project's next N tasks when a task is opened, 0 for none "
+        f"(default: AUTOANNOTATE_LOOK_AHEAD, else {Settings.look_ahead})",
     )
-    s.add_argument("--host", default=None, help="default: AUTOANNOTATE_HOST, else 0.0.0.0")
-    s.add_argument("--port", type=int, default=None, help="default: AUTOANNOTATE_PORT, else 9090")
+    s.add_argument("--host", default=None, help=f"default: AUTOANNOTATE_HOST, else {Settings.host}")
+    s.add_argument("--port", type=int, default=None, help=f"default: AUTOANNOTATE_PORT, else {Settings.port}")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"])
     s.set_defaults(handler=cmd_serve)
 
@@ -123,13 +129,13 @@ def add_subcommands(sub: Any) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else 8)",
+        help=f"images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else {Settings.batch_size})",
     )
     a.add_argument(
         "--num-workers",
         type=int,
         default=None,
-        help="image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else 4)",
+        help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
     )
     a.add_argument(
         "--write-every", type=int, default=None, metavar="N", help="tasks per bulk upload of predictions (default 64)"
@@ -176,7 +182,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..loading import parse_params
-    from ..settings import Settings
 
     settings = Settings.from_env()
     overrides: dict[str, Any] = {}
@@ -217,7 +222,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from ..loading import is_open_vocabulary, load_function, parse_params
-    from ..settings import DEFAULT_WRITE_EVERY, Settings
+    from ..settings import DEFAULT_WRITE_EVERY
     from .project import annotate_project
     from .service import fetch_policy
 

@@ -37,16 +37,39 @@ class FetchError(ImageLoadError):
 
 
 URL_VAR, API_KEY_VAR = LABEL_STUDIO_URL_ENV, LABEL_STUDIO_API_KEY_ENV
+# no ">" for the menu path: Label Studio shows our messages as HTML, where "<" and ">" are dropped
 TOKEN_HELP = (
-    "create a personal access token in Label Studio (Account & Settings > Personal Access Token) "
+    "create a personal access token in Label Studio (Account & Settings, then Personal Access Token) "
     f"and set {API_KEY_VAR} to it"
 )
+
+
+class TokenRefreshError(FetchError):
+    """Label Studio's token refresh at ``endpoint`` did not give an access token: ``status`` is
+    its HTTP status, ``detail`` Label Studio's own reason (its JSON ``detail``), None when the
+    answer was not Label Studio's JSON (a web page: the URL does not lead to Label Studio's API)."""
+
+    def __init__(self, endpoint: str, status: int, detail: str | None) -> None:
+        self.status, self.detail = status, detail
+        super().__init__(
+            f"Label Studio refused the API key ({detail})"
+            if self.token_refused
+            else f"POST {endpoint} answered HTTP {status}, not Label Studio's token refresh: "
+            f"is {URL_VAR} Label Studio's address?"
+        )
+
+    @property
+    def token_refused(self) -> bool:
+        """Label Studio itself refused the token (else the URL is the problem)."""
+        return self.status in (400, 401, 403) and self.detail is not None
 
 
 @dataclass(frozen=True)
 class LabelStudioCheck:
     """What :meth:`ImageFetcher.check_label_studio` found. ``state``: ``ok``, ``not_configured``
-    (no URL), ``token_missing``, ``token_rejected`` or ``unreachable``; ``message`` says what to fix."""
+    (no URL), ``token_missing``, ``token_rejected``, ``unreachable`` (no answer) or
+    ``not_label_studio`` (an answer, but not from Label Studio's API: a wrong path or port);
+    ``message`` says what to fix."""
 
     state: str
     url: str | None
@@ -104,11 +127,25 @@ class LabelStudioAuth:
             return {"Authorization": f"Token {self.api_key}"}
         with self._lock:
             if force_refresh or self._access is None or time.monotonic() - self._access[1] > self.ACCESS_TTL:
-                r = client.post(f"{self.url}/api/token/refresh/", json={"refresh": self.api_key}, timeout=timeout)
-                if r.status_code != 200:
-                    raise FetchError(f"Label Studio refused the API key (token refresh answered {r.status_code})")
-                self._access = (r.json()["access"], time.monotonic())
+                endpoint = f"{self.url}/api/token/refresh/"
+                r = client.post(endpoint, json={"refresh": self.api_key}, timeout=timeout)
+                access = _json_field(r, "access") if r.status_code == 200 else None
+                if not isinstance(access, str):
+                    detail = _json_field(r, "detail")
+                    raise TokenRefreshError(
+                        _without_userinfo(endpoint), r.status_code, detail if isinstance(detail, str) else None
+                    )
+                self._access = (access, time.monotonic())
             return {"Authorization": f"Bearer {self._access[0]}"}
+
+
+def _json_field(response: Any, name: str) -> Any:
+    """``response.json()[name]``, None when the body is not a JSON object (a web page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get(name) if isinstance(body, dict) else None
 
 
 def _without_userinfo(url: str) -> str:
@@ -226,8 +263,14 @@ class ImageFetcher:
         try:
             headers = self.auth.headers(self._client, force_refresh=True, timeout=timeout)
             r = self._client.get(f"{api}/api/current-user/whoami", headers=headers, timeout=timeout)
-        except FetchError as e:  # the token refresh was refused
-            return LabelStudioCheck("token_rejected", url, f"{API_KEY_VAR} was rejected by {url} ({e}): {TOKEN_HELP}")
+        except TokenRefreshError as e:
+            if not e.token_refused:  # the URL answers, but not as Label Studio's API: the token is not at fault
+                return self._wrong_url(url, f"POST {url}/api/token/refresh/ answered HTTP {e.status}", timeout)
+            return LabelStudioCheck(
+                "token_rejected",
+                url,
+                f"{API_KEY_VAR} was rejected by {url} (token refresh answered HTTP {e.status}: {e.detail}): {TOKEN_HELP}",
+            )
         except httpx.HTTPError as e:
             return LabelStudioCheck(
                 "unreachable",
@@ -235,28 +278,47 @@ class ImageFetcher:
                 f"{URL_VAR}={url} is unreachable from this backend ({type(e).__name__}: {e}); "
                 "it must be the address at which this machine reaches Label Studio",
             )
-        if r.status_code in (401, 403):
-            if not self.auth.is_jwt:
-                return LabelStudioCheck(
-                    "token_rejected",
-                    url,
-                    f"{API_KEY_VAR} was rejected by {url} (HTTP {r.status_code}); it is a legacy token, which "
-                    f"Label Studio 1.23 disables unless an administrator enables them: {TOKEN_HELP}",
-                )
+        detail = _json_field(r, "detail")
+        if r.status_code in (401, 403) and isinstance(detail, str):
+            if self.auth.is_jwt:
+                what = "its access token was refused"
+            elif "legacy token" in detail.lower():
+                what = "it is a legacy token, which Label Studio 1.23 disables unless an administrator enables them"
+            else:  # what Label Studio says, and what the key is not; never a guess at what it is
+                what = "it is not a personal access token (those have three parts separated by dots)"
             return LabelStudioCheck(
-                "token_rejected", url, f"{API_KEY_VAR} was rejected by {url} (HTTP {r.status_code}): {TOKEN_HELP}"
+                "token_rejected",
+                url,
+                f"{API_KEY_VAR} was rejected by {url} (HTTP {r.status_code}: {detail}); {what}: {TOKEN_HELP}",
             )
         if r.status_code != 200:
-            return LabelStudioCheck(
-                "unreachable",
-                url,
-                f"{url}/api/current-user/whoami answered HTTP {r.status_code}: is {URL_VAR} Label Studio?",
-            )
+            return self._wrong_url(url, f"GET {url}/api/current-user/whoami answered HTTP {r.status_code}", timeout)
         try:
             who = r.json().get("email") or r.json().get("username")
         except (ValueError, AttributeError):
-            return LabelStudioCheck("unreachable", url, f"{url} did not answer like Label Studio: is {URL_VAR} right?")
+            return self._wrong_url(url, f"GET {url}/api/current-user/whoami answered no user", timeout)
         return LabelStudioCheck("ok", url, f"connected to {url} as {who}", user=who)
+
+    def _wrong_url(self, url: str, answer: str, timeout: float) -> LabelStudioCheck:
+        """``LABEL_STUDIO_URL`` answers, but not as Label Studio's API (``answer`` says what it
+        said): the check names the URL, not the token, and the address where Label Studio does
+        answer when its server's root has it (``/api/version``)."""
+        p = urllib.parse.urlsplit(url)
+        root = urllib.parse.urlunsplit((p.scheme, p.netloc, "", "", ""))
+        hint = f"set {URL_VAR} to the address at which this machine reaches Label Studio"
+        if p.path.strip("/"):
+            try:
+                r = self._client.get(f"{root}/api/version", timeout=timeout)
+                release = _json_field(r, "release") if r.status_code == 200 else None
+            except Exception:  # noqa: BLE001 - only a hint
+                release = None
+            if isinstance(release, str):
+                hint = f"Label Studio {release} answers at {root}: set {URL_VAR}={root}"
+        return LabelStudioCheck(
+            "not_label_studio",
+            url,
+            f"{URL_VAR}={url} does not lead to Label Studio's API ({answer}; {API_KEY_VAR} was not checked): {hint}",
+        )
 
     def label_studio_api(self, path: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         """``GET <Label Studio URL><path>`` with our token; the decoded JSON. :class:`FetchError`

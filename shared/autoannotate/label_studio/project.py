@@ -28,6 +28,10 @@ from .fetch import FetchPolicy, ImageFetcher
 from .regions import build_prediction
 from .responses import prediction_version
 
+#: What a Label Studio run's ``annotations_added`` counts: regions of the predictions it uploads
+#: (Label Studio predictions, never annotations), as the report's summary names them.
+REGIONS_PREDICTED = "regions predicted"
+
 log = logging.getLogger(__name__)
 
 __all__ = ["annotate_project", "annotate_project_workers"]
@@ -143,6 +147,7 @@ class ProjectSink:
         self.predictions.clear()
 
     def finish(self, report: AnnotateReport) -> None:
+        report.added = REGIONS_PREDICTED
         report.extra.update(
             {
                 "project": self.project_id,
@@ -337,7 +342,7 @@ def annotate_project_workers(
         )
         for i in range(workers)
     ]
-    combined = AnnotateReport(unit="tasks")
+    combined = AnnotateReport(unit="tasks", added=REGIONS_PREDICTED)
     extra: dict[str, Any] = {"project": project_id, "workers": workers, "predictions_uploaded": 0}
     extra["tasks_with_nothing_found"] = 0
     shard_counts: dict[str, dict[str, int]] = {}

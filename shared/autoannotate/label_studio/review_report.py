@@ -37,7 +37,15 @@ from ..errors import AutoAnnotateError, BadParameterError
 from ..masks import box_iou
 from .project import sdk_field
 
-__all__ = ["OUTCOMES", "compare_regions", "review_report", "report_from_tasks", "plot_acceptance", "format_report"]
+__all__ = [
+    "OUTCOMES",
+    "compare_regions",
+    "review_report",
+    "report_from_tasks",
+    "plot_acceptance",
+    "acceptance_figure",
+    "format_report",
+]
 
 #: What can happen to a prediction region (and ``added`` for annotation regions).
 OUTCOMES = ("unchanged", "edited", "relabelled", "deleted")
@@ -208,31 +216,57 @@ def plot_acceptance(report: Mapping[str, Any], path: str | Path) -> Path:
         raise AutoAnnotateError(
             "the acceptance curve PNG needs matplotlib: pip install matplotlib (or pass --no-plot)"
         ) from None
+    fig = acceptance_figure(report, plt)
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for version, v in report["model_versions"].items():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def acceptance_figure(report: Mapping[str, Any], plt: Any) -> Any:
+    """The acceptance curve's matplotlib figure (``plt``: ``matplotlib.pyplot``), with a legend
+    naming every line: each version's curve, each calibrated label's thresholds, the target."""
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
+    versions = report["model_versions"]
+    for version, v in versions.items():
         rows = [b for b in v["curve"] if b["decisions"]]
-        ax.plot(
+        (curve,) = ax.plot(
             [(b["lower"] + b["upper"]) / 2 for b in rows],
             [b["precision"] for b in rows],
             marker="o",
-            label=f"{version} ({sum(b['decisions'] for b in rows)} predictions)",
+            label=f"{version}: share accepted per score bin ({sum(b['decisions'] for b in rows)} predictions)",
         )
-        upper = [c["upper"] for c in v["calibration"]["classes"].values() if not c["refused"] and c["target_reached"]]
-        for u in upper:
-            ax.axvline(u, linestyle=":", color="grey")
-    ax.axhline(_target(report), linestyle="--", color="tab:red", linewidth=1, label="target precision")
+        for name, c in v["calibration"]["classes"].items():
+            if c["refused"] or not c["target_reached"]:
+                continue
+            who = f"{version} {name}" if len(versions) > 1 else name
+            ax.axvline(
+                c["upper"],
+                linestyle=":",
+                color=curve.get_color(),
+                label=f"{who}: auto-approve from score {c['upper']:.2f} "
+                f"({c['support']} of {c['decisions']} decided predictions score that high)",
+            )
+            if c["lower"] < c["upper"]:
+                ax.axvline(
+                    c["lower"],
+                    linestyle="-.",
+                    linewidth=0.8,
+                    color=curve.get_color(),
+                    label=f"{who}: discard below score {c['lower']:.2f} (between: needs review)",
+                )
+    target = _target(report)
+    ax.axhline(target, linestyle="--", color="tab:red", linewidth=1, label=f"target precision {target:g}")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("prediction score")
     ax.set_ylabel("accepted (unchanged or edited)")
     ax.set_title("Predictions accepted by annotators, by score")
-    ax.legend(loc="lower right", fontsize=8)
+    # below the plot, so it never hides a point; the thresholds are the calibration's review=(lower, upper)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7.5, frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _target(report: Mapping[str, Any]) -> float:
@@ -303,6 +337,17 @@ def format_report(report: Mapping[str, Any]) -> str:
                     f"of {c['decisions']}{'' if c['target_reached'] else ' (target not reached)'}"
                 )
         lines.extend("    " + line for line in held_out_lines(cal.get("held_out"), cal["target_precision"]))
+    if any(not c["refused"] for v in report["model_versions"].values() for c in v["calibration"]["classes"].values()):
+        lines += CALIBRATION_LEGEND
     if report.get("plot"):
         lines.append(f"acceptance curve: {report['plot']}")
     return "\n".join(lines)
+
+
+#: What a calibration line of :func:`format_report` says.
+CALIBRATION_LEGEND = [
+    "review=(lower, upper): the thresholds a FiftyOne run takes as review=: a label scoring at least upper is",
+    "  auto-approved, below lower it is discarded, in between it needs review.",
+    "precision P over S of N: of the N scored predictions of that label in annotated tasks, S score at least",
+    "  upper, and annotators accepted (kept unchanged or edited) the share P of those S.",
+]

@@ -15,6 +15,7 @@ All the boxes of a request are followed in one pass over the video (one tracking
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +29,8 @@ from .fetch import ImageFetcher
 from .regions import prediction_score, video_region
 from .responses import BadRequest, empty_prediction, failure, task_ref
 from .video_cache import VideoCache
+
+log = logging.getLogger(__name__)
 
 
 def _track_boxes(shapes: Mapping[int, TrackableShape]) -> dict[int, tuple[float, float, float, float]]:
@@ -122,15 +125,17 @@ def track_drawn_boxes(
 ) -> dict:
     """Follow each VideoRectangle of the interactive ``context`` from its last enabled keyframe
     for ``track_frames`` frames, all of them in one pass over the video; each region keeps its id,
-    its labels and the drawn keyframes. Raises :class:`BadRequest` for a context without usable
-    boxes."""
+    its labels and the drawn keyframes. A context with no videorectangle (Label Studio asks when
+    a video task is opened, before anything is drawn) gets an empty result, as a normal answer;
+    :class:`BadRequest` for a videorectangle without usable keyframes."""
     items = (
         [i for i in (context.get("result") or []) if isinstance(i, Mapping) and i.get("type") == "videorectangle"]
         if isinstance(context, Mapping)
         else []
     )
     if not items:
-        raise BadRequest("a video context needs at least one videorectangle region")
+        log.debug("task %s: a video request with no drawn box, nothing to track", task.get("id"))
+        return empty_prediction(model_version)
     if not controls:
         raise BadRequest("the labeling config has no VideoRectangle control")
     by_name: dict[Any, Control] = {c.name: c for c in controls}  # looked up with whatever the JSON holds
