@@ -24,8 +24,9 @@ of time stops where it is and says so (``"cut": true``); the JSON is written aft
 so a run that is killed keeps what it measured. ``--quick`` uses the tiny test configurations
 (tests/functions), batch sizes 1 / 2 and two frames: it checks the script, its figures mean nothing.
 
-Writes bench/results/gpu.json (``--out``) and prints a Markdown table for docs/benchmarks.md
-(also written next to the JSON as ``gpu.md``).
+Writes bench/results/gpu.json (``--out``; a ``--quick`` run writes to the temporary folder: a dry
+run is no result) and prints a Markdown table for the README's Benchmarks section (also written
+next to the JSON as ``gpu.md``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ VIDEO = ("sam2_video", "edgetam_video")
 DETECTORS = ("owlv2", "grounding_dino", "sam3", "torchvision_detection", "torchvision_classification")
 FAMILIES = INTERACTIVE + VIDEO + DETECTORS
 CLASSES = ["person", "car", "dog"]
+RESULTS = ROOT / "bench" / "results" / "gpu.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +518,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default 420; quick 900)")
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated, default all")
     ap.add_argument("--no-fiftyone", action="store_true", help="skip the FiftyOne section")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gpu.json"))
+    ap.add_argument("--out", help="default bench/results/gpu.json; --quick: a temporary file (a dry run is no result)")
     args = ap.parse_args()
 
     import torch
@@ -551,7 +553,8 @@ def main() -> None:
         "image_size": list(size),
         "families": {},
     }
-    out = Path(args.out)
+    default = Path(tempfile.gettempdir()) / "autoannotate-gpu-dry-run.json" if args.quick else RESULTS
+    out = Path(args.out) if args.out else default
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 

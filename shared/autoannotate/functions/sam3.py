@@ -95,7 +95,9 @@ class Sam3Function(OpenVocabularyFunction):
                     text_embeds=BaseModelOutputWithPooling(pooler_output=pooled[pr]),
                     attention_mask=attn[pr],
                 )
-                out = to_cpu_float(out, device=device)  # masks upsampled in float32, where they are
+                # what the post-processing reads, in float32 where it is (masks upsampled on the device)
+                keys = ("pred_logits", "pred_boxes", "pred_masks", "presence_logits")
+                out = type(out)(**to_cpu_float({k: out[k] for k in keys if out.get(k) is not None}, device=device))
                 post = self.processor.post_process_instance_segmentation(
                     out,
                     threshold=threshold,
