@@ -185,7 +185,10 @@ class AutoLabel(foo.Operator):
             "function_params",
             default="",
             label="Function parameters",
-            description="NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano",
+            description=(
+                "NAME=TYPE:VALUE, comma-separated, e.g. model=str:yolox_nano; torch models also take "
+                "device=str:cuda and dtype=str:bfloat16 (defaults: AUTOANNOTATE_DEVICE / AUTOANNOTATE_DTYPE)"
+            ),
             **flag("function_params"),
         )
         inputs.str(

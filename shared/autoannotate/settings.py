@@ -80,6 +80,62 @@ def offline(env: Mapping[str, str] | None = None) -> bool:
     return (e.get(OFFLINE_ENV) or "").strip().lower() in TRUE_WORDS
 
 
+#: Where and in what precision torch models run (``autoannotate.devices``): the default of every
+#: function's ``device=`` / ``dtype=`` parameter when the caller gives none.
+DEVICE_ENV = "AUTOANNOTATE_DEVICE"
+DTYPE_ENV = "AUTOANNOTATE_DTYPE"
+DEFAULT_DEVICE = "auto"
+DEFAULT_DTYPE = "float32"
+#: Accepted spellings of the precisions -> their ``torch`` name.
+DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def device_name(value: object, what: str = "device") -> str:
+    """``value`` as a device name, checked (no torch needed): ``auto``, ``cpu``, ``cuda`` or
+    ``cuda:N``. Raises :class:`BadParameterError` naming ``what`` otherwise."""
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu", "cuda"):
+        return text
+    kind, sep, index = text.partition(":")
+    if kind == "cuda" and sep and index.isdigit():
+        return f"cuda:{int(index)}"
+    raise BadParameterError(
+        f"{what}={value!r} is not a device: use auto (CUDA when present, else cpu), cpu, cuda or cuda:N"
+    )
+
+
+def dtype_name(value: object, what: str = "dtype") -> str:
+    """``value`` as a precision name (``float32``, ``bfloat16`` or ``float16``; ``fp32``, ``bf16``,
+    ``fp16`` and ``half`` too). Raises :class:`BadParameterError` naming ``what`` otherwise."""
+    name = DTYPE_NAMES.get(str(value).strip().lower().removeprefix("torch."))
+    if name is None:
+        raise BadParameterError(f"{what}={value!r} is not a precision: use float32, bfloat16 or float16")
+    return name
+
+
+def default_device(env: Mapping[str, str] | None = None) -> str:
+    """``AUTOANNOTATE_DEVICE`` (checked), default ``auto``."""
+    e = os.environ if env is None else env
+    v = (e.get(DEVICE_ENV) or "").strip()
+    return device_name(v, DEVICE_ENV) if v else DEFAULT_DEVICE
+
+
+def default_dtype(env: Mapping[str, str] | None = None) -> str:
+    """``AUTOANNOTATE_DTYPE`` (checked), default ``float32``."""
+    e = os.environ if env is None else env
+    v = (e.get(DTYPE_ENV) or "").strip()
+    return dtype_name(v, DTYPE_ENV) if v else DEFAULT_DTYPE
+
+
 #: The words a yes/no variable takes (case-insensitive).
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -185,6 +241,8 @@ class Settings:
             except BadParameterError as err:
                 raise BadParameterError(f"{name}: {err}") from None
 
+        default_device(e)  # a bad AUTOANNOTATE_DEVICE / _DTYPE fails here, before any model loads
+        default_dtype(e)
         return cls(
             function=function("AUTOANNOTATE_FUNCTION", d.function),
             interactive=function("AUTOANNOTATE_INTERACTIVE", d.interactive),
@@ -245,6 +303,8 @@ ENV_VARIABLES = (
     "AUTOANNOTATE_BASIC_AUTH_USER",
     "AUTOANNOTATE_BASIC_AUTH_PASS",
     "AUTOANNOTATE_BEARER_TOKEN",
+    "AUTOANNOTATE_DEVICE",
+    "AUTOANNOTATE_DTYPE",
     "LABEL_STUDIO_URL",
     "LABEL_STUDIO_API_KEY",
 )

@@ -60,6 +60,8 @@ def test_every_variable_is_read():
         "AUTOANNOTATE_BASIC_AUTH_USER": "u",
         "AUTOANNOTATE_BASIC_AUTH_PASS": "p w",
         "AUTOANNOTATE_BEARER_TOKEN": "t",
+        "AUTOANNOTATE_DEVICE": "cpu",
+        "AUTOANNOTATE_DTYPE": "bf16",
         "LABEL_STUDIO_URL": "http://ls:8080",
         "LABEL_STUDIO_API_KEY": "k",
     }

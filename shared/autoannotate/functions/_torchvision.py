@@ -16,20 +16,13 @@ from typing import Any
 
 import PIL.Image
 
+from ..devices import autocast, place, resolve_dtype, to_cpu_float, to_model
 from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec
 from ..seeding import seeded_torch
 from ..weights import MODELS_ENV, cache_dir, find_local, offline, search_dirs
 
 _SKIP_CATEGORIES = {"N/A", "__background__"}
-
-
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def load_state_dict(weights: Any) -> dict:
@@ -66,8 +59,13 @@ class TorchvisionFunctionBase:
     """Builds ``model_name`` with ``weights_name``'s metadata (label names, transforms).
 
     ``pretrained=False`` builds the same architecture with random weights (no download), which
-    tests and benchmarks use. Extra ``kwargs`` go to the model constructor.
+    tests and benchmarks use. ``device`` / ``dtype``: see :mod:`autoannotate.devices`. Extra
+    ``kwargs`` go to the model constructor.
     """
+
+    #: Whether the weights take ``dtype`` (classifiers); detectors keep float32 weights and run under
+    #: autocast (torchvision's ``roi_align`` / ``nms`` have no half-precision CPU kernels).
+    cast_weights = False
 
     def __init__(
         self,
@@ -75,7 +73,8 @@ class TorchvisionFunctionBase:
         weights_name: str = "DEFAULT",
         *,
         pretrained: bool = True,
-        device: str = "cpu",
+        device: str | None = None,
+        dtype: str | None = None,
         **kwargs: Any,
     ) -> None:
         import torch
@@ -104,12 +103,14 @@ class TorchvisionFunctionBase:
         if "num_keypoints" in params and "keypoint_names" in meta:
             build["num_keypoints"] = len(meta["keypoint_names"])
         build.update(kwargs)
-        self.device = pick_device(device)
         with seeded_torch(model_name):  # random weights: the same in any process
             self.model = builder(**build)
         if pretrained:
             self.model.load_state_dict(load_state_dict(self.weights))
-        self.model.eval().to(self.device)
+        place(self.model, device, dtype, cast=self.cast_weights)
+        self.device = next(self.model.parameters()).device
+        #: The precision the model computes in (its weights' or, for detectors, autocast's).
+        self.dtype = resolve_dtype(dtype, self.device)
         self.transforms = self.weights.transforms()
         self.categories: list[str] = list(meta["categories"])
         self.model_version = f"{model_name}.{self.weights.name}" + ("" if pretrained else ".random")
@@ -129,10 +130,10 @@ class TorchvisionFunctionBase:
 
     def run_model(self, images: Sequence[PIL.Image.Image]) -> list[dict]:
         """Detection-style models: a list of per-image output dicts (tensors on the CPU)."""
-        with self._torch.inference_mode():
-            tensors = [self.transforms(im).to(self.device) for im in images]
+        with self._torch.inference_mode(), autocast(self.device, self.dtype):
+            tensors = to_model([self.transforms(im) for im in images], self.model)
             outputs = self.model(tensors)
-        return [{k: v.cpu() for k, v in o.items()} for o in outputs]
+        return to_cpu_float(outputs)
 
     def convert(self, context: DetectionFunctionContext, output: dict, size: tuple[int, int]) -> list:
         raise NotImplementedError

@@ -11,13 +11,18 @@ from .sam2 import TransformersSamFunction, create_edgetam
 
 
 def create(
-    checkpoint: str | None = None, pretrained: bool = True, device: str = "cpu", multimask: str = "auto"
+    checkpoint: str | None = None,
+    pretrained: bool = True,
+    device: str | None = None,
+    multimask: str = "auto",
+    dtype: str | None = None,
 ) -> TransformersSamFunction:
     """EdgeTAM on transformers. ``checkpoint``: a saved Hugging Face model folder, a repo id or a
     registry name (default: ``edgetam`` found in ``AUTOANNOTATE_MODELS``, the cache or the Hugging
     Face cache, else downloaded). ``pretrained=False`` builds the architecture with random weights.
-    ``device``: cpu, cuda or auto. ``multimask``: auto, true or false."""
-    return create_edgetam(checkpoint=checkpoint, pretrained=pretrained, device=device, multimask=multimask)
+    ``device``: auto, cpu, cuda or cuda:N; ``dtype``: float32, bfloat16 or float16 (see
+    :mod:`autoannotate.devices`). ``multimask``: auto, true or false."""
+    return create_edgetam(checkpoint=checkpoint, pretrained=pretrained, device=device, multimask=multimask, dtype=dtype)
 
 
 def weights_available() -> bool:

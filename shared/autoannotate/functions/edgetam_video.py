@@ -11,16 +11,23 @@ from .sam2_video import VideoSamTracker, create_edgetam
 def create(
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     min_score: float = 0.5,
     min_pixels: int = 16,
+    dtype: str | None = None,
 ) -> VideoSamTracker:
     """EdgeTAM video propagation. ``checkpoint``: a saved Hugging Face model folder, a repo id or a
     registry name (default: ``edgetam``). ``pretrained=False`` builds the architecture with random
-    weights. ``device``: cpu, cuda or auto. An object is lost when its object score (0..1) falls
+    weights. ``device``: auto, cpu, cuda or cuda:N; ``dtype``: float32, bfloat16 or float16 (see
+    :mod:`autoannotate.devices`). An object is lost when its object score (0..1) falls
     below ``min_score`` or its mask has fewer than ``min_pixels`` pixels."""
     return create_edgetam(
-        checkpoint=checkpoint, pretrained=pretrained, device=device, min_score=min_score, min_pixels=min_pixels
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        device=device,
+        min_score=min_score,
+        min_pixels=min_pixels,
+        dtype=dtype,
     )
 
 

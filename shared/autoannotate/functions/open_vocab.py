@@ -319,9 +319,3 @@ def clip_token_ids(tokenizer: Any) -> dict[str, int]:
         "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     }
-
-
-def to_device(model: Any, device: str) -> Any:
-    from ._torchvision import pick_device
-
-    return model.to(pick_device(device)).eval()

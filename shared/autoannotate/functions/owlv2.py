@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..devices import place, to_cpu_float, to_model
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
@@ -26,7 +27,6 @@ from .open_vocab import (
     class_prompts,
     clip_token_ids,
     load_model,
-    to_device,
 )
 
 #: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
@@ -53,9 +53,9 @@ class Owlv2Function(OpenVocabularyFunction):
             inputs = self.processor(
                 images=list(images), text=[self.prompt_texts] * len(images), truncation=True, return_tensors="pt"
             )
-        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        inputs = to_model(inputs, self.model)
         with torch.inference_mode():
-            out = self.model(**inputs)
+            out = to_cpu_float(self.model(**inputs))
             sides = [(max(im.size), max(im.size)) for im in images]  # the padded square, (h, w)
             post = self.processor.post_process_grounded_object_detection(out, threshold=threshold, target_sizes=sides)
         return [
@@ -91,7 +91,8 @@ def create(
     prompts: Any = None,
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
+    dtype: str | None = None,
     default_conf_threshold: float = 0.1,
     nms_threshold: float = 0.3,
     max_detections: int = 100,
@@ -102,7 +103,8 @@ def create(
     per class overriding the names (``{"yield": ["yield sign", "give way sign"]}`` or
     ``"yield=yield sign|give way sign"``). ``checkpoint``: a saved model folder (model and
     processor), a repo id or a registry name (default ``owlv2-base``). ``pretrained=False``: the
-    real-size architecture with random weights. ``default_conf_threshold`` applies when the caller
+    real-size architecture with random weights. ``device``, ``dtype``: see :mod:`autoannotate.devices`
+    (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32). ``default_conf_threshold`` applies when the caller
     gives none; ``nms_threshold``: class-wise NMS IoU (1 disables it).
     """
     from transformers import Owlv2ForObjectDetection, Owlv2Processor
@@ -112,7 +114,7 @@ def create(
         Owlv2ForObjectDetection, Owlv2Processor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
     )
     return Owlv2Function(
-        to_device(model, device),
+        place(model, device, dtype),
         processor,
         classes,
         prompts,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
 from ..seeding import seeded_torch
@@ -35,7 +36,7 @@ MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 class SamEncoding:
     """An image's SAM embedding.
 
-    ``features``: float tensor [1, 256, 64, 64]; ``original_size``: (H, W) of the image;
+    ``features``: float tensor [1, 256, 64, 64] in the image encoder's precision; ``original_size``: (H, W) of the image;
     ``input_size``: (h, w) of the image resized so its long side is 1024.
     """
 
@@ -75,7 +76,8 @@ class SamFunction:
         resized = self.transform.apply_image(arr)
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         with torch.inference_mode():
-            features = self.model.image_encoder(self.model.preprocess(tensor))
+            pixels = to_model(self.model.preprocess(tensor.float()), self.model.image_encoder)
+            features = self.model.image_encoder(pixels)
         return SamEncoding(features, (arr.shape[0], arr.shape[1]), tuple(tensor.shape[-2:]))
 
     def _predict(
@@ -92,27 +94,27 @@ class SamFunction:
         points = None
         if coords is not None:
             c = self.transform.apply_coords(coords.astype(np.float64), enc.original_size)
-            points = (
-                torch.as_tensor(c, dtype=torch.float, device=self.device),
-                torch.as_tensor(labels, dtype=torch.int, device=self.device),
-            )
+            points = (torch.as_tensor(c, dtype=torch.float), torch.as_tensor(labels, dtype=torch.int))
         box_t = None
         if boxes is not None:
             b = self.transform.apply_boxes(boxes.astype(np.float64), enc.original_size)
-            box_t = torch.as_tensor(b, dtype=torch.float, device=self.device)
+            box_t = torch.as_tensor(b, dtype=torch.float)
         mask_t = None
         if mask_input is not None:
-            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)
+            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float)
             mask_t = mask_t.reshape(-1, 1, *mask_t.shape[-2:])
+        decoder = self.model.mask_decoder
+        points, box_t, mask_t, features = to_model((points, box_t, mask_t, enc.features), decoder)
         with torch.inference_mode():
             sparse, dense = self.model.prompt_encoder(points=points, boxes=box_t, masks=mask_t)
-            low_res, iou = self.model.mask_decoder(
-                image_embeddings=enc.features,
+            low_res, iou = decoder(
+                image_embeddings=features,
                 image_pe=self.model.prompt_encoder.get_dense_pe(),
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
+            low_res, iou = to_cpu_float((low_res, iou), device=self.device)  # upsampled in float32
             masks = self.model.postprocess_masks(low_res, enc.input_size, enc.original_size)
             masks = masks > self.model.mask_threshold
         out = []
@@ -184,20 +186,21 @@ def create(
     model_type: str = "vit_b",
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     multimask: str = "auto",
+    dtype: str | None = None,
 ) -> SamFunction:
     """Segment Anything.
 
     ``model_type``: vit_b, vit_l or vit_h. ``checkpoint``: a weights file (default: the official
     ``sam_<model_type>_*.pth`` found in ``AUTOANNOTATE_MODELS``, the cache, or downloaded).
     ``pretrained=False`` builds the architecture with random weights (tests, benchmarks).
-    ``device``: cpu, cuda or auto. ``multimask``: auto, true or false.
+    ``device``: auto, cpu, cuda or cuda:N; ``dtype``: float32, bfloat16 or float16 (default
+    ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32; see
+    :mod:`autoannotate.devices`). ``multimask``: auto, true or false.
     """
     import torch
     from segment_anything import sam_model_registry
-
-    from ._torchvision import pick_device
 
     if model_type not in MODEL_TYPES:
         raise BadParameterError(f"unknown SAM model_type {model_type!r}; choose one of {list(MODEL_TYPES)}")
@@ -212,7 +215,10 @@ def create(
         version = path.stem
     else:
         version += ".random"
-    model.to(pick_device(device))
+    # Only the image encoder (nearly all the compute) takes ``dtype``: segment-anything's prompt
+    # encoder casts points to float32 itself, so it and the small mask decoder stay in float32.
+    place(model, device, "float32")
+    place(model.image_encoder, device, dtype)
     return SamFunction(model, model_version=version, multimask=multimask)
 
 

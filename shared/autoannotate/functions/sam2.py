@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
 from ..seeding import seeded_torch
@@ -124,7 +125,7 @@ class TransformersSamFunction:
         rgb = image.convert("RGB")
         with self._lock:
             inputs = self.processor(images=rgb, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
+        pixel_values = to_model(inputs["pixel_values"], self.model)
         with torch.inference_mode():
             embeddings = self.model.get_image_embeddings(pixel_values)
         return Sam2Encoding(tuple(embeddings), (rgb.height, rgb.width))
@@ -156,17 +157,17 @@ class TransformersSamFunction:
             kwargs["input_boxes"] = [[list(map(float, b)) for b in boxes]]
         with self._lock:
             prompt = self.processor(original_sizes=size, return_tensors="pt", **kwargs)
-        model_inputs = {
-            k: prompt[k].to(self.device) for k in ("input_points", "input_labels", "input_boxes") if k in prompt
-        }
+        model_inputs = {k: prompt[k] for k in ("input_points", "input_labels", "input_boxes") if k in prompt}
         if mask_input is not None:
-            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)
+            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32)
             model_inputs["input_masks"] = mask_t.reshape(-1, 1, *mask_t.shape[-2:])
+        model_inputs = to_model(model_inputs, self.model)
         with torch.inference_mode():
             out = self.model(image_embeddings=list(encoding.embeddings), multimask_output=multimask, **model_inputs)
-            masks = self.processor.post_process_masks(out.pred_masks.cpu(), size)[0]  # N x M x H x W bool
-        scores = out.iou_scores[0].float().cpu()  # N x M
-        low_res = out.pred_masks[0].float().cpu()  # N x M x 256 x 256
+            pred_masks, iou_scores = to_cpu_float((out.pred_masks, out.iou_scores))
+            masks = self.processor.post_process_masks(pred_masks, size)[0]  # N x M x H x W bool
+        scores = iou_scores[0]  # N x M
+        low_res = pred_masks[0]  # N x M x 256 x 256
         results = []
         for k in range(scores.shape[0]):
             best = int(scores[k].argmax())
@@ -291,9 +292,10 @@ def build(
     checkpoint: str | None,
     default_weights: str,
     pretrained: bool,
-    device: str,
+    device: str | None,
     multimask: bool | str,
     config: Any = None,
+    dtype: str | None = None,
 ) -> TransformersSamFunction:
     """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family model.
 
@@ -303,7 +305,6 @@ def build(
     from transformers import EdgeTamModel, Sam2ImageProcessor, Sam2Model, Sam2Processor
 
     from ..weights import REGISTRY, resolve
-    from ._torchvision import pick_device
 
     model_class: Any = {"sam2": Sam2Model, "edgetam": EdgeTamModel}[family]
     if pretrained:
@@ -323,7 +324,7 @@ def build(
             model = model_class(config)
         processor = Sam2Processor(image_processor=Sam2ImageProcessor())
         version = f"{checkpoint or default_weights}.random"
-    model.to(pick_device(device))
+    place(model, device, dtype)
     return TransformersSamFunction(model, processor, model_version=version, multimask=_multimask(multimask))
 
 
@@ -331,16 +332,18 @@ def create(
     size: str = "tiny",
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     multimask: str = "auto",
+    dtype: str | None = None,
 ) -> TransformersSamFunction:
     """SAM 2.1 on transformers.
 
     ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
     repo id or a registry name (default: ``sam2.1-hiera-<size>`` found in ``AUTOANNOTATE_MODELS``,
     the cache or the Hugging Face cache, else downloaded). ``pretrained=False`` builds the
-    architecture with random weights (tests, benchmarks). ``device``: cpu, cuda or auto.
-    ``multimask``: auto, true or false.
+    architecture with random weights (tests, benchmarks). ``device``: auto, cpu, cuda or cuda:N;
+    ``dtype``: float32, bfloat16 or float16 (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``,
+    else auto / float32; see :mod:`autoannotate.devices`). ``multimask``: auto, true or false.
     """
     s = _size(size)
     return build(
@@ -351,11 +354,16 @@ def create(
         device=device,
         multimask=multimask,
         config=None if pretrained else sam2_config(s),
+        dtype=dtype,
     )
 
 
 def create_edgetam(
-    checkpoint: str | None = None, pretrained: bool = True, device: str = "cpu", multimask: str = "auto"
+    checkpoint: str | None = None,
+    pretrained: bool = True,
+    device: str | None = None,
+    multimask: str = "auto",
+    dtype: str | None = None,
 ) -> TransformersSamFunction:
     """EdgeTAM (a SAM 2 distilled onto RepViT for on-device use) on transformers; the parameters are
     those of :func:`create` without ``size``."""
@@ -367,6 +375,7 @@ def create_edgetam(
         device=device,
         multimask=multimask,
         config=None if pretrained else edgetam_config(),
+        dtype=dtype,
     )
 
 

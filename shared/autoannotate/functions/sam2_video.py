@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..devices import model_dtype, place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import (
     TrackableShape,
@@ -76,7 +77,7 @@ class VideoSession:
         self.function = function
         self.masks = masks
         self.session = function.processor.init_video_session(
-            inference_device=function.device, dtype=function.model.dtype
+            inference_device=function.device, dtype=model_dtype(function.model)
         )
         self.kinds: dict[int, str] = {}
         self._pending: dict[int, TrackableShape] = {}
@@ -167,10 +168,9 @@ class VideoSession:
         fn, torch = self.function, self.function._torch
         with torch.inference_mode():
             out = fn.model(inference_session=self.session, frame=frame.pixel_values, frame_idx=index)
-            masks = fn.processor.post_process_masks([out.pred_masks.cpu()], original_sizes=[list(frame.original_size)])[
-                0
-            ]
-            scores = torch.sigmoid(out.object_score_logits.float().reshape(-1)).cpu()
+            pred_masks, logits = to_cpu_float((out.pred_masks, out.object_score_logits))
+            masks = fn.processor.post_process_masks([pred_masks], original_sizes=[list(frame.original_size)])[0]
+            scores = torch.sigmoid(logits.reshape(-1))
         self._bound(index)
         return {
             int(obj_id): (masks[i, 0].numpy().astype(bool), float(scores[i])) for i, obj_id in enumerate(out.object_ids)
@@ -266,7 +266,7 @@ class VideoSamTracker:
     def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> VideoFrame:
         rgb = image.convert("RGB")
         inputs = self.processor(images=rgb, return_tensors="pt")
-        pixel_values = inputs["pixel_values"][0].to(self.device, dtype=self.model.dtype)
+        pixel_values = to_model(inputs["pixel_values"][0], self.model)
         return VideoFrame(pixel_values, (rgb.height, rgb.width))
 
     def video_session(self, masks: bool = False) -> VideoSession:
@@ -319,17 +319,17 @@ def build(
     checkpoint: str | None,
     default_weights: str,
     pretrained: bool,
-    device: str,
+    device: str | None,
     min_score: float,
     min_pixels: int,
     config: Any = None,
+    dtype: str | None = None,
 ) -> VideoSamTracker:
     """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family video model.
     ``checkpoint``: a registry name, a Hugging Face repo id or a saved model folder."""
     from transformers import EdgeTamVideoModel, Sam2VideoModel, Sam2VideoProcessor
 
     from ..weights import REGISTRY, resolve
-    from ._torchvision import pick_device
 
     model_class: Any = {"sam2": Sam2VideoModel, "edgetam": EdgeTamVideoModel}[family]
     if pretrained:
@@ -348,7 +348,7 @@ def build(
             model = model_class(config)
         processor = default_processor()
         version = f"{checkpoint or default_weights}-video.random"
-    model.to(pick_device(device))
+    place(model, device, dtype)
     return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
 
 
@@ -356,16 +356,19 @@ def create(
     size: str = "tiny",
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     min_score: float = 0.5,
     min_pixels: int = 16,
+    dtype: str | None = None,
 ) -> VideoSamTracker:
     """SAM 2.1 video propagation on transformers.
 
     ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
     repo id or a registry name (default ``sam2.1-hiera-<size>``, found in ``AUTOANNOTATE_MODELS``,
     the cache or the Hugging Face cache, else downloaded). ``pretrained=False``: random weights.
-    ``device``: cpu, cuda or auto. An object is lost when its object score (0..1) falls below
+    ``device``: auto, cpu, cuda or cuda:N; ``dtype``: float32, bfloat16 or float16 (default
+    ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32; see
+    :mod:`autoannotate.devices`). An object is lost when its object score (0..1) falls below
     ``min_score`` or its mask has fewer than ``min_pixels`` pixels."""
     s = size_name(size)
     return build(
@@ -377,15 +380,17 @@ def create(
         min_score=min_score,
         min_pixels=min_pixels,
         config=None if pretrained else sam2_video_config(s),
+        dtype=dtype,
     )
 
 
 def create_edgetam(
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     min_score: float = 0.5,
     min_pixels: int = 16,
+    dtype: str | None = None,
 ) -> VideoSamTracker:
     """EdgeTAM video propagation on transformers; the parameters of :func:`create` without ``size``."""
     return build(
@@ -397,6 +402,7 @@ def create_edgetam(
         min_score=min_score,
         min_pixels=min_pixels,
         config=None if pretrained else edgetam_video_config(),
+        dtype=dtype,
     )
 
 

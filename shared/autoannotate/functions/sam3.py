@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from .open_vocab import (
     Detections,
@@ -29,7 +30,6 @@ from .open_vocab import (
     class_prompts,
     clip_token_ids,
     load_model,
-    to_device,
 )
 
 #: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
@@ -78,8 +78,8 @@ class Sam3Function(OpenVocabularyFunction):
         pairs = [(i, p) for i in range(len(images)) for p in range(len(self.prompt_texts))]
         found: list[list[tuple[int, dict]]] = [[] for _ in images]
         with torch.inference_mode():
-            vision = self.model.get_vision_features(pixel_values=pixels.to(device, dtype=self.model.dtype))
-            ids, attn = text["input_ids"].to(device), text["attention_mask"].to(device)
+            vision = self.model.get_vision_features(pixel_values=to_model(pixels, self.model))
+            ids, attn = to_model((text["input_ids"], text["attention_mask"]), self.model)
             pooled = self.model.get_text_features(input_ids=ids, attention_mask=attn).pooler_output
             for start in range(0, len(pairs), self.pairs_per_pass):
                 chunk = pairs[start : start + self.pairs_per_pass]
@@ -95,6 +95,9 @@ class Sam3Function(OpenVocabularyFunction):
                     text_embeds=BaseModelOutputWithPooling(pooler_output=pooled[pr]),
                     attention_mask=attn[pr],
                 )
+                # what the post-processing reads, in float32 where it is (masks upsampled on the device)
+                keys = ("pred_logits", "pred_boxes", "pred_masks", "presence_logits")
+                out = type(out)(**to_cpu_float({k: out[k] for k in keys if out.get(k) is not None}, device=device))
                 post = self.processor.post_process_instance_segmentation(
                     out,
                     threshold=threshold,
@@ -151,7 +154,8 @@ def create(
     prompts: Any = None,
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
+    dtype: str | None = None,
     default_conf_threshold: float = 0.3,
     mask_threshold: float = 0.5,
     nms_threshold: float = 0.5,
@@ -164,7 +168,8 @@ def create(
     per class overriding the names (``{"yield": ["yield sign", "give way sign"]}`` or
     ``"yield=yield sign|give way sign"``). ``checkpoint``: a saved model folder (model and
     processor), a repo id or a registry name (default ``sam3``). ``pretrained=False``: the
-    real-size architecture with random weights. ``mask_threshold``: mask probability cut;
+    real-size architecture with random weights. ``device``, ``dtype``: see :mod:`autoannotate.devices`
+    (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32). ``mask_threshold``: mask probability cut;
     ``nms_threshold``: class-wise box NMS across prompts (1 disables it); ``pairs_per_pass``:
     (image, prompt) pairs per decoder pass (memory).
     """
@@ -175,7 +180,7 @@ def create(
         Sam3Model, Sam3Processor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
     )
     return Sam3Function(
-        to_device(model, device),
+        place(model, device, dtype),
         processor,
         classes,
         prompts,

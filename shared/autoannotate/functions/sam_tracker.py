@@ -77,10 +77,13 @@ def create(
     model_type: str = "vit_b",
     checkpoint: str | None = None,
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     min_pixels: int = 16,
+    dtype: str | None = None,
 ) -> SamTracker:
-    """SAM tracker; parameters as in ``sam`` plus ``min_pixels`` (smaller masks count as lost)."""
+    """SAM tracker; parameters as in ``sam`` (``device``, ``dtype`` too) plus ``min_pixels``
+    (smaller masks count as lost)."""
     from . import sam
 
-    return SamTracker(sam.create(model_type, checkpoint, pretrained, device, multimask="false"), min_pixels)
+    fn = sam.create(model_type, checkpoint, pretrained, device, multimask="false", dtype=dtype)
+    return SamTracker(fn, min_pixels)

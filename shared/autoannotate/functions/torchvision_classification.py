@@ -10,12 +10,15 @@ from typing import Any
 
 import PIL.Image
 
+from ..devices import to_cpu_float, to_model
 from ..interface import DetectionFunctionContext, label_spec
 from ..shapes import Shape, tag
 from ._torchvision import TorchvisionFunctionBase
 
 
 class TorchvisionClassificationFunction(TorchvisionFunctionBase):
+    cast_weights = True
+
     def __init__(self, *args: Any, topk: int = 1, **kwargs: Any) -> None:
         if int(topk) < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
@@ -28,8 +31,8 @@ class TorchvisionClassificationFunction(TorchvisionFunctionBase):
     def run_model(self, images: Sequence[PIL.Image.Image]) -> list[dict]:
         torch = self._torch
         with torch.inference_mode():
-            batch = torch.stack([self.transforms(im) for im in images]).to(self.device)
-            probs = self.model(batch).softmax(dim=1).cpu()
+            batch = to_model(torch.stack([self.transforms(im) for im in images]), self.model)
+            probs = to_cpu_float(self.model(batch)).softmax(dim=1)
         return [{"probs": p} for p in probs]
 
     def convert(self, context: DetectionFunctionContext, output: dict, size: tuple[int, int]) -> list[Shape]:
@@ -47,11 +50,13 @@ def create(
     model_name: str,
     weights_name: str = "DEFAULT",
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     topk: int = 1,
+    dtype: str | None = None,
     **kwargs: Any,
 ) -> TorchvisionClassificationFunction:
-    """Any torchvision classification model by name; ``topk`` tags per image."""
+    """Any torchvision classification model by name; ``topk`` tags per image. ``device`` /
+    ``dtype``: see :mod:`autoannotate.devices`."""
     return TorchvisionClassificationFunction(
-        model_name, weights_name, pretrained=pretrained, device=device, topk=topk, **kwargs
+        model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, topk=topk, **kwargs
     )

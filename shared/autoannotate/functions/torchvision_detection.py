@@ -26,12 +26,20 @@ class TorchvisionDetectionFunction(TorchvisionFunctionBase):
 
 
 def create(
-    model_name: str, weights_name: str = "DEFAULT", pretrained: bool = True, device: str = "cpu", **kwargs: Any
+    model_name: str,
+    weights_name: str = "DEFAULT",
+    pretrained: bool = True,
+    device: str | None = None,
+    dtype: str | None = None,
+    **kwargs: Any,
 ) -> TorchvisionDetectionFunction:
     """Any torchvision detection model by name (``torchvision.models.list_models(torchvision.models.detection)``).
 
     ``weights_name``: a member of the model's weights enum (``DEFAULT``, ``COCO_V1``, ...).
-    ``pretrained=False``: same architecture, random weights (tests). ``device``: cpu, cuda or auto.
+    ``pretrained=False``: same architecture, random weights (tests). ``device`` (auto, cpu, cuda,
+    cuda:N) and ``dtype`` (float32, bfloat16, float16; run under autocast): see :mod:`autoannotate.devices`.
     Other parameters go to the model constructor (e.g. ``box_score_thresh=float:0.3``).
     """
-    return TorchvisionDetectionFunction(model_name, weights_name, pretrained=pretrained, device=device, **kwargs)
+    return TorchvisionDetectionFunction(
+        model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, **kwargs
+    )

@@ -40,8 +40,9 @@ def create(
     model_name: str = "maskrcnn_resnet50_fpn_v2",
     weights_name: str = "DEFAULT",
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     mask_threshold: float = 0.5,
+    dtype: str | None = None,
     **kwargs: Any,
 ) -> TorchvisionInstanceSegmentationFunction:
     """A torchvision instance segmentation model by name (``maskrcnn_resnet50_fpn[_v2]``).
@@ -49,5 +50,11 @@ def create(
     Parameters as in ``torchvision_detection``, plus ``mask_threshold`` (probability cut-off).
     """
     return TorchvisionInstanceSegmentationFunction(
-        model_name, weights_name, pretrained=pretrained, device=device, mask_threshold=mask_threshold, **kwargs
+        model_name,
+        weights_name,
+        pretrained=pretrained,
+        device=device,
+        dtype=dtype,
+        mask_threshold=mask_threshold,
+        **kwargs,
     )

@@ -37,10 +37,11 @@ def create(
     model_name: str = "keypointrcnn_resnet50_fpn",
     weights_name: str = "DEFAULT",
     pretrained: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
+    dtype: str | None = None,
     **kwargs: Any,
 ) -> TorchvisionKeypointDetectionFunction:
     """A torchvision keypoint model by name; parameters as in ``torchvision_detection``."""
     return TorchvisionKeypointDetectionFunction(
-        model_name, weights_name, pretrained=pretrained, device=device, **kwargs
+        model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, **kwargs
     )
