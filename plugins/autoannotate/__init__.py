@@ -15,7 +15,7 @@ import time
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from autoannotate.loading import parse_label_map, parse_params, predefined, split_list
+from autoannotate.loading import function_names, parse_label_map, parse_params, split_list
 from autoannotate.settings import DEFAULT_BATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -121,15 +121,15 @@ class AutoLabel(foo.Operator):
 
         inputs.enum(
             "function",
-            predefined("detection"),
+            function_names("detection"),
             default="yolox",
             label="Function",
-            description="a predefined function (see `autoannotate functions`)",
+            description="a predefined or installed function (see `autoannotate functions`)",
         )
         if ctx.dataset is not None and ctx.dataset.media_type == "video":
             inputs.enum(
                 "tracker",
-                predefined("tracking"),
+                function_names("tracking"),
                 default="opencv_tracker",
                 label="Tracker",
                 description="follows the detections between key frames",
@@ -722,7 +722,7 @@ class TrackLabels(foo.Operator):
         inputs.int("frame_number", default=1, min=1, label="Frame to start from")
         inputs.int("num_frames", default=30, min=1, label="Frames to propagate")
         inputs.enum("direction", ["forward", "backward", "both"], default="forward", label="Direction")
-        inputs.enum("tracker", predefined("tracking"), default="opencv_tracker", label="Tracker")
+        inputs.enum("tracker", function_names("tracking"), default="opencv_tracker", label="Tracker")
         inputs.str(
             "tracker_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated"
         )

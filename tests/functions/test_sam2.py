@@ -350,7 +350,7 @@ def test_cli_weights_list_and_download(dirs, capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     rows = {
-        line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip() and line.split()[0] in w.REGISTRY
+        line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip() and line.split()[0] in w.registry()
     }
     assert rows["edgetam"] == str(dirs / "edgetam") and rows["sam2.1-hiera-tiny"] == "missing"
     assert main(["weights", "download", "edgetam"]) == 0  # present: nothing to fetch

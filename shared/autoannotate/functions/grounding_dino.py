@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
+from ..registry import FunctionRecord
+from ..weights import hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
@@ -28,8 +30,6 @@ from .open_vocab import (
     to_device,
 )
 
-#: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
-OPEN_VOCABULARY = True
 DEFAULT_WEIGHTS = "grounding-dino-tiny"
 
 
@@ -186,3 +186,17 @@ def weights_available() -> bool:
     from ..weights import is_present
 
     return is_present(DEFAULT_WEIGHTS)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="grounding_dino",
+    kind="detection",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    weights={
+        "grounding-dino-tiny": hf_weights("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0")
+    },
+    license="Apache-2.0",
+    open_vocabulary=True,
+)

@@ -29,6 +29,7 @@ from ..interface import (
     TrackingFunctionShapeContext,
     TrackingFunctionSpec,
 )
+from ..registry import FunctionRecord
 
 PATCH = 32
 #: Pixels MIL's box keeps from every image border (3 is not enough for a box spanning the frame).
@@ -178,3 +179,9 @@ def create(min_similarity: float = 0.2) -> OpenCvTracker:
     """OpenCV MIL tracker for rectangles; a track is lost when the tracked patch's correlation
     with the first frame's appearance falls below ``min_similarity`` (-1..1)."""
     return OpenCvTracker(min_similarity=min_similarity)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="opencv_tracker", kind="tracking", extras=("opencv",), requires=("cv2",), license="Apache-2.0 (OpenCV)"
+)

@@ -21,6 +21,7 @@ from ..interface import (
     TrackingFunctionSpec,
 )
 from ..masks import mask_bbox, mask_to_polygon
+from ..registry import FunctionRecord
 
 
 @dataclass
@@ -84,3 +85,9 @@ def create(
     from . import sam
 
     return SamTracker(sam.create(model_type, checkpoint, pretrained, device, multimask="false"), min_pixels)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); its weights are SAM's.
+FUNCTION = FunctionRecord(
+    name="sam_tracker", kind="tracking", extras=("sam",), requires=("segment_anything", "torch"), license="Apache-2.0"
+)

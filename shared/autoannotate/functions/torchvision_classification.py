@@ -11,6 +11,7 @@ from typing import Any
 import PIL.Image
 
 from ..interface import DetectionFunctionContext, label_spec
+from ..registry import FunctionRecord
 from ..shapes import Shape, tag
 from ._torchvision import TorchvisionFunctionBase
 
@@ -55,3 +56,13 @@ def create(
     return TorchvisionClassificationFunction(
         model_name, weights_name, pretrained=pretrained, device=device, topk=topk, **kwargs
     )
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
+FUNCTION = FunctionRecord(
+    name="torchvision_classification",
+    kind="detection",
+    extras=("torch",),
+    requires=("torch", "torchvision"),
+    license="BSD-3-Clause (torchvision; see each model's weights)",
+)

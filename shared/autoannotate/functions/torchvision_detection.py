@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..interface import DetectionFunctionContext, label_spec
+from ..registry import FunctionRecord
 from ..shapes import Shape, rectangle
 from ._torchvision import TorchvisionFunctionBase
 
@@ -35,3 +36,13 @@ def create(
     Other parameters go to the model constructor (e.g. ``box_score_thresh=float:0.3``).
     """
     return TorchvisionDetectionFunction(model_name, weights_name, pretrained=pretrained, device=device, **kwargs)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
+FUNCTION = FunctionRecord(
+    name="torchvision_detection",
+    kind="detection",
+    extras=("torch",),
+    requires=("torch", "torchvision"),
+    license="BSD-3-Clause (torchvision; see each model's weights)",
+)
