@@ -84,7 +84,7 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
     """``(function, conv_mask_to_poly)`` giving each ``--classes`` entry its output type: box-only
     labels asked as polygon/mask are refined by the interactive default (``auto``); mask labels
     become polygons when all ask polygon. Refuses what a COCO file cannot express per class."""
-    from .loading import AUTO, load_interactive
+    from .auto import AUTO, load_interactive
     from .refine import BoxRefiner
 
     labels = {lbl.name: lbl for lbl in function.spec.labels}
@@ -199,6 +199,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .driver import iter_annotations
     from .export import CocoSink
+    from .interface import model_version
     from .loading import parse_label_map
     from .mapping import LabelMapping, target_labels_from_spec
     from .run import run
@@ -229,7 +230,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         labels,
         root=root,
         overlays=args.overlays,
-        info={"description": "autoannotate", "model_version": getattr(function, "model_version", "")},
+        info={"description": "autoannotate", "model_version": model_version(function, "")},
     )
 
     def process(todo, report):

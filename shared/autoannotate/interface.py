@@ -15,7 +15,7 @@ Specs are frozen and validated when built: a spec that breaks a rule raises
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -341,8 +341,8 @@ class DetectionFunction(Protocol):
     """Any object with ``spec`` and ``detect`` qualifies.
 
     ``detect(context, image)`` receives an upright RGB ``PIL.Image`` and returns a list of shapes
-    whose ``label_id`` are ids of ``spec``. A function may also define
-    ``detect_batch(contexts, images) -> list[list[shape]]``; drivers use it when present.
+    whose ``label_id`` are ids of ``spec``. Optional capabilities: :class:`BatchDetection`,
+    :class:`OpenVocabulary`, :class:`Versioned`.
     """
 
     @property
@@ -355,7 +355,8 @@ class DetectionFunction(Protocol):
 class InteractiveFunction(Protocol):
     """Prompts in, masks out. ``encode`` is the expensive per-image step (cache its result);
     ``segment`` answers one prompt from an encoding and returns one result per object (one per
-    box, or one for clicks alone). Encodings expose ``nbytes`` so caches can budget memory."""
+    box, or one for clicks alone). Encodings expose ``nbytes`` so caches can budget memory.
+    Optional capabilities: :class:`BoxSegmenting`, :class:`Versioned`."""
 
     def encode(self, context: InteractiveFunctionContext, image: PIL.Image.Image) -> Any: ...
 
@@ -432,8 +433,9 @@ class TrackableShape:
 class TrackingFunction(Protocol):
     """``spec`` (a :class:`TrackingFunctionSpec`), ``init_tracking_state(context, pp_image, shape)``
     returning a state, and ``track(context, pp_image, state)`` returning the shape on the new frame
-    or ``None`` when the object is lost. Optional ``preprocess_image(context, image)`` does the
-    per-frame work shared by all tracked shapes (its result is the ``pp_image``)."""
+    or ``None`` when the object is lost. Optional capabilities: :class:`Preprocessing` (per-frame
+    work shared by all tracked shapes), :class:`VideoSessions` (all objects of a video in one
+    session), :class:`Versioned`."""
 
     @property
     def spec(self) -> TrackingFunctionSpec: ...
@@ -443,3 +445,72 @@ class TrackingFunction(Protocol):
     ) -> Any: ...
 
     def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: Any) -> TrackableShape | None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Optional capabilities: each is a small Protocol, checked with isinstance where it is used.
+
+
+@runtime_checkable
+class BatchDetection(Protocol):
+    """A detection function that runs several images at once: ``detect_batch(contexts, images)``
+    returns one list of shapes per image, in order. Drivers use it for batches of 2 or more."""
+
+    def detect_batch(
+        self, contexts: Sequence[DetectionFunctionContext], images: Sequence[PIL.Image.Image]
+    ) -> list[list]: ...
+
+
+@runtime_checkable
+class OpenVocabulary(Protocol):
+    """A detection function whose classes are text prompts: ``for_classes(classes, prompts)``
+    returns the same model (shared, not copied) finding other classes; ``prompts`` maps a class
+    name to the texts that find it. Label Studio builds one per labeling config."""
+
+    def for_classes(self, classes: Sequence[str], prompts: Mapping[str, Any] | None = None) -> DetectionFunction: ...
+
+
+@runtime_checkable
+class VideoSessions(Protocol):
+    """A tracking function that follows all the objects of one video together:
+    ``video_session(masks=False)`` returns a session with ``add(track_id, frame_index, pp_image,
+    shape)`` and ``track(track_id, frame_index, pp_image) -> TrackableShape | None`` (see
+    :mod:`autoannotate.tracking`); with ``masks`` the tracked rectangles carry the object's mask."""
+
+    def video_session(self, masks: bool = False) -> Any: ...
+
+
+@runtime_checkable
+class BoxSegmenting(Protocol):
+    """An interactive function that segments many boxes of one image in one call:
+    ``segment_boxes(context, encoding, boxes)`` returns one result per ``(x1, y1, x2, y2)`` box
+    (pixels), in order. Without it, boxes are segmented one ``segment`` call each."""
+
+    def segment_boxes(
+        self, context: InteractiveFunctionContext, encoding: Any, boxes: Sequence[Sequence[float]]
+    ) -> list[SegmentationResult]: ...
+
+
+@runtime_checkable
+class Preprocessing(Protocol):
+    """A tracking function with per-frame work shared by every tracked object:
+    ``preprocess_image(context, image)`` returns the ``pp_image`` given to ``init_tracking_state``
+    and ``track`` (without it, they get the image itself)."""
+
+    def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> Any: ...
+
+
+@runtime_checkable
+class Versioned(Protocol):
+    """A function that names its model and weights (``model_version``): runs record it, Label
+    Studio shows it on predictions."""
+
+    model_version: str
+
+
+def model_version(function: object, default: str | None = None) -> str:
+    """``function``'s ``model_version`` when it is :class:`Versioned`, else ``default`` (else the
+    name of its type)."""
+    if isinstance(function, Versioned):
+        return str(function.model_version)
+    return default if default is not None else type(function).__name__

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,80 +20,10 @@ from .errors import BadFunctionError, BadParameterError
 from .registry import (
     FunctionRecord,
     RegisteredFunction,
-    auto_candidates,
     is_registered,
     lookup,
     names,
 )
-
-log = logging.getLogger(__name__)
-
-#: The interactive choice that picks the best model whose weights are here (else GrabCut).
-AUTO = "auto"
-
-
-def interactive_candidates(device: str = "cpu") -> list[tuple[str, dict[str, Any]]]:
-    """``auto``'s candidates for ``device`` (cpu, cuda, auto), best first: ``(function name, params)``.
-    Each function declares its own candidates and their ranks in its record (``auto``); on a CPU
-    the fast distilled models come first (an annotator waits on the encoder), with a GPU the largest."""
-    return [(fn.name, dict(c.params)) for fn, c in auto_candidates(_is_gpu(device))]
-
-
-def _is_gpu(device: str) -> bool:
-    if device == "cuda" or device.startswith("cuda:"):
-        return True
-    if device != "auto":
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def resolve_interactive(name: str = AUTO, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """The interactive function to load: ``(name, params)`` for :func:`load_function`.
-
-    A name other than ``auto`` comes back unchanged. ``auto`` picks the best candidate of
-    :func:`interactive_candidates` whose weights are on this machine (``AUTOANNOTATE_MODELS``, the
-    cache, the Hugging Face cache; nothing is downloaded) and whose package is installed, else
-    ``grabcut``, logging one line that says how to get a SAM model. ``params`` given with ``auto``
-    go to the chosen function when its ``create`` takes them (``device``, ``multimask``); ``device``
-    also decides the order (a GPU prefers the largest model).
-    """
-    params = dict(params or {})
-    if name != AUTO:
-        return name, params
-    from .weights import is_present
-
-    device = str(params.get("device", "cpu"))
-    for fn, candidate in auto_candidates(_is_gpu(device)):
-        if any(importlib.util.find_spec(package) is None for package in fn.record.requires):
-            continue
-        if not is_present(candidate.weights):
-            continue
-        chosen = {**candidate.params, **_accepted(fn.name, params)}
-        log.info("interactive model: %s %s (its weights are on this machine)", fn.name, chosen)
-        return fn.name, chosen
-    log.warning(
-        "interactive model: grabcut (no SAM weights on this machine). For SAM 2.1 / EdgeTAM masks run "
-        "`autoannotate weights download edgetam` (or sam2.1-hiera-tiny) with "
-        "pip install 'autoannotate[transformers]', or put a saved model folder in AUTOANNOTATE_MODELS; "
-        "`autoannotate weights list` shows what is present"
-    )
-    return "grabcut", _accepted("grabcut", params)
-
-
-def _accepted(fn_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``params`` that ``fn_name``'s ``create`` takes."""
-    names = inspect.signature(_registered(fn_name).create).parameters
-    return {k: v for k, v in params.items() if k in names}
-
-
-def load_interactive(name: str = AUTO, **params: Any) -> Any:
-    """Build an interactive function; ``auto`` as in :func:`resolve_interactive`."""
-    chosen, chosen_params = resolve_interactive(name, params)
-    return load_function(chosen, **chosen_params)
 
 
 def function_names(kind: str | None = None) -> list[str]:
@@ -103,7 +32,8 @@ def function_names(kind: str | None = None) -> list[str]:
     return names(kind)
 
 
-def _registered(name: str) -> RegisteredFunction:
+def registered(name: str) -> RegisteredFunction:
+    """The registered function ``name``; :class:`~autoannotate.errors.BadFunctionError` when none has it."""
     found = lookup(name)
     if found is None:
         raise BadFunctionError(f"no function named {name!r}; known: {names()}")
@@ -172,7 +102,7 @@ def import_function_module(module_or_file: str | ModuleType) -> ModuleType:
         return module_or_file
     text = str(module_or_file)
     if is_registered(text):
-        return importlib.import_module(_registered(text).module)
+        return importlib.import_module(registered(text).module)
     path = Path(text)
     if text.endswith(".py") or path.is_file():
         if not path.is_file():
@@ -202,7 +132,7 @@ def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
     ``create(**params)`` if it has one, otherwise the module itself when it has ``spec`` and
     ``detect`` (and no params were given)."""
     if isinstance(module_or_file, str) and is_registered(module_or_file):
-        fn = _registered(module_or_file)
+        fn = registered(module_or_file)
         return _call_create(fn.create, f"{fn.name} ({fn.origin})", params)
     module = import_function_module(module_or_file)
     create = getattr(module, "create", None)
@@ -227,7 +157,7 @@ def function_record(function: Any) -> FunctionRecord | None:
     """The record of ``function`` (a registered name, a module, a ``.py`` file or a module object
     that declares ``FUNCTION``), or None (an object, or a module without a record)."""
     if isinstance(function, str) and is_registered(function):
-        return _registered(function).record
+        return registered(function).record
     if not isinstance(function, (str, ModuleType)):
         return None
     try:

@@ -27,12 +27,9 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import BadFunctionError
-
-if TYPE_CHECKING:
-    from .weights import WeightsEntry
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +38,31 @@ ENTRY_POINT_GROUP = "autoannotate.functions"
 #: What a function can be: a detector (``spec`` + ``detect``), an interactive segmenter
 #: (``encode`` + ``segment``) or a tracker (``spec`` + ``init_tracking_state`` + ``track``).
 FUNCTION_KINDS = ("detection", "interactive", "tracking")
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A downloadable weights file. ``sha256`` is None where the official one is not published.
+
+    With ``repo_id`` the entry is a Hugging Face model: ``filename`` is the folder's name and
+    ``url`` the repo's page; it is downloaded with ``huggingface_hub`` (revision ``revision``).
+    """
+
+    filename: str
+    url: str
+    sha256: str | None = None
+    license: str = ""
+    repo_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.repo_id is not None
+
+
+def hf_weights(name: str, repo_id: str, license: str) -> WeightsEntry:
+    """A Hugging Face model folder ``name`` (saved with ``save_pretrained``) of the repo ``repo_id``."""
+    return WeightsEntry(name, f"https://huggingface.co/{repo_id}", None, license, repo_id=repo_id)
 
 
 @dataclass(frozen=True)
@@ -281,6 +303,8 @@ def auto_candidates(gpu: bool) -> list[tuple[RegisteredFunction, AutoCandidate]]
 
 
 __all__ = [
+    "WeightsEntry",
+    "hf_weights",
     "ENTRY_POINT_GROUP",
     "FUNCTION_KINDS",
     "AutoCandidate",

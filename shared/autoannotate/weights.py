@@ -24,9 +24,9 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from .registry import WeightsEntry, hf_weights
 from .settings import CACHE_ENV, MODELS_ENV, OFFLINE_ENV, cache_dir, models_dirs, offline
 
 __all__ = [
@@ -49,31 +49,6 @@ __all__ = [
     "offline",
 ]
 from .errors import WeightsNotFoundError
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """A downloadable weights file. ``sha256`` is None where the official one is not published.
-
-    With ``repo_id`` the entry is a Hugging Face model: ``filename`` is the folder's name and
-    ``url`` the repo's page; it is downloaded with ``huggingface_hub`` (revision ``revision``).
-    """
-
-    filename: str
-    url: str
-    sha256: str | None = None
-    license: str = ""
-    repo_id: str | None = None
-    revision: str | None = None
-
-    @property
-    def is_folder(self) -> bool:
-        return self.repo_id is not None
-
-
-def hf_weights(name: str, repo_id: str, license: str) -> WeightsEntry:
-    """A Hugging Face model folder ``name`` (saved with ``save_pretrained``) of the repo ``repo_id``."""
-    return WeightsEntry(name, f"https://huggingface.co/{repo_id}", None, license, repo_id=repo_id)
 
 
 def registry() -> dict[str, WeightsEntry]:

@@ -8,8 +8,10 @@ from typing import Any
 
 import fiftyone as fo
 
+from ..auto import AUTO, resolve_interactive
 from ..errors import BadParameterError
-from ..loading import AUTO, load_function, parse_label_map, resolve_interactive
+from ..interface import model_version
+from ..loading import load_function, parse_label_map
 from ..run import fingerprint
 from .convert import CONTAINER_TYPES
 from .plan import Plan, make_plan, parse_classes
@@ -127,7 +129,7 @@ def run_config(
         "kind": kind,
         "function": function_name,
         "function_params": dict(params),
-        "model_version": str(getattr(function, "model_version", function_name)),
+        "model_version": model_version(function, function_name),
         "label_fields": label_fields,
         "classes": plan.outputs,
         "label_map": dict(label_map or {}),

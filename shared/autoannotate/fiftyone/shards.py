@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadParameterError
+from ..interface import model_version
 from ..report import AnnotateReport
 from ..run import new_run_key, now
 from ..sharding import check_shards
@@ -135,7 +136,7 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
             "status": "running",
             "started_at": now(),
             "function": fn_name,
-            "model_version": str(getattr(fn, "model_version", fn_name)),
+            "model_version": model_version(fn, fn_name),
             "label_fields": list(plan.fields.values()),
             "review": plain_review,
             "shards": shards,

@@ -18,6 +18,7 @@ from typing import Any
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import AutoAnnotateError, ImageLoadError
 from ..images import load_image
+from ..interface import DetectionFunction
 from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import run, write_error
@@ -158,7 +159,7 @@ def annotate_project(
     url: str,
     api_key: str,
     project_id: int,
-    function: Any,
+    function: DetectionFunction,
     *,
     conf_threshold: float | None = None,
     overwrite: bool = False,
@@ -222,7 +223,7 @@ def _annotate_project(
     url: str,
     api_key: str,
     project_id: int,
-    function: Any,
+    function: DetectionFunction,
     *,
     conf_threshold: float | None,
     overwrite: bool,
