@@ -468,10 +468,10 @@ class _SetReview(foo.Operator):
         ctx.trigger("reload_dataset")
         # ``set_review`` counts only labels it changed; selected ids that match no label are unknown
         return {
-            "updated": int(getattr(result, "changed", result)),
+            "updated": result.changed,
             "status": self.status,
-            "unchanged": int(getattr(result, "unchanged", 0)),
-            "unknown": len(getattr(result, "unknown", [])),
+            "unchanged": result.unchanged,
+            "unknown": len(result.unknown),
         }
 
     def resolve_output(self, ctx):
@@ -746,9 +746,8 @@ class TrackLabels(foo.Operator):
         report = track_labels(
             ctx.target_view(),
             p["label_field"].removeprefix("frames."),
-            # "function" / "function_params": the form's names before 0.2
-            tracker=p.get("tracker") or p.get("function") or "opencv_tracker",
-            tracker_params=parse_params(split_list(p.get("tracker_params") or p.get("function_params"))),
+            tracker=p.get("tracker") or "opencv_tracker",
+            tracker_params=parse_params(split_list(p.get("tracker_params"))),
             frame_number=frames.pop() if len(frames) == 1 else int(p.get("frame_number") or 1),
             label_ids=selected or None,
             num_frames=int(p.get("num_frames") or 30),

@@ -8,9 +8,6 @@ same second keep two records, and no record is ever rewritten from a stale copy.
 its owner (host and process id) and is refreshed at every write (``heartbeat_at``); a run whose
 process is gone (killed on this host, or silent for longer than :data:`HEARTBEAT_TIMEOUT` on
 another) can be resumed by the next run with the same configuration.
-
-Datasets labelled by version 1 kept their records in ``dataset.info["autoannotate_runs"]``;
-those are still listed.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from .convert import RUN_ATTRIBUTE, label_list_attr
 log = logging.getLogger(__name__)
 
 COLLECTION = "autoannotate_runs"
-LEGACY_INFO_KEY = "autoannotate_runs"
 #: A running record from another host counts as abandoned after this long without a write.
 HEARTBEAT_TIMEOUT = _dt.timedelta(minutes=15)
 #: A shard's heartbeat older than its operation's claim by more than this (seconds) is a
@@ -117,8 +113,6 @@ class DatasetRuns:
 
     def list(self) -> list[dict[str, Any]]:
         docs = [_with_shards(_public(d)) for d in self.coll.find({"dataset_id": self.dataset_id})]
-        keys = {d["run_key"] for d in docs}
-        docs += [r for k, r in _legacy_runs(self.dataset).items() if k not in keys]
         return sorted(docs, key=lambda r: r.get("started_at", ""))
 
     def find_resumable(self, config_hash: str) -> dict[str, Any] | None:
@@ -269,12 +263,6 @@ def shard_summary(parent: Mapping[str, Any]) -> dict[str, Any]:
     total = sum(int(s["total"] or 0) for s in states) if all(s["total"] is not None for s in states) else None
     line = f"{done}/{len(states)} shards done, {samples}/{total if total is not None else '?'} samples"
     return {"shard_states": states, "progress": line}
-
-
-def _legacy_runs(dataset: Any) -> dict[str, dict[str, Any]]:
-    dataset.reload()
-    runs = (dataset.info or {}).get(LEGACY_INFO_KEY, {})
-    return dict(runs) if isinstance(runs, dict) else {}
 
 
 def list_runs(dataset: Any) -> list[dict[str, Any]]:
@@ -460,7 +448,6 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
         dataset.delete_evaluation(eval_key)
         out["evaluation_deleted"] = eval_key
     runs.coll.delete_one({"_id": runs._id(run_key)})
-    _delete_legacy(dataset, run_key)
     remaining = {f for r in runs.list() for f in r.get("label_fields") or []}
     views = set(dataset.list_saved_views())
     own = record.get("needs_review_view")
@@ -485,14 +472,6 @@ def _delete_labels_of(dataset: Any, record: Mapping[str, Any], run_key: str) -> 
         deleted += view.count(f"{path}.{attr}") if attr else 0
         dataset.delete_labels(view=view, fields=path)
     return deleted
-
-
-def _delete_legacy(dataset: Any, run_key: str) -> None:
-    runs = _legacy_runs(dataset)
-    if run_key in runs:
-        del runs[run_key]
-        dataset.info[LEGACY_INFO_KEY] = runs
-        dataset.save()
 
 
 def cleanup_runs(dataset: Any = None) -> dict[str, Any]:

@@ -370,8 +370,6 @@ def track_labels(
     progress: Progress = False,
     write_every: int = DEFAULT_WRITE_EVERY,
     write_interval: float = DEFAULT_WRITE_INTERVAL,
-    function: TrackingFunction | str | None = None,
-    function_params: Mapping[str, Any] | None = None,
     output: str = "boxes",
 ) -> AnnotateReport:
     """Propagate the detections of ``frames.<label_field>`` on ``frame_number`` (or only the
@@ -387,19 +385,7 @@ def track_labels(
     them; a frame's polyline of that index is kept unless ``overwrite``). Both need a tracker that
     gives masks (``sam2_video`` and ``edgetam_video`` follow every object of a video in one
     session and give masks; other trackers raise :class:`BadParameterError`).
-
-    ``function`` / ``function_params`` are deprecated spellings of ``tracker`` / ``tracker_params``.
     """
-    if function is not None or function_params is not None:
-        import warnings
-
-        warnings.warn(
-            "track_labels(function=, function_params=) is deprecated: use tracker=, tracker_params=",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        tracker = function if function is not None else tracker
-        tracker_params = function_params if function_params is not None else tracker_params
     check_collection(samples, "video")
     if direction not in DIRECTIONS:
         raise BadParameterError(f"direction must be one of {DIRECTIONS}, got {direction!r}")

@@ -11,7 +11,6 @@ annotations are never touched). Re-running continues where a previous run stoppe
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -171,7 +170,6 @@ def annotate_project(
     progress: Progress = True,
     fetch_policy: FetchPolicy | None = None,
     empty_predictions: bool = False,
-    upload_every: int | None = None,
     shard: tuple[int, int] | None = None,
 ) -> AnnotateReport:
     """Pre-annotate the tasks of project ``project_id`` with ``function``; returns the report.
@@ -181,19 +179,13 @@ def annotate_project(
     no prediction (so a re-run or Label Studio's "Retrieve predictions" tries them again) unless
     ``empty_predictions``. The predictions' ``model_version`` is
     :func:`~autoannotate.label_studio.responses.prediction_version`, the same as the backend
-    (``serve``) gives them, so the two never predict a task twice. ``upload_every`` is the
-    deprecated spelling of ``write_every``.
+    (``serve``) gives them, so the two never predict a task twice.
 
     ``shard=(i, n)``: label only the tasks whose id hashes to shard ``i`` of ``n``
     (:func:`autoannotate.sharding.shard_of`): ``n`` processes or machines started with
     ``i = 0 .. n-1`` split the project without overlap, and each can be re-run on its own
     (``max_tasks`` then counts within the shard)."""
 
-    if upload_every is not None:
-        warnings.warn(
-            "annotate_project(upload_every=) is deprecated: use write_every=", DeprecationWarning, stacklevel=2
-        )
-        write_every = upload_every
     conf_threshold = check_threshold(conf_threshold)
     fetcher = ImageFetcher(fetch_policy or FetchPolicy(), label_studio_url=url, api_key=api_key)
     try:
