@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_MODULE = "bright_spots_example"
 
@@ -58,3 +60,12 @@ def install_examples(root: Path) -> Path:
 def pythonpath(root: Path) -> str:
     """``PYTHONPATH`` for a subprocess that sees the packages under ``root``."""
     return os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch) -> Path:
+    """The examples of :func:`install_examples`, on ``sys.path`` for one test (the registry reads
+    entry points again whenever ``sys.path`` changes)."""
+    root = install_examples(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(root))
+    return root

@@ -26,7 +26,7 @@ from autoannotate.interface import (
 )
 from autoannotate.loading import function_names, is_open_vocabulary, load_function
 from autoannotate.weights import registry as weights_registry
-from tests.installed import install_examples, pythonpath
+from tests.installed import pythonpath
 
 # What the three hand-kept tables said before the records (loading.REGISTRY, weights.REGISTRY,
 # loading._CPU_ORDER): the records must say the same.
@@ -128,15 +128,6 @@ def test_capabilities_are_protocols_checked_with_isinstance():
     owl = load_function("owlv2", classes=["cat"], pretrained=False)
     assert isinstance(owl, OpenVocabulary) and isinstance(owl, BatchDetection)
     assert isinstance(owl.for_classes(["dog"]), aa.DetectionFunction)
-
-
-@pytest.fixture
-def installed(tmp_path, monkeypatch):
-    """The docs' example package and a broken one, on sys.path for this test."""
-    root = install_examples(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    registry.refresh()
 
 
 def test_an_installed_function_is_registered_and_loads(installed, caplog, tmp_path):

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoannotate import registry
 from tests.fiftyone.test_operators import _form_schema, run
-from tests.installed import install_examples
 
 fo = pytest.importorskip("fiftyone")
-
-
-@pytest.fixture
-def installed(tmp_path, monkeypatch):
-    root = install_examples(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    registry.refresh()
 
 
 def test_installed_function_in_the_api_the_form_and_the_operator(small_dataset, installed):

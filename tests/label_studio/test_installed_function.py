@@ -11,9 +11,7 @@ import PIL.Image
 import pytest
 
 import autoannotate as aa
-from autoannotate import registry
 from autoannotate.label_studio.app import Settings, create_app
-from tests.installed import install_examples
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -22,14 +20,6 @@ CONFIG = """<View>
   <Image name="image" value="$image"/>
   <RectangleLabels name="box" toName="image"><Label value="Bright"/></RectangleLabels>
 </View>"""
-
-
-@pytest.fixture
-def installed(tmp_path, monkeypatch):
-    root = install_examples(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    registry.refresh()
 
 
 def test_the_backend_serves_an_installed_function_named_in_the_environment(installed, monkeypatch):
