@@ -175,7 +175,8 @@ def _with_summary(record: FunctionRecord, module: Any) -> FunctionRecord:
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
-    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    """The group's entry points (not loaded), read once per ``sys.path``."""
+    return list(_cached("entry_points", lambda: list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))))
 
 
 def _package(ep: importlib.metadata.EntryPoint) -> str:

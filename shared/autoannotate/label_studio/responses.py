@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AutoAnnotateError
-from ..interface import model_version
+from ..interface import DetectionFunction, TrackingFunction, model_version
 from .config import Control
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,12 @@ def nothing_found(model_version: str) -> dict:
     return {"model_version": model_version, "status": NOTHING_FOUND}
 
 
-def prediction_version(function: Any, *, conf_threshold: float | None = None, tracker: Any = None) -> str:
+def prediction_version(
+    function: DetectionFunction | None,
+    *,
+    conf_threshold: float | None = None,
+    tracker: TrackingFunction | None = None,
+) -> str:
     """The ``model_version`` of pre-annotation predictions: the detection function's version, the
     confidence threshold when one is set (it changes the predictions) and, for videos, the tracker.
     ``serve`` and ``label-studio annotate`` both use this, so their predictions are one version and
