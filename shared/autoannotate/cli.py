@@ -51,9 +51,10 @@ def _add_function_args(p: argparse.ArgumentParser) -> None:
 def function_from_args(args: argparse.Namespace, class_names: Sequence[str] | None = None):
     """The function the arguments name; an open-vocabulary one is built to find ``class_names``
     (``--classes``) unless ``-p classes=...`` names its own."""
-    from .loading import load_function, parse_params, with_classes
+    from .loading import import_module_or_file, load_function, parse_params, with_classes
 
-    source = args.function or args.function_module or args.function_file or "yolox"
+    given = args.function_module or args.function_file
+    source = import_module_or_file(given) if given else args.function or "yolox"
     return load_function(source, **with_classes(source, parse_params(args.param), class_names))
 
 

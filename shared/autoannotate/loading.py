@@ -103,6 +103,12 @@ def import_function_module(module_or_file: str | ModuleType) -> ModuleType:
     text = str(module_or_file)
     if is_registered(text):
         return importlib.import_module(registered(text).module)
+    return import_module_or_file(text)
+
+
+def import_module_or_file(text: str) -> ModuleType:
+    """Import a dotted module path or a ``.py`` file, whatever the registry holds (the CLI's
+    ``--function-module`` / ``--function-file``)."""
     path = Path(text)
     if text.endswith(".py") or path.is_file():
         if not path.is_file():

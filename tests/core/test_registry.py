@@ -182,5 +182,8 @@ def test_the_cli_lists_and_runs_an_installed_function(installed, tmp_path):
     coco = json.loads(out.read_text())
     assert [c["name"] for c in coco["categories"]] == ["bright"]
     assert [a["bbox"] for a in coco["annotations"]] == [[3.0, 2.0, 4.0, 4.0]]
+    # --function-module names a module even where a registered function has its name
+    r = _cli("annotate", str(images), "--function-module", "json", "-o", str(out), root=installed)
+    assert r.returncode == 2 and "json is not an auto-annotation function" in r.stderr
     r = _cli("annotate", str(images), "--function", "broken_fn", "-o", str(out), root=installed)
     assert r.returncode == 2 and "from package 'broken-functions'" in r.stderr and "Traceback" not in r.stderr
