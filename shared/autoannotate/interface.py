@@ -1,15 +1,12 @@
-"""The auto-annotation protocol: function specs, invocation contexts and function Protocols.
+"""The auto-annotation protocol: function specs, invocation contexts, function Protocols and the
+optional capabilities (one small Protocol each; docs/functions.md).
 
 A *detection function* is any object with a ``spec`` (a :class:`DetectionFunctionSpec`) and a
-``detect(context, image)`` method returning a list of shapes (see :mod:`autoannotate.shapes`).
-A module that defines both qualifies, and so does a tiny test object.
-
-An *interactive function* turns prompts (clicks, boxes) into masks. Its expensive per-image step
-(``encode``) is separate from the cheap per-prompt step (``segment``) so callers can cache
-encodings across clicks.
-
-Specs are frozen and validated when built: a spec that breaks a rule raises
-:class:`~autoannotate.errors.BadFunctionError` at construction.
+``detect(context, image)`` method returning shapes (:mod:`autoannotate.shapes`); a module that
+defines both qualifies, and so does a tiny test object. An *interactive function* turns prompts
+(clicks, boxes) into masks; its expensive per-image ``encode`` is separate from the cheap
+per-prompt ``segment`` so callers can cache encodings. Specs are frozen and validated when built
+(:class:`~autoannotate.errors.BadFunctionError` at construction).
 """
 
 from __future__ import annotations
@@ -341,8 +338,7 @@ class DetectionFunction(Protocol):
     """Any object with ``spec`` and ``detect`` qualifies.
 
     ``detect(context, image)`` receives an upright RGB ``PIL.Image`` and returns a list of shapes
-    whose ``label_id`` are ids of ``spec``. Optional capabilities: :class:`BatchDetection`,
-    :class:`OpenVocabulary`, :class:`Versioned`.
+    whose ``label_id`` are ids of ``spec``. Capabilities: BatchDetection, OpenVocabulary, Versioned.
     """
 
     @property
@@ -355,8 +351,8 @@ class DetectionFunction(Protocol):
 class InteractiveFunction(Protocol):
     """Prompts in, masks out. ``encode`` is the expensive per-image step (cache its result);
     ``segment`` answers one prompt from an encoding and returns one result per object (one per
-    box, or one for clicks alone). Encodings expose ``nbytes`` so caches can budget memory.
-    Optional capabilities: :class:`BoxSegmenting`, :class:`Versioned`."""
+    box, or one for clicks alone). Encodings expose ``nbytes`` (caches budget memory).
+    Capabilities: BoxSegmenting, Versioned."""
 
     def encode(self, context: InteractiveFunctionContext, image: PIL.Image.Image) -> Any: ...
 
@@ -433,9 +429,7 @@ class TrackableShape:
 class TrackingFunction(Protocol):
     """``spec`` (a :class:`TrackingFunctionSpec`), ``init_tracking_state(context, pp_image, shape)``
     returning a state, and ``track(context, pp_image, state)`` returning the shape on the new frame
-    or ``None`` when the object is lost. Optional capabilities: :class:`Preprocessing` (per-frame
-    work shared by all tracked shapes), :class:`VideoSessions` (all objects of a video in one
-    session), :class:`Versioned`."""
+    or ``None`` when the object is lost. Capabilities: Preprocessing, VideoSessions, Versioned."""
 
     @property
     def spec(self) -> TrackingFunctionSpec: ...
@@ -448,13 +442,12 @@ class TrackingFunction(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# Optional capabilities: each is a small Protocol, checked with isinstance where it is used.
+# Optional capabilities, checked with isinstance where they are used
 
 
 @runtime_checkable
 class BatchDetection(Protocol):
-    """A detection function that runs several images at once: ``detect_batch(contexts, images)``
-    returns one list of shapes per image, in order. Drivers use it for batches of 2 or more."""
+    """``detect_batch(contexts, images)``: one list of shapes per image, in order (batches of 2+)."""
 
     def detect_batch(
         self, contexts: Sequence[DetectionFunctionContext], images: Sequence[PIL.Image.Image]
@@ -463,28 +456,23 @@ class BatchDetection(Protocol):
 
 @runtime_checkable
 class OpenVocabulary(Protocol):
-    """A detection function whose classes are text prompts: ``for_classes(classes, prompts)``
-    returns the same model (shared, not copied) finding other classes; ``prompts`` maps a class
-    name to the texts that find it. Label Studio builds one per labeling config."""
+    """``for_classes(classes, prompts)``: the same model (shared) finding other classes; ``prompts``
+    maps a class name to the texts that find it. Label Studio builds one per labeling config."""
 
     def for_classes(self, classes: Sequence[str], prompts: Mapping[str, Any] | None = None) -> DetectionFunction: ...
 
 
 @runtime_checkable
 class VideoSessions(Protocol):
-    """A tracking function that follows all the objects of one video together:
-    ``video_session(masks=False)`` returns a session with ``add(track_id, frame_index, pp_image,
-    shape)`` and ``track(track_id, frame_index, pp_image) -> TrackableShape | None`` (see
-    :mod:`autoannotate.tracking`); with ``masks`` the tracked rectangles carry the object's mask."""
+    """``video_session(masks=False)``: one session for all the objects of a video (``add`` and
+    ``track``, see :mod:`autoannotate.tracking`); with ``masks``, tracked rectangles carry masks."""
 
     def video_session(self, masks: bool = False) -> Any: ...
 
 
 @runtime_checkable
 class BoxSegmenting(Protocol):
-    """An interactive function that segments many boxes of one image in one call:
-    ``segment_boxes(context, encoding, boxes)`` returns one result per ``(x1, y1, x2, y2)`` box
-    (pixels), in order. Without it, boxes are segmented one ``segment`` call each."""
+    """``segment_boxes(context, encoding, boxes)``: one result per ``(x1, y1, x2, y2)`` box, in order."""
 
     def segment_boxes(
         self, context: InteractiveFunctionContext, encoding: Any, boxes: Sequence[Sequence[float]]
@@ -493,24 +481,20 @@ class BoxSegmenting(Protocol):
 
 @runtime_checkable
 class Preprocessing(Protocol):
-    """A tracking function with per-frame work shared by every tracked object:
-    ``preprocess_image(context, image)`` returns the ``pp_image`` given to ``init_tracking_state``
-    and ``track`` (without it, they get the image itself)."""
+    """``preprocess_image(context, image)``: per-frame work shared by every tracked object (the ``pp_image``)."""
 
     def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> Any: ...
 
 
 @runtime_checkable
 class Versioned(Protocol):
-    """A function that names its model and weights (``model_version``): runs record it, Label
-    Studio shows it on predictions."""
+    """``model_version``: the model and weights, recorded by runs and on Label Studio predictions."""
 
     model_version: str
 
 
 def model_version(function: object, default: str | None = None) -> str:
-    """``function``'s ``model_version`` when it is :class:`Versioned`, else ``default`` (else the
-    name of its type)."""
+    """``function.model_version`` when it is :class:`Versioned`, else ``default`` (else its type's name)."""
     if isinstance(function, Versioned):
         return str(function.model_version)
     return default if default is not None else type(function).__name__
