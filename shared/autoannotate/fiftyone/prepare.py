@@ -10,7 +10,7 @@ import fiftyone as fo
 
 from ..auto import AUTO, resolve_interactive
 from ..errors import BadParameterError
-from ..interface import model_version
+from ..interface import DetectionFunction, TrackingFunction, model_version
 from ..loading import load_function, parse_label_map
 from ..run import fingerprint
 from .convert import CONTAINER_TYPES
@@ -30,7 +30,9 @@ __all__ = [
 RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
 
 
-def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+def resolve_function(
+    function: DetectionFunction | TrackingFunction | str, function_params: Mapping[str, Any] | None
+) -> tuple[Any, str, dict]:
     """``(function object, its name for records, its parameters)`` from a name or an object."""
     params = dict(function_params or {})
     if isinstance(function, str):
@@ -112,7 +114,7 @@ def run_config(
     kind: str,
     samples: Any,
     ids: Sequence[str],
-    function: Any,
+    function: object,
     function_name: str,
     params: Mapping[str, Any],
     plan: Plan,

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadParameterError
-from ..interface import model_version
+from ..interface import DetectionFunction, model_version
 from ..report import AnnotateReport
 from ..run import new_run_key, now
 from ..sharding import check_shards
@@ -74,7 +74,7 @@ def parent_id(dataset: Any, run_key: str) -> str:
     return f"{dataset_key(dataset)}:{run_key}"
 
 
-def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any) -> AnnotateReport:
+def queue_sharded_run(samples: Any, function: DetectionFunction | str, *, shards: int, **kwargs: Any) -> AnnotateReport:
     """Queue ``samples`` as ``shards`` delegated operations under one parent run (what
     ``annotate_dataset(..., shards=N)`` does); returns a report with no counts yet whose
     ``extra`` names the parent ``run_key``, ``status="queued"``, the ``shards`` and the delegated
