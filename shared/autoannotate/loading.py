@@ -159,7 +159,7 @@ def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:
     return create(**params)
 
 
-def function_record(function: Any) -> FunctionRecord | None:
+def function_record(function: object) -> FunctionRecord | None:
     """The record of ``function`` (a registered name, a module, a ``.py`` file or a module object
     that declares ``FUNCTION``), or None (an object, or a module without a record)."""
     if isinstance(function, str) and is_registered(function):
@@ -174,7 +174,7 @@ def function_record(function: Any) -> FunctionRecord | None:
     return record if isinstance(record, FunctionRecord) else None
 
 
-def is_open_vocabulary(function: Any) -> bool:
+def is_open_vocabulary(function: object) -> bool:
     """Whether ``function`` (a registered name, module, ``.py`` file or module object) is an
     open-vocabulary function: its record says ``open_vocabulary=True`` and its ``create`` takes
     the class names to find (``classes=``). Objects that are not names or modules are not."""
@@ -182,7 +182,7 @@ def is_open_vocabulary(function: Any) -> bool:
     return record is not None and record.open_vocabulary
 
 
-def with_classes(function: Any, params: Any, class_names: Iterable[str] | None) -> dict[str, Any]:
+def with_classes(function: object, params: Any, class_names: Iterable[str] | None) -> dict[str, Any]:
     """``params`` for ``load_function(function, **params)``, with ``classes=class_names`` added
     when ``function`` is open-vocabulary and the user gave no ``classes`` of their own: the one
     way every front end hands its class names (FiftyOne classes, Label Studio labels, the CLI's
