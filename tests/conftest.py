@@ -12,7 +12,10 @@ import pytest
 
 from tests.mongo import start_session_mongod
 
-pytest_plugins = ["tests.ls_server"]  # the Label Studio server fixtures, shared by every directory
+pytest_plugins = [
+    "tests.ls_server",
+    "tests.installed",
+]  # fixtures shared by every directory: Label Studio server, installed packages
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

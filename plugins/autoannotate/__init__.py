@@ -15,7 +15,7 @@ import time
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from autoannotate.loading import parse_label_map, parse_params, predefined, split_list
+from autoannotate.loading import function_names, parse_label_map, parse_params, split_list
 from autoannotate.settings import DEFAULT_BATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -167,15 +167,15 @@ class AutoLabel(foo.Operator):
 
         inputs.enum(
             "function",
-            predefined("detection"),
+            function_names("detection"),
             default="yolox",
             label="Function",
-            description="a predefined function (see `autoannotate functions`)",
+            description="a predefined or installed function (see `autoannotate functions`)",
         )
         if ctx.dataset is not None and ctx.dataset.media_type == "video":
             inputs.enum(
                 "tracker",
-                predefined("tracking"),
+                function_names("tracking"),
                 default="opencv_tracker",
                 label="Tracker",
                 description="follows the detections between key frames",
@@ -519,10 +519,10 @@ class _SetReview(foo.Operator):
         ctx.trigger("reload_dataset")
         # ``set_review`` counts only labels it changed; selected ids that match no label are unknown
         return {
-            "updated": int(getattr(result, "changed", result)),
+            "updated": result.changed,
             "status": self.status,
-            "unchanged": int(getattr(result, "unchanged", 0)),
-            "unknown": len(getattr(result, "unknown", [])),
+            "unchanged": result.unchanged,
+            "unknown": len(result.unknown),
         }
 
     def resolve_output(self, ctx):
@@ -775,7 +775,7 @@ class TrackLabels(foo.Operator):
         inputs.int("frame_number", default=1, min=1, label="Frame to start from")
         inputs.int("num_frames", default=30, min=1, label="Frames to propagate")
         inputs.enum("direction", ["forward", "backward", "both"], default="forward", label="Direction")
-        inputs.enum("tracker", predefined("tracking"), default="opencv_tracker", label="Tracker")
+        inputs.enum("tracker", function_names("tracking"), default="opencv_tracker", label="Tracker")
         inputs.str(
             "tracker_params", default="", label="Tracker parameters", description="NAME=TYPE:VALUE, comma-separated"
         )
@@ -816,9 +816,8 @@ class TrackLabels(foo.Operator):
         report = track_labels(
             ctx.target_view(),
             p["label_field"].removeprefix("frames."),
-            # "function" / "function_params": the form's names before 0.2
-            tracker=p.get("tracker") or p.get("function") or "opencv_tracker",
-            tracker_params=parse_params(split_list(p.get("tracker_params") or p.get("function_params"))),
+            tracker=p.get("tracker") or "opencv_tracker",
+            tracker_params=parse_params(split_list(p.get("tracker_params"))),
             frame_number=frames.pop() if len(frames) == 1 else int(p.get("frame_number") or 1),
             label_ids=selected or None,
             num_frames=int(p.get("num_frames") or 30),

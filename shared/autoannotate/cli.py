@@ -13,8 +13,6 @@ Exit status: 0 when every image was annotated, 1 when the run completed with fai
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import logging
 import sys
 from collections.abc import Sequence
@@ -37,7 +35,7 @@ def list_images(root: Path, recursive: bool = True) -> list[Path]:
 
 def _add_function_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--function", "-f", help="a predefined function (see `autoannotate functions`)")
+    g.add_argument("--function", "-f", help="a predefined or installed function (see `autoannotate functions`)")
     g.add_argument("--function-module", help="an importable module with create() or spec/detect")
     g.add_argument("--function-file", help="a .py file with create() or spec/detect")
     p.add_argument(
@@ -53,9 +51,10 @@ def _add_function_args(p: argparse.ArgumentParser) -> None:
 def function_from_args(args: argparse.Namespace, class_names: Sequence[str] | None = None):
     """The function the arguments name; an open-vocabulary one is built to find ``class_names``
     (``--classes``) unless ``-p classes=...`` names its own."""
-    from .loading import load_function, parse_params, with_classes
+    from .loading import import_module_or_file, load_function, parse_params, with_classes
 
-    source = args.function or args.function_module or args.function_file or "yolox"
+    given = args.function_module or args.function_file
+    source = import_module_or_file(given) if given else args.function or "yolox"
     return load_function(source, **with_classes(source, parse_params(args.param), class_names))
 
 
@@ -86,7 +85,7 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
     """``(function, conv_mask_to_poly)`` giving each ``--classes`` entry its output type: box-only
     labels asked as polygon/mask are refined by the interactive default (``auto``); mask labels
     become polygons when all ask polygon. Refuses what a COCO file cannot express per class."""
-    from .loading import AUTO, load_interactive
+    from .auto import AUTO, load_interactive
     from .refine import BoxRefiner
 
     labels = {lbl.name: lbl for lbl in function.spec.labels}
@@ -112,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("functions", help="list predefined functions and their parameters")
+    sub.add_parser("functions", help="list the predefined and installed functions and their parameters")
 
     a = sub.add_parser("annotate", help="annotate a folder of images into a COCO file")
     a.add_argument("images", type=Path, help="a folder of images (searched recursively) or one image")
@@ -163,30 +162,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_functions(args: argparse.Namespace) -> int:
-    from .loading import REGISTRY, describe_parameters
+    from .loading import describe_parameters
+    from .registry import BrokenFunction, all_functions
 
-    for name, (module_name, kind) in REGISTRY.items():
-        module = importlib.import_module(module_name)
-        doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
-        print(f"{name}\n    [{kind}] {doc}\n    {describe_parameters(module.create)}\n")
+    for name, fn in all_functions().items():
+        if isinstance(fn, BrokenFunction):
+            print(f"{name}\n    [broken] {fn.exception()}\n")
+            continue
+        rec = fn.record
+        needs = f"    needs: pip install 'autoannotate[{','.join(rec.extras)}]'\n" if rec.extras else ""
+        origin = "" if fn.origin.startswith("autoannotate.") else f" (from {fn.origin})"
+        print(f"{name}{origin}\n    [{rec.kind}] {rec.summary}\n{needs}    {describe_parameters(fn.create)}\n")
     return 0
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .weights import REGISTRY, cache_dir, offline, present, resolve, search_dirs
+    from .weights import cache_dir, offline, present, registry, resolve, search_dirs
 
+    known = registry()
     if args.weights_command == "list":
         where = present()
-        width = max(len(n) for n in REGISTRY)
-        for name, entry in REGISTRY.items():
+        width = max(len(n) for n in known)
+        for name, entry in known.items():
             source = entry.repo_id or entry.url
             print(f"{name:<{width}}  {str(where[name]) if where[name] else 'missing':<60}  {source}")
         print(f"\nsearched: {', '.join(str(d) for d in search_dirs())} and the Hugging Face cache")
         print(f"downloads go to {cache_dir()}" + (" (disabled: AUTOANNOTATE_OFFLINE=1)" if offline() else ""))
         return 0
-    unknown = [n for n in args.names if n not in REGISTRY]
+    unknown = [n for n in args.names if n not in known]
     if unknown:
-        raise AutoAnnotateError(f"unknown weights {unknown}; known: {sorted(REGISTRY)}")
+        raise AutoAnnotateError(f"unknown weights {unknown}; known: {sorted(known)}")
     for name in args.names:
         print(f"{name}: {resolve(name)}")
     return 0
@@ -195,6 +200,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .driver import iter_annotations
     from .export import CocoSink
+    from .interface import model_version
     from .loading import parse_label_map
     from .mapping import LabelMapping, target_labels_from_spec
     from .run import run
@@ -225,7 +231,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         labels,
         root=root,
         overlays=args.overlays,
-        info={"description": "autoannotate", "model_version": getattr(function, "model_version", "")},
+        info={"description": "autoannotate", "model_version": model_version(function, "")},
     )
 
     def process(todo, report):

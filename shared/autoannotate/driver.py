@@ -23,7 +23,7 @@ import PIL.Image
 
 from .errors import AutoAnnotateError, BadFunctionError, BadParameterError, ImageLoadError
 from .images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
-from .interface import DetectionFunction, DetectionFunctionContext
+from .interface import BatchDetection, DetectionFunction, DetectionFunctionContext
 from .mapping import LabelMapping
 from .report import AnnotateReport
 from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS
@@ -155,7 +155,7 @@ def iter_annotations(
     if total is None and isinstance(images, Sequence):
         total = len(images)
     load = loader or (lambda src: load_image(src, max_pixels=max_pixels))
-    batch_fn = getattr(function, "detect_batch", None) if batch_size > 1 else None
+    batch_fn = function.detect_batch if batch_size > 1 and isinstance(function, BatchDetection) else None
     bar = progress_bar(progress, total, desc)
     decoder = _Decoder(_as_pairs(images), load, num_workers, max(batch_size * 2, num_workers * 2, 2), item_name)
     try:
@@ -255,7 +255,7 @@ def failure_reason(error: BaseException, name: str) -> str:
 
 
 def _run_batch(
-    function: Any,
+    function: DetectionFunction,
     batch_fn: Callable | None,
     batch: list[tuple[Hashable, str, PIL.Image.Image]],
     mapping: LabelMapping,

@@ -1,21 +1,18 @@
-"""The auto-annotation protocol: function specs, invocation contexts and function Protocols.
+"""The auto-annotation protocol: function specs, invocation contexts, function Protocols and the
+optional capabilities (one small Protocol each; docs/functions.md).
 
 A *detection function* is any object with a ``spec`` (a :class:`DetectionFunctionSpec`) and a
-``detect(context, image)`` method returning a list of shapes (see :mod:`autoannotate.shapes`).
-A module that defines both qualifies, and so does a tiny test object.
-
-An *interactive function* turns prompts (clicks, boxes) into masks. Its expensive per-image step
-(``encode``) is separate from the cheap per-prompt step (``segment``) so callers can cache
-encodings across clicks.
-
-Specs are frozen and validated when built: a spec that breaks a rule raises
-:class:`~autoannotate.errors.BadFunctionError` at construction.
+``detect(context, image)`` method returning shapes (:mod:`autoannotate.shapes`); a module that
+defines both qualifies, and so does a tiny test object. An *interactive function* turns prompts
+(clicks, boxes) into masks; its expensive per-image ``encode`` is separate from the cheap
+per-prompt ``segment`` so callers can cache encodings. Specs are frozen and validated when built
+(:class:`~autoannotate.errors.BadFunctionError` at construction).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -341,8 +338,7 @@ class DetectionFunction(Protocol):
     """Any object with ``spec`` and ``detect`` qualifies.
 
     ``detect(context, image)`` receives an upright RGB ``PIL.Image`` and returns a list of shapes
-    whose ``label_id`` are ids of ``spec``. A function may also define
-    ``detect_batch(contexts, images) -> list[list[shape]]``; drivers use it when present.
+    whose ``label_id`` are ids of ``spec``. Capabilities: BatchDetection, OpenVocabulary, Versioned.
     """
 
     @property
@@ -355,7 +351,8 @@ class DetectionFunction(Protocol):
 class InteractiveFunction(Protocol):
     """Prompts in, masks out. ``encode`` is the expensive per-image step (cache its result);
     ``segment`` answers one prompt from an encoding and returns one result per object (one per
-    box, or one for clicks alone). Encodings expose ``nbytes`` so caches can budget memory."""
+    box, or one for clicks alone). Encodings expose ``nbytes`` (caches budget memory).
+    Capabilities: BoxSegmenting, Versioned."""
 
     def encode(self, context: InteractiveFunctionContext, image: PIL.Image.Image) -> Any: ...
 
@@ -442,7 +439,7 @@ class TrackingFunction(Protocol):
     may extend past the frame (the whole box the object is predicted to occupy): the driver clips
     it, and ends the track when less than half of it is inside. Optional
     ``preprocess_image(context, image)`` does the per-frame work shared by all tracked shapes (its
-    result is the ``pp_image``)."""
+    result is the ``pp_image``). Capabilities: Preprocessing, VideoSessions, Versioned."""
 
     @property
     def spec(self) -> TrackingFunctionSpec: ...
@@ -452,3 +449,62 @@ class TrackingFunction(Protocol):
     ) -> Any: ...
 
     def track(self, context: TrackingFunctionShapeContext, pp_image: Any, state: Any) -> TrackableShape | None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Optional capabilities, checked with isinstance where they are used
+
+
+@runtime_checkable
+class BatchDetection(Protocol):
+    """``detect_batch(contexts, images)``: one list of shapes per image, in order (batches of 2+)."""
+
+    def detect_batch(
+        self, contexts: Sequence[DetectionFunctionContext], images: Sequence[PIL.Image.Image]
+    ) -> list[list]: ...
+
+
+@runtime_checkable
+class OpenVocabulary(Protocol):
+    """``for_classes(classes, prompts)``: the same model (shared) finding other classes; ``prompts``
+    maps a class name to the texts that find it. Label Studio builds one per labeling config."""
+
+    def for_classes(self, classes: Sequence[str], prompts: Mapping[str, Any] | None = None) -> DetectionFunction: ...
+
+
+@runtime_checkable
+class VideoSessions(Protocol):
+    """``video_session(masks=False)``: one session for all the objects of a video (``add`` and
+    ``track``, see :mod:`autoannotate.tracking`); with ``masks``, tracked rectangles carry masks."""
+
+    def video_session(self, masks: bool = False) -> Any: ...
+
+
+@runtime_checkable
+class BoxSegmenting(Protocol):
+    """``segment_boxes(context, encoding, boxes)``: one result per ``(x1, y1, x2, y2)`` box, in order."""
+
+    def segment_boxes(
+        self, context: InteractiveFunctionContext, encoding: Any, boxes: Sequence[Sequence[float]]
+    ) -> list[SegmentationResult]: ...
+
+
+@runtime_checkable
+class Preprocessing(Protocol):
+    """``preprocess_image(context, image)``: per-frame work shared by every tracked object (the ``pp_image``)."""
+
+    def preprocess_image(self, context: TrackingFunctionContext, image: PIL.Image.Image) -> Any: ...
+
+
+@runtime_checkable
+class Versioned(Protocol):
+    """``model_version``: the model and weights, recorded by runs and on Label Studio predictions."""
+
+    model_version: str
+
+
+def model_version(function: object, default: str | None = None) -> str:
+    """``function.model_version`` when it is :class:`Versioned`, else ``default`` (else its type's name)."""
+    if isinstance(function, Versioned):
+        return str(function.model_version)
+    return default if default is not None else type(function).__name__

@@ -1,4 +1,4 @@
-"""Load a function from a predefined name, a module or a ``.py`` file; parse CLI parameters.
+"""Load a function from a registered name (:mod:`autoannotate.registry`), a module or a ``.py`` file; parse CLI parameters.
 
 Parameters on the command line use CVAT's syntax ``NAME=TYPE:VALUE`` with TYPE one of
 ``str``, ``int``, ``float``, ``bool`` (``true``/``false``, ``yes``/``no``, ``1``/``0``);
@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,119 +17,27 @@ from types import ModuleType
 from typing import Any
 
 from .errors import BadFunctionError, BadParameterError
-
-#: What each predefined function is: its module and its kind (``detection``, ``interactive`` or
-#: ``tracking``). Front ends offer choices from here.
-REGISTRY: dict[str, tuple[str, str]] = {
-    "yolox": ("autoannotate.functions.yolox", "detection"),
-    "torchvision_detection": ("autoannotate.functions.torchvision_detection", "detection"),
-    "torchvision_instance_segmentation": ("autoannotate.functions.torchvision_instance_segmentation", "detection"),
-    "torchvision_keypoint_detection": ("autoannotate.functions.torchvision_keypoint_detection", "detection"),
-    "torchvision_classification": ("autoannotate.functions.torchvision_classification", "detection"),
-    "sam3": ("autoannotate.functions.sam3", "detection"),
-    "owlv2": ("autoannotate.functions.owlv2", "detection"),
-    "grounding_dino": ("autoannotate.functions.grounding_dino", "detection"),
-    "sam": ("autoannotate.functions.sam", "interactive"),
-    "sam2": ("autoannotate.functions.sam2", "interactive"),
-    "edgetam": ("autoannotate.functions.edgetam", "interactive"),
-    "grabcut": ("autoannotate.functions.grabcut", "interactive"),
-    "opencv_tracker": ("autoannotate.functions.opencv_tracker", "tracking"),
-    "sam_tracker": ("autoannotate.functions.sam_tracker", "tracking"),
-    "sam2_video": ("autoannotate.functions.sam2_video", "tracking"),
-    "edgetam_video": ("autoannotate.functions.edgetam_video", "tracking"),
-}
-FUNCTION_KINDS = ("detection", "interactive", "tracking")
-#: Predefined functions: short name -> module.
-PREDEFINED = {name: module for name, (module, _) in REGISTRY.items()}
+from .registry import (
+    FunctionRecord,
+    RegisteredFunction,
+    is_registered,
+    lookup,
+    names,
+)
 
 
-log = logging.getLogger(__name__)
-
-#: The interactive choice that picks the best model whose weights are here (else GrabCut).
-AUTO = "auto"
-#: ``auto``'s candidates, best first: (function, its params, the package it imports). Each function
-#: module says whether its weights are here (``weights_available(**params)``). On a CPU the fast
-#: distilled models come first (an annotator waits on the encoder); with a GPU the largest do.
-_CPU_ORDER: list[tuple[str, dict[str, Any], str]] = [
-    ("edgetam", {}, "transformers"),
-    ("sam2", {"size": "tiny"}, "transformers"),
-    ("sam2", {"size": "small"}, "transformers"),
-    ("sam2", {"size": "base-plus"}, "transformers"),
-    ("sam2", {"size": "large"}, "transformers"),
-    ("sam", {"model_type": "vit_b"}, "segment_anything"),
-    ("sam", {"model_type": "vit_l"}, "segment_anything"),
-    ("sam", {"model_type": "vit_h"}, "segment_anything"),
-]
-_GPU_ORDER = list(reversed(_CPU_ORDER[:5])) + list(reversed(_CPU_ORDER[5:]))
+def function_names(kind: str | None = None) -> list[str]:
+    """Names of the functions of ``kind`` (all when None) that a front end offers: the predefined
+    ones, then those installed by other packages (:mod:`autoannotate.registry`)."""
+    return names(kind)
 
 
-def interactive_candidates(device: str = "cpu") -> list[tuple[str, dict[str, Any]]]:
-    """``auto``'s candidates for ``device`` (cpu, cuda, auto), best first: ``(function name, params)``."""
-    order = _GPU_ORDER if _is_gpu(device) else _CPU_ORDER
-    return [(name, dict(params)) for name, params, _ in order]
-
-
-def _is_gpu(device: str) -> bool:
-    if device == "cuda" or device.startswith("cuda:"):
-        return True
-    if device != "auto":
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def resolve_interactive(name: str = AUTO, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """The interactive function to load: ``(name, params)`` for :func:`load_function`.
-
-    A name other than ``auto`` comes back unchanged. ``auto`` picks the best candidate of
-    :func:`interactive_candidates` whose weights are on this machine (``AUTOANNOTATE_MODELS``, the
-    cache, the Hugging Face cache; nothing is downloaded) and whose package is installed, else
-    ``grabcut``, logging one line that says how to get a SAM model. ``params`` given with ``auto``
-    go to the chosen function when its ``create`` takes them (``device``, ``multimask``); ``device``
-    also decides the order (a GPU prefers the largest model).
-    """
-    params = dict(params or {})
-    if name != AUTO:
-        return name, params
-    device = str(params.get("device", "cpu"))
-    for fn_name, fn_params, package in _GPU_ORDER if _is_gpu(device) else _CPU_ORDER:
-        if importlib.util.find_spec(package) is None:
-            continue
-        if not importlib.import_module(PREDEFINED[fn_name]).weights_available(**fn_params):
-            continue
-        chosen = {**fn_params, **_accepted(fn_name, params)}
-        log.info("interactive model: %s %s (its weights are on this machine)", fn_name, chosen)
-        return fn_name, chosen
-    log.warning(
-        "interactive model: grabcut (no SAM weights on this machine). For SAM 2.1 / EdgeTAM masks run "
-        "`autoannotate weights download edgetam` (or sam2.1-hiera-tiny) with "
-        "pip install 'autoannotate[transformers]', or put a saved model folder in AUTOANNOTATE_MODELS; "
-        "`autoannotate weights list` shows what is present"
-    )
-    return "grabcut", _accepted("grabcut", params)
-
-
-def _accepted(fn_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``params`` that ``fn_name``'s ``create`` takes."""
-    create = importlib.import_module(PREDEFINED[fn_name]).create
-    names = inspect.signature(create).parameters
-    return {k: v for k, v in params.items() if k in names}
-
-
-def load_interactive(name: str = AUTO, **params: Any) -> Any:
-    """Build an interactive function; ``auto`` as in :func:`resolve_interactive`."""
-    chosen, chosen_params = resolve_interactive(name, params)
-    return load_function(chosen, **chosen_params)
-
-
-def predefined(kind: str | None = None) -> list[str]:
-    """Names of the predefined functions of ``kind`` (all when None), in registry order."""
-    if kind is not None and kind not in FUNCTION_KINDS:
-        raise BadParameterError(f"kind must be one of {FUNCTION_KINDS}, got {kind!r}")
-    return [name for name, (_, k) in REGISTRY.items() if kind is None or k == kind]
+def registered(name: str) -> RegisteredFunction:
+    """The registered function ``name``; :class:`~autoannotate.errors.BadFunctionError` when none has it."""
+    found = lookup(name)
+    if found is None:
+        raise BadFunctionError(f"no function named {name!r}; known: {names()}")
+    return found
 
 
 _BOOL = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
@@ -189,12 +96,19 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 
 def import_function_module(module_or_file: str | ModuleType) -> ModuleType:
-    """Import a predefined name, a dotted module path, or a ``.py`` file."""
+    """Import a registered function's module, a dotted module path, or a ``.py`` file. A registered
+    name wins over a Python module of the same name."""
     if isinstance(module_or_file, ModuleType):
         return module_or_file
     text = str(module_or_file)
-    if text in PREDEFINED:
-        return importlib.import_module(PREDEFINED[text])
+    if is_registered(text):
+        return importlib.import_module(registered(text).module)
+    return import_module_or_file(text)
+
+
+def import_module_or_file(text: str) -> ModuleType:
+    """Import a dotted module path or a ``.py`` file, whatever the registry holds (the CLI's
+    ``--function-module`` / ``--function-file``)."""
     path = Path(text)
     if text.endswith(".py") or path.is_file():
         if not path.is_file():
@@ -212,23 +126,24 @@ def import_function_module(module_or_file: str | ModuleType) -> ModuleType:
     except ModuleNotFoundError as e:
         if e.name and text.startswith(e.name):
             raise BadFunctionError(
-                f"no function named {text!r}: not a predefined function ({sorted(PREDEFINED)}), "
-                "an importable module or a .py file"
+                f"no function named {text!r}: not a predefined function nor one installed by a package "
+                f"({names()}), an importable module or a .py file"
             ) from None
         raise
 
 
 def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
-    """Build a function: ``module.create(**params)`` if the module has ``create``; otherwise the
-    module itself when it has ``spec`` and ``detect`` (and no params were given)."""
+    """Build a function: a registered name's ``create(**params)`` (predefined, or installed through
+    the ``autoannotate.functions`` entry points); for a module or a ``.py`` file its
+    ``create(**params)`` if it has one, otherwise the module itself when it has ``spec`` and
+    ``detect`` (and no params were given)."""
+    if isinstance(module_or_file, str) and is_registered(module_or_file):
+        fn = registered(module_or_file)
+        return _call_create(fn.create, f"{fn.name} ({fn.origin})", params)
     module = import_function_module(module_or_file)
     create = getattr(module, "create", None)
     if callable(create):
-        try:
-            inspect.signature(create).bind(**params)
-        except TypeError as e:
-            raise BadParameterError(f"{module.__name__}.create(): {e}. {describe_parameters(create)}") from None
-        return create(**params)
+        return _call_create(create, f"{module.__name__}.create()", params)
     if params:
         raise BadParameterError(f"{module.__name__} has no create() function, so it takes no parameters")
     if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
@@ -236,20 +151,38 @@ def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
     raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
 
 
-def is_open_vocabulary(function: Any) -> bool:
-    """Whether ``function`` (a predefined name, module, ``.py`` file or module object) is an
-    open-vocabulary function: its module sets ``OPEN_VOCABULARY = True`` and its ``create`` takes
-    the class names to find (``classes=``). Objects that are not names or modules are not."""
+def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:
+    try:
+        inspect.signature(create).bind(**params)
+    except TypeError as e:
+        raise BadParameterError(f"{what}: {e}. {describe_parameters(create)}") from None
+    return create(**params)
+
+
+def function_record(function: object) -> FunctionRecord | None:
+    """The record of ``function`` (a registered name, a module, a ``.py`` file or a module object
+    that declares ``FUNCTION``), or None (an object, or a module without a record)."""
+    if isinstance(function, str) and is_registered(function):
+        return registered(function).record
     if not isinstance(function, (str, ModuleType)):
-        return False
+        return None
     try:
         module = import_function_module(function)
     except BadFunctionError:
-        return False
-    return bool(getattr(module, "OPEN_VOCABULARY", False))
+        return None
+    record = module.__dict__.get("FUNCTION")
+    return record if isinstance(record, FunctionRecord) else None
 
 
-def with_classes(function: Any, params: Any, class_names: Iterable[str] | None) -> dict[str, Any]:
+def is_open_vocabulary(function: object) -> bool:
+    """Whether ``function`` (a registered name, module, ``.py`` file or module object) is an
+    open-vocabulary function: its record says ``open_vocabulary=True`` and its ``create`` takes
+    the class names to find (``classes=``). Objects that are not names or modules are not."""
+    record = function_record(function)
+    return record is not None and record.open_vocabulary
+
+
+def with_classes(function: object, params: Any, class_names: Iterable[str] | None) -> dict[str, Any]:
     """``params`` for ``load_function(function, **params)``, with ``classes=class_names`` added
     when ``function`` is open-vocabulary and the user gave no ``classes`` of their own: the one
     way every front end hands its class names (FiftyOne classes, Label Studio labels, the CLI's

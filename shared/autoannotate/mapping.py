@@ -19,7 +19,6 @@ function. The mapping is built before any inference; ``map_shapes`` never edits 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -169,23 +168,17 @@ class LabelMapping:
         label_map: Synonyms | None = None,
         allow_unmatched: bool = False,
         target_name: str = "the target",
-        synonyms: Synonyms | None = None,
     ) -> LabelMapping:
         """Match ``spec`` onto ``targets`` (``None``: the spec's own labels, an identity mapping).
 
         ``label_map`` gives synonyms from function label names to target names (``{"car":
-        "vehicle"}`` or ``{"car": ["vehicle", "auto"]}``); ``synonyms`` is its deprecated spelling.
+        "vehicle"}`` or ``{"car": ["vehicle", "auto"]}``).
 
         Raises :class:`NoLabelsMatchError` when no label matches at all (even with
         ``allow_unmatched``), :class:`LabelMappingError` listing every unmatched name unless
         ``allow_unmatched``, and :class:`LabelMappingError` when a name matches several target
         labels or a matched label's type (an attribute's input type) differs on the two sides.
         """
-        if synonyms is not None:
-            warnings.warn(
-                "LabelMapping.build(synonyms=) is deprecated: use label_map=", DeprecationWarning, stacklevel=2
-            )
-            label_map = synonyms if label_map is None else label_map
         if targets is None:
             targets = target_labels_from_spec(spec)
         syn = normalize_synonyms(label_map)

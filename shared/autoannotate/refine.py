@@ -16,11 +16,15 @@ import PIL.Image
 
 from .errors import BadParameterError
 from .interface import (
+    BoxSegmenting,
+    DetectionFunction,
     DetectionFunctionContext,
     DetectionFunctionSpec,
+    InteractiveFunction,
     InteractiveFunctionContext,
     InteractivePrompt,
     SegmentationResult,
+    model_version,
 )
 from .masks import mask_to_polygon
 from .shapes import Shape
@@ -29,12 +33,14 @@ OUTPUTS = ("mask", "polygon")
 
 
 def segment_boxes(
-    interactive: Any, context: InteractiveFunctionContext, encoding: Any, boxes: Sequence[Sequence[float]]
+    interactive: InteractiveFunction,
+    context: InteractiveFunctionContext,
+    encoding: Any,
+    boxes: Sequence[Sequence[float]],
 ) -> list[SegmentationResult]:
     """One result per box; uses the function's batched ``segment_boxes`` when it has one."""
-    batched = getattr(interactive, "segment_boxes", None)
-    if batched is not None:
-        return list(batched(context, encoding, boxes))
+    if isinstance(interactive, BoxSegmenting):
+        return list(interactive.segment_boxes(context, encoding, boxes))
     # InteractivePrompt checks at runtime that each box has four coordinates.
     box4 = [cast("tuple[float, float, float, float]", tuple(b)) for b in boxes]
     return [interactive.segment(context, encoding, InteractivePrompt(boxes=(b,)))[0] for b in box4]
@@ -53,8 +59,8 @@ class BoxRefiner:
 
     def __init__(
         self,
-        detector: Any,
-        interactive: Any,
+        detector: DetectionFunction,
+        interactive: InteractiveFunction,
         *,
         outputs: dict[str, str] | None = None,
         default_output: str = "mask",
@@ -72,11 +78,7 @@ class BoxRefiner:
             labels=tuple(replace(lbl, type="any") if lbl.name in self.outputs else lbl for lbl in detector.spec.labels)
         )
         self._refined_ids = {lbl.id: self.outputs[lbl.name] for lbl in detector.spec.labels if lbl.name in self.outputs}
-        parts = [
-            getattr(detector, "model_version", type(detector).__name__),
-            getattr(interactive, "model_version", type(interactive).__name__),
-        ]
-        self.model_version = "+".join(str(p) for p in parts)
+        self.model_version = f"{model_version(detector)}+{model_version(interactive)}"
 
     @property
     def spec(self) -> DetectionFunctionSpec:

@@ -26,7 +26,6 @@ import json
 import logging
 import secrets
 import time
-import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -408,19 +407,14 @@ def annotate_images(
     num_workers: int = DEFAULT_NUM_WORKERS,
     progress: Progress = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    synonyms: Synonyms | None = None,
 ) -> tuple[list[ImageResult], AnnotateReport]:
     """Annotate ``images`` (paths, bytes, PIL images or ``(key, source)`` pairs) and return every
     :class:`~autoannotate.driver.ImageResult`, in order, with the run's report.
 
     Label mapping onto ``target_labels`` (default: the function's own labels, renamed by
     ``label_map``) is checked before any inference and raises
-    :class:`~autoannotate.errors.LabelMappingError` if it fails. ``synonyms`` is the deprecated
-    spelling of ``label_map``.
+    :class:`~autoannotate.errors.LabelMappingError` if it fails.
     """
-    if synonyms is not None:
-        warnings.warn("annotate_images(synonyms=) is deprecated: use label_map=", DeprecationWarning, stacklevel=2)
-        label_map = synonyms if label_map is None else label_map
     mapping = LabelMapping.build(
         function.spec, target_labels, label_map=label_map, allow_unmatched=allow_unmatched_labels
     )

@@ -44,11 +44,15 @@ import PIL.Image
 from .driver import check_threshold, process_output
 from .errors import BadFunctionError, BadParameterError
 from .interface import (
+    DetectionFunction,
     DetectionFunctionContext,
+    Preprocessing,
     TrackableShape,
+    TrackingFunction,
     TrackingFunctionContext,
     TrackingFunctionShapeContext,
     TrackLost,
+    VideoSessions,
 )
 from .mapping import LabelMapping
 from .masks import box_iou
@@ -217,21 +221,23 @@ class Tracker:
     One object's failure (a box it cannot start on, an exception in the function, a bad tracked
     shape) ends that object's track with ``end_reason``; the others go on."""
 
-    def __init__(self, function: Any, *, masks: bool = False) -> None:
+    def __init__(self, function: TrackingFunction, *, masks: bool = False) -> None:
         self.function = function
         self.supported = set(function.spec.supported_shape_types)
-        self._pre = getattr(function, "preprocess_image", None)
+        self._pre = function.preprocess_image if isinstance(function, Preprocessing) else None
         self._next_id = 0
         self.tracks: list[Track] = []
         self._stuck = _StuckAtEdge()
-        make_session = getattr(function, "video_session", None)
-        if masks and not callable(make_session):
+        sessions = function if isinstance(function, VideoSessions) else None
+        if masks and sessions is None:
             raise BadParameterError(
                 f"{type(function).__name__} gives no masks for tracked boxes; use sam2_video or edgetam_video"
             )
         #: The multi-object session of this video, for functions that have one (see the module doc);
         #: with ``masks``, the tracked rectangles it gives carry the object's mask as ``bitmap``.
-        self.session: Any = (make_session(masks=True) if masks else make_session()) if callable(make_session) else None
+        self.session: Any = (
+            (sessions.video_session(masks=True) if masks else sessions.video_session()) if sessions else None
+        )
 
     def preprocess(self, frame_index: int, image: PIL.Image.Image) -> Any:
         return self._pre(TrackingFunctionContext(frame_index), image) if self._pre else image
@@ -391,7 +397,7 @@ class Tracker:
 
 
 def track_shapes(
-    function: Any,
+    function: TrackingFunction,
     frames: Iterable[PIL.Image.Image],
     shapes: list[TrackableShape],
     *,
@@ -449,8 +455,8 @@ def track_shapes(
 
 
 def detect_and_track(
-    detector: Any,
-    tracking_function: Any,
+    detector: DetectionFunction,
+    tracking_function: TrackingFunction,
     frames: Iterable[PIL.Image.Image],
     *,
     mapping: LabelMapping | None = None,

@@ -4,7 +4,7 @@ Search order for a file name:
 
 1. every folder in ``AUTOANNOTATE_MODELS`` (``os.pathsep``-separated), e.g. ``../shared/models``;
 2. the cache folder, ``AUTOANNOTATE_CACHE`` or ``~/.cache/autoannotate``;
-3. the official URL from :data:`REGISTRY`, downloaded into the cache (checked against its sha256
+3. the official URL its function declares (:func:`registry`), downloaded into the cache (checked against its sha256
    when known). ``AUTOANNOTATE_OFFLINE=1`` disables downloads.
 
 Hugging Face models (entries with a ``repo_id``: SAM 2.1, EdgeTAM) are folders saved with
@@ -24,14 +24,15 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from .registry import WeightsEntry, hf_weights
 from .settings import CACHE_ENV, MODELS_ENV, OFFLINE_ENV, cache_dir, models_dirs, offline
 
 __all__ = [
     "WeightsEntry",
-    "REGISTRY",
+    "hf_weights",
+    "registry",
     "search_dirs",
     "find_local",
     "resolve",
@@ -50,55 +51,12 @@ __all__ = [
 from .errors import WeightsNotFoundError
 
 
-@dataclass(frozen=True)
-class WeightsEntry:
-    """A downloadable weights file. ``sha256`` is None where the official one is not published.
+def registry() -> dict[str, WeightsEntry]:
+    """Every known weights entry by short name: the weights each function declares in its record
+    (:mod:`autoannotate.registry`), installed functions included."""
+    from .registry import weights_entries
 
-    With ``repo_id`` the entry is a Hugging Face model: ``filename`` is the folder's name and
-    ``url`` the repo's page; it is downloaded with ``huggingface_hub`` (revision ``revision``).
-    """
-
-    filename: str
-    url: str
-    sha256: str | None = None
-    license: str = ""
-    repo_id: str | None = None
-    revision: str | None = None
-
-    @property
-    def is_folder(self) -> bool:
-        return self.repo_id is not None
-
-
-def _hf(name: str, repo_id: str, license: str) -> WeightsEntry:
-    return WeightsEntry(name, f"https://huggingface.co/{repo_id}", None, license, repo_id=repo_id)
-
-
-_YOLOX = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/"
-_SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
-
-#: Official weights by short name.
-REGISTRY: dict[str, WeightsEntry] = {
-    "yolox_nano": WeightsEntry("yolox_nano.onnx", _YOLOX + "yolox_nano.onnx", None, "Apache-2.0"),
-    "yolox_tiny": WeightsEntry("yolox_tiny.onnx", _YOLOX + "yolox_tiny.onnx", None, "Apache-2.0"),
-    "yolox_s": WeightsEntry("yolox_s.onnx", _YOLOX + "yolox_s.onnx", None, "Apache-2.0"),
-    "yolox_m": WeightsEntry("yolox_m.onnx", _YOLOX + "yolox_m.onnx", None, "Apache-2.0"),
-    "yolox_l": WeightsEntry("yolox_l.onnx", _YOLOX + "yolox_l.onnx", None, "Apache-2.0"),
-    "yolox_x": WeightsEntry("yolox_x.onnx", _YOLOX + "yolox_x.onnx", None, "Apache-2.0"),
-    "sam_vit_b": WeightsEntry("sam_vit_b_01ec64.pth", _SAM + "sam_vit_b_01ec64.pth", None, "Apache-2.0"),
-    "sam_vit_l": WeightsEntry("sam_vit_l_0b3195.pth", _SAM + "sam_vit_l_0b3195.pth", None, "Apache-2.0"),
-    "sam_vit_h": WeightsEntry("sam_vit_h_4b8939.pth", _SAM + "sam_vit_h_4b8939.pth", None, "Apache-2.0"),
-    # Hugging Face model folders (transformers format)
-    "sam2.1-hiera-tiny": _hf("sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny", "Apache-2.0"),
-    "sam2.1-hiera-small": _hf("sam2.1-hiera-small", "facebook/sam2.1-hiera-small", "Apache-2.0"),
-    "sam2.1-hiera-base-plus": _hf("sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-base-plus", "Apache-2.0"),
-    "sam2.1-hiera-large": _hf("sam2.1-hiera-large", "facebook/sam2.1-hiera-large", "Apache-2.0"),
-    "edgetam": _hf("edgetam", "yonigozlan/EdgeTAM-hf", "Apache-2.0"),
-    # open-vocabulary detectors (class names as text prompts)
-    "sam3": _hf("sam3", "facebook/sam3", "SAM License"),
-    "owlv2-base": _hf("owlv2-base", "google/owlv2-base-patch16-ensemble", "Apache-2.0"),
-    "grounding-dino-tiny": _hf("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0"),
-}
+    return weights_entries()
 
 
 def search_dirs() -> list[Path]:
@@ -146,8 +104,9 @@ def _hf_cached(entry: WeightsEntry) -> Path | None:
 
 
 def _lookup(name: str) -> WeightsEntry | None:
-    return REGISTRY.get(name) or next(
-        (e for e in REGISTRY.values() if name in (e.filename, e.repo_id)),
+    known = registry()
+    return known.get(name) or next(
+        (e for e in known.values() if name in (e.filename, e.repo_id)),
         None,
     )
 
@@ -162,8 +121,8 @@ def is_present(name_or_entry: str | WeightsEntry) -> bool:
 
 
 def present() -> dict[str, Path | None]:
-    """Every :data:`REGISTRY` name -> where its weights are on this machine (None: not here)."""
-    return {name: _find_entry(entry) for name, entry in REGISTRY.items()}
+    """Every :func:`registry` name -> where its weights are on this machine (None: not here)."""
+    return {name: _find_entry(entry) for name, entry in registry().items()}
 
 
 def resolve(
@@ -172,7 +131,7 @@ def resolve(
     download: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """The path of a weights file or model folder (a :data:`REGISTRY` name, a file name, a Hugging
+    """The path of a weights file or model folder (a :func:`registry` name, a file name, a Hugging
     Face repo id of the registry, an entry, or a path)."""
     if isinstance(name_or_entry, WeightsEntry):
         entry = name_or_entry
@@ -194,7 +153,7 @@ def resolve(
                 return found
             raise WeightsNotFoundError(
                 f"weights {name_or_entry!r} not found in {[str(d) for d in search_dirs()]} and not a "
-                f"known model (known: {sorted(REGISTRY)}). Put the file in one of those folders or "
+                f"known model (known: {sorted(registry())}). Put the file in one of those folders or "
                 f"set {MODELS_ENV} to the folder that holds it."
             )
         entry = known

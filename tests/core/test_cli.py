@@ -345,13 +345,13 @@ def test_label_studio_annotate_flags_override_settings(fake_annotate_project, mo
     assert call["function"] == ("grabcut", {}) and capsys.readouterr().err == ""
 
 
-def test_upload_every_is_a_hidden_deprecated_alias_of_write_every(fake_annotate_project, capsys):
+def test_write_every_is_checked_and_the_pre_release_upload_every_is_gone(fake_annotate_project, capsys):
     from autoannotate.cli import build_parser
 
     base = ["label-studio", "annotate", "--project", "2", "--url", "http://a", "--api-key", "k"]
-    assert main(base + ["--upload-every", "9"]) == 0
-    assert fake_annotate_project[-1]["write_every"] == 9
-    assert "--upload-every is deprecated; use --write-every" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--upload-every", "9"])
+    assert "unrecognized arguments: --upload-every" in capsys.readouterr().err
     assert main(base + ["--write-every", "0"]) == 2
     assert "--write-every must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):

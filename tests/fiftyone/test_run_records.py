@@ -116,20 +116,6 @@ def test_a_dead_run_is_claimed_by_one_process_only(small_dataset):
     assert again is not None and again["claim"] == mine["claim"] and store.claim(again)
 
 
-def test_legacy_records_in_dataset_info_are_still_listed(small_dataset):
-    small_dataset.info = {
-        "autoannotate_runs": {
-            "autolabel_old": {
-                "run_key": "autolabel_old",
-                "status": "completed",
-                "started_at": "2025-01-01T00:00:00+00:00",
-            }
-        }
-    }
-    small_dataset.save()
-    assert [r["run_key"] for r in list_runs(small_dataset)] == ["autolabel_old"]
-
-
 VIDEO_CHILD = """
 import sys
 import fiftyone as fo

@@ -15,9 +15,10 @@ transformers = pytest.importorskip("transformers")
 
 from autoannotate import WeightsNotFoundError  # noqa: E402
 from autoannotate import weights as w  # noqa: E402
+from autoannotate.auto import load_interactive, resolve_interactive  # noqa: E402
 from autoannotate.functions import edgetam, sam2  # noqa: E402
 from autoannotate.interface import InteractiveFunctionContext, InteractivePrompt  # noqa: E402
-from autoannotate.loading import load_function, load_interactive, resolve_interactive  # noqa: E402
+from autoannotate.loading import load_function  # noqa: E402
 
 CTX = InteractiveFunctionContext("test")
 SIZE = 256  # the tiny models' input side (the real ones take 1024)
@@ -321,7 +322,7 @@ def test_saved_folder_in_models_dir_is_loaded(dirs):
 
 
 def test_auto_falls_back_to_grabcut_with_one_log_line(dirs, caplog):
-    with caplog.at_level(logging.INFO, logger="autoannotate.loading"):
+    with caplog.at_level(logging.INFO, logger="autoannotate.auto"):
         assert resolve_interactive("auto", {"device": "cpu"}) == ("grabcut", {})
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "autoannotate weights download" in lines[0]
@@ -350,7 +351,9 @@ def test_cli_weights_list_and_download(dirs, capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     rows = {
-        line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip() and line.split()[0] in w.REGISTRY
+        line.split()[0]: line.split()[1]
+        for line in out.splitlines()
+        if line.strip() and line.split()[0] in w.registry()
     }
     assert rows["edgetam"] == str(dirs / "edgetam") and rows["sam2.1-hiera-tiny"] == "missing"
     assert main(["weights", "download", "edgetam"]) == 0  # present: nothing to fetch

@@ -19,9 +19,11 @@ from typing import Any
 
 from fiftyone import ViewField as F
 
+from ..auto import AUTO, load_interactive
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import BadParameterError
-from ..loading import AUTO, load_interactive, with_classes
+from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction
+from ..loading import with_classes
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..report import AnnotateReport
@@ -47,7 +49,7 @@ __all__ = ["annotate_dataset", "ImageSink", "default_refiner"]
 
 def annotate_dataset(
     samples: Any,
-    function: Any,
+    function: DetectionFunction | str,
     *,
     label_field: str,
     classes: Sequence[Any] | str | None = None,
@@ -60,11 +62,11 @@ def annotate_dataset(
     num_workers: int = DEFAULT_NUM_WORKERS,
     progress: Progress = True,
     function_params: Mapping[str, Any] | None = None,
-    refine_with: Any = None,
+    refine_with: InteractiveFunction | str | None = None,
     eval_gt_field: str | None = None,
     write_every: int = DEFAULT_WRITE_EVERY,
     write_interval: float = DEFAULT_WRITE_INTERVAL,
-    tracker: Any = "opencv_tracker",
+    tracker: TrackingFunction | str = "opencv_tracker",
     tracker_params: Mapping[str, Any] | None = None,
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
     shards: int | None = None,

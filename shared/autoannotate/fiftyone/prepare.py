@@ -8,8 +8,10 @@ from typing import Any
 
 import fiftyone as fo
 
+from ..auto import AUTO, resolve_interactive
 from ..errors import BadParameterError
-from ..loading import AUTO, load_function, parse_label_map, resolve_interactive
+from ..interface import DetectionFunction, TrackingFunction, model_version
+from ..loading import load_function, parse_label_map
 from ..run import fingerprint
 from .convert import CONTAINER_TYPES
 from .plan import Plan, make_plan, parse_classes
@@ -28,7 +30,9 @@ __all__ = [
 RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
 
 
-def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+def resolve_function(
+    function: DetectionFunction | TrackingFunction | str, function_params: Mapping[str, Any] | None
+) -> tuple[Any, str, dict]:
     """``(function object, its name for records, its parameters)`` from a name or an object."""
     params = dict(function_params or {})
     if isinstance(function, str):
@@ -110,7 +114,7 @@ def run_config(
     kind: str,
     samples: Any,
     ids: Sequence[str],
-    function: Any,
+    function: object,
     function_name: str,
     params: Mapping[str, Any],
     plan: Plan,
@@ -127,7 +131,7 @@ def run_config(
         "kind": kind,
         "function": function_name,
         "function_params": dict(params),
-        "model_version": str(getattr(function, "model_version", function_name)),
+        "model_version": model_version(function, function_name),
         "label_fields": label_fields,
         "classes": plan.outputs,
         "label_map": dict(label_map or {}),

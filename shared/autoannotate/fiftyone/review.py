@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,9 +39,9 @@ def label_path(samples: Any, label_field: str) -> str:
     return label_field
 
 
-class ReviewResult(int):
-    """What :func:`set_review` did. Its value as an ``int`` is :attr:`changed`, so code that
-    counted the result keeps working.
+@dataclasses.dataclass(frozen=True)
+class ReviewResult:
+    """What :func:`set_review` did.
 
     - ``changed``: labels whose ``review`` was set to the new status;
     - ``unchanged``: labels found that had that status already;
@@ -49,15 +50,8 @@ class ReviewResult(int):
     """
 
     changed: int
-    unchanged: int
-    unknown: list[dict[str, Any]]
-
-    def __new__(cls, changed: int, unchanged: int = 0, unknown: list[dict[str, Any]] | None = None) -> ReviewResult:
-        obj = super().__new__(cls, changed)
-        obj.changed = changed
-        obj.unchanged = unchanged
-        obj.unknown = list(unknown or [])
-        return obj
+    unchanged: int = 0
+    unknown: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"changed": self.changed, "unchanged": self.unchanged, "unknown": self.unknown}
@@ -112,7 +106,7 @@ def set_review(
 
     Only labels that exist and had another status are written and counted as ``changed``; ids
     that match no label are returned in ``unknown``, never counted. Returns a
-    :class:`ReviewResult` (an ``int``: the number changed)."""
+    :class:`ReviewResult`."""
     from bson import ObjectId
 
     who = (reviewer or "").strip() or default_reviewer()

@@ -8,9 +8,6 @@ same second keep two records, and no record is ever rewritten from a stale copy.
 its owner (host and process id) and is refreshed at every write (``heartbeat_at``); a run whose
 process is gone (killed on this host, or silent for longer than :data:`HEARTBEAT_TIMEOUT` on
 another) can be resumed by the next run with the same configuration.
-
-Datasets labelled by version 1 kept their records in ``dataset.info["autoannotate_runs"]``;
-those are still listed.
 """
 
 from __future__ import annotations
@@ -26,12 +23,11 @@ from typing import Any
 
 from ..run import UNFINISHED, now
 from .convert import RUN_ATTRIBUTE, label_list_attr
+from .db import dataset_key, runs_collection
 from .schema import delete_view
 
 log = logging.getLogger(__name__)
 
-COLLECTION = "autoannotate_runs"
-LEGACY_INFO_KEY = "autoannotate_runs"
 #: A running record from another host counts as abandoned after this long without a write.
 HEARTBEAT_TIMEOUT = _dt.timedelta(minutes=15)
 #: A shard's heartbeat older than its operation's claim by more than this (seconds) is a
@@ -42,18 +38,6 @@ _MANAGED = ("_id", "owner", "heartbeat_at", "dataset_id", "claim")
 MAX_STORED_FAILURES = 1000
 #: Runs this process is working on (threads of one process, e.g. an App server, run side by side).
 _ACTIVE: set[str] = set()
-
-
-def runs_collection() -> Any:
-    from fiftyone.core.odm import get_db_conn
-
-    coll = get_db_conn()[COLLECTION]
-    coll.create_index([("dataset_id", 1), ("started_at", 1)])
-    return coll
-
-
-def dataset_key(dataset: Any) -> str:
-    return str(dataset._doc.id)
 
 
 def _token() -> str:
@@ -117,8 +101,6 @@ class DatasetRuns:
 
     def list(self) -> list[dict[str, Any]]:
         docs = [_with_shards(_public(d)) for d in self.coll.find({"dataset_id": self.dataset_id})]
-        keys = {d["run_key"] for d in docs}
-        docs += [r for k, r in _legacy_runs(self.dataset).items() if k not in keys]
         return sorted(docs, key=lambda r: r.get("started_at", ""))
 
     def find_resumable(self, config_hash: str) -> dict[str, Any] | None:
@@ -269,12 +251,6 @@ def shard_summary(parent: Mapping[str, Any]) -> dict[str, Any]:
     total = sum(int(s["total"] or 0) for s in states) if all(s["total"] is not None for s in states) else None
     line = f"{done}/{len(states)} shards done, {samples}/{total if total is not None else '?'} samples"
     return {"shard_states": states, "progress": line}
-
-
-def _legacy_runs(dataset: Any) -> dict[str, dict[str, Any]]:
-    dataset.reload()
-    runs = (dataset.info or {}).get(LEGACY_INFO_KEY, {})
-    return dict(runs) if isinstance(runs, dict) else {}
 
 
 def list_runs(dataset: Any) -> list[dict[str, Any]]:
@@ -451,7 +427,6 @@ def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> di
         if dataset.has_evaluation(other):  # the run's other output types (evaluation.evaluate_run)
             dataset.delete_evaluation(other)
     runs.coll.delete_one({"_id": runs._id(run_key)})
-    _delete_legacy(dataset, run_key)
     remaining = {f for r in runs.list() for f in r.get("label_fields") or []}
     views = set(dataset.list_saved_views())
     own = record.get("needs_review_view")
@@ -476,14 +451,6 @@ def _delete_labels_of(dataset: Any, record: Mapping[str, Any], run_key: str) -> 
         deleted += view.count(f"{path}.{attr}") if attr else 0
         dataset.delete_labels(view=view, fields=path)
     return deleted
-
-
-def _delete_legacy(dataset: Any, run_key: str) -> None:
-    runs = _legacy_runs(dataset)
-    if run_key in runs:
-        del runs[run_key]
-        dataset.info[LEGACY_INFO_KEY] = runs
-        dataset.save()
 
 
 def cleanup_runs(dataset: Any = None) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from .db import dataset_key, runs_collection
+
 log = logging.getLogger(__name__)
 
 __all__ = ["schema_lock", "sync_fields", "declare_fields", "repair_lost_fields", "declare_view", "delete_view", "LOCKS"]
@@ -258,8 +260,6 @@ def repair_lost_fields(dataset: Any) -> list[str]:
     """Declare again every label field an autoannotate run recorded on ``dataset`` that is
     missing from the schema while samples (or frames) hold its labels; returns their paths. A
     field deleted on purpose has no values left and stays deleted."""
-    from .runs import dataset_key, runs_collection
-
     paths = [p for p in runs_collection().distinct("label_fields", {"dataset_id": dataset_key(dataset)}) if p]
     repaired = []
     with schema_lock(dataset):

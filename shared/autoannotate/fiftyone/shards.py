@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadParameterError
+from ..interface import DetectionFunction, model_version
 from ..report import AnnotateReport
 from ..run import new_run_key, now
 from ..sharding import check_shards
@@ -73,7 +74,7 @@ def parent_id(dataset: Any, run_key: str) -> str:
     return f"{dataset_key(dataset)}:{run_key}"
 
 
-def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any) -> AnnotateReport:
+def queue_sharded_run(samples: Any, function: DetectionFunction | str, *, shards: int, **kwargs: Any) -> AnnotateReport:
     """Queue ``samples`` as ``shards`` delegated operations under one parent run (what
     ``annotate_dataset(..., shards=N)`` does); returns a report with no counts yet whose
     ``extra`` names the parent ``run_key``, ``status="queued"``, the ``shards`` and the delegated
@@ -135,7 +136,7 @@ def queue_sharded_run(samples: Any, function: Any, *, shards: int, **kwargs: Any
             "status": "running",
             "started_at": now(),
             "function": fn_name,
-            "model_version": str(getattr(fn, "model_version", fn_name)),
+            "model_version": model_version(fn, fn_name),
             "label_fields": list(plan.fields.values()),
             "review": plain_review,
             "shards": shards,

@@ -25,7 +25,7 @@ from fiftyone import ViewField as F
 
 from ..driver import Progress, check_threshold, failure_reason, progress_bar
 from ..errors import AutoAnnotateError, BadParameterError
-from ..interface import TrackableShape
+from ..interface import DetectionFunction, TrackableShape, TrackingFunction, VideoSessions, model_version
 from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import run, write_error
@@ -52,15 +52,15 @@ TRACK_OUTPUTS = ("boxes", "masks", "polylines")
 VIDEO_OUTPUTS = ("bbox", "mask", "polygon")
 
 
-def _gives_masks(function: Any) -> bool:
-    return callable(getattr(function, "video_session", None))
+def _gives_masks(function: object) -> bool:
+    return isinstance(function, VideoSessions)
 
 
 class _MaskTracking:
     """A multi-object tracking function whose sessions give masks: the tracked rectangles carry
     the object's mask (``bitmap``), as with ``track_shapes(..., masks=True)``."""
 
-    def __init__(self, function: Any) -> None:
+    def __init__(self, function: VideoSessions) -> None:
         self.function = function
 
     def __getattr__(self, name: str) -> Any:
@@ -226,12 +226,12 @@ class _VideoSink(_FrameSink):
 
 def annotate_video_dataset(
     samples: Any,
-    function: Any,
+    function: DetectionFunction | str,
     *,
     label_field: str,
     classes: Sequence[Any] | str | None = None,
     label_map: Mapping[str, Any] | str | None = None,
-    tracker: Any = "opencv_tracker",
+    tracker: TrackingFunction | str = "opencv_tracker",
     function_params: Mapping[str, Any] | None = None,
     tracker_params: Mapping[str, Any] | None = None,
     conf_threshold: float | None = None,
@@ -380,7 +380,7 @@ def track_labels(
     samples: Any,
     label_field: str,
     *,
-    tracker: Any = "opencv_tracker",
+    tracker: TrackingFunction | str = "opencv_tracker",
     tracker_params: Mapping[str, Any] | None = None,
     frame_number: int = 1,
     label_ids: list[str] | None = None,
@@ -390,8 +390,6 @@ def track_labels(
     progress: Progress = False,
     write_every: int = DEFAULT_WRITE_EVERY,
     write_interval: float = DEFAULT_WRITE_INTERVAL,
-    function: Any = None,
-    function_params: Mapping[str, Any] | None = None,
     output: str = "boxes",
 ) -> AnnotateReport:
     """Propagate the detections of ``frames.<label_field>`` on ``frame_number`` (or only the
@@ -407,19 +405,7 @@ def track_labels(
     them; a frame's polyline of that index is kept unless ``overwrite``). Both need a tracker that
     gives masks (``sam2_video`` and ``edgetam_video`` follow every object of a video in one
     session and give masks; other trackers raise :class:`BadParameterError`).
-
-    ``function`` / ``function_params`` are deprecated spellings of ``tracker`` / ``tracker_params``.
     """
-    if function is not None or function_params is not None:
-        import warnings
-
-        warnings.warn(
-            "track_labels(function=, function_params=) is deprecated: use tracker=, tracker_params=",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        tracker = function if function is not None else tracker
-        tracker_params = function_params if function_params is not None else tracker_params
     check_collection(samples, "video")
     if direction not in DIRECTIONS:
         raise BadParameterError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -445,7 +431,7 @@ def track_labels(
         "kind": "track_labels",
         "tracker": fn_name,
         "tracker_params": params,
-        "model_version": str(getattr(fn, "model_version", fn_name)),
+        "model_version": model_version(fn, fn_name),
         "label_fields": [f"frames.{label_field}"] + ([f"frames.{polylines_field}"] if polylines_field else []),
         "frame_number": frame_number,
         "num_frames": num_frames,
@@ -497,7 +483,7 @@ def track_labels(
 class _Propagation:
     """How ``track_labels`` follows the source detections of one video."""
 
-    function: Any
+    function: TrackingFunction
     field: str
     frame_number: int
     wanted: set[str]

@@ -7,7 +7,9 @@ the best mask kept. Weights: the ``edgetam`` entry of ``autoannotate weights lis
 
 from __future__ import annotations
 
-from .sam2 import TransformersSamFunction, create_edgetam
+from ..registry import AutoCandidate, FunctionRecord
+from ..weights import hf_weights
+from .sam2 import EDGETAM_WEIGHTS, TransformersSamFunction, create_edgetam
 
 
 def create(
@@ -30,3 +32,16 @@ def weights_available() -> bool:
     from ..weights import is_present
 
     return is_present("edgetam")
+
+
+#: This function in the registry (:mod:`autoannotate.registry`): ``auto``'s first choice on a CPU
+#: (the fastest encoder), after every SAM 2.1 size on a GPU.
+FUNCTION = FunctionRecord(
+    name="edgetam",
+    kind="interactive",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    weights={EDGETAM_WEIGHTS: hf_weights(EDGETAM_WEIGHTS, "yonigozlan/EdgeTAM-hf", "Apache-2.0")},
+    auto=(AutoCandidate({}, EDGETAM_WEIGHTS, cpu_rank=0, gpu_rank=4),),
+    license="Apache-2.0",
+)

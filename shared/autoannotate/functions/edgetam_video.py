@@ -5,6 +5,7 @@ with EdgeTAM's RepViT image encoder and its compressed memory (fast on a CPU). W
 
 from __future__ import annotations
 
+from ..registry import FunctionRecord
 from .sam2_video import VideoSamTracker, create_edgetam
 
 
@@ -36,3 +37,13 @@ def weights_available() -> bool:
     from ..weights import is_present
 
     return is_present("edgetam")
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); its weights are EdgeTAM's (``edgetam``).
+FUNCTION = FunctionRecord(
+    name="edgetam_video",
+    kind="tracking",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    license="Apache-2.0",
+)

@@ -29,6 +29,7 @@ import numpy as np
 import PIL.Image
 
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from ..registry import FunctionRecord
 from ..seeding import seed_opencv
 
 #: A box prompt's mask covering less than this share of the box is a failure (a sliver).
@@ -327,3 +328,9 @@ def create(
         fallback=fallback,
         min_fill=min_fill,
     )
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); ``auto`` falls back to it.
+FUNCTION = FunctionRecord(
+    name="grabcut", kind="interactive", extras=("opencv",), requires=("cv2",), license="Apache-2.0 (OpenCV)"
+)

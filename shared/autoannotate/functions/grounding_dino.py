@@ -22,7 +22,9 @@ import PIL.Image
 
 from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
+from ..registry import FunctionRecord
 from ..settings import DTYPE_ENV, default_dtype, dtype_name
+from ..weights import hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
@@ -31,8 +33,6 @@ from .open_vocab import (
     load_model,
 )
 
-#: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
-OPEN_VOCABULARY = True
 DEFAULT_WEIGHTS = "grounding-dino-tiny"
 log = logging.getLogger(__name__)
 
@@ -208,3 +208,17 @@ def weights_available() -> bool:
     from ..weights import is_present
 
     return is_present(DEFAULT_WEIGHTS)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="grounding_dino",
+    kind="detection",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    weights={
+        "grounding-dino-tiny": hf_weights("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0")
+    },
+    license="Apache-2.0",
+    open_vocabulary=True,
+)

@@ -11,7 +11,7 @@ several; with several, every prompt is searched and, where two prompts of a clas
 object (boxes overlapping by more than ``nms_threshold``), the best-scoring detection wins; it
 carries the class's one label.
 
-A module whose functions are open-vocabulary says so with ``OPEN_VOCABULARY = True``; front ends
+A module whose functions are open-vocabulary says so in its record (``open_vocabulary=True``); front ends
 call :func:`autoannotate.loading.with_classes` to give such a function their own class names
 when the user named none (FiftyOne: the run's classes; Label Studio: the labeling config's
 labels; the CLI: ``--classes``).
@@ -267,7 +267,7 @@ def load_model(
 def load_pretrained(model_class: Any, processor_class: Any, name: str) -> tuple[Any, Any, str]:
     """``(model, processor, model_version)`` from a registry name, repo id or folder found by
     :func:`autoannotate.weights.resolve` (clear error with how to provide the weights)."""
-    from ..weights import REGISTRY, resolve
+    from ..weights import registry, resolve
 
     folder = resolve(name)
     model = model_class.from_pretrained(str(folder))
@@ -279,7 +279,7 @@ def load_pretrained(model_class: Any, processor_class: Any, name: str) -> tuple[
             "model.save_pretrained(folder) and processor.save_pretrained(folder)"
         ) from None
     # a registry name, not the folder's name (a Hugging Face cache snapshot is a commit hash)
-    version = name if name in REGISTRY else folder.name
+    version = name if name in registry() else folder.name
     return model, processor, version
 
 

@@ -35,6 +35,7 @@ from ..interface import (
     TrackingFunctionSpec,
     TrackLost,
 )
+from ..registry import FunctionRecord
 
 Box = tuple[float, float, float, float]
 
@@ -267,3 +268,9 @@ def create(min_similarity: float = 0.2, min_match: float = 0.5) -> OpenCvTracker
     or when the best match of the object's current appearance near where it was expected scores
     below ``min_match`` (-1..1: it is hidden or gone)."""
     return OpenCvTracker(min_similarity=min_similarity, min_match=min_match)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="opencv_tracker", kind="tracking", extras=("opencv",), requires=("cv2",), license="Apache-2.0 (OpenCV)"
+)

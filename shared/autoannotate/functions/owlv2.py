@@ -20,6 +20,8 @@ import numpy as np
 import PIL.Image
 
 from ..devices import place, to_cpu_float, to_model
+from ..registry import FunctionRecord
+from ..weights import hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
@@ -29,8 +31,6 @@ from .open_vocab import (
     load_model,
 )
 
-#: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
-OPEN_VOCABULARY = True
 DEFAULT_WEIGHTS = "owlv2-base"
 
 
@@ -132,4 +132,16 @@ def weights_available() -> bool:
     return is_present(DEFAULT_WEIGHTS)
 
 
-__all__ = ["OPEN_VOCABULARY", "Owlv2Function", "create", "random_model", "weights_available"]
+__all__ = ["Owlv2Function", "create", "random_model", "weights_available"]
+
+
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="owlv2",
+    kind="detection",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    weights={"owlv2-base": hf_weights("owlv2-base", "google/owlv2-base-patch16-ensemble", "Apache-2.0")},
+    license="Apache-2.0",
+    open_vocabulary=True,
+)

@@ -26,8 +26,9 @@ import PIL.Image
 from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from ..registry import AutoCandidate, FunctionRecord
 from ..seeding import seeded_torch
-from ..weights import REGISTRY, resolve
+from ..weights import WeightsEntry, resolve
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 
@@ -226,7 +227,7 @@ def weights_available(model_type: str = "vit_b") -> bool:
     """Whether the official checkpoint for ``model_type`` is already on this machine."""
     from ..weights import find_local
 
-    return find_local(REGISTRY[f"sam_{model_type}"].filename) is not None
+    return find_local(FUNCTION.weights[f"sam_{model_type}"].filename) is not None
 
 
 def use_multimask(setting: bool | str, n_points: int, has_box: bool) -> bool:
@@ -235,3 +236,20 @@ def use_multimask(setting: bool | str, n_points: int, has_box: bool) -> bool:
     if setting == "auto":
         return n_points == 1 and not has_box
     return bool(setting)
+
+
+_SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
+_FILES = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
+#: This function in the registry (:mod:`autoannotate.registry`). ``auto`` tries the original SAM
+#: after SAM 2.1 (slower to encode), smallest first on a CPU, largest first on a GPU.
+FUNCTION = FunctionRecord(
+    name="sam",
+    kind="interactive",
+    extras=("sam",),
+    requires=("segment_anything", "torch"),
+    weights={f"sam_{t}": WeightsEntry(f, _SAM + f, None, "Apache-2.0") for t, f in _FILES.items()},
+    auto=tuple(
+        AutoCandidate({"model_type": t}, f"sam_{t}", cpu_rank=5 + i, gpu_rank=7 - i) for i, t in enumerate(MODEL_TYPES)
+    ),
+    license="Apache-2.0",
+)

@@ -40,10 +40,12 @@ import PIL.Image
 from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
+from ..registry import AutoCandidate, FunctionRecord
 from ..seeding import seeded_torch
+from ..weights import hf_weights
 from .sam import use_multimask
 
-#: SAM 2.1 sizes -> the registry name of their weights (``autoannotate.weights.REGISTRY``).
+#: SAM 2.1 sizes -> the registry name of their weights (its record, :data:`FUNCTION`).
 SAM2_SIZES: dict[str, str] = {
     "tiny": "sam2.1-hiera-tiny",
     "small": "sam2.1-hiera-small",
@@ -304,7 +306,7 @@ def build(
     """
     from transformers import EdgeTamModel, Sam2ImageProcessor, Sam2Model, Sam2Processor
 
-    from ..weights import REGISTRY, resolve
+    from ..weights import registry, resolve
 
     model_class: Any = {"sam2": Sam2Model, "edgetam": EdgeTamModel}[family]
     if pretrained:
@@ -316,7 +318,7 @@ def build(
         except (OSError, ValueError):  # a folder holding only the model: the default processing
             processor = Sam2Processor(image_processor=Sam2ImageProcessor())
         # a registry name, not the folder's name (a Hugging Face cache snapshot is a commit hash)
-        version = name if name in REGISTRY else folder.name
+        version = name if name in registry() else folder.name
     else:
         if config is None:
             raise BadParameterError("pretrained=False needs the architecture's configuration")
@@ -384,3 +386,19 @@ def weights_available(size: str = "tiny") -> bool:
     from ..weights import is_present
 
     return is_present(SAM2_SIZES[_size(size)])
+
+
+#: This function in the registry (:mod:`autoannotate.registry`). ``auto`` prefers SAM 2.1 to the
+#: original SAM: on a CPU the smallest first (an annotator waits on the encoder), on a GPU the largest.
+FUNCTION = FunctionRecord(
+    name="sam2",
+    kind="interactive",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    weights={w: hf_weights(w, f"facebook/{w}", "Apache-2.0") for w in SAM2_SIZES.values()},
+    auto=tuple(
+        AutoCandidate({"size": size}, w, cpu_rank=1 + i, gpu_rank=3 - i)
+        for i, (size, w) in enumerate(SAM2_SIZES.items())
+    ),
+    license="Apache-2.0",
+)

@@ -52,6 +52,7 @@ from ..interface import (
     TrackingFunctionSpec,
 )
 from ..masks import mask_bbox, mask_to_polygon
+from ..registry import FunctionRecord
 from ..seeding import seeded_torch
 from .sam2 import EDGETAM_WEIGHTS, SAM2_SIZES, edgetam_config, sam2_config, size_name
 from .sam2 import weights_available as sam2_weights_available
@@ -329,7 +330,7 @@ def build(
     ``checkpoint``: a registry name, a Hugging Face repo id or a saved model folder."""
     from transformers import EdgeTamVideoModel, Sam2VideoModel, Sam2VideoProcessor
 
-    from ..weights import REGISTRY, resolve
+    from ..weights import registry, resolve
 
     model_class: Any = {"sam2": Sam2VideoModel, "edgetam": EdgeTamVideoModel}[family]
     if pretrained:
@@ -340,7 +341,7 @@ def build(
             processor = Sam2VideoProcessor.from_pretrained(str(folder))
         except (OSError, ValueError, TypeError):  # a folder holding only the model: the default processing
             processor = default_processor()
-        version = f"{name if name in REGISTRY else folder.name}-video"
+        version = f"{name if name in registry() else folder.name}-video"
     else:
         if config is None:
             raise BadParameterError("pretrained=False needs the architecture's configuration")
@@ -408,3 +409,13 @@ def create_edgetam(
 
 #: The video model reads the weights of the image model: the same check.
 weights_available = sam2_weights_available
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); its weights are SAM 2.1's (``sam2``).
+FUNCTION = FunctionRecord(
+    name="sam2_video",
+    kind="tracking",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    license="Apache-2.0",
+)

@@ -23,6 +23,8 @@ import PIL.Image
 
 from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
+from ..registry import FunctionRecord
+from ..weights import hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
@@ -32,8 +34,6 @@ from .open_vocab import (
     load_model,
 )
 
-#: Front ends pass their class names to ``create(classes=...)`` (see ``autoannotate.loading``).
-OPEN_VOCABULARY = True
 DEFAULT_WEIGHTS = "sam3"
 
 
@@ -198,3 +198,15 @@ def weights_available() -> bool:
     from ..weights import is_present
 
     return is_present(DEFAULT_WEIGHTS)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="sam3",
+    kind="detection",
+    extras=("transformers",),
+    requires=("transformers", "torch"),
+    weights={"sam3": hf_weights("sam3", "facebook/sam3", "SAM License")},
+    license="SAM License (the weights; gated on Hugging Face)",
+    open_vocabulary=True,
+)

@@ -21,6 +21,7 @@ from ..interface import (
     TrackingFunctionSpec,
 )
 from ..masks import mask_bbox, mask_to_polygon
+from ..registry import FunctionRecord
 
 
 @dataclass
@@ -87,3 +88,9 @@ def create(
 
     fn = sam.create(model_type, checkpoint, pretrained, device, multimask="false", dtype=dtype)
     return SamTracker(fn, min_pixels)
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); its weights are SAM's.
+FUNCTION = FunctionRecord(
+    name="sam_tracker", kind="tracking", extras=("sam",), requires=("segment_anything", "torch"), license="Apache-2.0"
+)

@@ -12,6 +12,7 @@ import PIL.Image
 
 from ..devices import to_cpu_float, to_model
 from ..interface import DetectionFunctionContext, label_spec
+from ..registry import FunctionRecord
 from ..shapes import Shape, tag
 from ._torchvision import TorchvisionFunctionBase
 
@@ -60,3 +61,13 @@ def create(
     return TorchvisionClassificationFunction(
         model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, topk=topk, **kwargs
     )
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
+FUNCTION = FunctionRecord(
+    name="torchvision_classification",
+    kind="detection",
+    extras=("torch",),
+    requires=("torch", "torchvision"),
+    license="BSD-3-Clause (torchvision; see each model's weights)",
+)

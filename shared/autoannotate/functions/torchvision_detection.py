@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..interface import DetectionFunctionContext, label_spec
+from ..registry import FunctionRecord
 from ..shapes import Shape, rectangle
 from ._torchvision import TorchvisionFunctionBase
 
@@ -43,3 +44,13 @@ def create(
     return TorchvisionDetectionFunction(
         model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, **kwargs
     )
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
+FUNCTION = FunctionRecord(
+    name="torchvision_detection",
+    kind="detection",
+    extras=("torch",),
+    requires=("torch", "torchvision"),
+    license="BSD-3-Clause (torchvision; see each model's weights)",
+)

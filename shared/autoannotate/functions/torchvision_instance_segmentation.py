@@ -9,6 +9,7 @@ from typing import Any
 
 from ..interface import DetectionFunctionContext, label_spec
 from ..masks import mask_to_polygon
+from ..registry import FunctionRecord
 from ..shapes import Shape, mask, polygon
 from ._torchvision import TorchvisionFunctionBase
 
@@ -58,3 +59,13 @@ def create(
         mask_threshold=mask_threshold,
         **kwargs,
     )
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
+FUNCTION = FunctionRecord(
+    name="torchvision_instance_segmentation",
+    kind="detection",
+    extras=("torch",),
+    requires=("torch", "torchvision"),
+    license="BSD-3-Clause (torchvision; see each model's weights)",
+)

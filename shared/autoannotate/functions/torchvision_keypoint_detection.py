@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..interface import DetectionFunctionContext, keypoint_spec, skeleton_label_spec
+from ..registry import FunctionRecord
 from ..shapes import Shape, keypoint, skeleton
 from ._torchvision import TorchvisionFunctionBase
 
@@ -45,3 +46,13 @@ def create(
     return TorchvisionKeypointDetectionFunction(
         model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, **kwargs
     )
+
+
+#: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
+FUNCTION = FunctionRecord(
+    name="torchvision_keypoint_detection",
+    kind="detection",
+    extras=("torch",),
+    requires=("torch", "torchvision"),
+    license="BSD-3-Clause (torchvision; see each model's weights)",
+)

@@ -17,8 +17,9 @@ import PIL.Image
 
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec, label_spec
 from ..masks import batched_nms
+from ..registry import FunctionRecord
 from ..shapes import Shape, rectangle
-from ..weights import REGISTRY, resolve, sha256_of
+from ..weights import WeightsEntry, resolve, sha256_of
 from ._coco import COCO_CLASSES
 
 STRIDES = (8, 16, 32)
@@ -139,8 +140,8 @@ def create(
     ``default_conf_threshold`` applies when the caller gives none. ``num_threads``: onnxruntime
     intra-op threads (0 = all cores).
     """
-    if weights_path is None and model not in REGISTRY:
-        raise ValueError(f"unknown YOLOX model {model!r}; known: {[k for k in REGISTRY if k.startswith('yolox')]}")
+    if weights_path is None and model not in FUNCTION.weights:
+        raise ValueError(f"unknown YOLOX model {model!r}; known: {list(FUNCTION.weights)}")
     path = resolve(weights_path or model)
     return YoloxFunction(
         path,
@@ -149,3 +150,18 @@ def create(
         max_detections=max_detections,
         num_threads=num_threads,
     )
+
+
+_RELEASES = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/"
+#: This function in the registry (:mod:`autoannotate.registry`).
+FUNCTION = FunctionRecord(
+    name="yolox",
+    kind="detection",
+    extras=("onnx",),
+    requires=("onnxruntime", "cv2"),
+    weights={
+        name: WeightsEntry(f"{name}.onnx", f"{_RELEASES}{name}.onnx", None, "Apache-2.0")
+        for name in ("yolox_nano", "yolox_tiny", "yolox_s", "yolox_m", "yolox_l", "yolox_x")
+    },
+    license="Apache-2.0 (YOLOX and its weights)",
+)

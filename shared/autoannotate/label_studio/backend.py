@@ -22,7 +22,15 @@ from typing import Any
 from ..driver import check_threshold, iter_annotations
 from ..errors import AutoAnnotateError
 from ..images import load_image
-from ..interface import InteractiveFunctionContext, InteractivePrompt
+from ..interface import (
+    DetectionFunction,
+    InteractiveFunction,
+    InteractiveFunctionContext,
+    InteractivePrompt,
+    OpenVocabulary,
+    TrackingFunction,
+    model_version,
+)
 from ..mapping import LabelMapping
 from ..settings import (
     DEFAULT_BATCH_SIZE,
@@ -49,7 +57,6 @@ from .responses import (
     BadRequest,
     empty_prediction,
     failure,
-    function_version,
     nothing_found,
     prediction_version,
     task_ref,
@@ -67,14 +74,14 @@ class Backend:
     """``function``: a detection function (or None); ``interactive``: an interactive function (or
     None). At least one is needed."""
 
-    function: Any = None
-    interactive: Any = None
+    function: DetectionFunction | None = None
+    interactive: InteractiveFunction | None = None
     fetcher: ImageFetcher = field(default_factory=ImageFetcher)
     cache: EncodingCache = field(default_factory=EncodingCache)
     conf_threshold: float | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     num_workers: int = DEFAULT_NUM_WORKERS
-    tracker: Any = None
+    tracker: TrackingFunction | None = None
     track_frames: int = DEFAULT_TRACK_FRAMES
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
     max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
@@ -114,7 +121,7 @@ class Backend:
         detection function and its threshold, the same as ``label-studio annotate`` writes);
         without a detection function, the interactive or tracking function's version."""
         if self.function is None:
-            return self.video_version if self.interactive is None else function_version(self.interactive)
+            return self.video_version if self.interactive is None else model_version(self.interactive)
         return prediction_version(self.function, conf_threshold=self.conf_threshold)
 
     @property
@@ -161,9 +168,9 @@ class Backend:
             "status": "UP",
             "model_class": "autoannotate",
             "model_version": self.model_version,
-            "detection": function_version(self.function) if self.function else None,
-            "interactive": function_version(self.interactive) if self.interactive else None,
-            "tracker": function_version(self.tracker) if self.tracker else None,
+            "detection": model_version(self.function) if self.function else None,
+            "interactive": model_version(self.interactive) if self.interactive else None,
+            "tracker": model_version(self.tracker) if self.tracker else None,
             "video_model_version": self.video_version if self.tracker else None,
             "empty_predictions": self.empty_predictions,
             "label_studio": checked[0].as_dict() if checked else {"state": "unchecked"},
@@ -270,7 +277,7 @@ class Backend:
                     t,
                     controls["video"],
                     detector=self.detector(controls["video"]),
-                    tracker=self.tracker,
+                    tracker=self._tracker(),
                     fetcher=self.fetcher,
                     key_frame_interval=self.key_frame_interval,
                     conf_threshold=self.conf_threshold,
@@ -313,19 +320,16 @@ class Backend:
                         tasks[0],
                         context,
                         controls["video"],
-                        tracker=self.tracker,
+                        tracker=self._tracker(),
                         fetcher=self.fetcher,
                         track_frames=self.track_frames,
                         max_video_bytes=self.max_video_bytes,
-                        model_version=function_version(self.tracker),
+                        model_version=model_version(self.tracker),
                         video_cache=self.video_cache,
                     )
                 ]
             }
-        if self.interactive is None:
-            raise BadRequest(
-                "this backend has no interactive function (start it with --interactive NAME or AUTOANNOTATE_INTERACTIVE)"
-            )
+        self._interactive()
         if not tasks:
             raise BadRequest("an interactive request needs its task")
         answer = {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
@@ -345,7 +349,7 @@ class Backend:
         Grounding DINO: one with ``for_classes``) made to find the controls' labels, their
         ``predicted_values`` as prompts (:func:`~autoannotate.label_studio.config.for_config`;
         the model is shared, one per label set is kept); any other function as it is."""
-        if self.vocabulary is None or not hasattr(self.function, "for_classes"):
+        if self.vocabulary is None or not isinstance(self.function, OpenVocabulary):
             return self.function
         names, prompts = config_vocabulary(controls, self.vocabulary)
         key = (tuple(names), tuple(sorted((k, tuple(v)) for k, v in prompts.items())))
@@ -406,6 +410,18 @@ class Backend:
 
     # -- interactive ----------------------------------------------------------------------
 
+    def _interactive(self) -> InteractiveFunction:
+        if self.interactive is None:
+            raise BadRequest(
+                "this backend has no interactive function (start it with --interactive NAME or AUTOANNOTATE_INTERACTIVE)"
+            )
+        return self.interactive
+
+    def _tracker(self) -> TrackingFunction:
+        if self.tracker is None:
+            raise BadRequest("this backend has no tracker for video tasks (start it with --tracker NAME)")
+        return self.tracker
+
     def interactive_prediction(self, task: Mapping[str, Any], context: Any, controls: list[Control]) -> dict:
         if not controls:
             raise BadRequest("the labeling config has no BrushLabels or PolygonLabels control for interactive masks")
@@ -415,7 +431,7 @@ class Backend:
         sized = self.encoding(ref, ictx)
         size = sized.size
         prompt = percent.to_prompt(size)
-        results = self.interactive.segment(ictx, sized.encoding, prompt)
+        results = self._interactive().segment(ictx, sized.encoding, prompt)
         salt = hashlib.sha1(repr((prompt.positive_points, prompt.negative_points, prompt.boxes)).encode()).hexdigest()[
             :8
         ]
@@ -425,7 +441,7 @@ class Backend:
             if label is None:
                 continue
             parts.append((c, [mask_shape(label.id, res.mask, score=res.score) for res in results]))
-        return build_prediction(f"{task.get('id')}:{salt}", parts, size, function_version(self.interactive))
+        return build_prediction(f"{task.get('id')}:{salt}", parts, size, model_version(self.interactive))
 
     def encoding(self, ref: str, ictx: InteractiveFunctionContext, image: Any = None) -> _SizedEncoding:
         """The interactive function's encoding of the image at ``ref``, from the cache or computed
@@ -433,9 +449,9 @@ class Backend:
 
         def encode() -> _SizedEncoding:
             img = image if image is not None else load_image(self.fetcher.fetch(ref))
-            return _SizedEncoding(self.interactive.encode(ictx, img), img.size)
+            return _SizedEncoding(self._interactive().encode(ictx, img), img.size)
 
-        return self.cache.get_or_compute((ref, function_version(self.interactive)), encode)
+        return self.cache.get_or_compute((ref, model_version(self.interactive)), encode)
 
     def _encode_later(self, task: Mapping[str, Any], controls: list[Control], loaded: Mapping[str, Any]) -> None:
         """Queue the encoding of ``task``'s image (one background thread; at most

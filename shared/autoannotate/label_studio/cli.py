@@ -10,7 +10,6 @@ settings never look at them.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..errors import BadParameterError
@@ -147,7 +146,6 @@ def add_subcommands(sub: Any) -> None:
         help="upload a prediction with no regions for tasks where nothing is found "
         "(default: AUTOANNOTATE_EMPTY_PREDICTIONS, else no: a re-run tries those tasks again)",
     )
-    a.add_argument("--upload-every", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --write-every
     a.add_argument("--no-progress", action="store_true")
     split = a.add_mutually_exclusive_group()
     split.add_argument(
@@ -234,10 +232,6 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if not api_key:
         raise BadParameterError("--api-key is required (or set LABEL_STUDIO_API_KEY)")
     write_every = args.write_every
-    if args.upload_every is not None:
-        print("warning: --upload-every is deprecated; use --write-every", file=sys.stderr)
-        if write_every is None:
-            write_every = args.upload_every
     _positive("--write-every", write_every)
     _positive("--batch-size", args.batch_size)
     _positive("--num-workers", args.num_workers, 0)

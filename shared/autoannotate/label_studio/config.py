@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import AutoAnnotateError, LabelMappingError, NoLabelsMatchError
-from ..interface import SHAPE_TYPES, DetectionFunctionSpec
+from ..interface import SHAPE_TYPES, DetectionFunction, DetectionFunctionSpec, OpenVocabulary
 from ..mapping import LabelMapping, Synonyms, TargetLabel, match_name
 
 #: Control tags we write, and the shape types each can represent.
@@ -253,11 +253,12 @@ def config_vocabulary(controls: list[Control], prompts: Any = None) -> tuple[lis
     return names, {**given, **found}
 
 
-def for_config(function: Any, controls: list[Control], prompts: Any = None) -> Any:
-    """``function`` for a labeling config: an open-vocabulary function (one with
-    ``for_classes``) made to find the config's labels (:func:`config_vocabulary`, with the user's
+def for_config(
+    function: DetectionFunction | None, controls: list[Control], prompts: Any = None
+) -> DetectionFunction | None:
+    """``function`` for a labeling config: an open-vocabulary function (:class:`OpenVocabulary`) made to find the config's labels (:func:`config_vocabulary`, with the user's
     ``prompts``); any other function as it is. A config with no region labels leaves it as it is."""
-    if function is None or not hasattr(function, "for_classes"):
+    if not isinstance(function, OpenVocabulary):
         return function
     names, merged = config_vocabulary(controls, prompts)
     return function.for_classes(names, merged) if names else function

@@ -11,13 +11,13 @@ annotations are never touched). Re-running continues where a previous run stoppe
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import AutoAnnotateError, ImageLoadError
 from ..images import load_image
+from ..interface import DetectionFunction
 from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import run, write_error
@@ -163,7 +163,7 @@ def annotate_project(
     url: str,
     api_key: str,
     project_id: int,
-    function: Any,
+    function: DetectionFunction,
     *,
     conf_threshold: float | None = None,
     overwrite: bool = False,
@@ -175,7 +175,6 @@ def annotate_project(
     progress: Progress = True,
     fetch_policy: FetchPolicy | None = None,
     empty_predictions: bool = False,
-    upload_every: int | None = None,
     shard: tuple[int, int] | None = None,
 ) -> AnnotateReport:
     """Pre-annotate the tasks of project ``project_id`` with ``function``; returns the report.
@@ -185,19 +184,13 @@ def annotate_project(
     no prediction (so a re-run or Label Studio's "Retrieve predictions" tries them again) unless
     ``empty_predictions``. The predictions' ``model_version`` is
     :func:`~autoannotate.label_studio.responses.prediction_version`, the same as the backend
-    (``serve``) gives them, so the two never predict a task twice. ``upload_every`` is the
-    deprecated spelling of ``write_every``.
+    (``serve``) gives them, so the two never predict a task twice.
 
     ``shard=(i, n)``: label only the tasks whose id hashes to shard ``i`` of ``n``
     (:func:`autoannotate.sharding.shard_of`): ``n`` processes or machines started with
     ``i = 0 .. n-1`` split the project without overlap, and each can be re-run on its own
     (``max_tasks`` then counts within the shard)."""
 
-    if upload_every is not None:
-        warnings.warn(
-            "annotate_project(upload_every=) is deprecated: use write_every=", DeprecationWarning, stacklevel=2
-        )
-        write_every = upload_every
     conf_threshold = check_threshold(conf_threshold)
     fetcher = ImageFetcher(fetch_policy or FetchPolicy(), label_studio_url=url, api_key=api_key)
     try:
@@ -227,7 +220,7 @@ def _annotate_project(
     url: str,
     api_key: str,
     project_id: int,
-    function: Any,
+    function: DetectionFunction,
     *,
     conf_threshold: float | None,
     overwrite: bool,

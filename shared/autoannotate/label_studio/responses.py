@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AutoAnnotateError
+from ..interface import DetectionFunction, TrackingFunction, model_version
 from .config import Control
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,12 @@ def nothing_found(model_version: str) -> dict:
     return {"model_version": model_version, "status": NOTHING_FOUND}
 
 
-def prediction_version(function: Any, *, conf_threshold: float | None = None, tracker: Any = None) -> str:
+def prediction_version(
+    function: DetectionFunction | None,
+    *,
+    conf_threshold: float | None = None,
+    tracker: TrackingFunction | None = None,
+) -> str:
     """The ``model_version`` of pre-annotation predictions: the detection function's version, the
     confidence threshold when one is set (it changes the predictions) and, for videos, the tracker.
     ``serve`` and ``label-studio annotate`` both use this, so their predictions are one version and
@@ -51,16 +57,11 @@ def prediction_version(function: Any, *, conf_threshold: float | None = None, tr
     it: switching the click-to-mask model does not change pre-annotations."""
     parts = []
     if function is not None:
-        version = function_version(function)
+        version = model_version(function)
         parts.append(version if conf_threshold is None else f"{version}@conf{conf_threshold:g}")
     if tracker is not None:
-        parts.append(function_version(tracker))
+        parts.append(model_version(tracker))
     return "+".join(parts) or "none"
-
-
-def function_version(function: Any) -> str:
-    """A function's ``model_version`` (its class name when it has none)."""
-    return str(getattr(function, "model_version", type(function).__name__))
 
 
 def task_ref(task: Mapping[str, Any], control: Control, what: str = "image") -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..loading import is_open_vocabulary, load_function, load_interactive, with_classes
+from ..auto import load_interactive
+from ..loading import is_open_vocabulary, load_function, with_classes
 from ..settings import Settings
 from .backend import Backend
 from .cache import EncodingCache

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..interface import TrackableShape
+from ..interface import DetectionFunction, TrackableShape, TrackingFunction
 from ..tracking import detect_and_track, track_shapes
 from ..video import read_frames, video_info
 from .config import Control
@@ -66,8 +66,8 @@ def pre_annotate_video(
     task: Mapping[str, Any],
     controls: Sequence[Control],
     *,
-    detector: Any,
-    tracker: Any,
+    detector: DetectionFunction,
+    tracker: TrackingFunction,
     fetcher: ImageFetcher,
     key_frame_interval: int,
     conf_threshold: float | None,
@@ -116,7 +116,7 @@ def track_drawn_boxes(
     context: Any,
     controls: Sequence[Control],
     *,
-    tracker: Any,
+    tracker: TrackingFunction,
     fetcher: ImageFetcher,
     track_frames: int,
     max_video_bytes: int,
