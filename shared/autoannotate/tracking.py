@@ -315,13 +315,13 @@ class Tracker:
 
     def step(self, pp: Any, frame_index: int, size: tuple[int, int], image: PIL.Image.Image | None = None) -> None:
         """Advance every live track to ``frame_index``; lost or failing tracks stop there, and so do
-        boxes stuck at the frame's edge while the picture under them changes (``image``: the frame,
-        needed for that check)."""
+        boxes of per-shape trackers stuck at the frame's edge while the picture under them changes
+        (``image``: the frame, needed for that check; a video session's boxes are its masks' own)."""
         if self.session is not None:
             self._step_session(pp, frame_index, size)
         else:
             self._step_functions(pp, frame_index, size)
-        if image is not None:
+        if image is not None and self.session is None:  # a session segments each frame anew: no clamped box
             self._stuck.check(self, frame_index, image)
 
     def _step_functions(self, pp: Any, frame_index: int, size: tuple[int, int]) -> None:

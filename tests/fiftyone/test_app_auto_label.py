@@ -162,6 +162,7 @@ def test_run_shows_progress_then_the_report(app_dataset, page):
         time.sleep(0.5)
     # the evaluation is a FiftyOne evaluation: the report's other button opens the Model Evaluation panel
     eval_key = evaluation["eval_key"]
+    ds.reload()  # the App's server process ran the evaluation: this process's copy is older
     assert ds.has_evaluation(eval_key)
     page.get_by_role("button", name="Open the Model Evaluation panel").click()
     page.get_by_role("button", name="Done").click()
