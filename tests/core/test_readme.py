@@ -200,3 +200,31 @@ def test_the_readme_is_a_newcomers_page():
         for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
             if not link.startswith("http"):
                 assert (page.parent / link).exists(), f"{_name(page)}: broken link {link}"
+
+
+def test_the_names_the_pages_give_exist():
+    """Every dotted ``autoannotate.x.y`` and every source path (``driver.py``, ``fiftyone/annotate.py``,
+    ``tests/...``, ``bench/...``) a page names is in the code."""
+    src = ROOT / "shared" / "autoannotate"
+    folders = (ROOT, ROOT / "shared", src, src / "functions", src / "fiftyone", src / "label_studio")
+    folders += (ROOT / "backends" / "label_studio", *(ROOT / "tests").iterdir())
+    missing = []
+    for page in PAGES:
+        text = page.read_text()
+        for dotted in set(re.findall(r"`(autoannotate(?:\.[A-Za-z_]\w*)+)", text)):
+            parts = dotted.split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                break
+            for attr in parts[i:]:
+                if not hasattr(obj, attr):
+                    missing.append(f"{_name(page)}: {dotted}")
+                    break
+                obj = getattr(obj, attr)
+        for path in set(re.findall(r"(?<![\w/.-])((?:[a-z_]+/)*[a-z_0-9]+\.py)\b", text)):
+            if path not in {"bright_spots_example.py", "my_model.py"} and not any((f / path).exists() for f in folders):
+                missing.append(f"{_name(page)}: {path}")
+    assert not missing, missing
