@@ -196,6 +196,11 @@ def test_the_readme_is_a_newcomers_page():
     assert len(text.split("\n")) <= 300
     for needed in ("make demo", "make test", "## Install", "docs/architecture.md", "docs/label-studio.md"):
         assert needed in text
+    arch = (ROOT / "docs" / "architecture.md").read_text()
+    for needed in ("interface.py", "run.py", "driver.py", "functions/<name>.py", "autoannotate.functions"):
+        assert needed in arch, f"docs/architecture.md does not name {needed}"
+    for entry in ("autoannotate.cli:main", "plugins/autoannotate/__init__.py", "label_studio/app.py", "project.py"):
+        assert entry in arch, f"docs/architecture.md does not name the entry point {entry}"
     for page in PAGES:
         for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
             if not link.startswith("http"):
