@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHARED ?= $(abspath ../shared)
 
 # Real weights and photos that cannot be downloaded here live beside the repo; users' machines
-# download weights instead (see README).
+# download weights instead (see docs/functions.md, Weights).
 ifneq ($(wildcard $(SHARED)/models/yolox_nano.onnx),)
 export AUTOANNOTATE_MODELS ?= $(SHARED)/models
 endif

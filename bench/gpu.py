@@ -25,7 +25,7 @@ so a run that is killed keeps what it measured. ``--quick`` uses the tiny test c
 (tests/functions), batch sizes 1 / 2 and two frames: it checks the script, its figures mean nothing.
 
 Writes bench/results/gpu.json (``--out``; a ``--quick`` run writes to the temporary folder: a dry
-run is no result) and prints a Markdown table for the README's Benchmarks section (also written
+run is no result) and prints a Markdown table for docs/benchmarks.md's GPU section (also written
 next to the JSON as ``gpu.md``).
 """
 

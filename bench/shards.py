@@ -12,7 +12,7 @@ and real ``fiftyone delegated launch`` workers started here:
   process (``annotate_dataset`` without shards), both timed end to end; per shard (queue, claim,
   worker start-up of the run, run records) and per sample;
 - ``yolox_cpu``: YOLOX-Nano in process on COCO128 photos (images/s on this CPU), the rate the
-  README's 10-million-image estimate uses.
+  10-million-image estimate in docs/fiftyone.md (Sharded runs) uses.
 
 Usage::
 
