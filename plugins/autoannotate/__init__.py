@@ -1028,6 +1028,16 @@ class CalibrateReview(foo.Operator):
             "'estimate': the observed precision (optimistic)",
         )
         inputs.int("min_decisions", default=30, min=1, label="Least decisions per class")
+        from autoannotate.calibrate import DEFAULT_MIN_SUPPORT
+
+        inputs.int(
+            "min_support",
+            default=DEFAULT_MIN_SUPPORT,
+            min=1,
+            label="Least decided labels at or above auto-approve",
+            description="the auto-approve threshold must rest on at least this many decided labels "
+            "(the shell's --min-support)",
+        )
         inputs.float(
             "holdout",
             default=0.0,
@@ -1060,6 +1070,7 @@ class CalibrateReview(foo.Operator):
             source=p.get("source") or "review",
             bound=p.get("bound") or "wilson",
             min_decisions=int(p.get("min_decisions") or 30),
+            min_support=int(p["min_support"]) if p.get("min_support") else None,
             fallback=(float(p.get("fallback_lower", 0.3)), float(p.get("fallback_upper", 0.8))),
             holdout=float(p.get("holdout") or 0.0),
         )

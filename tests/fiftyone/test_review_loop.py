@@ -350,6 +350,11 @@ def test_a_held_out_share_of_the_photos_checks_the_thresholds_everywhere_they_ar
     op = run_op("calibrate_review", small_dataset, {"label_field": "auto", "target_precision": 0.9, "holdout": 0.5})
     assert op["held_out"].startswith(f"precision {check['precision']:.3f} ({check['correct']} of {check['labels']}")
     assert "held-out check on" in op["summary"]
+    # the form takes --min-support too: the operator learns what the API learns with it
+    strict = calibrate_review(small_dataset, "auto", 0.9, min_support=150)
+    assert strict["cat"] != calibrate_review(small_dataset, "auto", 0.9)["cat"]  # 150 labels, not 10, above upper
+    op = run_op("calibrate_review", small_dataset, {"label_field": "auto", "target_precision": 0.9, "min_support": 150})
+    assert op["thresholds"]["cat"] == f"{strict['cat'][0]:.3f} / {strict['cat'][1]:.3f}"
     with pytest.raises(BadParameterError):
         calibrate_review(small_dataset, "auto", 0.9, holdout=1.0)
 
