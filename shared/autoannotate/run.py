@@ -97,6 +97,16 @@ class Sink(Protocol):
 
 
 @runtime_checkable
+class CountingSink(Protocol):
+    """A sink that can count what a run stored in its target (its labels carry the run key):
+    ``stored_counts(run_key)`` gives ``{"items", "labels", "auto_approved", "needs_review"}``. A
+    resumed run starts from these counts instead of its record's (which a killed process may
+    not have saved)."""
+
+    def stored_counts(self, run_key: str) -> Mapping[str, int]: ...
+
+
+@runtime_checkable
 class RunStore(Protocol):
     """Run records of one target, each created and updated atomically on its own.
 
@@ -227,8 +237,7 @@ class _Record:
     def first_report(self, skipped: int, unit: str, sink: Sink) -> AnnotateReport:
         """The report this process starts from: empty for a new run; for a resumed run what its
         earlier processes stored, so that its counts stay those of everything the run stored,
-        however often it was resumed: the sink's ``stored_counts(run_key)`` where it has one
-        (``{"items", "labels", "auto_approved", "needs_review"}`` read from the target), else
+        however often it was resumed: what a :class:`CountingSink` counts in its target, else
         its record's report (saved with every write). Items those processes did are among the
         ``skipped`` ones but count as processed; their failures are dropped (failed items are
         tried again); discarded labels and warnings come from the record."""
@@ -236,9 +245,8 @@ class _Record:
             return AnnotateReport(images_attempted=skipped, images_skipped=skipped, unit=unit)
         earlier = self.previous.get("report") or {}
         before = AnnotateReport.from_dict({k: v for k, v in earlier.items() if k != "extra"})
-        counter = getattr(sink, "stored_counts", None)
-        if callable(counter):
-            stored = counter(self.previous["run_key"])
+        if isinstance(sink, CountingSink):
+            stored = sink.stored_counts(self.previous["run_key"])
             before.images_processed = stored["items"]
             before.annotations_added = stored["labels"]
             before.auto_approved = stored["auto_approved"]
