@@ -3,7 +3,9 @@
 Coordinates are flat tuples ``(x1, y1, x2, y2, ...)`` in pixels, x to the right, y down, origin
 at the top-left corner of the image as the user sees it (after EXIF rotation):
 
-- ``rectangle``: ``(x1, y1, x2, y2)``, top-left and bottom-right corners;
+- ``rectangle``: ``(x1, y1, x2, y2)``, top-left and bottom-right corners of the box before it is
+  rotated; ``rotation`` turns it clockwise (y down) by that many degrees, in ``[0, 360)``, about
+  its centre, as CVAT defines rotated rectangles (0 for every other shape type);
 - ``polygon``: at least 3 vertices; ``polyline``: at least 2; ``points``: at least 1;
 - ``mask``: no points; ``bitmap`` is a boolean HxW array the size of the image;
 - ``skeleton``: no points; ``elements`` are keypoints (one per keypoint sublabel);
@@ -15,8 +17,9 @@ use :func:`dataclasses.replace` (drivers and mappings do).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,6 +49,7 @@ class Shape:
     outside: bool = False
     bitmap: np.ndarray | None = field(default=None, repr=False)
     track_id: int | None = None
+    rotation: float = 0.0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Shape):
@@ -66,6 +70,7 @@ class Shape:
             self.occluded,
             self.outside,
             self.track_id,
+            self.rotation,
         ) == (
             other.type,
             other.label_id,
@@ -76,6 +81,7 @@ class Shape:
             other.occluded,
             other.outside,
             other.track_id,
+            other.rotation,
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -83,7 +89,8 @@ class Shape:
     def bbox(self) -> tuple[float, float, float, float] | None:
         """The shape's bounding box ``(x1, y1, x2, y2)`` in pixels, or None for tags/empty masks.
 
-        For masks the box covers the set pixels: ``x2``/``y2`` are exclusive pixel edges.
+        For masks the box covers the set pixels: ``x2``/``y2`` are exclusive pixel edges. For a
+        rotated rectangle it is the upright box around the four rotated corners.
         """
         if self.type == "mask":
             from .masks import mask_bbox
@@ -91,12 +98,28 @@ class Shape:
             return mask_bbox(self.bitmap)
         if self.type == "skeleton":
             pts = [p for e in self.elements if not e.outside for p in e.points]
+        elif self.type == "rectangle" and self.rotation:
+            pts = list(rotated_corners(self.points, self.rotation))
         else:
             pts = list(self.points)
         if not pts:
             return None
         xs, ys = pts[0::2], pts[1::2]
         return min(xs), min(ys), max(xs), max(ys)
+
+
+def rotated_corners(points: Sequence[float], rotation: float) -> tuple[float, ...]:
+    """The four corners ``(x, y) * 4`` of box ``points`` turned clockwise by ``rotation`` degrees
+    about its centre: top-left, top-right, bottom-right, bottom-left of the unrotated box."""
+    x1, y1, x2, y2 = (float(v) for v in points)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    a = math.radians(rotation)
+    cos, sin = math.cos(a), math.sin(a)
+    out: list[float] = []
+    for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2)):
+        dx, dy = x - cx, y - cy
+        out += [cx + dx * cos - dy * sin, cy + dx * sin + dy * cos]
+    return tuple(out)
 
 
 def attribute_vals_from_dict(values: Mapping[int, object]) -> tuple[AttributeValue, ...]:
@@ -143,9 +166,12 @@ def shape(
     )
 
 
-def rectangle(label_id: int, points: Sequence[float], **kwargs) -> Shape:
-    """A box ``[x1, y1, x2, y2]`` (top-left, bottom-right) in pixels."""
-    return shape("rectangle", label_id, points, **kwargs)
+def rectangle(label_id: int, points: Sequence[float], *, rotation: float = 0.0, **kwargs) -> Shape:
+    """A box ``[x1, y1, x2, y2]`` (top-left, bottom-right) in pixels; ``rotation`` in degrees turns it
+    clockwise about its centre (an oriented box), kept in ``[0, 360)``."""
+    s = shape("rectangle", label_id, points, **kwargs)
+    r = float(rotation)
+    return replace(s, rotation=r % 360.0 if math.isfinite(r) else r) if r else s
 
 
 def polygon(label_id: int, points: Sequence[float], **kwargs) -> Shape:

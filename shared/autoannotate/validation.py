@@ -49,6 +49,7 @@ def validate_shape(spec: DetectionFunctionSpec, s: Any, image_size: tuple[int, i
         )
     _check_score(s, where)
     _check_attributes(label, s, where)
+    _check_rotation(s, where)
     if s.type == "skeleton":
         _check_skeleton(label, s, where)
     elif s.type == "mask":
@@ -67,6 +68,18 @@ def _check_score(s: Shape, where: str) -> None:
         return
     if not isinstance(s.score, (int, float)) or not math.isfinite(s.score) or not 0.0 <= s.score <= 1.0:
         raise BadFunctionError(f"{where}: score must be a number in [0, 1], the function returned {s.score!r}")
+
+
+def _check_rotation(s: Shape, where: str) -> None:
+    r = s.rotation
+    if not r:
+        return
+    if s.type != "rectangle":
+        raise BadFunctionError(f"{where}: only a rectangle can be rotated, the function returned a rotated {s.type!r}")
+    if not isinstance(r, (int, float)) or not math.isfinite(r) or not 0.0 <= r < 360.0:
+        raise BadFunctionError(
+            f"{where}: rotation must be a number of degrees in [0, 360), the function returned {r!r}"
+        )
 
 
 def _check_points(s: Shape, where: str) -> None:

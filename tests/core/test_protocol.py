@@ -209,3 +209,28 @@ def test_prompt_validation():
         aa.InteractivePrompt(positive_points=[(math.nan, 1)])
     with pytest.raises(ValueError, match="x2 >= x1"):
         aa.InteractivePrompt(boxes=[(5, 5, 1, 1)])
+
+
+def test_rotated_rectangle_is_kept_in_range_and_boxed_by_its_corners():
+    s = aa.rectangle(0, [10, 20, 30, 24], rotation=-90)
+    assert s.rotation == 270.0
+    assert check(s) == [s]
+    # turned a quarter: the 20x4 box becomes 4x20 about its centre (20, 22)
+    assert s.bbox() == pytest.approx((18, 12, 22, 32))
+    assert aa.rectangle(0, [10, 20, 30, 24], rotation=360).rotation == 0.0
+    assert aa.rectangle(0, [1, 2, 3, 4], rotation=30) != aa.rectangle(0, [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("rotation", [math.nan, math.inf])
+def test_rotation_must_be_finite(rotation):
+    with pytest.raises(BadFunctionError, match=r"rotation must be a number of degrees in \[0, 360\)"):
+        check(aa.rectangle(0, [1, 2, 3, 4], rotation=rotation))
+
+
+def test_only_rectangles_rotate():
+    import dataclasses
+
+    with pytest.raises(BadFunctionError, match="only a rectangle can be rotated"):
+        check(dataclasses.replace(aa.polygon(1, [0, 0, 10, 0, 10, 10]), rotation=10.0))
+    with pytest.raises(BadFunctionError, match=r"in \[0, 360\)"):
+        check(dataclasses.replace(aa.rectangle(0, [1, 2, 3, 4]), rotation=400.0))
