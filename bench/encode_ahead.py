@@ -40,9 +40,9 @@ CONFIG = """<View>
 
 def build(name: str):
     if name == "edgetam":
-        from autoannotate.functions import sam2
+        from autoannotate.functions import edgetam
 
-        return sam2.create_edgetam(pretrained=False)
+        return edgetam.create(pretrained=False)
     if name.startswith("sam2-"):
         from autoannotate.functions import sam2
 

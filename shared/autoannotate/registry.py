@@ -60,6 +60,26 @@ class WeightsEntry:
         return self.repo_id is not None
 
 
+def transformers_record(
+    name: str, kind: str = "detection", *, license: str = "Apache-2.0", **fields: Any
+) -> FunctionRecord:
+    """The record of a function built on Hugging Face ``transformers`` (the ``transformers`` extra;
+    it needs transformers and torch); ``fields`` are the other :class:`FunctionRecord` fields."""
+    return FunctionRecord(
+        name, kind, extras=("transformers",), requires=("transformers", "torch"), license=license, **fields
+    )
+
+
+def torchvision_record(name: str) -> FunctionRecord:
+    """The record of a detection function built on a torchvision model (torchvision fetches its weights)."""
+    return FunctionRecord(
+        name,
+        extras=("torch",),
+        requires=("torch", "torchvision"),
+        license="BSD-3-Clause (torchvision; see each model's weights)",
+    )
+
+
 def hf_weights(name: str, repo_id: str, license: str) -> WeightsEntry:
     """A Hugging Face model folder ``name`` (saved with ``save_pretrained``) of the repo ``repo_id``."""
     return WeightsEntry(name, f"https://huggingface.co/{repo_id}", None, license, repo_id=repo_id)

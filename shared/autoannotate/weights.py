@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from .registry import WeightsEntry, hf_weights
@@ -118,6 +119,17 @@ def is_present(name_or_entry: str | WeightsEntry) -> bool:
     except WeightsNotFoundError:
         return False
     return True
+
+
+def availability(name: str) -> Callable[[], bool]:
+    """A function module's ``weights_available()``: whether weights ``name`` are already on this
+    machine (no download)."""
+
+    def weights_available() -> bool:
+        return is_present(name)
+
+    weights_available.__doc__ = f"Whether the {name} weights are already on this machine (no download)."
+    return weights_available
 
 
 def present() -> dict[str, Path | None]:

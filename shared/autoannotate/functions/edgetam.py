@@ -7,9 +7,9 @@ the best mask kept. Weights: the ``edgetam`` entry of ``autoannotate weights lis
 
 from __future__ import annotations
 
-from ..registry import AutoCandidate, FunctionRecord
-from ..weights import hf_weights
-from .sam2 import EDGETAM_WEIGHTS, TransformersSamFunction, create_edgetam
+from ..registry import AutoCandidate, transformers_record
+from ..weights import availability, hf_weights
+from .sam2 import EDGETAM_WEIGHTS, TransformersSamFunction, build, edgetam_config
 
 
 def create(
@@ -19,29 +19,30 @@ def create(
     multimask: str = "auto",
     dtype: str | None = None,
 ) -> TransformersSamFunction:
-    """EdgeTAM on transformers. ``checkpoint``: a saved Hugging Face model folder, a repo id or a
-    registry name (default: ``edgetam`` found in ``AUTOANNOTATE_MODELS``, the cache or the Hugging
-    Face cache, else downloaded). ``pretrained=False`` builds the architecture with random weights.
-    ``device``: auto, cpu, cuda or cuda:N; ``dtype``: float32, bfloat16 or float16 (see
-    :mod:`autoannotate.devices`). ``multimask``: auto, true or false."""
-    return create_edgetam(checkpoint=checkpoint, pretrained=pretrained, device=device, multimask=multimask, dtype=dtype)
+    """EdgeTAM on transformers; the parameters of :func:`autoannotate.functions.sam2.create` without
+    ``size`` (default weights: ``edgetam``, found in ``AUTOANNOTATE_MODELS``, the cache or the Hugging
+    Face cache, else downloaded)."""
+    return build(
+        "edgetam",
+        checkpoint=checkpoint,
+        default_weights=EDGETAM_WEIGHTS,
+        pretrained=pretrained,
+        device=device,
+        multimask=multimask,
+        config=None if pretrained else edgetam_config(),
+        dtype=dtype,
+    )
 
 
-def weights_available() -> bool:
-    """Whether the EdgeTAM weights are already on this machine (no download)."""
-    from ..weights import is_present
-
-    return is_present("edgetam")
+#: Whether its weights are already on this machine (no download).
+weights_available = availability(EDGETAM_WEIGHTS)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`): ``auto``'s first choice on a CPU
 #: (the fastest encoder), after every SAM 2.1 size on a GPU.
-FUNCTION = FunctionRecord(
-    name="edgetam",
-    kind="interactive",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
+FUNCTION = transformers_record(
+    "edgetam",
+    "interactive",
     weights={EDGETAM_WEIGHTS: hf_weights(EDGETAM_WEIGHTS, "yonigozlan/EdgeTAM-hf", "Apache-2.0")},
     auto=(AutoCandidate({}, EDGETAM_WEIGHTS, cpu_rank=0, gpu_rank=4),),
-    license="Apache-2.0",
 )

@@ -5,8 +5,10 @@ with EdgeTAM's RepViT image encoder and its compressed memory (fast on a CPU). W
 
 from __future__ import annotations
 
-from ..registry import FunctionRecord
-from .sam2_video import VideoSamTracker, create_edgetam
+from ..registry import transformers_record
+from ..weights import availability
+from .sam2 import EDGETAM_WEIGHTS
+from .sam2_video import VideoSamTracker, build, edgetam_video_config
 
 
 def create(
@@ -17,33 +19,27 @@ def create(
     min_pixels: int = 16,
     dtype: str | None = None,
 ) -> VideoSamTracker:
-    """EdgeTAM video propagation. ``checkpoint``: a saved Hugging Face model folder, a repo id or a
-    registry name (default: ``edgetam``). ``pretrained=False`` builds the architecture with random
-    weights. ``device``: auto, cpu, cuda or cuda:N; ``dtype``: float32, bfloat16 or float16 (see
-    :mod:`autoannotate.devices`). An object is lost when its object score (0..1) falls
-    below ``min_score`` or its mask has fewer than ``min_pixels`` pixels."""
-    return create_edgetam(
+    """EdgeTAM video propagation on transformers; the parameters of
+    :func:`autoannotate.functions.sam2_video.create` without ``size`` (default weights: ``edgetam``)."""
+    return build(
+        "edgetam",
         checkpoint=checkpoint,
+        default_weights=EDGETAM_WEIGHTS,
         pretrained=pretrained,
         device=device,
         min_score=min_score,
         min_pixels=min_pixels,
+        config=None if pretrained else edgetam_video_config(),
         dtype=dtype,
     )
 
 
-def weights_available() -> bool:
-    """Whether the EdgeTAM weights are already on this machine (no download)."""
-    from ..weights import is_present
-
-    return is_present("edgetam")
+#: Whether its weights are already on this machine (no download).
+weights_available = availability(EDGETAM_WEIGHTS)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); its weights are EdgeTAM's (``edgetam``).
-FUNCTION = FunctionRecord(
-    name="edgetam_video",
-    kind="tracking",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
-    license="Apache-2.0",
+FUNCTION = transformers_record(
+    "edgetam_video",
+    "tracking",
 )

@@ -20,17 +20,16 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from ..devices import place, to_cpu_float, to_model
+from ..devices import to_cpu_float, to_model
 from ..errors import BadParameterError
-from ..registry import FunctionRecord
+from ..registry import transformers_record
 from ..settings import DTYPE_ENV, default_dtype, dtype_name
-from ..weights import hf_weights
+from ..weights import availability, hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
+    build,
     char_bert_tokenizer,
-    class_prompts,
-    load_model,
 )
 
 DEFAULT_WEIGHTS = "grounding-dino-tiny"
@@ -186,39 +185,33 @@ def create(
     """
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-    class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
-    dtype = float32_only(dtype)
-    model, processor, version = load_model(
-        GroundingDinoForObjectDetection, GroundingDinoProcessor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
-    )
-    return GroundingDinoFunction(
-        place(model, device, dtype),
-        processor,
-        classes,
-        prompts,
-        model_version=version,
+    return build(
+        GroundingDinoFunction,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        random_model,
+        classes=classes,
+        prompts=prompts,
+        checkpoint=checkpoint,
+        default_weights=DEFAULT_WEIGHTS,
+        pretrained=pretrained,
+        device=device,
+        dtype=float32_only(dtype),
         default_conf_threshold=default_conf_threshold,
         nms_threshold=nms_threshold,
         max_detections=max_detections,
     )
 
 
-def weights_available() -> bool:
-    """Whether the Grounding DINO weights are already on this machine (no download)."""
-    from ..weights import is_present
-
-    return is_present(DEFAULT_WEIGHTS)
+#: Whether its weights are already on this machine (no download).
+weights_available = availability(DEFAULT_WEIGHTS)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`).
-FUNCTION = FunctionRecord(
-    name="grounding_dino",
-    kind="detection",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
+FUNCTION = transformers_record(
+    "grounding_dino",
     weights={
         "grounding-dino-tiny": hf_weights("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "Apache-2.0")
     },
-    license="Apache-2.0",
     open_vocabulary=True,
 )

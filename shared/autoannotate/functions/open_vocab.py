@@ -251,6 +251,34 @@ class OpenVocabularyFunction:
 # Building: weights, random weights, tokenizers for random weights
 
 
+def build(
+    function_class: Any,
+    model_class: Any,
+    processor_class: Any,
+    random_model: Any,
+    *,
+    classes: Any,
+    prompts: Any,
+    checkpoint: str | None,
+    default_weights: str,
+    pretrained: bool,
+    device: str | None,
+    dtype: str | None,
+    **options: Any,
+) -> Any:
+    """The one ``create`` of the open-vocabulary functions: the class names are checked before any
+    weights are looked for, then ``function_class(model, processor, classes, prompts, ...)`` is built
+    over the weights (:func:`load_model`) placed on ``device`` in ``dtype``; ``options`` are the
+    function's own settings (thresholds, limits)."""
+    from ..devices import place
+
+    class_prompts(classes, prompts)
+    model, processor, version = load_model(
+        model_class, processor_class, random_model, checkpoint, default_weights, pretrained
+    )
+    return function_class(place(model, device, dtype), processor, classes, prompts, model_version=version, **options)
+
+
 def load_model(
     model_class: Any, processor_class: Any, random_model: Any, checkpoint: str | None, default: str, pretrained: bool
 ) -> tuple[Any, Any, str]:

@@ -19,16 +19,15 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from ..devices import place, to_cpu_float, to_model
-from ..registry import FunctionRecord
-from ..weights import hf_weights
+from ..devices import to_cpu_float, to_model
+from ..registry import transformers_record
+from ..weights import availability, hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
+    build,
     char_clip_tokenizer,
-    class_prompts,
     clip_token_ids,
-    load_model,
 )
 
 DEFAULT_WEIGHTS = "owlv2-base"
@@ -109,39 +108,34 @@ def create(
     """
     from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-    class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
-    model, processor, version = load_model(
-        Owlv2ForObjectDetection, Owlv2Processor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
-    )
-    return Owlv2Function(
-        place(model, device, dtype),
-        processor,
-        classes,
-        prompts,
-        model_version=version,
+    return build(
+        Owlv2Function,
+        Owlv2ForObjectDetection,
+        Owlv2Processor,
+        random_model,
+        classes=classes,
+        prompts=prompts,
+        checkpoint=checkpoint,
+        default_weights=DEFAULT_WEIGHTS,
+        pretrained=pretrained,
+        device=device,
+        dtype=dtype,
         default_conf_threshold=default_conf_threshold,
         nms_threshold=nms_threshold,
         max_detections=max_detections,
     )
 
 
-def weights_available() -> bool:
-    """Whether the OWLv2 weights are already on this machine (no download)."""
-    from ..weights import is_present
-
-    return is_present(DEFAULT_WEIGHTS)
+#: Whether its weights are already on this machine (no download).
+weights_available = availability(DEFAULT_WEIGHTS)
 
 
 __all__ = ["Owlv2Function", "create", "random_model", "weights_available"]
 
 
 #: This function in the registry (:mod:`autoannotate.registry`).
-FUNCTION = FunctionRecord(
-    name="owlv2",
-    kind="detection",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
+FUNCTION = transformers_record(
+    "owlv2",
     weights={"owlv2-base": hf_weights("owlv2-base", "google/owlv2-base-patch16-ensemble", "Apache-2.0")},
-    license="Apache-2.0",
     open_vocabulary=True,
 )

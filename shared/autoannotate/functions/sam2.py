@@ -40,7 +40,7 @@ import PIL.Image
 from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
-from ..registry import AutoCandidate, FunctionRecord
+from ..registry import AutoCandidate, transformers_record
 from ..seeding import seeded_torch
 from ..weights import hf_weights
 from .sam import use_multimask
@@ -360,27 +360,6 @@ def create(
     )
 
 
-def create_edgetam(
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    multimask: str = "auto",
-    dtype: str | None = None,
-) -> TransformersSamFunction:
-    """EdgeTAM (a SAM 2 distilled onto RepViT for on-device use) on transformers; the parameters are
-    those of :func:`create` without ``size``."""
-    return build(
-        "edgetam",
-        checkpoint=checkpoint,
-        default_weights=EDGETAM_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        multimask=multimask,
-        config=None if pretrained else edgetam_config(),
-        dtype=dtype,
-    )
-
-
 def weights_available(size: str = "tiny") -> bool:
     """Whether the SAM 2.1 ``size`` weights are already on this machine (no download)."""
     from ..weights import is_present
@@ -390,15 +369,12 @@ def weights_available(size: str = "tiny") -> bool:
 
 #: This function in the registry (:mod:`autoannotate.registry`). ``auto`` prefers SAM 2.1 to the
 #: original SAM: on a CPU the smallest first (an annotator waits on the encoder), on a GPU the largest.
-FUNCTION = FunctionRecord(
-    name="sam2",
-    kind="interactive",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
+FUNCTION = transformers_record(
+    "sam2",
+    "interactive",
     weights={w: hf_weights(w, f"facebook/{w}", "Apache-2.0") for w in SAM2_SIZES.values()},
     auto=tuple(
         AutoCandidate({"size": size}, w, cpu_rank=1 + i, gpu_rank=3 - i)
         for i, (size, w) in enumerate(SAM2_SIZES.items())
     ),
-    license="Apache-2.0",
 )

@@ -52,9 +52,9 @@ from ..interface import (
     TrackingFunctionSpec,
 )
 from ..masks import mask_bbox, mask_to_polygon
-from ..registry import FunctionRecord
+from ..registry import transformers_record
 from ..seeding import seeded_torch
-from .sam2 import EDGETAM_WEIGHTS, SAM2_SIZES, edgetam_config, sam2_config, size_name
+from .sam2 import SAM2_SIZES, edgetam_config, sam2_config, size_name
 from .sam2 import weights_available as sam2_weights_available
 
 
@@ -385,37 +385,12 @@ def create(
     )
 
 
-def create_edgetam(
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    min_score: float = 0.5,
-    min_pixels: int = 16,
-    dtype: str | None = None,
-) -> VideoSamTracker:
-    """EdgeTAM video propagation on transformers; the parameters of :func:`create` without ``size``."""
-    return build(
-        "edgetam",
-        checkpoint=checkpoint,
-        default_weights=EDGETAM_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        min_score=min_score,
-        min_pixels=min_pixels,
-        config=None if pretrained else edgetam_video_config(),
-        dtype=dtype,
-    )
-
-
 #: The video model reads the weights of the image model: the same check.
 weights_available = sam2_weights_available
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); its weights are SAM 2.1's (``sam2``).
-FUNCTION = FunctionRecord(
-    name="sam2_video",
-    kind="tracking",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
-    license="Apache-2.0",
+FUNCTION = transformers_record(
+    "sam2_video",
+    "tracking",
 )

@@ -21,17 +21,16 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from ..devices import place, to_cpu_float, to_model
+from ..devices import to_cpu_float, to_model
 from ..errors import BadParameterError
-from ..registry import FunctionRecord
-from ..weights import hf_weights
+from ..registry import transformers_record
+from ..weights import availability, hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
+    build,
     char_clip_tokenizer,
-    class_prompts,
     clip_token_ids,
-    load_model,
 )
 
 DEFAULT_WEIGHTS = "sam3"
@@ -175,16 +174,18 @@ def create(
     """
     from transformers import Sam3Model, Sam3Processor
 
-    class_prompts(classes, prompts)  # wrong classes fail before any weights are looked for
-    model, processor, version = load_model(
-        Sam3Model, Sam3Processor, random_model, checkpoint, DEFAULT_WEIGHTS, pretrained
-    )
-    return Sam3Function(
-        place(model, device, dtype),
-        processor,
-        classes,
-        prompts,
-        model_version=version,
+    return build(
+        Sam3Function,
+        Sam3Model,
+        Sam3Processor,
+        random_model,
+        classes=classes,
+        prompts=prompts,
+        checkpoint=checkpoint,
+        default_weights=DEFAULT_WEIGHTS,
+        pretrained=pretrained,
+        device=device,
+        dtype=dtype,
         default_conf_threshold=default_conf_threshold,
         mask_threshold=mask_threshold,
         nms_threshold=nms_threshold,
@@ -193,19 +194,13 @@ def create(
     )
 
 
-def weights_available() -> bool:
-    """Whether the SAM 3 weights are already on this machine (no download)."""
-    from ..weights import is_present
-
-    return is_present(DEFAULT_WEIGHTS)
+#: Whether its weights are already on this machine (no download).
+weights_available = availability(DEFAULT_WEIGHTS)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`).
-FUNCTION = FunctionRecord(
-    name="sam3",
-    kind="detection",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
+FUNCTION = transformers_record(
+    "sam3",
     weights={"sam3": hf_weights("sam3", "facebook/sam3", "SAM License")},
     license="SAM License (the weights; gated on Hugging Face)",
     open_vocabulary=True,

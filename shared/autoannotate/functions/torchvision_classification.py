@@ -12,7 +12,7 @@ import PIL.Image
 
 from ..devices import to_cpu_float, to_model
 from ..interface import DetectionFunctionContext, label_spec
-from ..registry import FunctionRecord
+from ..registry import torchvision_record
 from ..shapes import Shape, tag
 from ._torchvision import TorchvisionFunctionBase
 
@@ -64,10 +64,4 @@ def create(
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
-FUNCTION = FunctionRecord(
-    name="torchvision_classification",
-    kind="detection",
-    extras=("torch",),
-    requires=("torch", "torchvision"),
-    license="BSD-3-Clause (torchvision; see each model's weights)",
-)
+FUNCTION = torchvision_record("torchvision_classification")

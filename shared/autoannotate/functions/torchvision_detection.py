@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..interface import DetectionFunctionContext, label_spec
-from ..registry import FunctionRecord
+from ..registry import torchvision_record
 from ..shapes import Shape, rectangle
 from ._torchvision import TorchvisionFunctionBase
 
@@ -47,10 +47,4 @@ def create(
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
-FUNCTION = FunctionRecord(
-    name="torchvision_detection",
-    kind="detection",
-    extras=("torch",),
-    requires=("torch", "torchvision"),
-    license="BSD-3-Clause (torchvision; see each model's weights)",
-)
+FUNCTION = torchvision_record("torchvision_detection")

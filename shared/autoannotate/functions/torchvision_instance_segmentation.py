@@ -9,7 +9,7 @@ from typing import Any
 
 from ..interface import DetectionFunctionContext, label_spec
 from ..masks import mask_to_polygon
-from ..registry import FunctionRecord
+from ..registry import torchvision_record
 from ..shapes import Shape, mask, polygon
 from ._torchvision import TorchvisionFunctionBase
 
@@ -62,10 +62,4 @@ def create(
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
-FUNCTION = FunctionRecord(
-    name="torchvision_instance_segmentation",
-    kind="detection",
-    extras=("torch",),
-    requires=("torch", "torchvision"),
-    license="BSD-3-Clause (torchvision; see each model's weights)",
-)
+FUNCTION = torchvision_record("torchvision_instance_segmentation")

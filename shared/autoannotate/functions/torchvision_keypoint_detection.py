@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..interface import DetectionFunctionContext, keypoint_spec, skeleton_label_spec
-from ..registry import FunctionRecord
+from ..registry import torchvision_record
 from ..shapes import Shape, keypoint, skeleton
 from ._torchvision import TorchvisionFunctionBase
 
@@ -49,10 +49,4 @@ def create(
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
-FUNCTION = FunctionRecord(
-    name="torchvision_keypoint_detection",
-    kind="detection",
-    extras=("torch",),
-    requires=("torch", "torchvision"),
-    license="BSD-3-Clause (torchvision; see each model's weights)",
-)
+FUNCTION = torchvision_record("torchvision_keypoint_detection")
