@@ -107,7 +107,8 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
     this only makes FiftyOne labels in relative coordinates. A rotated rectangle:
 
     - ``polyline`` class: FiftyOne's oriented box, a closed polyline of its corners
-      (:func:`rotated_box_polyline`, as FiftyOne's own Ultralytics OBB import stores them);
+      (:func:`rotated_box_polyline`, as FiftyOne's own Ultralytics OBB import stores them; an
+      upright rectangle too);
     - ``bbox`` class: an ``fo.Detection`` cannot turn, and its field (``fo.Detections``, chosen
       before the run sees any shape) cannot hold a polyline, so the detection holds the upright
       box around the four corners (the core's derived box, what FiftyOne's box evaluation
@@ -135,7 +136,7 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
     if output == "mask":
         return _mask_detection(out.bitmap, w, h, **kw)  # type: ignore[arg-type]
     if output in ("polygon", "polyline"):
-        if s.type == "rectangle" and s.rotation:
+        if s.type == "rectangle":  # FiftyOne's own oriented box, turned or not
             return rotated_box_polyline(s, w, h, **kw)
         return _polyline(out.points, w, h, out.type == "polygon", output == "polygon", **kw)
     if out.type == "points":
