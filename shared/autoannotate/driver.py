@@ -16,7 +16,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import PIL.Image
@@ -312,15 +312,7 @@ def process_output(
 
 
 def masks_to_polygon_shapes(shapes: Iterable[Shape]) -> list[Shape]:
-    """Replace each mask shape by a polygon around its largest region (empty masks vanish)."""
-    from .masks import mask_to_polygon
+    """Replace each mask shape by its polygon (the core's one rule: ``outputs.mask_polygon``)."""
+    from .outputs import masks_to_polygons
 
-    out = []
-    for s in shapes:
-        if s.type != "mask":
-            out.append(s)
-            continue
-        poly = mask_to_polygon(s.bitmap)  # type: ignore[arg-type]
-        if poly is not None:
-            out.append(replace(s, type="polygon", points=tuple(poly), bitmap=None))
-    return out
+    return masks_to_polygons(shapes)

@@ -2,7 +2,8 @@
 
 COCO output: ``images`` (id, file_name, width, height, and ``tags`` for whole-image labels),
 ``annotations`` (id, image_id, category_id, bbox ``[x, y, w, h]``, area, score, iscrowd,
-``segmentation`` as polygons or uncompressed RLE, ``keypoints`` for skeletons) and ``categories``
+``segmentation`` as polygons (rotated boxes too, with their upright ``bbox``) or uncompressed
+RLE, ``keypoints`` for skeletons) and ``categories``
 (id, name; keypoint names for skeleton labels). Category ids are 1-based in label order.
 """
 
@@ -22,6 +23,7 @@ import PIL.ImageDraw
 from .driver import ImageResult
 from .interface import LabelSpec
 from .masks import rle_encode
+from .outputs import NATURAL_OUTPUT, box_corners, derived_box, polygon_area, to_output
 from .shapes import Shape
 
 
@@ -38,10 +40,26 @@ def coco_categories(labels: Sequence[LabelSpec]) -> tuple[list[dict], dict[int, 
     return cats, ids
 
 
-def shape_to_coco(s: Shape, ann_id: int, image_id: int, category_id: int) -> dict[str, Any] | None:
-    """One COCO annotation, or None for a tag or an empty shape."""
-    box = s.bbox()
-    if s.type == "tag" or box is None:
+def shape_to_coco(
+    s: Shape, ann_id: int, image_id: int, category_id: int, size: tuple[int, int] | None = None
+) -> dict[str, Any] | None:
+    """One COCO annotation, or None for a tag or an empty shape.
+
+    Each shape is written as its own output type (:data:`autoannotate.outputs.NATURAL_OUTPUT`)
+    through the core's output stage; this only lays it out as COCO: ``bbox`` ``[x, y, w, h]`` is
+    the core's derived box (upright; for a rotated rectangle the box around its corners), a
+    polygon or a rotated rectangle (its four turned corners, :func:`autoannotate.outputs.box_corners`)
+    is a polygon ``segmentation`` with its area, a mask uncompressed RLE, a skeleton COCO
+    ``keypoints``. ``size``, the image's ``(width, height)``, clips upright boxes to the image
+    as every front end does; None keeps them as they are."""
+    if s.type == "tag":
+        return None
+    if size is not None:
+        out = to_output(s, NATURAL_OUTPUT[s.type], size)
+    else:
+        out = s if s.type != "mask" or (s.bitmap is not None and s.bitmap.any()) else None
+    box = derived_box(out) if out is not None else None
+    if out is None or box is None:
         return None
     x1, y1, x2, y2 = box
     ann: dict[str, Any] = {
@@ -53,24 +71,23 @@ def shape_to_coco(s: Shape, ann_id: int, image_id: int, category_id: int) -> dic
         "iscrowd": 0,
         "score": s.score,
     }
-    if s.type == "polygon":
-        ann["segmentation"] = [list(s.points)]
-        x = np.asarray(s.points[0::2])
-        y = np.asarray(s.points[1::2])
-        ann["area"] = float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
-    elif s.type == "mask":
-        ann["segmentation"] = rle_encode(s.bitmap)  # type: ignore[arg-type]
-        ann["area"] = int(s.bitmap.sum())  # type: ignore[union-attr]
-    elif s.type == "skeleton":
+    if out.type == "polygon" or (out.type == "rectangle" and out.rotation):
+        pts = out.points if out.type == "polygon" else box_corners(out)
+        ann["segmentation"] = [list(pts)]
+        ann["area"] = polygon_area(pts)
+    elif out.type == "mask":
+        ann["segmentation"] = rle_encode(out.bitmap)  # type: ignore[arg-type]
+        ann["area"] = int(out.bitmap.sum())  # type: ignore[union-attr]
+    elif out.type == "skeleton":
         kps: list[float] = []
-        for e in s.elements:
+        for e in out.elements:
             visibility = 0 if e.outside else (1 if e.occluded else 2)
             kps += [e.points[0], e.points[1], visibility]
         ann["keypoints"] = kps
-        ann["num_keypoints"] = sum(1 for e in s.elements if not e.outside)
-    elif s.type in ("polyline", "points"):
-        ann["points"] = list(s.points)
-        ann["shape_type"] = s.type
+        ann["num_keypoints"] = sum(1 for e in out.elements if not e.outside)
+    elif out.type in ("polyline", "points"):
+        ann["points"] = list(out.points)
+        ann["shape_type"] = out.type
     if s.attributes:
         ann["attributes"] = {str(a.spec_id): a.value for a in s.attributes}
     return ann
@@ -100,7 +117,7 @@ class CocoBuilder:
             entry["tags"] = tags
         self.images.append(entry)
         for s in r.shapes or []:
-            ann = shape_to_coco(s, len(self.annotations) + 1, image_id, self.cat_ids[s.label_id])
+            ann = shape_to_coco(s, len(self.annotations) + 1, image_id, self.cat_ids[s.label_id], r.size)
             if ann is not None:
                 self.annotations.append(ann)
         return len(r.shapes or [])
@@ -217,8 +234,9 @@ def draw_overlay(image: PIL.Image.Image, shapes: Iterable[Shape], names: dict[in
             draw.polygon(xy, outline=color + (255,), fill=color + (70,))
         elif s.type == "polyline":
             draw.line(list(zip(s.points[0::2], s.points[1::2])), fill=color + (255,), width=width)
-        elif s.type == "rectangle":
-            draw.rectangle(s.points, outline=color + (255,), width=width)
+        elif s.type == "rectangle":  # as drawn: a rotated one turned about its centre
+            corners = box_corners(s)
+            draw.polygon(list(zip(corners[0::2], corners[1::2])), outline=color + (255,), width=width)
         pts = (
             [e.points for e in s.elements if not e.outside]
             if s.type == "skeleton"

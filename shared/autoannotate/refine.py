@@ -26,7 +26,7 @@ from .interface import (
     SegmentationResult,
     model_version,
 )
-from .masks import mask_to_polygon
+from .outputs import mask_polygon
 from .shapes import Shape
 
 OUTPUTS = ("mask", "polygon")
@@ -95,13 +95,13 @@ class BoxRefiner:
             return shapes
         ictx = InteractiveFunctionContext(frame_name=context.frame_name)
         encoding = self.interactive.encode(ictx, image)
-        results = segment_boxes(self.interactive, ictx, encoding, [shapes[i].points for i in todo])
+        results = segment_boxes(self.interactive, ictx, encoding, [shapes[i].bbox() or shapes[i].points for i in todo])
         out = list(shapes)
         for i, res in zip(todo, results):
             s = shapes[i]
             if self._refined_ids[s.label_id] == "polygon":
-                poly = mask_to_polygon(res.mask)
-                out[i] = replace(s, type="polygon", points=tuple(poly)) if poly else s
+                poly = mask_polygon(res.mask)
+                out[i] = replace(s, type="polygon", points=poly, rotation=0.0) if poly else s
             elif res.mask.any():
-                out[i] = replace(s, type="mask", points=(), bitmap=res.mask)
+                out[i] = replace(s, type="mask", points=(), bitmap=res.mask, rotation=0.0)
         return out

@@ -1,13 +1,24 @@
-"""Shapes -> Label Studio regions; the fast brush RLE equals the SDK's encoder byte for byte."""
+"""Shapes -> Label Studio regions (rotated rectangles included, and back); the fast brush RLE
+equals the SDK's encoder byte for byte."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 import autoannotate as aa
 from autoannotate.label_studio.config import parse_config
-from autoannotate.label_studio.regions import brush_rle, build_prediction, to_regions
+from autoannotate.label_studio.regions import (
+    brush_rle,
+    build_prediction,
+    rectangle_from_value,
+    rectangle_value,
+    to_regions,
+)
+from autoannotate.label_studio.review_report import compare_regions
+from autoannotate.outputs import box_corners
 
 pytest.importorskip("label_studio_sdk")
 from label_studio_sdk.converter.brush import decode_rle, mask2rle  # noqa: E402
@@ -113,3 +124,49 @@ def test_masks_and_polygons_on_a_rectangle_control_become_their_boxes():
     ]
     assert [r["score"] for r in regs] == [0.6, 0.4] and all(r["type"] == "rectanglelabels" for r in regs)
     assert to_regions(9, [aa.mask(0, np.zeros((100, 200), bool))], controls["r"], (200, 100)) == []
+
+
+def _ls_corners(v, size):
+    """The corners (flat pixels) of a Label Studio rectangle value as Label Studio draws it: the
+    unrotated box at its top-left corner (x, y), turned clockwise by ``rotation`` about that corner."""
+    w, h = size
+    px, py = v["x"] * w / 100, v["y"] * h / 100
+    bw, bh = v["width"] * w / 100, v["height"] * h / 100
+    a = math.radians(v["rotation"])
+    out = []
+    for dx, dy in ((0, 0), (bw, 0), (bw, bh), (0, bh)):
+        out += [px + dx * math.cos(a) - dy * math.sin(a), py + dx * math.sin(a) + dy * math.cos(a)]
+    return out
+
+
+@pytest.mark.parametrize("deg", [0, 30, 90, 270])
+def test_a_rotated_rectangle_is_a_rotated_label_studio_rectangle_and_round_trips(deg):
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    size = (200, 100)  # not square: percent differs per axis
+    s = aa.rectangle(0, [60, 30, 140, 70], rotation=deg, score=0.5)
+    (reg,) = to_regions(9, [s], controls["r"], size)
+    v = reg["value"]
+    assert v["rotation"] == deg and v["rectanglelabels"] == ["a"]
+    assert (v["width"], v["height"]) == pytest.approx((40.0, 40.0))  # the unrotated size, in percent
+    assert _ls_corners(v, size) == pytest.approx(box_corners(s))  # drawn where the shape is
+    if deg == 90:  # the top-left corner lands at the top right of the turned box
+        assert (v["x"], v["y"]) == pytest.approx((60.0, 10.0))
+    back = rectangle_from_value(v, size)
+    assert back.points == pytest.approx(s.points) and back.rotation == pytest.approx(deg)
+    assert rectangle_value(back, size) == pytest.approx({k: v[k] for k in ("x", "y", "width", "height", "rotation")})
+
+
+def test_rotated_boxes_on_other_controls_and_in_the_review_report():
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    s = aa.rectangle(0, [60, 30, 140, 70], rotation=90)
+    assert to_regions(9, [s], controls["p"], (200, 100)) == []  # a polygon control takes no box
+    (reg,) = to_regions(9, [s], controls["r"], (200, 100))
+    (pred,), _ = compare_regions([reg], [])
+    assert pred["box"] == pytest.approx((40.0, 10.0, 60.0, 90.0))  # the upright box around the turned one
+
+
+def test_points_on_a_keypoint_control_give_one_region_per_point():
+    controls = {c.name: c for c in parse_config(CONFIG)}
+    regs = to_regions(9, [aa.points(0, [50, 25, 100, 50], score=0.3)], controls["k"], (200, 100))
+    assert [(r["value"]["x"], r["value"]["y"]) for r in regs] == [(25.0, 25.0), (50.0, 50.0)]
+    assert len({r["id"] for r in regs}) == 2 and all(r["score"] == 0.3 for r in regs)

@@ -1,5 +1,8 @@
 """Shapes (absolute pixels) -> FiftyOne labels (relative coordinates), with review routing.
 
+Which shape becomes which output type is the core's output stage (:mod:`autoannotate.outputs`);
+this module only makes FiftyOne labels of its results.
+
 FiftyOne conventions: boxes are ``[x, y, w, h]`` relative to the image size; a detection's mask
 covers its box only; polylines and keypoints are lists of relative ``(x, y)``.
 """
@@ -13,7 +16,8 @@ from typing import Any
 import fiftyone as fo
 import numpy as np
 
-from ..masks import mask_bbox, mask_to_polygon, polygon_to_mask
+from ..masks import mask_bbox
+from ..outputs import derived_box, mask_polygon, to_output
 from ..shapes import Shape
 from .plan import CONTAINER, Plan
 
@@ -59,66 +63,101 @@ def crop_mask(bitmap: np.ndarray, box: tuple[float, float, float, float]) -> np.
 
 
 def _mask_detection(bitmap: np.ndarray, w: int, h: int, **kw: Any) -> fo.Detection | None:
-    box = mask_bbox(bitmap)
+    box = mask_bbox(bitmap)  # the derived box of a mask (autoannotate.outputs.derived_box)
     if box is None:
         return None
     return fo.Detection(bounding_box=rel_box(box, w, h), mask=crop_mask(bitmap, box), **kw)
 
 
 def mask_polyline(bitmap: np.ndarray, w: int, h: int, *, closed: bool = True, **kw: Any) -> fo.Polyline | None:
-    """The outline of the largest region of an image-sized mask as a FiftyOne polyline (closed
-    and filled: a polygon), or None when the mask has no such region."""
-    poly = mask_to_polygon(bitmap)
-    return _polyline(tuple(poly) if poly else (), w, h, closed, **kw)
+    """The outline of the largest region of an image-sized mask (the core's mask -> polygon rule,
+    :func:`autoannotate.outputs.mask_polygon`) as a FiftyOne polyline, closed and filled (a
+    polygon) unless ``closed=False``; None when the mask has no such region."""
+    return _polyline(mask_polygon(bitmap) or (), w, h, closed, closed, **kw)
 
 
-def _polyline(pts: tuple[float, ...], w: int, h: int, closed: bool, **kw: Any) -> fo.Polyline | None:
+def _polyline(pts: tuple[float, ...], w: int, h: int, closed: bool, filled: bool, **kw: Any) -> fo.Polyline | None:
     if len(pts) < 4:
         return None
-    return fo.Polyline(points=[_rel_points(pts, w, h)], closed=closed, filled=closed, **kw)
+    return fo.Polyline(points=[_rel_points(pts, w, h)], closed=closed, filled=filled, **kw)
 
 
 def _rel_points(flat: tuple[float, ...], w: int, h: int) -> list[tuple[float, float]]:
     return [(flat[i] / w, flat[i + 1] / h) for i in range(0, len(flat) - 1, 2)]
 
 
+def rotated_box_polyline(s: Shape, w: int, h: int, *, filled: bool = False, **kw: Any) -> fo.Polyline:
+    """A rotated rectangle as FiftyOne's own oriented box: ``fo.Polyline.from_rotated_box`` (a
+    closed outline of the four corners, relative coordinates). FiftyOne's ``theta`` is in radians
+    and turns ``(dx, dy)`` by ``[[cos, -sin], [sin, cos]]`` in image coordinates (y down): the
+    same clockwise turn about the centre as a shape's ``rotation`` in degrees, so the corners are
+    :func:`autoannotate.outputs.box_corners` (in another order)."""
+    x1, y1, x2, y2 = s.points
+    return fo.Polyline.from_rotated_box(
+        (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, math.radians(s.rotation), frame_size=(w, h), filled=filled, **kw
+    )
+
+
 def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attrs: dict[str, Any]) -> Any:
-    """One FiftyOne label for ``s`` in the class's output type, or None when ``s`` cannot give one
-    (an empty mask, a shape type the output cannot take)."""
+    """One FiftyOne label for ``s`` in the class's output type (``bbox``, ``polygon``,
+    ``polyline``, ``mask``, ``keypoint``, ``tag``), or None when ``s`` cannot give one (an empty
+    mask, a shape type the output cannot take).
+
+    Which shape becomes what is the core's output stage (:func:`autoannotate.outputs.to_output`);
+    this only makes FiftyOne labels in relative coordinates. A rotated rectangle:
+
+    - ``polyline`` class: FiftyOne's oriented box, a closed polyline of its corners
+      (:func:`rotated_box_polyline`, as FiftyOne's own Ultralytics OBB import stores them; an
+      upright rectangle too);
+    - ``bbox`` class: an ``fo.Detection`` cannot turn, and its field (``fo.Detections``, chosen
+      before the run sees any shape) cannot hold a polyline, so the detection holds the upright
+      box around the four corners (the core's derived box, what FiftyOne's box evaluation
+      compares) and the angle in its ``rotation`` attribute (degrees clockwise about the centre):
+      nothing is lost, and a ``polyline`` class draws the oriented outline;
+    - ``polygon`` or ``mask`` class: no label here (refinement turns boxes into polygons and
+      masks; :func:`box_label` is the fallback).
+    """
     w, h = size
     kw = {"label": name, **attrs}
     if s.score is not None:
         kw["confidence"] = float(s.score)
+    if output not in CORE_OUTPUT:
+        raise ValueError(f"unknown output type {output!r}")
+    out = to_output(s, CORE_OUTPUT[output], size)
+    if out is None:
+        return None
     if output == "tag":
-        return fo.Classification(**kw) if s.type == "tag" else None
+        return fo.Classification(**kw)
     if output == "bbox":
-        box = s.bbox()
-        return fo.Detection(bounding_box=rel_box(box, w, h), **kw) if box else None
+        if out.rotation:
+            kw["rotation"] = float(out.rotation)
+            return fo.Detection(bounding_box=rel_box(derived_box(out), w, h), **kw)  # type: ignore[arg-type]
+        return fo.Detection(bounding_box=rel_box(out.points, w, h), **kw)  # type: ignore[arg-type]
     if output == "mask":
-        if s.type == "mask":
-            return _mask_detection(s.bitmap, w, h, **kw)  # type: ignore[arg-type]
-        if s.type == "polygon":
-            return _mask_detection(polygon_to_mask(s.points, size), w, h, **kw)
-        return None
+        return _mask_detection(out.bitmap, w, h, **kw)  # type: ignore[arg-type]
     if output in ("polygon", "polyline"):
-        closed = output == "polygon"
-        if s.type == "mask":
-            return mask_polyline(s.bitmap, w, h, closed=closed, **kw)  # type: ignore[arg-type]
-        if s.type in ("polygon", "polyline"):
-            return _polyline(s.points, w, h, closed, **kw)
-        return None
-    if output == "keypoint":
-        if s.type == "points":
-            kps, extra = _rel_points(s.points, w, h), {}
-        elif s.type == "skeleton":
-            kps = [(math.nan, math.nan) if e.outside else (e.points[0] / w, e.points[1] / h) for e in s.elements]
-            extra = {"occluded": [bool(e.occluded) for e in s.elements]}
-        else:
-            return None
-        if "confidence" in kw:  # FiftyOne keypoint confidences are per point
-            kw["confidence"] = [kw["confidence"]] * len(kps)
-        return fo.Keypoint(points=kps, **kw, **extra)
-    raise ValueError(f"unknown output type {output!r}")
+        if s.type == "rectangle":  # FiftyOne's own oriented box, turned or not
+            return rotated_box_polyline(s, w, h, **kw)
+        return _polyline(out.points, w, h, out.type == "polygon", output == "polygon", **kw)
+    if out.type == "points":
+        kps, extra = _rel_points(out.points, w, h), {}
+    else:
+        kps = [(math.nan, math.nan) if e.outside else (e.points[0] / w, e.points[1] / h) for e in out.elements]
+        extra = {"occluded": [bool(e.occluded) for e in out.elements]}
+    if "confidence" in kw:  # FiftyOne keypoint confidences are per point
+        kw["confidence"] = [kw["confidence"]] * len(kps)
+    return fo.Keypoint(points=kps, **kw, **extra)
+
+
+#: FiftyOne's output type names -> the core's (:data:`autoannotate.outputs.OUTPUT_TYPES`).
+CORE_OUTPUT = {
+    "bbox": "box",
+    "polygon": "polygon",
+    "polyline": "polyline",
+    "mask": "mask",
+    "keypoint": "keypoints",
+    "tag": "tag",
+}
 
 
 #: Why a label of a polygon/mask class is stored as its box (marked ``refined=False``).
@@ -129,20 +168,26 @@ UNREFINED_REASON = (
 
 
 def box_label(s: Shape, name: str, output: str, size: tuple[int, int], attrs: dict[str, Any]) -> Any:
-    """The box of ``s`` in the class's container: a closed box polygon (``polygon``) or a
-    detection without mask (``mask``), marked ``refined=False``; None when ``s`` has no box."""
-    box = s.bbox()
+    """The box of ``s`` in the class's container: a closed polygon of its corners (``polygon``;
+    a rotated rectangle's turned corners) or a detection without mask (``mask``; the upright box,
+    with a rotated rectangle's ``rotation`` attribute), marked ``refined=False``; None when ``s``
+    has no box."""
+    box = derived_box(s)
     if box is None:
         return None
     w, h = size
     kw: dict[str, Any] = {"label": name, **attrs, "refined": False}
     if s.score is not None:
         kw["confidence"] = float(s.score)
-    x, y, bw, bh = rel_box(box, w, h)
     if output == "polygon":
+        if s.type == "rectangle" and s.rotation:
+            return rotated_box_polyline(s, w, h, filled=True, **kw)
+        x, y, bw, bh = rel_box(box, w, h)
         corners = [(x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh)]
         return fo.Polyline(points=[corners], closed=True, filled=True, **kw)
-    return fo.Detection(bounding_box=[x, y, bw, bh], **kw)
+    if s.type == "rectangle" and s.rotation:
+        kw["rotation"] = float(s.rotation)
+    return fo.Detection(bounding_box=rel_box(box, w, h), **kw)
 
 
 class LabelBuilder:

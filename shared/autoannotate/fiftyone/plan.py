@@ -52,7 +52,7 @@ CONTAINER = {
 
 #: Output types reachable from each label type (rectangles reach masks/polygons by refinement).
 REACHABLE = {
-    "rectangle": {"bbox", "mask", "polygon"},
+    "rectangle": {"bbox", "mask", "polygon", "polyline"},  # polyline: a (rotated) box's outline
     "mask": {"bbox", "mask", "polygon"},
     "polygon": {"bbox", "mask", "polygon", "polyline"},
     "polyline": {"bbox", "polyline"},

@@ -1,7 +1,10 @@
 """Shapes (absolute pixels) -> Label Studio result regions (percent of the original image size).
 
-Label Studio's convention: ``x``, ``y``, ``width``, ``height`` and polygon/keypoint points are
-percentages (0-100) of ``original_width`` / ``original_height``; brush masks are Label Studio RLE
+Which shape becomes which region is the core's output stage (:mod:`autoannotate.outputs`, by the
+control's output type, :data:`CONTROL_OUTPUT`); this module only changes units. Label Studio's
+convention: ``x``, ``y``, ``width``, ``height`` and polygon/keypoint points are percentages (0-100)
+of ``original_width`` / ``original_height``; a rectangle's ``rotation`` turns it clockwise about
+its top-left corner (:func:`rectangle_value`); brush masks are Label Studio RLE
 (``label_studio_sdk.converter.brush.mask2rle``). :func:`build_prediction` turns per-control shapes
 into one prediction and is the only place that numbers regions: ids are derived from the task, the
 control and the region's index, so the same input always gives the same ids and no two regions of
@@ -11,13 +14,15 @@ a prediction share one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..masks import mask_to_polygon, polygon_to_mask
-from ..shapes import Shape
+from ..outputs import box_corners, to_output
+from ..shapes import Shape, rectangle
 from .config import Control
 
 
@@ -70,43 +75,92 @@ def _pct(v: float, total: int) -> float:
     return float(min(max(v / total * 100.0, 0.0), 100.0))
 
 
+#: The output type (:mod:`autoannotate.outputs`) each Label Studio control tag shows.
+CONTROL_OUTPUT = {
+    "RectangleLabels": "box",
+    "Labels": "box",
+    "PolygonLabels": "polygon",
+    "BrushLabels": "mask",
+    "KeyPointLabels": "keypoints",
+    "Choices": "tag",
+}
+
+
 def shape_value(s: Shape, control: Control, label: str, size: tuple[int, int]) -> dict | None:
-    """The ``value`` of a region for ``s`` in ``control``, or None when it cannot be shown there."""
+    """The ``value`` of a region for ``s`` in ``control``, or None when it cannot be shown there.
+
+    Which shape becomes what is :func:`autoannotate.outputs.to_output` (a mask or polygon on a
+    rectangle control shows its box, a mask on a polygon control its outline, ...); this only
+    turns pixels into Label Studio's percent. A rotated rectangle keeps its rotation
+    (:func:`rectangle_value`)."""
+    output = CONTROL_OUTPUT.get(control.tag)
+    out = to_output(s, output, size) if output else None
+    if out is None:
+        return None
     w, h = size
     key = control.tag.lower()
-    if control.tag in ("RectangleLabels", "Labels") and s.type in ("rectangle", "polygon", "mask"):
-        # a mask or polygon (SAM 3, instance segmentation) on a rectangle control: its box
-        box = s.points if s.type == "rectangle" else s.bbox()
-        if box is None or (s.type != "rectangle" and (box[2] <= box[0] or box[3] <= box[1])):
-            return None  # an empty mask or a flat polygon has no box to show
-        x1, y1, x2, y2 = box
+    if output == "box":
+        return {**rectangle_value(out, size), key: [label]}
+    if output == "polygon":
+        pts = out.points
+        return {
+            "points": [[_pct(pts[i], w), _pct(pts[i + 1], h)] for i in range(0, len(pts), 2)],
+            "closed": True,
+            key: [label],
+        }
+    if output == "mask":
+        return {"format": "rle", "rle": brush_rle(out.bitmap), key: [label]}  # type: ignore[arg-type]
+    if output == "keypoints":
+        if out.type != "points":
+            return None  # a skeleton shows as its keypoints, one region each (_control_regions)
+        return {"x": _pct(out.points[0], w), "y": _pct(out.points[1], h), "width": 0.5, key: [label]}
+    return {"choices": [label]}
+
+
+def rectangle_value(s: Shape, size: tuple[int, int]) -> dict[str, float]:
+    """``x``, ``y``, ``width``, ``height`` (percent of ``size`` = ``(width, height)``) and
+    ``rotation`` (degrees) of a Label Studio rectangle showing rectangle ``s`` (pixels).
+
+    Label Studio's ``x``/``y`` are the top-left corner of the *unrotated* box and ``rotation``
+    turns the box clockwise about that corner, while a shape's rotation turns it about its
+    centre: so ``x``/``y`` are where the shape's top-left corner lands once rotated (the first of
+    :func:`autoannotate.outputs.box_corners`), and width, height and angle are the shape's.
+    Upright boxes are clipped to the image; rotated ones are kept as they are (a corner may lie
+    outside). :func:`rectangle_from_value` is the inverse."""
+    w, h = size
+    x1, y1, x2, y2 = s.points
+    if not s.rotation:
         return {
             "x": _pct(x1, w),
             "y": _pct(y1, h),
             "width": _pct(x2 - x1, w),
             "height": _pct(y2 - y1, h),
             "rotation": 0,
-            key: [label],
         }
-    if control.tag == "PolygonLabels" and s.type in ("polygon", "mask"):
-        pts = s.points if s.type == "polygon" else tuple(mask_to_polygon(s.bitmap) or ())  # type: ignore[arg-type]
-        if len(pts) < 6:
-            return None
-        return {
-            "points": [[_pct(pts[i], w), _pct(pts[i + 1], h)] for i in range(0, len(pts), 2)],
-            "closed": True,
-            key: [label],
-        }
-    if control.tag == "BrushLabels" and s.type in ("mask", "polygon"):
-        bitmap = s.bitmap if s.type == "mask" else polygon_to_mask(s.points, size)
-        if bitmap is None or not bitmap.any():
-            return None
-        return {"format": "rle", "rle": brush_rle(bitmap), key: [label]}
-    if control.tag == "KeyPointLabels" and s.type == "points":
-        return {"x": _pct(s.points[0], w), "y": _pct(s.points[1], h), "width": 0.5, key: [label]}
-    if control.tag == "Choices" and s.type == "tag":
-        return {"choices": [label]}
-    return None
+    cx, cy = box_corners(s)[:2]
+    return {
+        "x": cx / w * 100.0,
+        "y": cy / h * 100.0,
+        "width": (x2 - x1) / w * 100.0,
+        "height": (y2 - y1) / h * 100.0,
+        "rotation": float(s.rotation),
+    }
+
+
+def rectangle_from_value(value: Mapping[str, Any], size: tuple[int, int], label_id: int = 0) -> Shape:
+    """The pixel rectangle (a rotated one about its centre, as shapes are) that a Label Studio
+    rectangle ``value`` (``x``, ``y``, ``width``, ``height`` in percent of ``size``; ``rotation``
+    in degrees clockwise about the top-left corner, 0 when absent) shows: the inverse of
+    :func:`rectangle_value`."""
+    w, h = size
+    x, y = float(value["x"]) * w / 100.0, float(value["y"]) * h / 100.0
+    bw, bh = float(value["width"]) * w / 100.0, float(value["height"]) * h / 100.0
+    r = float(value.get("rotation") or 0.0) % 360.0
+    a = math.radians(r)
+    cos, sin = math.cos(a), math.sin(a)
+    # the centre: the top-left corner plus the half diagonal turned by the rotation
+    cx, cy = x + bw / 2 * cos - bh / 2 * sin, y + bw / 2 * sin + bh / 2 * cos
+    return rectangle(label_id, [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], rotation=r)
 
 
 def _control_regions(shapes: Sequence[Shape], control: Control, size: tuple[int, int]) -> list[dict]:
@@ -121,6 +175,8 @@ def _control_regions(shapes: Sequence[Shape], control: Control, size: tuple[int,
         pieces = [s]
         if control.tag == "KeyPointLabels" and s.type == "skeleton":
             pieces = [e for e in s.elements if not e.outside]
+        elif control.tag == "KeyPointLabels" and s.type == "points":  # one region per point
+            pieces = [replace(s, points=s.points[i : i + 2]) for i in range(0, len(s.points) - 1, 2)]
         for piece in pieces:
             value = shape_value(piece, control, label, size)
             if value is None:

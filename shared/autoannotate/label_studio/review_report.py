@@ -36,6 +36,7 @@ from ..calibrate import (
 from ..errors import AutoAnnotateError, BadParameterError
 from ..masks import box_iou
 from .project import sdk_field
+from .regions import rectangle_from_value
 
 __all__ = [
     "OUTCOMES",
@@ -54,12 +55,14 @@ _LABEL_KEYS = ("rectanglelabels", "polygonlabels", "labels")
 
 def _region(r: Mapping[str, Any]) -> dict[str, Any] | None:
     """``{"control", "label", "box" (x1, y1, x2, y2 in percent), "score"}`` of a rectangle or
-    polygon result; None for other results (brushes, choices, text)."""
+    polygon result; None for other results (brushes, choices, text). A rotated rectangle's box
+    is the upright box around its turned corners (``regions.rectangle_from_value``)."""
     v = r.get("value") or {}
     label = next((v[k][0] for k in _LABEL_KEYS if v.get(k)), None)
     if r.get("type") in ("rectanglelabels", "rectangle") and "width" in v:
-        x, y = float(v["x"]), float(v["y"])
-        box = (x, y, x + float(v["width"]), y + float(v["height"]))
+        size = (int(r.get("original_width") or 100), int(r.get("original_height") or 100))
+        x1, y1, x2, y2 = rectangle_from_value(v, size).bbox()  # type: ignore[misc]
+        box = (x1 * 100 / size[0], y1 * 100 / size[1], x2 * 100 / size[0], y2 * 100 / size[1])
     elif r.get("type") in ("polygonlabels", "polygon") and v.get("points"):
         xs = [float(p[0]) for p in v["points"]]
         ys = [float(p[1]) for p in v["points"]]
