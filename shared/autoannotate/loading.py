@@ -139,16 +139,27 @@ def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
     ``detect`` (and no params were given)."""
     if isinstance(module_or_file, str) and is_registered(module_or_file):
         fn = registered(module_or_file)
-        return _call_create(fn.create, f"{fn.name} ({fn.origin})", params)
+        return adapt_function(_call_create(fn.create, f"{fn.name} ({fn.origin})", params))
     module = import_function_module(module_or_file)
     create = getattr(module, "create", None)
     if callable(create):
-        return _call_create(create, f"{module.__name__}.create()", params)
+        return adapt_function(_call_create(create, f"{module.__name__}.create()", params))
     if params:
         raise BadParameterError(f"{module.__name__} has no create() function, so it takes no parameters")
     if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
-        return module
+        return adapt_function(module)
     raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
+
+
+def adapt_function(function: Any) -> Any:
+    """``function`` as an autoannotate function: one written for CVAT SDK's auto-annotation layer
+    (``cvat_sdk.auto_annotation``) is wrapped by :func:`autoannotate.cvat.adapt`; anything else is
+    returned as it is. Every entry point that takes a function object calls it."""
+    if "cvat_sdk.auto_annotation" in sys.modules:  # a CVAT function has imported it
+        from .cvat import adapt
+
+        return adapt(function)
+    return function
 
 
 def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:
