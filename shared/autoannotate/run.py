@@ -32,8 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 from .driver import ImageResult, Progress, iter_annotations
 from .errors import AutoAnnotateError, BadParameterError
 from .images import DEFAULT_MAX_PIXELS
-from .loading import adapt_function
 from .interface import DetectionFunction
+from .loading import adapt_function
 from .mapping import LabelMapping, Synonyms, TargetLabel
 from .report import AnnotateReport
 from .routing import Router

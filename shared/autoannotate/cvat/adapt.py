@@ -147,7 +147,9 @@ class CvatDetection:
 def _dataset_label(label: Any) -> Any:
     """A dataset label mirroring a spec label, of type ``any`` so that the expected output type
     is the function's own (CVAT's mapper derives it, with ``conv_mask_to_poly``)."""
-    subs = [_DatasetLabel(s.name, s.id, "points", list(s.get("attributes") or []), []) for s in label.get("sublabels") or []]
+    subs = [
+        _DatasetLabel(s.name, s.id, "points", list(s.get("attributes") or []), []) for s in label.get("sublabels") or []
+    ]
     return _DatasetLabel(label.name, label.id, "any", list(label.get("attributes") or []), subs)
 
 
@@ -212,7 +214,9 @@ class CvatTracking:
     def init_tracking_state(
         self, context: aa.TrackingFunctionShapeContext, pp_image: Any, shape: aa.TrackableShape
     ) -> _State:
-        frame = pp_image if isinstance(pp_image, _Frame) else self.preprocess_image(aa.TrackingFunctionContext(), pp_image)
+        frame = (
+            pp_image if isinstance(pp_image, _Frame) else self.preprocess_image(aa.TrackingFunctionContext(), pp_image)
+        )
         ctx = _TrackingShapeContext(original_shape_type=context.original_shape_type)
         try:
             state = self.function.init_tracking_state(ctx, frame.value, convert.trackable_to_cvat(shape))
@@ -221,7 +225,9 @@ class CvatTracking:
         return _State(state, frame.size)
 
     def track(self, context: aa.TrackingFunctionShapeContext, pp_image: Any, state: _State) -> aa.TrackableShape | None:
-        frame = pp_image if isinstance(pp_image, _Frame) else self.preprocess_image(aa.TrackingFunctionContext(), pp_image)
+        frame = (
+            pp_image if isinstance(pp_image, _Frame) else self.preprocess_image(aa.TrackingFunctionContext(), pp_image)
+        )
         ctx = _TrackingShapeContext(original_shape_type=context.original_shape_type)
         try:
             out = self.function.track(ctx, frame.value, state.value)

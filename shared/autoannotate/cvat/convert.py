@@ -98,14 +98,16 @@ def decode(points: Sequence[float], size: tuple[int, int], where: str) -> np.nda
     try:
         return decode_mask(list(points), image_width=size[0], image_height=size[1])
     except (ValueError, TypeError) as e:
-        raise BadFunctionError(f"{where}: a mask that is not in CVAT's encoding for a {size[0]}x{size[1]} image: {e}")
+        raise BadFunctionError(
+            f"{where}: a mask that is not in CVAT's encoding for a {size[0]}x{size[1]} image: {e}"
+        ) from None
 
 
 def encode(bitmap: np.ndarray) -> list[float]:
     """A boolean bitmap in CVAT's mask encoding (limited to its set pixels; an empty mask is one
     unset pixel at the origin, as :func:`cvat_sdk.masks.encode_mask` makes it)."""
     box = mask_bbox(bitmap)
-    return encode_mask(np.asarray(bitmap, dtype=bool), box)  # type: ignore[arg-type]
+    return encode_mask(np.asarray(bitmap, dtype=bool), box)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +175,11 @@ def shape_to_cvat(s: sh.Shape) -> models.LabeledImageRequest | models.LabeledSha
     if s.type == "skeleton":
         elements = []
         for e in s.elements:
-            kw: dict[str, Any] = {"occluded": e.occluded, "outside": e.outside, "attributes": _attrs_to_cvat(e.attributes)}
+            kw: dict[str, Any] = {
+                "occluded": e.occluded,
+                "outside": e.outside,
+                "attributes": _attrs_to_cvat(e.attributes),
+            }
             if e.score is not None:
                 kw["score"] = float(e.score)
             elements.append(cvataa.keypoint(e.label_id, list(e.points), **kw))

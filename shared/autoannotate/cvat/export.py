@@ -20,6 +20,7 @@ it. ``autoannotate.cvat`` itself is a CVAT function module built from these:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import attrs
@@ -31,7 +32,7 @@ from cvat_sdk import models
 from .. import interface as aa
 from ..driver import process_output
 from ..errors import BadFunctionError
-from ..mapping import LabelMapping
+from ..mapping import LabelMapping, target_labels_from_spec
 from . import convert
 
 
@@ -59,7 +60,17 @@ class CvatDetectionExport:
     def __init__(self, function: Any) -> None:
         self.function = function
         self.spec = convert.spec_to_cvat(function.spec)
-        self._mapping = LabelMapping.build(function.spec, None)
+        self._mappings: dict[bool, LabelMapping] = {}
+
+    def _mapping(self, conv_mask_to_poly: bool) -> LabelMapping:
+        """The function's own labels (ids unchanged); with ``conv_mask_to_poly`` its mask labels
+        also take the polygons the driver makes of their masks (CVAT expects polygons there)."""
+        if conv_mask_to_poly not in self._mappings:
+            targets = target_labels_from_spec(self.function.spec)
+            if conv_mask_to_poly:
+                targets = [replace(t, type="any") if t.type == "mask" else t for t in targets]
+            self._mappings[conv_mask_to_poly] = LabelMapping.build(self.function.spec, targets)
+        return self._mappings[conv_mask_to_poly]
 
     def detect(self, context: Any, image: PIL.Image.Image) -> list:
         image = _upright(image)
@@ -69,7 +80,7 @@ class CvatDetectionExport:
             conv_mask_to_poly=bool(context.conv_mask_to_poly),
         )
         raw = self.function.detect(ctx, image)
-        shapes = process_output(self.function.spec, raw, image.size, ctx, self._mapping)
+        shapes = process_output(self.function.spec, raw, image.size, ctx, self._mapping(ctx.conv_mask_to_poly))
         return [convert.shape_to_cvat(s) for s in shapes]
 
 
