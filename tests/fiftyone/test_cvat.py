@@ -4,10 +4,10 @@ tracking function following boxes over a video (``track_labels`` and video auto-
 
 from __future__ import annotations
 
+import cvat_sdk.auto_annotation as cvataa
 import numpy as np
 import pytest
 
-import cvat_sdk.auto_annotation as cvataa
 from tests import cvat_functions as cf
 from tests.fiftyone.test_operators import run
 from tests.installed import write_package
