@@ -119,7 +119,11 @@ def import_module_or_file(text: str) -> ModuleType:
             raise BadFunctionError(f"cannot import {text!r} as a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            _raise_cvat_error(e, text)
+            raise
         return module
     try:
         return importlib.import_module(text)
@@ -130,6 +134,16 @@ def import_module_or_file(text: str) -> ModuleType:
                 f"({names()}), an importable module or a .py file"
             ) from None
         raise
+    except Exception as e:
+        _raise_cvat_error(e, text)
+        raise
+
+
+def _raise_cvat_error(e: Exception, what: str) -> None:
+    """Raise CVAT's ``BadFunctionError`` (a CVAT function whose spec breaks CVAT's rules, raised
+    as its module is imported) as ours, with CVAT's reason; return on any other error."""
+    if type(e).__name__ == "BadFunctionError" and type(e).__module__.startswith("cvat_sdk"):
+        raise BadFunctionError(f"{what}: the CVAT function breaks CVAT's rules: {e}") from e
 
 
 def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:

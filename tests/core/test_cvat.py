@@ -5,6 +5,7 @@ with cvat-sdk's own spec validation and the annotation checks of its driver)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import textwrap
 
 import attrs
@@ -183,7 +184,7 @@ def test_a_spec_that_breaks_cvats_rules_fails_as_cvat_says(tmp_path):
         "spec = cvataa.DetectionFunctionSpec(labels=[cvataa.label_spec('a', 0), cvataa.label_spec('b', 0)])\n"
         "def detect(context, image):\n    return []\n"
     )
-    with pytest.raises(cvataa.BadFunctionError, match=r"label b has same ID as another label \(0\)"):
+    with pytest.raises(BadFunctionError, match=r"breaks CVAT's rules: label b has same ID as another label \(0\)"):
         load_function(str(path))
 
     class Ellipse:
@@ -191,6 +192,36 @@ def test_a_spec_that_breaks_cvats_rules_fails_as_cvat_says(tmp_path):
 
     with pytest.raises(BadFunctionError, match="label 'e' has type 'ellipse', which autoannotate cannot represent"):
         adapt(Ellipse())
+
+
+def test_the_cli_writes_a_coco_file_from_a_cvat_function_module_with_parameters(tmp_path, capsys):
+    from autoannotate.cli import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cf.scene().save(folder / "scene.png")
+    PIL.Image.new("RGB", cf.SIZE).save(folder / "black.png")
+    out = tmp_path / "coco.json"
+    args = ["annotate", str(folder), "--function-module", "tests.cvat_functions", "-p", "min_score=float:0.5"]
+    assert main([*args, "-o", str(out), "--no-progress"]) == 0
+    coco = json.loads(out.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert list(names.values()) == ["car", "road", "lane", "spot", "blob", "person", "scene"]
+    by_image = {i["file_name"]: i["id"] for i in coco["images"]}
+    scene = [a for a in coco["annotations"] if a["image_id"] == by_image["scene.png"]]
+    assert sorted(names[a["category_id"]] for a in scene) == ["blob", "car", "lane", "person", "road", "spot"]
+    (car,) = [a for a in scene if names[a["category_id"]] == "car"]  # the 0.3 one is below min_score
+    x1, y1, x2, y2 = _corners_box(cf.RED_BOX, 30.0)
+    assert car["score"] == 0.9 and car["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
+    (person,) = [a for a in scene if names[a["category_id"]] == "person"]
+    assert person["keypoints"] == [20.0, 10.0, 2, 15.0, 20.0, 1, 0.0, 0.0, 0] and person["num_keypoints"] == 2
+    # a spec that breaks CVAT's rules is a clear error, exit code 2
+    bad = tmp_path / "dup.py"
+    bad.write_text(
+        THREE_LINES.replace('[cvataa.label_spec("cat", 0)]', '[cvataa.label_spec("a", 0), cvataa.label_spec("b", 0)]')
+    )
+    assert main(["annotate", str(folder), "--function-file", str(bad), "-o", str(out), "--no-progress"]) == 2
+    assert "breaks CVAT's rules: label b has same ID as another label (0)" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------
