@@ -249,6 +249,27 @@ def test_a_cvat_tracker_that_returns_another_type_ends_that_track_with_the_reaso
     assert "returned a 'polygon' for a tracked 'rectangle'" in track.end_reason
 
 
+def test_a_cvat_tracker_of_masks_gets_and_gives_masks_in_cvats_encoding():
+    seen = []
+
+    class Masks:
+        spec = cvataa.TrackingFunctionSpec(supported_shape_types=["mask"])
+
+        def init_tracking_state(self, context, pp_image, shape):
+            seen.append(decode_mask(shape.points, image_width=pp_image.width, image_height=pp_image.height))
+            return shape.points
+
+        def track(self, context, pp_image, state):
+            return cvataa.TrackableShape(type="mask", points=state)
+
+    m = np.zeros((12, 16), bool)
+    m[2:5, 3:9] = True
+    frames = [PIL.Image.new("RGB", (16, 12))] * 3
+    (track,) = aa.track_shapes(Masks(), frames, [aa.TrackableShape("mask", bitmap=m)])
+    assert np.array_equal(seen[0], m) and sorted(track.shapes) == [0, 1, 2]
+    assert all(np.array_equal(track.shapes[i].bitmap, m) for i in (1, 2))
+
+
 def test_a_cvat_interaction_function_answers_clicks_and_boxes_with_masks():
     fn = adapt(cf.Bright())
     assert isinstance(fn, CvatInteraction)
