@@ -119,7 +119,11 @@ def import_module_or_file(text: str) -> ModuleType:
             raise BadFunctionError(f"cannot import {text!r} as a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            _raise_cvat_error(e, text)
+            raise
         return module
     try:
         return importlib.import_module(text)
@@ -130,6 +134,16 @@ def import_module_or_file(text: str) -> ModuleType:
                 f"({names()}), an importable module or a .py file"
             ) from None
         raise
+    except Exception as e:
+        _raise_cvat_error(e, text)
+        raise
+
+
+def _raise_cvat_error(e: Exception, what: str) -> None:
+    """Raise CVAT's ``BadFunctionError`` (a CVAT function whose spec breaks CVAT's rules, raised
+    as its module is imported) as ours, with CVAT's reason; return on any other error."""
+    if type(e).__name__ == "BadFunctionError" and type(e).__module__.startswith("cvat_sdk"):
+        raise BadFunctionError(f"{what}: the CVAT function breaks CVAT's rules: {e}") from e
 
 
 def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
@@ -139,16 +153,27 @@ def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
     ``detect`` (and no params were given)."""
     if isinstance(module_or_file, str) and is_registered(module_or_file):
         fn = registered(module_or_file)
-        return _call_create(fn.create, f"{fn.name} ({fn.origin})", params)
+        return adapt_function(_call_create(fn.create, f"{fn.name} ({fn.origin})", params))
     module = import_function_module(module_or_file)
     create = getattr(module, "create", None)
     if callable(create):
-        return _call_create(create, f"{module.__name__}.create()", params)
+        return adapt_function(_call_create(create, f"{module.__name__}.create()", params))
     if params:
         raise BadParameterError(f"{module.__name__} has no create() function, so it takes no parameters")
     if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
-        return module
+        return adapt_function(module)
     raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
+
+
+def adapt_function(function: Any) -> Any:
+    """``function`` as an autoannotate function: one written for CVAT SDK's auto-annotation layer
+    (``cvat_sdk.auto_annotation``) is wrapped by :func:`autoannotate.cvat.adapt`; anything else is
+    returned as it is. Every entry point that takes a function object calls it."""
+    if "cvat_sdk.auto_annotation" in sys.modules:  # a CVAT function has imported it
+        from .cvat import adapt
+
+        return adapt(function)
+    return function
 
 
 def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:

@@ -33,6 +33,7 @@ from .driver import ImageResult, Progress, iter_annotations
 from .errors import AutoAnnotateError, BadParameterError
 from .images import DEFAULT_MAX_PIXELS
 from .interface import DetectionFunction
+from .loading import adapt_function
 from .mapping import LabelMapping, Synonyms, TargetLabel
 from .report import AnnotateReport
 from .routing import Router
@@ -423,6 +424,7 @@ def annotate_images(
     ``label_map``) is checked before any inference and raises
     :class:`~autoannotate.errors.LabelMappingError` if it fails.
     """
+    function = adapt_function(function)
     mapping = LabelMapping.build(
         function.spec, target_labels, label_map=label_map, allow_unmatched=allow_unmatched_labels
     )

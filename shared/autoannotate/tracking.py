@@ -54,6 +54,7 @@ from .interface import (
     TrackLost,
     VideoSessions,
 )
+from .loading import adapt_function
 from .mapping import LabelMapping
 from .masks import box_iou
 from .validation import check_points
@@ -222,6 +223,7 @@ class Tracker:
     shape) ends that object's track with ``end_reason``; the others go on."""
 
     def __init__(self, function: TrackingFunction, *, masks: bool = False) -> None:
+        function = adapt_function(function)
         self.function = function
         self.supported = set(function.spec.supported_shape_types)
         self._pre = function.preprocess_image if isinstance(function, Preprocessing) else None
@@ -478,6 +480,7 @@ def detect_and_track(
     if key_frame_interval < 1:
         raise ValueError("key_frame_interval must be >= 1")
     conf_threshold = check_threshold(conf_threshold)
+    detector = adapt_function(detector)
     tracker = Tracker(tracking_function)
     if "rectangle" not in tracker.supported:
         raise BadFunctionError("detect_and_track links detector boxes: the tracking function must follow rectangles")

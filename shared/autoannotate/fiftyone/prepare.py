@@ -11,7 +11,7 @@ import fiftyone as fo
 from ..auto import AUTO, resolve_interactive
 from ..errors import BadParameterError
 from ..interface import DetectionFunction, TrackingFunction, model_version
-from ..loading import load_function, parse_label_map
+from ..loading import adapt_function, load_function, parse_label_map
 from ..run import fingerprint
 from .convert import CONTAINER_TYPES
 from .plan import Plan, make_plan, parse_classes
@@ -39,7 +39,7 @@ def resolve_function(
         return load_function(function, **params), function, params
     if params:
         raise BadParameterError("function_params apply only when function is given by name")
-    return function, type(function).__name__, {}
+    return adapt_function(function), type(function).__name__, {}
 
 
 def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
