@@ -88,8 +88,6 @@ def shape_to_coco(
     elif out.type in ("polyline", "points"):
         ann["points"] = list(out.points)
         ann["shape_type"] = out.type
-    if s.attributes:
-        ann["attributes"] = {str(a.spec_id): a.value for a in s.attributes}
     return ann
 
 
@@ -99,6 +97,7 @@ class CocoBuilder:
 
     def __init__(self, labels: Sequence[LabelSpec], *, root: str | Path | None = None) -> None:
         self.categories, self.cat_ids = coco_categories(labels)
+        self.labels = {lbl.id: lbl for lbl in labels}
         # absolute but not resolved: a folder of symbolic links keeps the names it shows
         self.root = Path(os.path.abspath(root)) if root is not None else None
         self.images: list[dict[str, Any]] = []
@@ -119,8 +118,16 @@ class CocoBuilder:
         for s in r.shapes or []:
             ann = shape_to_coco(s, len(self.annotations) + 1, image_id, self.cat_ids[s.label_id], r.size)
             if ann is not None:
+                if s.attributes:
+                    ann["attributes"] = self.attribute_values(s)
                 self.annotations.append(ann)
         return len(r.shapes or [])
+
+    def attribute_values(self, s: Shape) -> dict[str, str]:
+        """The shape's attributes by name (as CVAT writes them in COCO), ``{"color": "red"}``."""
+        label = self.labels.get(s.label_id)
+        spec = {a.id: a.name for a in label.attributes} if label is not None else {}
+        return {spec.get(a.spec_id, str(a.spec_id)): a.value for a in s.attributes}
 
     def relative_name(self, key: Any) -> str:
         """``key`` (a path) relative to the root when it lies inside it, else as given."""

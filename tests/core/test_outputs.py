@@ -184,3 +184,14 @@ def test_coco_writes_every_shape_as_its_natural_output():
     # without the image size boxes are written as they are (not clipped)
     assert shape_to_coco(aa.rectangle(0, [-10, 0, 10, 10]), 1, 1, 1)["bbox"] == [-10, 0, 20, 10]
     assert shape_to_coco(aa.rectangle(0, [-10, 0, 10, 10]), 1, 1, 1, SIZE)["bbox"] == [0, 0, 10, 10]
+
+
+def test_coco_names_attributes_as_cvat_does():
+    from autoannotate.driver import ImageResult
+    from autoannotate.export import CocoBuilder
+
+    labels = [aa.label_spec("car", 0, attributes=[aa.select_attribute_spec("color", 7, ["red", "blue"])])]
+    builder = CocoBuilder(labels)
+    builder.add(ImageResult("a.jpg", "a.jpg", [aa.rectangle(0, [1, 2, 30, 40], attributes={7: "red"})], SIZE))
+    (ann,) = builder.annotations
+    assert ann["attributes"] == {"color": "red"}
