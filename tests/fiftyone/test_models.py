@@ -368,3 +368,43 @@ def test_a_failing_image_is_an_error_apply_model_reports():
     model = as_model(bad)
     with pytest.raises(aa.AutoAnnotateError, match="returned label id 7, which its spec does not have"):
         model.predict(np.zeros((20, 20, 3), np.uint8))
+
+
+def test_the_label_studio_backend_serves_a_zoo_model_named_in_the_environment(zoo, monkeypatch):
+    pytest.importorskip("fastapi")
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from autoannotate.label_studio.app import Settings, create_app
+
+    monkeypatch.setenv("AUTOANNOTATE_FUNCTION", "fiftyone_zoo")
+    monkeypatch.setenv("AUTOANNOTATE_PARAMS", "name=aa-toy-boxes")
+    monkeypatch.setenv("AUTOANNOTATE_INTERACTIVE", "none")
+    monkeypatch.setenv("AUTOANNOTATE_TRACKER", "none")
+    client = TestClient(create_app(Settings.from_env()))
+    assert client.get("/health").json()["detection"] == "fiftyone-zoo:aa-toy-boxes"
+    img = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    PIL.Image.fromarray(img).save(buf, "PNG")
+    task = {"id": 1, "data": {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}}
+    config = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="box" toName="image"><Label value="Cat"/><Label value="Dog"/></RectangleLabels>
+</View>"""
+    r = client.post("/predict", json={"tasks": [task], "label_config": config})
+    assert r.status_code == 200, r.text
+    got = sorted(
+        (
+            g["value"]["rectanglelabels"][0],
+            round(g["score"], 6),
+            [round(g["value"][k], 6) for k in ("x", "y", "width", "height")],
+        )
+        for g in r.json()["results"][0]["result"]
+    )
+    expected = sorted(
+        (d.label.title(), round(d.confidence, 6), [round(v * 100, 6) for v in d.bounding_box])
+        for d in toy().predict(img).detections
+    )
+    assert got == expected and len(got) == 2
