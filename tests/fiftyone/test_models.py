@@ -408,3 +408,32 @@ def test_the_label_studio_backend_serves_a_zoo_model_named_in_the_environment(zo
         for d in toy().predict(img).detections
     )
     assert got == expected and len(got) == 2
+
+
+def test_keypoints_become_a_skeleton_of_the_model_keypoint_names(small_dataset):
+    model = toy("keypoints")
+    model.skeleton = fo.KeypointSkeleton(labels=["nose", "ear", "tail"], edges=[[0, 1], [1, 2]])
+    fn = from_model(model, label_type="skeleton")
+    assert [k.name for k in fn.spec.labels[0].sublabels] == ["nose", "ear", "tail"]
+    small_dataset.apply_model(model, label_field="by_fiftyone")
+    annotate_dataset(small_dataset, fn, label_field="by_aa", progress=False)
+    assert labels_of(small_dataset, "by_aa") == labels_of(small_dataset, "by_fiftyone")
+    # a keypoint without coordinates is outside; occluded flags are read back
+    kp = fo.Keypoint(
+        label="cat", points=[(0.5, 0.5), (float("nan"), float("nan")), (0.1, 0.2)], confidence=[0.4, float("nan"), 0.6]
+    )
+    kp["occluded"] = [True, False, False]
+    (shape,) = fn.shapes(fo.Keypoints(keypoints=[kp]), (60, 40))
+    assert [(e.points, e.outside, e.occluded) for e in shape.elements] == [
+        ((30.0, 20.0), False, True),
+        ((0.0, 0.0), True, False),
+        ((6.0, 8.0), False, False),
+    ]
+    assert shape.score == pytest.approx(0.5)
+    with pytest.raises(BadFunctionError, match=r"model.skeleton.labels"):
+        from_model(toy("keypoints"), label_type="skeleton")
+
+
+def test_fiftyone_zoo_classes_name_the_labels_of_a_model_that_declares_none(zoo):
+    fn = load_function("fiftyone_zoo", name="aa-toy-boxes", classes="dog|cat")
+    assert fn.spec.label_names == ["dog", "cat"]

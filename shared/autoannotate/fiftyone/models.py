@@ -239,8 +239,11 @@ class ModelFunction:
                     f"a {label.label!r} keypoint has {len(pts)} points; the model's skeleton has "
                     f"{len(self.keypoint_names)} ({self.keypoint_names})"
                 )
+            occluded = getattr(label, "occluded", None) or [False] * len(pts)  # as autoannotate writes it
             elements = [
-                keypoint(j, [0.0, 0.0], outside=True) if _missing(x, y) else keypoint(j, [x * w, y * h])
+                keypoint(j, [0.0, 0.0], outside=True)
+                if _missing(x, y)
+                else keypoint(j, [x * w, y * h], occluded=bool(occluded[j]) if j < len(occluded) else False)
                 for j, (x, y) in enumerate(pts)
             ]
             return [skeleton(label_id, elements, score=score)]

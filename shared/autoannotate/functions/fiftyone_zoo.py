@@ -91,9 +91,9 @@ def create(
     download: bool = True,
     **params: Any,
 ) -> Any:
-    """``name``: the zoo model (``fiftyone zoo models list``). ``classes``: comma-separated labels,
-    for a model that declares none (or to keep only these). ``label_type``: the shape type of its
-    labels when neither the model nor its tags say it (rectangle, mask, polygon, polyline, points,
+    """``name``: the zoo model (``fiftyone zoo models list``). ``classes``: labels separated by commas
+    (or ``|`` in ``AUTOANNOTATE_PARAMS``), for a model that declares none (or to keep only these).
+    ``label_type``: the shape type of its labels when neither the model nor its tags say it (rectangle, mask, polygon, polyline, points,
     skeleton, tag). ``download=False``: never download. Other parameters go to the model's config
     (``load_zoo_model(name, **params)``)."""
     import fiftyone.zoo as foz
@@ -108,4 +108,5 @@ def create(
     except Exception as e:  # noqa: BLE001 - a zoo model that will not load says why, with its name
         raise BadFunctionError(f"FiftyOne zoo model {name!r} could not be loaded: {type(e).__name__}: {e}") from e
     kind = label_type or model_label_type(model) or tag_type
-    return from_model(model, classes=classes, label_type=kind, name=f"fiftyone-zoo:{name}")
+    names = classes.replace("|", ",") if classes else None  # "|" where commas separate parameters
+    return from_model(model, classes=names, label_type=kind, name=f"fiftyone-zoo:{name}")
