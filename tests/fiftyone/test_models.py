@@ -20,6 +20,7 @@ fo = pytest.importorskip("fiftyone")
 foo = pytest.importorskip("fiftyone.operators")
 from tests.fiftyone import fo_models  # noqa: E402
 from tests.fiftyone.fo_models import ToyModel, ToyModelConfig  # noqa: E402
+from tests.fiftyone.test_video import clip, video_dataset  # noqa: E402, F401 - fixtures
 
 
 def toy(kind="boxes", **config):
@@ -437,3 +438,17 @@ def test_keypoints_become_a_skeleton_of_the_model_keypoint_names(small_dataset):
 def test_fiftyone_zoo_classes_name_the_labels_of_a_model_that_declares_none(zoo):
     fn = load_function("fiftyone_zoo", name="aa-toy-boxes", classes="dog|cat")
     assert fn.spec.label_names == ["dog", "cat"]
+
+
+def test_on_a_video_dataset_an_image_model_labels_key_frames_and_a_video_model_is_refused(video_dataset):  # noqa: F811
+    from tests.fakes import StillTracker
+
+    with pytest.raises(BadFunctionError, match="'video' model"):
+        annotate_dataset(video_dataset, fo_models.VideoModel(), label_field="auto", progress=False)
+    report = annotate_dataset(
+        video_dataset, toy(), label_field="auto", tracker=StillTracker(), key_frame_interval=5, progress=False
+    )
+    assert report.images_processed == 1 and not report.failures
+    frames = video_dataset.first().frames
+    assert sorted(d.label for d in frames[1]["auto"].detections) == ["cat", "dog"]
+    assert all(len(frames[n]["auto"].detections) == 2 for n in frames)
