@@ -452,3 +452,26 @@ def test_on_a_video_dataset_an_image_model_labels_key_frames_and_a_video_model_i
     frames = video_dataset.first().frames
     assert sorted(d.label for d in frames[1]["auto"].detections) == ["cat", "dog"]
     assert all(len(frames[n]["auto"].detections) == 2 for n in frames)
+
+
+def test_as_model_builds_an_open_vocabulary_function_to_find_its_classes(small_dataset, tmp_path, monkeypatch):
+    from tests.functions.test_open_vocab import save_tiny
+
+    save_tiny("owlv2", tmp_path / "models" / "owlv2-base")
+    monkeypatch.setenv("AUTOANNOTATE_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("AUTOANNOTATE_OFFLINE", "1")
+    model = as_model("owlv2", classes="forklift, pallet_jack", conf_threshold=0.3)
+    assert model.classes == ["forklift", "pallet_jack"]
+    # the same batches both ways: a torch model's scores move in the last digits with the batch's size
+    small_dataset.apply_model(model, label_field="by_fo", batch_size=3)
+    annotate_dataset(
+        small_dataset,
+        "owlv2",
+        classes="forklift, pallet_jack",
+        conf_threshold=0.3,
+        label_field="by_aa",
+        batch_size=3,
+        progress=False,
+    )
+    got = labels_of(small_dataset, "by_fo")
+    assert got == labels_of(small_dataset, "by_aa") and sum(len(v) for v in got.values()) > 0

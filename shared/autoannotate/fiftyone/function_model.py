@@ -18,10 +18,11 @@ import PIL.Image
 from ..auto import AUTO, load_interactive
 from ..driver import check_threshold, iter_annotations
 from ..errors import AutoAnnotateError, BadParameterError
+from ..loading import with_classes
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from .convert import RUN_ATTRIBUTE, LabelBuilder
-from .plan import make_plan, parse_classes
+from .plan import class_names, make_plan, parse_classes
 from .prepare import resolve_function, resolve_label_map
 
 __all__ = ["FunctionModel", "as_model"]
@@ -52,6 +53,8 @@ class FunctionModel(fom.Model):
         refine_with: Any = None,
         function_params: Mapping[str, Any] | None = None,
     ) -> None:
+        # an open-vocabulary function given by name is built to find the classes, as annotate_dataset does
+        function_params = with_classes(function, function_params, class_names(classes, None))
         fn, self.function_name, self.function_params = resolve_function(function, function_params)
         label_map = resolve_label_map(label_map)
         self.plan = make_plan(
