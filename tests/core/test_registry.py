@@ -32,6 +32,7 @@ from tests.installed import pythonpath
 # loading._CPU_ORDER): the records must say the same.
 KINDS = {
     "yolox": "detection",
+    "fiftyone_zoo": "detection",
     "torchvision_detection": "detection",
     "torchvision_instance_segmentation": "detection",
     "torchvision_keypoint_detection": "detection",

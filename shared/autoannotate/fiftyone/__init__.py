@@ -5,6 +5,8 @@ Importing this package imports FiftyOne (``pip install autoannotate[fiftyone]``)
 
 from .annotate import annotate_dataset, default_refiner
 from .convert import RUN_ATTRIBUTE, shape_to_label
+from .function_model import FunctionModel, as_model
+from .models import ModelFunction, from_model
 from .plan import OUTPUT_TYPES, ClassSpec, ReviewThresholds, parse_classes
 from .review import (
     BALANCE,
@@ -33,6 +35,10 @@ __all__ = [
     "parse_classes",
     "RUN_ATTRIBUTE",
     "shape_to_label",
+    "as_model",
+    "from_model",
+    "FunctionModel",
+    "ModelFunction",
     "set_review",
     "review_summary",
     "review_priority",

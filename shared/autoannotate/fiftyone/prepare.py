@@ -39,6 +39,10 @@ def resolve_function(
         return load_function(function, **params), function, params
     if params:
         raise BadParameterError("function_params apply only when function is given by name")
+    from .models import from_model, is_model  # a FiftyOne model is wrapped here, the one place
+
+    if is_model(function):
+        return from_model(function), f"fiftyone:{type(function).__name__}", {}
     return adapt_function(function), type(function).__name__, {}
 
 
