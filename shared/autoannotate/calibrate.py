@@ -39,6 +39,13 @@ from statistics import NormalDist
 from typing import Any
 
 from .errors import BadParameterError
+from .settings import (
+    DEFAULT_BOUND,
+    DEFAULT_MIN_DECISIONS,
+    DEFAULT_MIN_SUPPORT,
+    DEFAULT_REVIEW,
+    DEFAULT_TARGET_PRECISION,
+)
 
 __all__ = [
     "BOUNDS",
@@ -55,15 +62,13 @@ __all__ = [
 
 #: How a threshold must meet the target: the observed precision, or its Wilson lower bound.
 BOUNDS = ("estimate", "wilson")
-#: The default bound: the Wilson lower bound (the observed precision did not hold on new photos).
-DEFAULT_BOUND = "wilson"
-#: Scored decisions a class needs before it is calibrated.
-DEFAULT_MIN_DECISIONS = 30
-#: Decided labels at or above ``upper`` that the threshold must rest on, whatever the bound.
-DEFAULT_MIN_SUPPORT = 10
+#: The default bound (:data:`~autoannotate.settings.DEFAULT_BOUND`, the Wilson lower bound: the
+#: observed precision did not hold on new photos), the scored decisions a class needs before it is
+#: calibrated, and the decided labels at or above ``upper`` the threshold must rest on, whatever
+#: the bound: all from ``settings``.
 #: The ``"*"`` thresholds of refused and unseen classes when :func:`calibrate` is given no
-#: ``fallback``: the package's default review thresholds (those of the auto-label operator form).
-DEFAULT_FALLBACK = (0.3, 0.8)
+#: ``fallback``: the package's default review thresholds (``settings.DEFAULT_REVIEW``).
+DEFAULT_FALLBACK = DEFAULT_REVIEW
 
 Decision = tuple[float | None, bool]
 
@@ -272,7 +277,7 @@ def _check(target_precision: float, bound: str, confidence: float, min_decisions
 def calibrate_class(
     name: str,
     decisions: Sequence[Decision],
-    target_precision: float = 0.95,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     *,
     scores: Sequence[float | None] | None = None,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
@@ -385,7 +390,7 @@ def calibrate_class(
 
 def calibrate(
     decisions: Mapping[str, Sequence[Decision]],
-    target_precision: float = 0.95,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     *,
     scores: Mapping[str, Sequence[float | None]] | None = None,
     min_decisions: int = DEFAULT_MIN_DECISIONS,
