@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from ..errors import BadParameterError
-from ..settings import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_TARGET_PRECISION, Settings
+from ..settings import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_TARGET_PRECISION, DEFAULT_WRITE_EVERY, Settings
 
 _NONE_WORDS = ("none", "")
 
@@ -137,7 +137,11 @@ def add_subcommands(sub: Any) -> None:
         help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
     )
     a.add_argument(
-        "--write-every", type=int, default=None, metavar="N", help="tasks per bulk upload of predictions (default 64)"
+        "--write-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"tasks per bulk upload of predictions (default {DEFAULT_WRITE_EVERY})",
     )
     a.add_argument(
         "--empty-predictions",
@@ -222,7 +226,6 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from ..label_studio.project import annotate_project
     from ..label_studio.service import fetch_policy
     from ..loading import is_open_vocabulary, load_function, parse_params
-    from ..settings import DEFAULT_WRITE_EVERY
 
     settings = Settings.from_env()
     url = args.url or settings.label_studio_url
