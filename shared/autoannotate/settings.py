@@ -37,6 +37,25 @@ DEFAULT_VIDEO_CACHE_BYTES = 2 << 30
 DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 #: Seconds per image (video) download, body included.
 DEFAULT_FETCH_TIMEOUT = 15.0
+#: The functions used when none is named: detection (every front end), interactive (clicks and
+#: boxes: the best SAM model whose weights are present, else GrabCut; ``autoannotate.auto``) and
+#: tracking (videos).
+DEFAULT_FUNCTION = "yolox"
+DEFAULT_INTERACTIVE = "auto"
+DEFAULT_TRACKER = "opencv_tracker"
+#: Review routing ``(lower, upper)``: labels scoring below lower are discarded, at or above upper
+#: auto-approved, the rest need review. Also the thresholds a calibration gives classes it refused.
+DEFAULT_REVIEW = (0.3, 0.8)
+#: Review calibration (``autoannotate.calibrate``): the precision auto-approved labels must reach,
+#: how that is judged (``"wilson"``: the lower end of the Wilson interval; ``"estimate"``), the
+#: decisions a class needs, and the decided labels at or above upper the threshold must rest on.
+DEFAULT_TARGET_PRECISION = 0.95
+DEFAULT_BOUND = "wilson"
+DEFAULT_MIN_DECISIONS = 30
+DEFAULT_MIN_SUPPORT = 10
+#: FiftyOne: the field auto labels go to, and the ground-truth field approved labels are promoted to.
+DEFAULT_LABEL_FIELD = "auto_labels"
+DEFAULT_GT_FIELD = "ground_truth"
 #: Where ``autoannotate label-studio serve`` listens.
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 9090
@@ -150,9 +169,9 @@ class Settings:
     function names (see ``autoannotate functions``), None to disable one.
     """
 
-    function: str | None = "yolox"
-    interactive: str | None = "auto"  # the best SAM model whose weights are present, else grabcut
-    tracker: str | None = "opencv_tracker"
+    function: str | None = DEFAULT_FUNCTION
+    interactive: str | None = DEFAULT_INTERACTIVE  # the best SAM model whose weights are present, else grabcut
+    tracker: str | None = DEFAULT_TRACKER
     track_frames: int = DEFAULT_TRACK_FRAMES
     params: dict[str, Any] = field(default_factory=dict)
     interactive_params: dict[str, Any] = field(default_factory=dict)

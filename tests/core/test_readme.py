@@ -211,8 +211,8 @@ def test_the_names_the_pages_give_exist():
     """Every dotted ``autoannotate.x.y`` and every source path (``driver.py``, ``fiftyone/annotate.py``,
     ``tests/...``, ``bench/...``) a page names is in the code."""
     src = ROOT / "shared" / "autoannotate"
-    folders = (ROOT, ROOT / "shared", src, src / "functions", src / "fiftyone", src / "label_studio")
-    folders += (ROOT / "backends" / "label_studio", *(ROOT / "tests").iterdir())
+    folders = (ROOT, ROOT / "shared", src, src / "functions", src / "fiftyone", src / "label_studio", src / "cli")
+    folders += (ROOT / "backends" / "label_studio", ROOT / "plugins" / "autoannotate", *(ROOT / "tests").iterdir())
     missing = []
     for page in PAGES:
         text = page.read_text()

@@ -173,3 +173,27 @@ def test_only_settings_reads_autoannotate_variables():
             if f'"{var}"' in text or f"'{var}'" in text:
                 offenders.append(f"{path.relative_to(root)}: {var}")
     assert offenders == []
+
+
+def test_the_plugin_takes_every_default_from_settings():
+    """The FiftyOne plugin writes no default of its own: no constant in its sources equals a
+    ``DEFAULT_*`` of ``settings`` (a function name, a threshold, a field name, a frame count)."""
+    from pathlib import Path
+
+    defaults: set[object] = set()
+    for name, value in vars(settings_module).items():
+        if name.startswith("DEFAULT_"):
+            defaults |= set(value) if isinstance(value, tuple) else {value}
+    plugin = Path(__file__).resolve().parents[2] / "plugins" / "autoannotate"
+    found = []
+    for path in sorted(plugin.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Constant)
+                and not isinstance(node.value, bool)
+                and isinstance(node.value, (str, int, float))
+                and node.value in defaults
+            ):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    assert {"yolox", "opencv_tracker", 0.3, 0.8, 0.95, "auto_labels"} <= defaults
+    assert found == []

@@ -289,6 +289,32 @@ def test_report_view_of_a_queued_sharded_run_says_queued():
     assert prop.to_json()["view"]["label"] == "Auto-label queued"
 
 
+def test_auto_label_arguments_left_empty_take_the_settings_defaults():
+    """What the form leaves empty becomes the package default (``autoannotate.settings``), for
+    images and videos; unticking routing drops the review thresholds; one shard is no sharding."""
+    from types import SimpleNamespace
+
+    from autoannotate import settings
+
+    arguments = _plugin_module().auto_label_arguments
+    image = arguments(SimpleNamespace(media_type="image"), {})
+    assert image["function"] == settings.DEFAULT_FUNCTION and image["label_field"] == settings.DEFAULT_LABEL_FIELD
+    assert image["review"] == settings.DEFAULT_REVIEW and image["batch_size"] == settings.DEFAULT_BATCH_SIZE
+    assert image["shards"] is None and "tracker" not in image and image["function_params"] == {}
+    video = arguments(SimpleNamespace(media_type="video"), {"route": False, "shards": 1})
+    assert (video["tracker"], video["key_frame_interval"]) == (
+        settings.DEFAULT_TRACKER,
+        settings.DEFAULT_KEY_FRAME_INTERVAL,
+    )
+    assert video["review"] is None and video["shards"] is None
+    given = arguments(
+        SimpleNamespace(media_type="image"),
+        {"function": "fake", "review_lower": 0.1, "review_upper": 0.9, "shards": 3, "label_map": "car=vehicle"},
+    )
+    assert (given["function"], given["review"], given["shards"]) == ("fake", (0.1, 0.9), 3)
+    assert given["label_map"] == {"car": "vehicle"}
+
+
 def test_delegated_auto_label_stores_done_of_total_progress(small_dataset, models_env):
     from fiftyone.operators.delegated import DelegatedOperationService
 

@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from ..errors import BadParameterError
-from ..settings import Settings
+from ..settings import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_TARGET_PRECISION, DEFAULT_WRITE_EVERY, Settings
 
 _NONE_WORDS = ("none", "")
 
@@ -112,7 +112,7 @@ def add_subcommands(sub: Any) -> None:
         "--api-key", default=None, help="personal access token or legacy token (default: LABEL_STUDIO_API_KEY)"
     )
     a.add_argument("--project", type=int, required=True)
-    a.add_argument("--function", "-f", default=None, help="default: AUTOANNOTATE_FUNCTION, else yolox")
+    a.add_argument("--function", "-f", default=None, help=f"default: AUTOANNOTATE_FUNCTION, else {Settings.function}")
     a.add_argument(
         "-p",
         "--param",
@@ -137,7 +137,11 @@ def add_subcommands(sub: Any) -> None:
         help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
     )
     a.add_argument(
-        "--write-every", type=int, default=None, metavar="N", help="tasks per bulk upload of predictions (default 64)"
+        "--write-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"tasks per bulk upload of predictions (default {DEFAULT_WRITE_EVERY})",
     )
     a.add_argument(
         "--empty-predictions",
@@ -211,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["interactive_params"] = parse_params(args.interactive_param)
     settings = replace(settings, **overrides)
 
-    from .app import log_at, serve
+    from ..label_studio.app import log_at, serve
 
     log_at(args.log_level)  # our lines (the Label Studio connection, every error answer) at the server's level
     serve(settings, log_level=args.log_level)
@@ -219,10 +223,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
+    from ..label_studio.project import annotate_project
+    from ..label_studio.service import fetch_policy
     from ..loading import is_open_vocabulary, load_function, parse_params
-    from ..settings import DEFAULT_WRITE_EVERY
-    from .project import annotate_project
-    from .service import fetch_policy
 
     settings = Settings.from_env()
     url = args.url or settings.label_studio_url
@@ -242,14 +245,14 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if name is None:
         raise BadParameterError("annotate needs a detection function (--function NAME)")
     if is_open_vocabulary(name) and "classes" not in params:  # sam3, owlv2, grounding_dino
-        from .config import config_vocabulary, fetch_label_config, parse_config
+        from ..label_studio.config import config_vocabulary, fetch_label_config, parse_config
 
         classes, prompts = config_vocabulary(
             parse_config(fetch_label_config(url, api_key, args.project)), params.get("prompts")
         )
         params = {**params, "classes": classes, "prompts": prompts}
+    from ..label_studio.project import annotate_project_workers
     from ..sharding import parse_shard
-    from .project import annotate_project_workers
 
     shard = parse_shard(args.shard) if args.shard else None
     _positive("--workers", args.workers)
@@ -282,11 +285,11 @@ def _add_review_report(ls_sub: Any) -> None:
     r.add_argument("--url", default=None, help="Label Studio's address (default: LABEL_STUDIO_URL)")
     r.add_argument("--api-key", default=None, help="default: LABEL_STUDIO_API_KEY")
     r.add_argument("--project", type=int, required=True)
-    r.add_argument("--target-precision", type=float, default=0.95)
+    r.add_argument("--target-precision", type=float, default=DEFAULT_TARGET_PRECISION)
     r.add_argument(
         "--bound",
         choices=["wilson", "estimate"],
-        default="wilson",
+        default=DEFAULT_BOUND,
         help="wilson (default): the lower end of the precision's Wilson interval must reach the target; "
         "estimate: the observed precision (optimistic)",
     )
@@ -298,7 +301,12 @@ def _add_review_report(ls_sub: Any) -> None:
         help="keep this share of the tasks (by a hash of the task id) out of the calibration and report the "
         "precision its thresholds reach on them (default 0: no check)",
     )
-    r.add_argument("--min-decisions", type=int, default=30, help="per label, to calibrate it (default 30)")
+    r.add_argument(
+        "--min-decisions",
+        type=int,
+        default=DEFAULT_MIN_DECISIONS,
+        help=f"per label, to calibrate it (default {DEFAULT_MIN_DECISIONS})",
+    )
     r.add_argument("--match-iou", type=float, default=0.5, help="a region matches a prediction at this IoU")
     r.add_argument("--unchanged-iou", type=float, default=0.98, help="at or above: accepted unchanged")
     r.add_argument(
@@ -312,8 +320,8 @@ def _add_review_report(ls_sub: Any) -> None:
 def cmd_review_report(args: argparse.Namespace) -> int:
     import json
 
+    from ..label_studio.review_report import format_report, review_report
     from ..settings import Settings
-    from .review_report import format_report, review_report
 
     settings = Settings.from_env()
     url = args.url or settings.label_studio_url

@@ -1,26 +1,22 @@
-"""The ``autoannotate`` command.
+"""``autoannotate functions | annotate | weights``: the core commands (no integration needed).
 
-    autoannotate functions
-    autoannotate annotate IMAGES_DIR --function yolox [-p NAME=TYPE:VALUE ...] --output coco.json
-    autoannotate annotate IMAGES_DIR --function owlv2 --classes "stop sign:bbox,yield:polygon" -o coco.json
-    autoannotate weights list
-    autoannotate weights download NAME [NAME ...]
-
-Exit status: 0 when every image was annotated, 1 when the run completed with failed images,
-2 for bad arguments, a bad function or a label mapping error.
+autoannotate functions
+autoannotate annotate IMAGES_DIR --function yolox [-p NAME=TYPE:VALUE ...] --output coco.json
+autoannotate annotate IMAGES_DIR --function owlv2 --classes "stop sign:bbox,yield:polygon" -o coco.json
+autoannotate weights list
+autoannotate weights download NAME [NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from .errors import AutoAnnotateError
-from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY
+from ..errors import AutoAnnotateError
+from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_FUNCTION, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -51,10 +47,10 @@ def _add_function_args(p: argparse.ArgumentParser) -> None:
 def function_from_args(args: argparse.Namespace, class_names: Sequence[str] | None = None):
     """The function the arguments name; an open-vocabulary one is built to find ``class_names``
     (``--classes``) unless ``-p classes=...`` names its own."""
-    from .loading import import_module_or_file, load_function, parse_params, with_classes
+    from ..loading import import_module_or_file, load_function, parse_params, with_classes
 
     given = args.function_module or args.function_file
-    source = import_module_or_file(given) if given else args.function or "yolox"
+    source = import_module_or_file(given) if given else args.function or DEFAULT_FUNCTION
     return load_function(source, **with_classes(source, parse_params(args.param), class_names))
 
 
@@ -65,7 +61,7 @@ CLI_OUTPUTS = ("bbox", "polygon", "mask")
 def parse_cli_classes(text: str | None) -> dict[str, str | None]:
     """``"stop sign:bbox, yield:polygon"`` -> ``{"stop sign": "bbox", "yield": "polygon"}`` (a
     missing type is None: the function's own shapes)."""
-    from .loading import split_list
+    from ..loading import split_list
 
     out: dict[str, str | None] = {}
     for part in split_list(text):
@@ -85,8 +81,8 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
     """``(function, conv_mask_to_poly)`` giving each ``--classes`` entry its output type: box-only
     labels asked as polygon/mask are refined by the interactive default (``auto``); mask labels
     become polygons when all ask polygon. Refuses what a COCO file cannot express per class."""
-    from .auto import AUTO, load_interactive
-    from .refine import BoxRefiner
+    from ..auto import AUTO, load_interactive
+    from ..refine import BoxRefiner
 
     labels = {lbl.name: lbl for lbl in function.spec.labels}
     unknown = [n for n in outputs if n not in labels]
@@ -106,12 +102,10 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
     return function, mask_kinds == {"polygon"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autoannotate", description="Label images with models.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("functions", help="list the predefined and installed functions and their parameters")
+def add_subcommands(sub: Any) -> None:
+    sub.add_parser("functions", help="list the predefined and installed functions and their parameters").set_defaults(
+        handler=cmd_functions
+    )
 
     a = sub.add_parser("annotate", help="annotate a folder of images into a COCO file")
     a.add_argument("images", type=Path, help="a folder of images (searched recursively) or one image")
@@ -142,28 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite the output file after this many images (an interrupted run keeps them)",
     )
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(handler=cmd_annotate)
 
     wp = sub.add_parser("weights", help="model weights: what is on this machine, fetch ahead of time")
     wsub = wp.add_subparsers(dest="weights_command", required=True)
     wsub.add_parser("list", help="every known model and where its weights are (or that they are missing)")
     dl = wsub.add_parser("download", help="download weights into the cache (for Docker images, air-gapped installs)")
     dl.add_argument("names", nargs="+", metavar="NAME", help="a name from `autoannotate weights list`")
-
-    try:
-        from .label_studio.cli import add_subcommands as add_ls
-    except ImportError:  # the integration is not part of this build
-        pass
-    else:
-        add_ls(sub)
-    from .fiftyone_cli import add_subcommands as add_fo
-
-    add_fo(sub)
-    return parser
+    wp.set_defaults(handler=cmd_weights)
 
 
 def cmd_functions(args: argparse.Namespace) -> int:
-    from .loading import describe_parameters
-    from .registry import BrokenFunction, all_functions
+    from ..loading import describe_parameters
+    from ..registry import BrokenFunction, all_functions
 
     for name, fn in all_functions().items():
         if isinstance(fn, BrokenFunction):
@@ -177,7 +162,7 @@ def cmd_functions(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .weights import cache_dir, offline, present, registry, resolve, search_dirs
+    from ..weights import cache_dir, offline, present, registry, resolve, search_dirs
 
     known = registry()
     if args.weights_command == "list":
@@ -198,12 +183,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from .driver import iter_annotations
-    from .export import CocoSink
-    from .interface import model_version
-    from .loading import parse_label_map
-    from .mapping import LabelMapping, target_labels_from_spec
-    from .run import run
+    from ..driver import iter_annotations
+    from ..export import CocoSink
+    from ..interface import model_version
+    from ..loading import parse_label_map
+    from ..mapping import LabelMapping, target_labels_from_spec
+    from ..run import run
 
     if not args.images.exists():
         raise AutoAnnotateError(f"{args.images} does not exist")
@@ -255,25 +240,3 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if args.overlays:
         print(f"overlays in {args.overlays}")
     return 0 if report.success else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    handlers = {"functions": cmd_functions, "annotate": cmd_annotate, "weights": cmd_weights}
-    handler = handlers.get(args.command) or getattr(args, "handler", None)
-    if handler is None:  # calling it would fail the same way
-        raise TypeError(f"no handler for command {args.command!r}")
-    try:
-        return handler(args)
-    except AutoAnnotateError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,13 +2,21 @@
 
 Each command connects to the database FiftyOne is configured for (``FIFTYONE_DATABASE_URI``),
 so it also works from a machine that only shares that database. This module sits outside the
-``fiftyone`` package so that building the parser does not import FiftyOne (seconds); handlers
+``autoannotate.fiftyone`` package so that building the parser does not import FiftyOne (seconds); handlers
 import ``autoannotate.fiftyone`` when they run.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..settings import (
+    DEFAULT_BOUND,
+    DEFAULT_MIN_DECISIONS,
+    DEFAULT_MIN_SUPPORT,
+    DEFAULT_REVIEW,
+    DEFAULT_TARGET_PRECISION,
+)
 
 
 def add_subcommands(sub: Any) -> None:
@@ -37,7 +45,7 @@ def load_dataset(name: str) -> Any:
     """The dataset ``name``; a missing one is a one-line error (exit status 2), not a traceback."""
     import fiftyone as fo
 
-    from .errors import AutoAnnotateError
+    from ..errors import AutoAnnotateError
 
     if not fo.dataset_exists(name):
         raise AutoAnnotateError(f"no FiftyOne dataset {name!r} in this database (fiftyone datasets list)")
@@ -46,7 +54,7 @@ def load_dataset(name: str) -> Any:
 
 def cmd_requeue(args: Any) -> int:
 
-    from .fiftyone.shards import find_run_dataset, requeue
+    from ..fiftyone.shards import find_run_dataset, requeue
 
     name = args.dataset or find_run_dataset(args.run_key)
     out = requeue(load_dataset(name), args.run_key, heartbeat_timeout=args.heartbeat_timeout)
@@ -71,18 +79,21 @@ def _add_review_commands(fo_sub: Any) -> None:
     )
     cr.add_argument("dataset", metavar="DATASET")
     cr.add_argument("field", metavar="FIELD")
-    cr.add_argument("--target-precision", type=float, default=0.95)
+    cr.add_argument("--target-precision", type=float, default=DEFAULT_TARGET_PRECISION)
     cr.add_argument("--source", default="review", help="'review' (default) or a ground-truth field")
     cr.add_argument(
         "--bound",
         choices=["wilson", "estimate"],
-        default="wilson",
+        default=DEFAULT_BOUND,
         help="wilson (default): the lower end of the precision's Wilson interval must reach the target; "
         "estimate: the observed precision (optimistic on new photos)",
     )
-    cr.add_argument("--min-decisions", type=int, default=None, help="per class (default 30)")
+    cr.add_argument("--min-decisions", type=int, default=None, help=f"per class (default {DEFAULT_MIN_DECISIONS})")
     cr.add_argument(
-        "--min-support", type=int, default=None, help="decided labels at or above upper it must rest on (default 10)"
+        "--min-support",
+        type=int,
+        default=None,
+        help=f"decided labels at or above upper it must rest on (default {DEFAULT_MIN_SUPPORT})",
     )
     cr.add_argument(
         "--holdout",
@@ -97,7 +108,8 @@ def _add_review_commands(fo_sub: Any) -> None:
         type=_pair,
         default=None,
         metavar="LOWER,UPPER",
-        help="thresholds of refused and unseen classes (default: the package's default review thresholds, 0.3,0.8)",
+        help="thresholds of refused and unseen classes (default: the package's default review thresholds, "
+        f"{DEFAULT_REVIEW[0]},{DEFAULT_REVIEW[1]})",
     )
     cr.add_argument("--save", action="store_true", help="keep the thresholds on the dataset (dataset.info)")
     cr.add_argument("--json", action="store_true")
@@ -145,7 +157,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 def cmd_review_summary(args: Any) -> int:
     import json
 
-    from .fiftyone.review import review_summary
+    from ..fiftyone.review import review_summary
 
     summary = review_summary(load_dataset(args.dataset), args.field)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
@@ -155,7 +167,7 @@ def cmd_review_summary(args: Any) -> int:
 def cmd_calibrate_review(args: Any) -> int:
     import json
 
-    from .fiftyone.review import calibrate_review, save_calibration
+    from ..fiftyone.review import calibrate_review, save_calibration
 
     ds = load_dataset(args.dataset)
     cal = calibrate_review(
