@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..driver import check_threshold
-from ..encodings import Encoded, EncodingCache
+from ..encodings import EncodingCache
 from ..errors import AutoAnnotateError
 from ..interface import (
     DetectionFunction,
     InteractiveFunction,
-    InteractiveFunctionContext,
     OpenVocabulary,
     TrackingFunction,
     model_version,
@@ -54,7 +53,6 @@ from .responses import (
     empty_prediction,
     nothing_found,
     prediction_version,
-    task_ref,
 )
 from .video import pre_annotate_video, track_drawn_boxes
 from .video_cache import VideoCache
@@ -352,9 +350,6 @@ class Backend:
                     self._vocab.pop(next(iter(self._vocab)))
         return found
 
-    def image_ref(self, task: Mapping[str, Any], control: Control) -> str:
-        return task_ref(task, control, "image")
-
     def pre_annotate(
         self, tasks: list[Mapping[str, Any]], controls: list[Control], loaded: dict[str, Any] | None = None
     ) -> list[dict]:
@@ -392,11 +387,6 @@ class Backend:
     def interactive_prediction(self, task: Mapping[str, Any], context: Any, controls: list[Control]) -> dict:
         """Masks for the clicks and boxes of ``context`` (:meth:`InteractiveSession.prediction`)."""
         return self._interactive().prediction(task, context, controls)
-
-    def encoding(self, ref: str, ictx: InteractiveFunctionContext, image: Any = None) -> Encoded:
-        """The interactive function's encoding of the image at ``ref``, from the cache or computed
-        once (concurrent callers wait for the one computation); ``image`` if already decoded."""
-        return self._interactive().encoding(ref, ictx, image)
 
     def _encode_later(self, task: Mapping[str, Any], controls: list[Control], loaded: Mapping[str, Any]) -> None:
         """Queue the encoding of ``task``'s image in the background (when encode-ahead is on)."""
