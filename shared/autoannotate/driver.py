@@ -3,7 +3,8 @@
 :func:`iter_annotations` is the engine both front ends use: it decodes images in background
 threads (so the model never waits on disk), calls the function (in batches when it has
 ``detect_batch``), validates every result against the function's spec, applies the confidence
-threshold, maps labels onto the target, and yields one :class:`ImageResult` per image, in input
+threshold, maps labels onto the target (or onto each of several targets, :class:`TargetMappings`:
+one mapping per Label Studio control tag), and yields one :class:`ImageResult` per image, in input
 order. A bad image or a misbehaving model becomes a failure record; the run goes on.
 
 :func:`autoannotate.run.annotate_images` runs it through the run engine and returns every result.
@@ -24,7 +25,7 @@ import PIL.Image
 from .errors import AutoAnnotateError, BadFunctionError, BadParameterError, ImageLoadError
 from .images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
 from .interface import BatchDetection, DetectionFunction, DetectionFunctionContext
-from .mapping import LabelMapping
+from .mapping import LabelMapping, TargetMappings
 from .report import AnnotateReport
 from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS
 from .shapes import Shape
@@ -42,7 +43,9 @@ class ImageResult:
 
     ``shapes`` are validated, thresholded and mapped (label ids are the target's), or ``None``
     when the image failed, in which case ``error`` says why. ``size`` is ``(width, height)`` of
-    the upright image, ``None`` if it could not be read.
+    the upright image, ``None`` if it could not be read. Mapped with one mapping per target
+    (:class:`~autoannotate.mapping.TargetMappings`), ``targets`` names the target of each shape
+    (:meth:`by_target` groups them).
     """
 
     key: Hashable
@@ -52,24 +55,39 @@ class ImageResult:
     error: str | None = None
     #: Review status of each shape (``approved`` / ``needs_review`` / None), once routed.
     reviews: list[str | None] | None = None
+    #: With one mapping per target: the target of each shape of ``shapes``, in order.
+    targets: list[Hashable] | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def by_target(self) -> dict[Hashable, list[Shape]]:
+        """The shapes of each target (in the order the targets were mapped), for results mapped
+        with one mapping per target; ``{}`` for a failed image."""
+        out: dict[Hashable, list[Shape]] = {}
+        for s, t in zip(self.shapes or [], self.targets or []):
+            out.setdefault(t, []).append(s)
+        return out
 
     def route(self, router: Any) -> int:
         """Apply review routing (an :class:`autoannotate.routing.Router`): discarded shapes are
         removed, ``reviews`` is set for the rest. Returns how many shapes were discarded."""
         kept: list[Shape] = []
         reviews: list[str | None] = []
-        for s in self.shapes or []:
+        targets: list[Hashable] = []
+        for i, s in enumerate(self.shapes or []):
             status = router.route(s.label_id, s.score)
             if status == "discarded":
                 continue
             kept.append(s)
             reviews.append(status)
+            if self.targets is not None:
+                targets.append(self.targets[i])
         discarded = len(self.shapes or []) - len(kept)
         self.shapes, self.reviews = kept, reviews
+        if self.targets is not None:
+            self.targets = targets
         return discarded
 
 
@@ -123,7 +141,7 @@ def iter_annotations(
     function: DetectionFunction,
     images: Iterable[Any],
     *,
-    mapping: LabelMapping | None = None,
+    mapping: LabelMapping | TargetMappings | None = None,
     conf_threshold: float | None = None,
     conv_mask_to_poly: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -140,7 +158,8 @@ def iter_annotations(
 
     ``images`` holds paths / bytes / PIL images, or ``(key, source)`` pairs whose key comes back in
     the result. ``mapping`` (default: identity) converts label ids; build it before calling so a
-    bad mapping fails before any inference. ``report``, if given, is updated as results arrive
+    bad mapping fails before any inference. A :class:`~autoannotate.mapping.TargetMappings`
+    maps every shape onto each of its targets (results carry ``targets``). ``report``, if given, is updated as results arrive
     (attempted, processed, failures; ``annotations_added`` is left to the caller, which decides
     what is stored). ``item_name(key, source)`` names items in results and failure records
     (default: the path, or the key for in-memory images).
@@ -150,8 +169,8 @@ def iter_annotations(
         raise BadParameterError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
         raise BadParameterError(f"num_workers must be >= 0, got {num_workers}")
-    if mapping is None:
-        mapping = LabelMapping.build(function.spec)
+    per_target = mapping if isinstance(mapping, TargetMappings) else None
+    base = mapping if isinstance(mapping, LabelMapping) else LabelMapping.build(function.spec)
     if total is None and isinstance(images, Sequence):
         total = len(images)
     load = loader or (lambda src: load_image(src, max_pixels=max_pixels))
@@ -164,7 +183,7 @@ def iter_annotations(
             if not batch:
                 return
             decoded = [(key, name, img) for key, name, img in batch if isinstance(img, PIL.Image.Image)]
-            done = iter(_run_batch(function, batch_fn, decoded, mapping, conf_threshold, conv_mask_to_poly))
+            done = iter(_run_batch(function, batch_fn, decoded, base, conf_threshold, conv_mask_to_poly, per_target))
             for key, name, img in batch:  # input order, failed reads included
                 r = next(done) if isinstance(img, PIL.Image.Image) else ImageResult(key, name, None, None, img)
                 _count(report, r)
@@ -261,6 +280,7 @@ def _run_batch(
     mapping: LabelMapping,
     conf_threshold: float | None,
     conv_mask_to_poly: bool,
+    per_target: TargetMappings | None = None,
 ) -> list[ImageResult]:
     if not batch:
         return []
@@ -282,7 +302,10 @@ def _run_batch(
         try:
             raw = outputs[i] if outputs is not None else function.detect(ctx, img)
             shapes = process_output(function.spec, raw, img.size, ctx, mapping)
-            results.append(ImageResult(key, name, shapes, img.size))
+            targets = None
+            if per_target is not None:  # mapping was the identity: now onto each target
+                shapes, targets = per_target.map_shapes(shapes)
+            results.append(ImageResult(key, name, shapes, img.size, targets=targets))
         except BadFunctionError as e:
             results.append(ImageResult(key, name, None, img.size, f"function broke the protocol: {e}"))
         except AutoAnnotateError as e:

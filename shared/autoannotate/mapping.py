@@ -19,7 +19,7 @@ function. The mapping is built before any inference; ``map_shapes`` never edits 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -153,11 +153,19 @@ class _LabelMatch:
 class LabelMapping:
     """Function label ids -> target labels; build with :meth:`build`."""
 
-    def __init__(self, spec: DetectionFunctionSpec, matches: dict[int, _LabelMatch], unmatched: list[str]):
+    def __init__(
+        self,
+        spec: DetectionFunctionSpec,
+        matches: dict[int, _LabelMatch],
+        unmatched: list[str],
+        target_name: str = "the target",
+    ):
         self.spec = spec
         self._matches = matches
         #: Names of function labels / sublabels / attributes that have no target (allowed).
         self.unmatched = unmatched
+        #: How messages name the target (e.g. "control 'box'").
+        self.target_name = target_name
 
     @classmethod
     def build(
@@ -232,7 +240,7 @@ class LabelMapping:
                 "Add synonyms (e.g. {'car': 'vehicle'}) or allow unmatched labels to drop them.",
                 unmatched,
             )
-        return cls(spec, matches, unmatched)
+        return cls(spec, matches, unmatched, target_name)
 
     @property
     def matched_targets(self) -> dict[str, TargetLabel]:
@@ -243,9 +251,11 @@ class LabelMapping:
         m = self._matches.get(function_label_id)
         return m.target if m else None
 
-    def map_shapes(self, shapes: Iterable[Shape], *, target_name: str = "the target") -> list[Shape]:
+    def map_shapes(self, shapes: Iterable[Shape], *, target_name: str | None = None) -> list[Shape]:
         """New shapes with target ids; shapes of unmatched labels are dropped. A shape type the
-        matched target label does not take raises :class:`LabelMappingError`."""
+        matched target label does not take raises :class:`LabelMappingError` (naming the target
+        as ``target_name``, default the name it was built with)."""
+        target_name = self.target_name if target_name is None else target_name
         out: list[Shape] = []
         for s in shapes:
             m = self._matches.get(s.label_id)
@@ -269,6 +279,27 @@ class LabelMapping:
             )
             out.append(replace(s, label_id=m.target.id, attributes=_map_attrs(s.attributes, m), elements=elements))
         return out
+
+
+class TargetMappings:
+    """One :class:`LabelMapping` per target, for targets that take a function's shapes several
+    times over (each control tag of a Label Studio labeling config has its own labels): the
+    driver maps every shape onto each target, in the order of ``mappings``, and each result
+    says which target each mapped shape is for (:meth:`autoannotate.driver.ImageResult.by_target`)."""
+
+    def __init__(self, mappings: Mapping[Hashable, LabelMapping]) -> None:
+        self.mappings = dict(mappings)
+
+    def map_shapes(self, shapes: Iterable[Shape]) -> tuple[list[Shape], list[Hashable]]:
+        """The shapes mapped onto every target, target after target, and the target of each."""
+        shapes = list(shapes)
+        out: list[Shape] = []
+        targets: list[Hashable] = []
+        for name, mapping in self.mappings.items():
+            mapped = mapping.map_shapes(shapes)
+            out += mapped
+            targets += [name] * len(mapped)
+        return out, targets
 
 
 def _map_attrs(attrs: tuple[AttributeValue, ...], m: _LabelMatch) -> tuple[AttributeValue, ...]:

@@ -28,6 +28,7 @@ from .interface import (
 )
 from .outputs import mask_polygon
 from .shapes import Shape
+from .validation import validate_segmentation
 
 OUTPUTS = ("mask", "polygon")
 
@@ -95,7 +96,13 @@ class BoxRefiner:
             return shapes
         ictx = InteractiveFunctionContext(frame_name=context.frame_name)
         encoding = self.interactive.encode(ictx, image)
-        results = segment_boxes(self.interactive, ictx, encoding, [shapes[i].bbox() or shapes[i].points for i in todo])
+        results = validate_segmentation(
+            segment_boxes(self.interactive, ictx, encoding, [shapes[i].bbox() or shapes[i].points for i in todo]),
+            image.size,
+            expected=len(todo),
+            what="segment_boxes()",
+            frame_name=context.frame_name,
+        )
         out = list(shapes)
         for i, res in zip(todo, results):
             s = shapes[i]

@@ -1,4 +1,5 @@
-"""Check what a detection function returned against its spec (the protocol's rules).
+"""Check what a detection function returned against its spec (the protocol's rules), and what an
+interactive function returned against the image and the prompt (:func:`validate_segmentation`).
 
 Every broken rule raises :class:`BadFunctionError` whose message names what the function
 returned and what its spec (or the image) says.
@@ -7,10 +8,13 @@ returned and what its spec (or the image) says.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
+import numpy as np
+
 from .errors import BadFunctionError
-from .interface import DetectionFunctionSpec, LabelSpec
+from .interface import DetectionFunctionSpec, LabelSpec, SegmentationResult
 from .shapes import Shape
 
 #: (minimum number of coordinates, must be even) per point-based shape type.
@@ -167,3 +171,49 @@ def _check_attributes(label: LabelSpec, s: Shape, where: str) -> None:
                 f"{where}: attribute {spec.name!r} ({spec.input_type}) got value {a.value!r}, "
                 f"which the spec does not allow (values: {list(spec.values)})"
             )
+
+
+def validate_segmentation(
+    results: Any, image_size: tuple[int, int], *, expected: int, what: str = "segment()", frame_name: str = ""
+) -> list[SegmentationResult]:
+    """Validate what an interactive function returned (``segment`` for one prompt: one result
+    per box, or one for clicks alone; ``segment_boxes``: one per box); returns it as a list.
+
+    Each result must be a :class:`~autoannotate.interface.SegmentationResult` whose ``mask`` is
+    a 2-D boolean array of the image's size (``image_size`` is ``(width, height)``, the mask
+    height x width) and whose ``score`` is None or a number in [0, 1]; there must be
+    ``expected`` of them. A break raises :class:`BadFunctionError` naming what was returned."""
+    where = f"{what}{f' on {frame_name!r}' if frame_name else ''}"
+    if isinstance(results, (str, bytes)) or not hasattr(results, "__iter__"):
+        raise BadFunctionError(f"{where} must return a list of SegmentationResult, got {type(results).__name__}")
+    out = list(results)
+    if len(out) != expected:
+        raise BadFunctionError(
+            f"{where} returned {len(out)} results for {expected} object(s) (one per box, or one for clicks alone)"
+        )
+    width, height = image_size
+    for i, r in enumerate(out):
+        at = f"{where}, result #{i}"
+        if not isinstance(r, SegmentationResult):
+            raise BadFunctionError(f"{at}: the function returned a {type(r).__name__}, not a SegmentationResult")
+        m = r.mask
+        if not isinstance(m, np.ndarray) or m.ndim != 2 or m.dtype != bool:
+            got = (
+                f"a {m.ndim}-D {m.dtype} array of shape {m.shape}"
+                if isinstance(m, np.ndarray)
+                else f"a {type(m).__name__}"
+            )
+            raise BadFunctionError(
+                f"{at}: a mask must be a 2-D boolean array (height x width), the function returned {got}"
+            )
+        if m.shape != (height, width):
+            raise BadFunctionError(
+                f"{at}: the function returned a mask of {m.shape[1]}x{m.shape[0]} pixels (WxH) "
+                f"for an image of {width}x{height}"
+            )
+        s = r.score
+        if s is not None and (
+            isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s) or not 0.0 <= s <= 1.0
+        ):
+            raise BadFunctionError(f"{at}: score must be None or a number in [0, 1], the function returned {s!r}")
+    return out

@@ -12,7 +12,8 @@ import PIL.Image
 import pytest
 
 import autoannotate as aa
-from autoannotate.label_studio import Backend, EncodingCache, FetchPolicy, ImageFetcher, parse_context
+from autoannotate.encodings import EncodingCache
+from autoannotate.label_studio import Backend, FetchPolicy, ImageFetcher, parse_context
 from autoannotate.label_studio.app import Settings, create_app
 from tests.fakes import FakeDetector
 

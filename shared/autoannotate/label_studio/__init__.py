@@ -1,11 +1,12 @@
 """Label Studio integration: the ML backend (``create_app``) and project pre-annotation
 (``annotate_project``). Needs ``pip install autoannotate[label-studio]``."""
 
+from ..encodings import EncodingCache
 from ..settings import Settings
-from .backend import Backend, parse_context
-from .cache import EncodingCache
+from .backend import Backend
 from .config import Control, ControlConflictError, LabelConfigError, map_controls, parse_config
 from .fetch import FetchError, FetchPolicy, ImageFetcher
+from .interactive import parse_context
 from .project import annotate_project
 from .regions import build_prediction
 from .responses import BadRequest, failure

@@ -27,7 +27,7 @@ from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves handler annotations from here
 
-from ..errors import AutoAnnotateError
+from ..errors import AutoAnnotateError, BadFunctionError
 from ..settings import Settings
 from .backend import Backend, LabelStudioUnusable
 from .config import LabelConfigError, warm_up
@@ -243,6 +243,8 @@ def _run_handler(handler: Callable[[dict], Any], payload: dict) -> Any:
         return _error(400 if isinstance(e, BadRequest) else 422, str(e))
     except LabelStudioUnusable as e:
         return _error(424, str(e))  # a dependency (Label Studio, as configured) does not work
+    except BadFunctionError as e:  # the backend's model, not the request, is at fault
+        return _error(500, f"function broke the protocol: {e}")
     except AutoAnnotateError as e:
         return _error(400, str(e))
 

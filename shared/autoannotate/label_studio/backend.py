@@ -1,17 +1,16 @@
-"""The ML backend's logic, independent of the web framework: setup, pre-annotation, interactive
-segmentation. ``app.py`` puts it behind Label Studio's HTTP protocol.
+"""The ML backend's protocol answers, independent of the web framework: ``/health``, ``/setup``
+and ``/predict`` (which goes to pre-annotation, click-to-mask or video), the labeling configs'
+controls (cached per config) and the open-vocabulary functions made for them. ``app.py`` puts it
+behind Label Studio's HTTP protocol.
 
-Pre-annotation: the detection function runs once per task (batched through the driver), its
-shapes are mapped onto every control tag of the labeling config and converted to regions.
-Interactive: the clicks and boxes of the request's ``context`` (all of them) prompt the
-interactive function on a cached encoding of the task's image; masks come back as BrushLabels
-and/or PolygonLabels regions.
+The work is done elsewhere: pre-annotation in ``preannotate.py`` (the driver, one label mapping
+per control tag), click-to-mask with encode-ahead and prompt parsing in ``interactive.py``,
+predictions built in ``predictions.py``, videos in ``video.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -19,19 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..driver import check_threshold, iter_annotations
+from ..driver import check_threshold
+from ..encodings import EncodingCache
 from ..errors import AutoAnnotateError
-from ..images import load_image
 from ..interface import (
     DetectionFunction,
     InteractiveFunction,
-    InteractiveFunctionContext,
-    InteractivePrompt,
     OpenVocabulary,
     TrackingFunction,
     model_version,
 )
-from ..mapping import LabelMapping
 from ..settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KEY_FRAME_INTERVAL,
@@ -40,8 +36,6 @@ from ..settings import (
     DEFAULT_TRACK_FRAMES,
     DEFAULT_VIDEO_CACHE_BYTES,
 )
-from ..shapes import mask as mask_shape
-from .cache import EncodingCache
 from .config import (
     Control,
     ControlConflictError,
@@ -52,21 +46,20 @@ from .config import (
     parse_config,
 )
 from .fetch import ImageFetcher, LabelStudioCheck
-from .regions import build_prediction
+from .interactive import InteractiveSession
+from .preannotate import pre_annotate
 from .responses import (
     BadRequest,
     empty_prediction,
-    failure,
     nothing_found,
     prediction_version,
-    task_ref,
 )
 from .video import pre_annotate_video, track_drawn_boxes
 from .video_cache import VideoCache
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backend", "BadRequest", "LabelStudioUnusable", "parse_context"]
+__all__ = ["Backend", "BadRequest", "LabelStudioUnusable"]
 
 
 @dataclass
@@ -104,16 +97,15 @@ class Backend:
     _configs: dict[str, list[Control]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checked: tuple[LabelStudioCheck, float] | None = field(default=None, repr=False)
-    _ahead: Any = field(default=None, repr=False)
-    _ahead_pending: int = field(default=0, repr=False)
-    _looked: dict = field(default_factory=dict, repr=False)  # tasks whose next tasks were queued
     _vocab: dict = field(default_factory=dict, repr=False)  # open-vocabulary functions per label set
 
     def __post_init__(self) -> None:
         if self.function is None and self.interactive is None and self.tracker is None:
             raise ValueError("the backend needs a detection, interactive or tracking function")
         self.conf_threshold = check_threshold(self.conf_threshold)
-        self._identity = LabelMapping.build(self.function.spec) if self.function is not None else None
+        self._session = (
+            InteractiveSession(self.interactive, self.fetcher, self.cache) if self.interactive is not None else None
+        )
 
     @property
     def model_version(self) -> str:
@@ -292,14 +284,10 @@ class Backend:
             # image for clicks too, after the pre-annotation is done, reusing the decoded image.
             opened = len(tasks) == 1 and self.encode_ahead and self.interactive is not None
             loaded: dict[str, Any] | None = {} if opened else None
-            if self.function is None:
-                results = [empty_prediction(self.model_version) for _ in tasks]
-            else:
-                results = self.pre_annotate(tasks, controls["detection"], loaded)
+            results = self.pre_annotate(tasks, controls["detection"], loaded)
             if opened:
                 self._encode_later(tasks[0], controls["interactive"], loaded or {})
-                if self.look_ahead > 0:
-                    self._encode_next(payload.get("project"), tasks[0], controls["interactive"])
+                self._encode_next(payload.get("project"), tasks[0], controls["interactive"])
         return {"results": [self._stored(r) for r in results]}
 
     def _stored(self, prediction: dict) -> dict:
@@ -333,8 +321,7 @@ class Backend:
         if not tasks:
             raise BadRequest("an interactive request needs its task")
         answer = {"results": [self.interactive_prediction(tasks[0], context, controls["interactive"])]}
-        if self.encode_ahead and self.look_ahead > 0:  # while this task is annotated, encode the next ones
-            self._encode_next(project, tasks[0], controls["interactive"])
+        self._encode_next(project, tasks[0], controls["interactive"])  # encoded while this task is annotated
         return answer
 
     @staticmethod
@@ -363,59 +350,34 @@ class Backend:
                     self._vocab.pop(next(iter(self._vocab)))
         return found
 
-    def image_ref(self, task: Mapping[str, Any], control: Control) -> str:
-        return task_ref(task, control, "image")
-
     def pre_annotate(
         self, tasks: list[Mapping[str, Any]], controls: list[Control], loaded: dict[str, Any] | None = None
     ) -> list[dict]:
-        """One prediction per task, in order. A task that fails gets ``error`` and ``error_id``
-        but no ``result``: Label Studio then stores nothing for it and it can be retried.
-        ``loaded`` (optional) receives the decoded images by reference, for encode-ahead."""
-        if not controls:
+        """One prediction per task, in order (:func:`~autoannotate.label_studio.preannotate.pre_annotate`
+        with this backend's function for ``controls``, threshold and batching). ``loaded``
+        (optional) receives the decoded images by reference, for encode-ahead."""
+        if not controls or self.function is None:
             return [empty_prediction(self.model_version) for _ in tasks]
-        items, early = [], {}
-        for i, task in enumerate(tasks):
-            try:
-                items.append((i, self.image_ref(task, controls[0])))
-            except BadRequest as e:
-                early[i] = str(e)
-        outputs: dict[int, dict] = {i: failure(msg) for i, msg in early.items()}
-        function = self.detector(controls)
-        version = self._version(controls)
-        for r in iter_annotations(
-            function,
-            items,
-            mapping=self._identity if function is self.function else LabelMapping.build(function.spec),
+        return pre_annotate(
+            tasks,
+            controls,
+            function=self.detector(controls),
+            fetcher=self.fetcher,
+            version=self._version(controls),
             conf_threshold=self.conf_threshold,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            progress=False,
-            loader=lambda ref: _remember(loaded, ref, load_image(self.fetcher.fetch(ref))),
-        ):
-            if not r.ok:
-                outputs[r.key] = failure(r.error or "unknown error")  # type: ignore[index]
-                continue
-            task = tasks[r.key]  # type: ignore[call-overload]
-            try:
-                parts = [
-                    (c, c.mapping.map_shapes(r.shapes or [], target_name=f"control {c.name!r}"))  # type: ignore[union-attr]
-                    for c in controls
-                ]
-            except AutoAnnotateError as e:  # e.g. a shape type a control's label does not take
-                outputs[r.key] = failure(str(e))  # type: ignore[index]
-                continue
-            outputs[r.key] = build_prediction(task.get("id"), parts, r.size, version)  # type: ignore[index,arg-type]
-        return [outputs[i] for i in range(len(tasks))]
+            loaded=loaded,
+        )
 
     # -- interactive ----------------------------------------------------------------------
 
-    def _interactive(self) -> InteractiveFunction:
-        if self.interactive is None:
+    def _interactive(self) -> InteractiveSession:
+        if self._session is None:
             raise BadRequest(
                 "this backend has no interactive function (start it with --interactive NAME or AUTOANNOTATE_INTERACTIVE)"
             )
-        return self.interactive
+        return self._session
 
     def _tracker(self) -> TrackingFunction:
         if self.tracker is None:
@@ -423,226 +385,28 @@ class Backend:
         return self.tracker
 
     def interactive_prediction(self, task: Mapping[str, Any], context: Any, controls: list[Control]) -> dict:
-        if not controls:
-            raise BadRequest("the labeling config has no BrushLabels or PolygonLabels control for interactive masks")
-        percent = parse_context(context)
-        ref = self.image_ref(task, controls[0])
-        ictx = InteractiveFunctionContext(frame_name=str(task.get("id", "")))
-        sized = self.encoding(ref, ictx)
-        size = sized.size
-        prompt = percent.to_prompt(size)
-        results = self._interactive().segment(ictx, sized.encoding, prompt)
-        salt = hashlib.sha1(repr((prompt.positive_points, prompt.negative_points, prompt.boxes)).encode()).hexdigest()[
-            :8
-        ]
-        parts = []
-        for c in controls:
-            label = c.label_named(prompt.label) or (c.labels[0] if c.labels else None)
-            if label is None:
-                continue
-            parts.append((c, [mask_shape(label.id, res.mask, score=res.score) for res in results]))
-        return build_prediction(f"{task.get('id')}:{salt}", parts, size, model_version(self.interactive))
-
-    def encoding(self, ref: str, ictx: InteractiveFunctionContext, image: Any = None) -> _SizedEncoding:
-        """The interactive function's encoding of the image at ``ref``, from the cache or computed
-        once (concurrent callers wait for the one computation); ``image`` if already decoded."""
-
-        def encode() -> _SizedEncoding:
-            img = image if image is not None else load_image(self.fetcher.fetch(ref))
-            return _SizedEncoding(self._interactive().encode(ictx, img), img.size)
-
-        return self.cache.get_or_compute((ref, model_version(self.interactive)), encode)
+        """Masks for the clicks and boxes of ``context`` (:meth:`InteractiveSession.prediction`)."""
+        return self._interactive().prediction(task, context, controls)
 
     def _encode_later(self, task: Mapping[str, Any], controls: list[Control], loaded: Mapping[str, Any]) -> None:
-        """Queue the encoding of ``task``'s image (one background thread; at most
-        ``MAX_ENCODE_AHEAD`` queued, the rest dropped; failures only logged)."""
-        if not (self.encode_ahead and self.interactive is not None and controls):
-            return
-        try:
-            ref = self.image_ref(task, controls[0])
-        except BadRequest:
-            return
-        image = loaded.get(ref)
-        ictx = InteractiveFunctionContext(frame_name=str(task.get("id", "")))
-
-        def job() -> None:
-            try:
-                self.encoding(ref, ictx, image)
-            except Exception as e:  # noqa: BLE001 - the click will try again and report it
-                log.info("encode-ahead of task %s failed: %s", task.get("id"), e)
-
-        self._submit(job)
+        """Queue the encoding of ``task``'s image in the background (when encode-ahead is on)."""
+        if self.encode_ahead and self._session is not None:
+            self._session.encode_later(task, controls, loaded)
 
     def _encode_next(self, project: Any, task: Mapping[str, Any], controls: list[Control]) -> None:
-        """Queue the encodings of the ``look_ahead`` tasks after ``task`` in its project (listed
-        from Label Studio in the background thread; a failure is only logged)."""
-        try:
-            project_id, task_id = int(str(project).split(".")[0]), int(task.get("id"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return
-        with self._lock:  # once per task (every click of a task would list the same next tasks)
-            if (project_id, task_id) in self._looked:
-                return
-            self._looked[(project_id, task_id)] = True
-            while len(self._looked) > 1024:
-                self._looked.pop(next(iter(self._looked)))
-        query = {
-            "filters": {
-                "conjunction": "and",
-                "items": [{"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": task_id}],
-            },
-            "ordering": ["tasks:id"],
-        }
-
-        def job() -> None:
-            try:
-                page = self.fetcher.label_studio_api(
-                    "/api/tasks",
-                    {
-                        "project": project_id,
-                        "page_size": self.look_ahead,
-                        "fields": "task_only",
-                        "query": json.dumps(query),
-                    },
-                )
-            except Exception as e:  # noqa: BLE001 - look-ahead is an optimisation
-                log.info("look-ahead: cannot list the tasks after task %s: %s", task_id, e)
-                return
-            for nxt in (page.get("tasks") or [])[: self.look_ahead]:
-                if isinstance(nxt, Mapping):
-                    self._encode_later(nxt, controls, {})
-
-        self._submit(job)
-
-    def _submit(self, job: Any) -> None:
-        """Run ``job`` in the background thread unless ``MAX_ENCODE_AHEAD`` jobs are queued (then it
-        is dropped: the click encodes, as without encode-ahead). Never raises."""
-        with self._lock:
-            if self._ahead_pending >= MAX_ENCODE_AHEAD:
-                return
-            if self._ahead is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._ahead = ThreadPoolExecutor(1, thread_name_prefix="autoannotate-encode-ahead")
-            self._ahead_pending += 1
-            executor = self._ahead
-
-        def counted() -> None:
-            try:
-                job()
-            finally:
-                with self._lock:
-                    self._ahead_pending = max(0, self._ahead_pending - 1)
-
-        try:
-            executor.submit(counted)
-        except RuntimeError as e:  # shut down (the server is stopping)
-            with self._lock:
-                self._ahead_pending -= 1
-            log.info("encode-ahead not queued: %s", e)
+        """Queue the encodings of the ``look_ahead`` tasks after ``task`` in its project."""
+        if self.encode_ahead and self._session is not None and self.look_ahead > 0 and controls:
+            self._session.encode_next(project, task, controls, self.look_ahead)
 
     def close(self) -> None:
         """Drop queued encodings and stop the background thread (the server is stopping)."""
-        with self._lock:
-            executor, self._ahead = self._ahead, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            self._ahead_pending = 0  # cancelled jobs never count themselves down
+        if self._session is not None:
+            self._session.close()
 
     def wait_encode_ahead(self, timeout: float = 60.0) -> bool:
         """Wait until queued encodings are done (tests, benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._ahead_pending == 0:
-                    return True
-            time.sleep(0.01)
-        return False
-
-
-#: Encodings queued ahead at most; more are dropped (the click then encodes, as without encode-ahead).
-MAX_ENCODE_AHEAD = 16
-
-
-def _remember(loaded: dict[str, Any] | None, ref: str, image: Any) -> Any:
-    if loaded is not None:
-        loaded[ref] = image
-    return image
+        return self._session.wait(timeout) if self._session is not None else True
 
 
 class LabelStudioUnusable(AutoAnnotateError):
     """The backend's Label Studio URL or token does not work (the message says which and how to fix it)."""
-
-
-@dataclass
-class _SizedEncoding:
-    encoding: Any
-    size: tuple[int, int]
-
-    @property
-    def nbytes(self) -> int:
-        return int(getattr(self.encoding, "nbytes", 0) or 0)
-
-
-@dataclass
-class _PromptInPercent:
-    """Prompt coordinates in percent (Label Studio's unit) until the image size is known."""
-
-    pos: list[tuple[float, float]]
-    neg: list[tuple[float, float]]
-    boxes: list[tuple[float, float, float, float]]
-    label: str | None
-
-    def to_prompt(self, size: tuple[int, int]) -> InteractivePrompt:
-        """The prompt in pixels of an image of ``size`` = (width, height)."""
-        w, h = size
-
-        def px(x: float, y: float) -> tuple[float, float]:
-            return x * w / 100.0, y * h / 100.0
-
-        return InteractivePrompt(
-            positive_points=tuple(px(*p) for p in self.pos),
-            negative_points=tuple(px(*p) for p in self.neg),
-            boxes=tuple((*px(b[0], b[1]), *px(b[2], b[3])) for b in self.boxes),
-            label=self.label,
-        )
-
-
-def parse_context(context: Any) -> _PromptInPercent:
-    """Label Studio's interactive ``context``: every keypoint (``is_positive`` true/false) and
-    every rectangle of ``context["result"]`` is used; the label is the last one named."""
-    items = context.get("result") if isinstance(context, Mapping) else None
-    if not isinstance(items, list) or not items:
-        raise BadRequest("the interactive context has no 'result' list of clicks or boxes")
-    pos: list[tuple[float, float]] = []
-    neg: list[tuple[float, float]] = []
-    boxes: list[tuple[float, float, float, float]] = []
-    label: str | None = None
-    for item in items:
-        if not isinstance(item, Mapping) or not isinstance(item.get("value"), Mapping):
-            raise BadRequest(f"malformed context item {str(item)[:200]}")
-        kind, v = item.get("type"), item["value"]
-        try:
-            if kind in ("keypointlabels", "keypoint"):
-                point = (float(v["x"]), float(v["y"]))
-                positive = item.get("is_positive", True)
-                (pos if positive not in (False, 0, "false", "False") else neg).append(point)
-            elif kind in ("rectanglelabels", "rectangle"):
-                x, y, w, h = float(v["x"]), float(v["y"]), float(v["width"]), float(v["height"])
-                boxes.append((x, y, x + w, y + h))
-            else:
-                continue
-        except (KeyError, TypeError, ValueError):
-            raise BadRequest(
-                f"context item of type {kind!r} needs numeric x, y (and width, height for boxes)"
-            ) from None
-        names = v.get(kind) if isinstance(v.get(kind), list) else None
-        if names:
-            label = str(names[0])
-    coords = [c for p in pos + neg for c in p] + [c for b in boxes for c in b]
-    if not all(-1e-6 <= c <= 100 + 1e-6 for c in coords):
-        raise BadRequest("context coordinates are percentages and must be within 0-100")
-    if not pos and not boxes:
-        raise BadRequest("the interactive context needs at least one positive click or one box")
-    return _PromptInPercent(pos, neg, boxes, label)

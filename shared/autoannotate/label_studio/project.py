@@ -18,14 +18,13 @@ from ..driver import ImageResult, Progress, check_threshold, iter_annotations
 from ..errors import AutoAnnotateError, ImageLoadError
 from ..images import load_image
 from ..interface import DetectionFunction
-from ..mapping import LabelMapping
 from ..report import AnnotateReport
 from ..run import run, write_error
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..sharding import check_shard, check_shards, select_shard
 from .config import Control, map_controls, parse_config
 from .fetch import FetchPolicy, ImageFetcher
-from .regions import build_prediction
+from .predictions import control_mappings, image_prediction
 from .responses import prediction_version
 
 #: What a Label Studio run's ``annotations_added`` counts: regions of the predictions it uploads
@@ -116,8 +115,7 @@ class ProjectSink:
         pass
 
     def add(self, result: ImageResult) -> list[str | None]:
-        parts = [(c, c.mapping.map_shapes(result.shapes or [])) for c in self.controls if c.mapping is not None]
-        prediction = build_prediction(result.key, parts, result.size, self.version)  # type: ignore[arg-type]
+        prediction = image_prediction(result.key, result, self.controls, self.version)
         if not prediction["result"]:
             self.nothing_found += 1
             if not self.empty_predictions:
@@ -249,7 +247,7 @@ def _annotate_project(
     items = sink.list_tasks()
     if shard is not None:
         items = select_shard(items, *shard)
-    identity = LabelMapping.build(function.spec)
+    mapping = control_mappings(controls)  # labels are mapped in the driver, one mapping per control
 
     def load(ref: str | None) -> Any:
         if ref is None:
@@ -260,7 +258,7 @@ def _annotate_project(
         return iter_annotations(
             function,
             todo,
-            mapping=identity,
+            mapping=mapping,
             conf_threshold=conf_threshold,
             batch_size=batch_size,
             num_workers=num_workers,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..auto import load_interactive
+from ..encodings import EncodingCache
 from ..loading import is_open_vocabulary, load_function, with_classes
 from ..settings import Settings
 from .backend import Backend
-from .cache import EncodingCache
 from .fetch import FetchPolicy, ImageFetcher
 from .video_cache import VideoCache
 
