@@ -440,3 +440,12 @@ def test_autoannotate_cvat_is_a_cvat_function_module_for_any_function_by_name(tm
     x1, y1, x2, y2 = cf.RED_BOX
     assert r.type == "mask" and mask[y1 + 3 : y2 - 3, x1 + 3 : x2 - 3].all() and not mask[:, 50:].any()
     assert grabcut.detect(None, pp, Prompts([], [], None)) == []
+
+
+def test_the_label_studio_backend_runs_cvat_function_objects_handed_to_it():
+    from autoannotate.label_studio import Backend
+
+    backend = Backend(function=cf.create(), interactive=cf.Bright(), tracker=cf.Template())
+    assert isinstance(backend.function, CvatDetection)
+    assert isinstance(backend.interactive, CvatInteraction)
+    assert isinstance(backend.tracker, CvatTracking)

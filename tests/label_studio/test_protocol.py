@@ -298,6 +298,17 @@ def test_context_parsing_uses_every_item():
     )
 
 
+def test_a_rotated_box_prompts_with_the_upright_box_around_it():
+    # a 40x20 px box (on a 200x100 image) drawn at (50, 30) and turned 90 degrees about that corner
+    r = rect(25, 30, 20, 20)
+    r["value"]["rotation"] = 90
+    prompt = parse_context({"result": [r]}).to_prompt((200, 100))
+    # its corners: (50, 30), (50, 70), (30, 70), (30, 30)
+    assert prompt.boxes == (pytest.approx((30.0, 30.0, 50.0, 70.0)),)
+    upright = parse_context({"result": [rect(25, 30, 20, 20)]}).to_prompt((200, 100))
+    assert upright.boxes == ((50.0, 30.0, 90.0, 50.0),)
+
+
 def test_cache_budget_ttl_and_eviction():
     class Blob:
         def __init__(self, n):

@@ -28,6 +28,7 @@ from ..interface import (
     TrackingFunction,
     model_version,
 )
+from ..loading import adapt_function
 from ..settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KEY_FRAME_INTERVAL,
@@ -102,6 +103,10 @@ class Backend:
     def __post_init__(self) -> None:
         if self.function is None and self.interactive is None and self.tracker is None:
             raise ValueError("the backend needs a detection, interactive or tracking function")
+        # functions written for CVAT SDK run as they are, however they were handed over
+        self.function, self.interactive, self.tracker = (
+            None if f is None else adapt_function(f) for f in (self.function, self.interactive, self.tracker)
+        )
         self.conf_threshold = check_threshold(self.conf_threshold)
         self._session = (
             InteractiveSession(self.interactive, self.fetcher, self.cache) if self.interactive is not None else None

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import PIL.Image
@@ -28,6 +28,7 @@ from ..validation import validate_segmentation
 from .config import Control
 from .fetch import ImageFetcher
 from .predictions import mask_prediction
+from .regions import rectangle_from_value
 from .responses import BadRequest, task_ref
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ class PromptInPercent:
     neg: list[tuple[float, float]]
     boxes: list[tuple[float, float, float, float]]
     label: str | None
+    #: each box's rotation in degrees (Label Studio's: clockwise about its top-left corner); the
+    #: prompt gets the upright box around a rotated one
+    rotations: list[float] = field(default_factory=list)
 
     def to_prompt(self, size: tuple[int, int]) -> InteractivePrompt:
         """The prompt in pixels of an image of ``size`` = (width, height)."""
@@ -152,10 +156,18 @@ class PromptInPercent:
         def px(x: float, y: float) -> tuple[float, float]:
             return x * w / 100.0, y * h / 100.0
 
+        def box(i: int, b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+            r = self.rotations[i] if i < len(self.rotations) else 0.0
+            if not r:
+                return (*px(b[0], b[1]), *px(b[2], b[3]))
+            value = {"x": b[0], "y": b[1], "width": b[2] - b[0], "height": b[3] - b[1], "rotation": r}
+            x1, y1, x2, y2 = rectangle_from_value(value, size).bbox() or (0.0, 0.0, 0.0, 0.0)
+            return max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+
         return InteractivePrompt(
             positive_points=tuple(px(*p) for p in self.pos),
             negative_points=tuple(px(*p) for p in self.neg),
-            boxes=tuple((*px(b[0], b[1]), *px(b[2], b[3])) for b in self.boxes),
+            boxes=tuple(box(i, b) for i, b in enumerate(self.boxes)),
             label=self.label,
         )
 
@@ -169,6 +181,7 @@ def parse_context(context: Any) -> PromptInPercent:
     pos: list[tuple[float, float]] = []
     neg: list[tuple[float, float]] = []
     boxes: list[tuple[float, float, float, float]] = []
+    rotations: list[float] = []
     label: str | None = None
     for item in items:
         if not isinstance(item, Mapping) or not isinstance(item.get("value"), Mapping):
@@ -182,6 +195,7 @@ def parse_context(context: Any) -> PromptInPercent:
             elif kind in ("rectanglelabels", "rectangle"):
                 x, y, w, h = float(v["x"]), float(v["y"]), float(v["width"]), float(v["height"])
                 boxes.append((x, y, x + w, y + h))
+                rotations.append(float(v.get("rotation") or 0.0))
             else:
                 continue
         except (KeyError, TypeError, ValueError):
@@ -196,4 +210,4 @@ def parse_context(context: Any) -> PromptInPercent:
         raise BadRequest("context coordinates are percentages and must be within 0-100")
     if not pos and not boxes:
         raise BadRequest("the interactive context needs at least one positive click or one box")
-    return PromptInPercent(pos, neg, boxes, label)
+    return PromptInPercent(pos, neg, boxes, label, rotations)
