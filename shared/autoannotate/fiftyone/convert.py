@@ -15,7 +15,7 @@ import numpy as np
 
 from ..masks import mask_bbox, mask_to_polygon, polygon_to_mask
 from ..shapes import Shape
-from .plan import CONTAINER, Plan
+from .classes import CONTAINER, Plan
 
 RUN_ATTRIBUTE = "autoannotate_run"
 CONTAINER_TYPES = {
