@@ -36,6 +36,7 @@ from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuil
 from .plan import Plan, RunPlan, default_refiner, plan_run
 from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
 from .schema import declare_fields, schema_lock
+from .shards import queue_sharded_run
 from .video import video_run
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,6 @@ def run_plan(plan: RunPlan) -> AnnotateReport:
     videos with :func:`autoannotate.fiftyone.video.video_run`'s processor and sink; a sharded plan
     is queued for workers (:func:`autoannotate.fiftyone.shards.queue_sharded_run`)."""
     if plan.kind == "sharded":
-        from .shards import queue_sharded_run
-
         return queue_sharded_run(plan)
     sink: Sink
     if plan.kind == "video":
