@@ -32,12 +32,13 @@ from ..settings import (
     DEFAULT_WRITE_EVERY,
     DEFAULT_WRITE_INTERVAL,
 )
+from ..video import iter_video_tracks
 from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
 from .plan import Plan, RunPlan, default_refiner, plan_run
 from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
 from .schema import declare_fields, schema_lock
 from .shards import queue_sharded_run
-from .video import video_run
+from .video import VideoSink
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +151,27 @@ def annotate_video_dataset(
 
 
 def run_plan(plan: RunPlan) -> AnnotateReport:
-    """Run a :class:`~autoannotate.fiftyone.plan.RunPlan` with the run engine: images here,
-    videos with :func:`autoannotate.fiftyone.video.video_run`'s processor and sink; a sharded plan
-    is queued for workers (:func:`autoannotate.fiftyone.shards.queue_sharded_run`)."""
+    """Run a :class:`~autoannotate.fiftyone.plan.RunPlan` with the run engine: images with the
+    driver and :class:`ImageSink`, videos with :func:`autoannotate.video.iter_video_tracks` and
+    :class:`~autoannotate.fiftyone.video.VideoSink`; a sharded plan is queued for workers
+    (:func:`autoannotate.fiftyone.shards.queue_sharded_run`)."""
     if plan.kind == "sharded":
         return queue_sharded_run(plan)
     sink: Sink
     if plan.kind == "video":
-        process, sink = video_run(plan)
+        process = processor(
+            iter_video_tracks,
+            plan.function,
+            plan.tracker,
+            mapping=plan.mapping,
+            conf_threshold=plan.conf_threshold,
+            key_frame_interval=plan.key_frame_interval,
+            progress=plan.progress,
+            desc=f"auto-labelling {plan.dataset.name}",
+        )
+        labels = plan.labels
+        names = {t.id: t.name for t in labels.targets}
+        sink = VideoSink(plan.samples, labels.fields, names, labels.outputs, plan.overwrite, bool(labels.review))
     else:
         process = processor(
             iter_annotations,

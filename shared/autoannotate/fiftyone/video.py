@@ -1,6 +1,7 @@
 """FiftyOne video datasets: auto-label whole videos with tracks (a detection function on key
-frames, a tracking function in between): the engine's processor and sink for a video plan
-(``annotate_dataset`` / ``annotate_video_dataset`` in :mod:`autoannotate.fiftyone.annotate`).
+frames, a tracking function in between): the sink that writes a video plan's tracks as frame
+labels (run by ``annotate_dataset`` / ``annotate_video_dataset`` in
+:mod:`autoannotate.fiftyone.annotate`, processed by :func:`autoannotate.video.iter_video_tracks`).
 Propagating existing labels is :mod:`autoannotate.fiftyone.propagation` (``track_labels``).
 
 A run of :func:`autoannotate.run.run`, planned by :func:`autoannotate.fiftyone.plan.plan_run`:
@@ -16,26 +17,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fiftyone import ViewField as F
 
 from ..interface import VideoSessions
 from ..report import AnnotateReport
-from ..run import Processor, processor, write_error
+from ..run import write_error
 from ..shapes import Shape
-from ..video import VideoResult, iter_video_tracks
+from ..video import VideoResult
 from .classes import CONTAINER
 from .convert import RUN_ATTRIBUTE, box_label, container, shape_to_label
 from .runs import drop_stale_views, save_review_view
 from .schema import declare_fields, schema_lock, sync_fields
 
-if TYPE_CHECKING:
-    from .plan import RunPlan
-
 log = logging.getLogger(__name__)
 
-__all__ = ["video_run", "VideoSink", "FrameSink", "MaskTracking"]
+__all__ = ["VideoSink", "FrameSink", "MaskTracking"]
 
 
 class MaskTracking:
@@ -204,21 +202,3 @@ class VideoSink(FrameSink):
         run_key = report.extra.get("run_key")
         if self.review and report.needs_review and run_key:
             report.extra["needs_review_view"] = save_review_view(self.dataset, f"frames.{self.field}", run_key)
-
-
-def video_run(plan: RunPlan) -> tuple[Processor, VideoSink]:
-    """The engine's processor and sink for a video plan: the detector on key frames, the tracker
-    in between (:func:`autoannotate.video.iter_video_tracks`), tracks written as frame labels."""
-    process = processor(
-        iter_video_tracks,
-        plan.function,
-        plan.tracker,
-        mapping=plan.mapping,
-        conf_threshold=plan.conf_threshold,
-        key_frame_interval=plan.key_frame_interval,
-        progress=plan.progress,
-        desc=f"auto-labelling {plan.dataset.name}",
-    )
-    labels = plan.labels
-    names = {t.id: t.name for t in labels.targets}
-    return process, VideoSink(plan.samples, labels.fields, names, labels.outputs, plan.overwrite, bool(labels.review))
