@@ -27,6 +27,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .driver import ImageResult, Progress, iter_annotations
@@ -65,8 +66,29 @@ class Result(Protocol):
 
 
 #: ``process(items, report)`` yields one :class:`Result` per item, in order, and counts
-#: attempted / processed / failed items in ``report``.
+#: attempted / processed / failed items in ``report``. Build one with :func:`processor`.
 Processor = Callable[[Sequence[Item], AnnotateReport], Iterator[Any]]
+
+
+@dataclass(frozen=True)
+class _Bound:
+    iterate: Callable[..., Iterable[Any]]
+    args: tuple[Any, ...]
+    options: Mapping[str, Any]
+
+    def __call__(self, todo: Sequence[Item], report: AnnotateReport) -> Iterator[Any]:
+        return iter(self.iterate(*self.args, todo, report=report, **self.options))
+
+
+def processor(iterate: Callable[..., Iterable[Any]], *args: Any, **options: Any) -> Processor:
+    """The engine's ``process(todo, report)`` for ``iterate``, a function that takes the items to
+    do after ``args`` and counts them in ``report=``: the engine's call becomes
+    ``iterate(*args, todo, report=report, **options)``. Images:
+    ``processor(iter_annotations, function, mapping=mapping, batch_size=8)``; videos:
+    ``processor(iter_video_tracks, detector, tracker, mapping=mapping)``."""
+    if "report" in options:
+        raise TypeError("processor(): the engine passes report= itself")
+    return _Bound(iterate, args, dict(options))
 
 
 @runtime_checkable
@@ -384,6 +406,13 @@ class _Collect:
     def __init__(self) -> None:
         self.results: list[ImageResult] = []
 
+    def collect(self, function: DetectionFunction, todo: Sequence[Item], **options: Any) -> Iterator[ImageResult]:
+        """The driver's results, each also kept (failures too: they are results of the call). The
+        driver gets the caller's images as given (its keys and names, not the run's)."""
+        for r in iter_annotations(function, [src for _, src in todo], **options):
+            self.results.append(r)
+            yield r
+
     def done_keys(self, run_key: str | None) -> set[Hashable]:
         return set()
 
@@ -430,22 +459,15 @@ def annotate_images(
     )
     sink = _Collect()
     items = [(f"#{i}", it) for i, it in enumerate(images)]
-
-    def process(todo: Sequence[Item], report: AnnotateReport) -> Iterator[ImageResult]:
-        for r in iter_annotations(
-            function,
-            [src for _, src in todo],
-            mapping=mapping,
-            conf_threshold=conf_threshold,
-            conv_mask_to_poly=conv_mask_to_poly,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-            report=report,
-            total=len(todo),
-            max_pixels=max_pixels,
-        ):
-            sink.results.append(r)
-            yield r
-
+    process = processor(
+        sink.collect,
+        function,
+        mapping=mapping,
+        conf_threshold=conf_threshold,
+        conv_mask_to_poly=conv_mask_to_poly,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        max_pixels=max_pixels,
+    )
     return sink.results, run(items, process, sink)

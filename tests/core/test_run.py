@@ -11,7 +11,7 @@ import pytest
 import autoannotate as aa
 from autoannotate.driver import iter_annotations
 from autoannotate.routing import ReviewThresholds, Router
-from autoannotate.run import RunStore, Sink, config_hash, new_run_key, run
+from autoannotate.run import RunStore, Sink, config_hash, new_run_key, processor, run
 from tests.fakes import FakeDetector
 
 
@@ -76,11 +76,23 @@ def images(n):
     return [(f"img{i}", PIL.Image.new("RGB", (20, 10))) for i in range(n)]
 
 
-def processor(fn, **kw):
-    def process(todo, report):
-        return iter_annotations(fn, todo, progress=False, report=report, **kw)
+def detecting(fn, **kw):
+    return processor(iter_annotations, fn, progress=False, **kw)
 
-    return process
+
+def test_processor_hands_the_items_to_do_and_the_report_to_its_function():
+    calls = []
+
+    def iterate(first, second, todo, *, report, scale):
+        calls.append((first, second, [k for k, _ in todo], report, scale))
+        return iter(iter_annotations(FakeDetector(), todo, progress=False, report=report))
+
+    sink = ListSink(done={"img0"})
+    report = run(images(3), processor(iterate, "a", "b", scale=2), sink)
+    assert calls == [("a", "b", ["img1", "img2"], report, 2)]
+    assert report.images_processed == 2 and sink.writes == [["img1", "img2"]]
+    with pytest.raises(TypeError, match="report"):
+        processor(iterate, "a", report=None)
 
 
 def test_fakes_satisfy_the_protocols():
@@ -97,7 +109,7 @@ def test_skips_done_items_writes_in_batches_and_counts():
     sink = ListSink(done={"img0", "img1"})
     store = MemoryStore()
     report = run(
-        images(7), processor(FakeDetector()), sink, config={"a": 1}, store=store, write_every=2, write_interval=1e9
+        images(7), detecting(FakeDetector()), sink, config={"a": 1}, store=store, write_every=2, write_interval=1e9
     )
     assert report.images_attempted == 7 and report.images_skipped == 2 and report.images_processed == 5
     assert report.annotations_added == 5
@@ -111,7 +123,7 @@ def test_skips_done_items_writes_in_batches_and_counts():
 
 def test_timed_writes():
     sink = ListSink()
-    run(images(3), processor(FakeDetector()), sink, write_every=100, write_interval=0)
+    run(images(3), detecting(FakeDetector()), sink, write_every=100, write_interval=0)
     assert sink.writes == [["img0"], ["img1"], ["img2"]]
 
 
@@ -120,7 +132,7 @@ def test_routing_is_counted_by_the_engine():
         [aa.rectangle(0, [1, 1, 5, 5], score=s) for s in (0.1, 0.5, 0.9)] + [aa.rectangle(1, [1, 1, 5, 5], score=0.1)]
     )
     router = Router({0: ReviewThresholds(0.3, 0.8)})  # label 1 ("dog") is not routed
-    report = run(images(2), processor(FakeDetector(shapes)), ListSink(), router=router)
+    report = run(images(2), detecting(FakeDetector(shapes)), ListSink(), router=router)
     assert report.discarded == 2 and report.auto_approved == 2 and report.needs_review == 2
     assert report.annotations_added == 6  # 2 x (approved, needs review, the unrouted dog)
 
@@ -128,7 +140,7 @@ def test_routing_is_counted_by_the_engine():
 def test_nothing_to_do_records_nothing_and_returns_no_key():
     store = MemoryStore()
     sink = ListSink(done={f"img{i}" for i in range(3)})
-    report = run(images(3), processor(FakeDetector()), sink, config={"a": 1}, store=store)
+    report = run(images(3), detecting(FakeDetector()), sink, config={"a": 1}, store=store)
     assert store.records == {} and report.images_skipped == 3 and report.extra["run_key"] is None
     assert sink.finished == [None]
 
@@ -145,15 +157,15 @@ def test_a_failed_run_is_resumed_under_its_key_and_finishing_it_needs_no_new_rec
 
     sink = ListSink()
     with pytest.raises(KeyboardInterrupt):
-        run(images(5), processor(FakeDetector(flaky), batch_size=1), sink, config={"a": 1}, store=store, write_every=1)
+        run(images(5), detecting(FakeDetector(flaky), batch_size=1), sink, config={"a": 1}, store=store, write_every=1)
     (key,) = store.records
     assert store.records[key]["status"] == "interrupted" and sink.done == {"img0", "img1"}
-    report = run(images(5), processor(FakeDetector()), sink, config={"a": 1}, store=store)
+    report = run(images(5), detecting(FakeDetector()), sink, config={"a": 1}, store=store)
     # the resumed run's report counts what it stored in both processes: 5 images, 3 labels
     assert report.extra["run_key"] == key and report.images_skipped == 0 and report.images_processed == 5
     assert report.annotations_added == 3 and report.extra["earlier_processes"]["images_processed"] == 2
     assert store.records[key]["status"] == "completed" and store.records[key]["resumed"] is True
-    again = run(images(5), processor(FakeDetector()), sink, config={"a": 1}, store=store)
+    again = run(images(5), detecting(FakeDetector()), sink, config={"a": 1}, store=store)
     assert list(store.records) == [key] and again.extra["run_key"] is None
 
 
@@ -200,7 +212,7 @@ def test_a_killed_run_resumed_twice_reports_every_label_it_stored():
 
     def once(fn):
         return run(
-            images(10), processor(fn, batch_size=1), sink, config={"a": 1}, store=store, router=router, write_every=2
+            images(10), detecting(fn, batch_size=1), sink, config={"a": 1}, store=store, router=router, write_every=2
         )
 
     for n in (3, 4):  # killed after 3 images (the 3rd written as the process fails), then after 4 more
@@ -221,7 +233,7 @@ def test_a_resumable_run_claimed_by_another_process_makes_this_run_new():
     store.records["old"] = {"run_key": "old", "config_hash": config_hash({"a": 1}), "status": "interrupted"}
     store.lose_claims = True
     sink = ListSink()
-    report = run(images(2), processor(FakeDetector()), sink, config={"a": 1}, store=store)
+    report = run(images(2), detecting(FakeDetector()), sink, config={"a": 1}, store=store)
     key = report.extra["run_key"]
     assert key != "old" and store.records[key]["status"] == "completed"
     assert sink.keys == ["old", key]  # done items were counted again for the new key
@@ -237,7 +249,7 @@ def test_a_failing_write_keeps_earlier_writes_and_records_the_failure():
     store = MemoryStore()
     sink = Broken()
     with pytest.raises(aa.AutoAnnotateError, match="disk full"):
-        run(images(5), processor(FakeDetector()), sink, store=store, write_every=2)
+        run(images(5), detecting(FakeDetector()), sink, store=store, write_every=2)
     (rec,) = store.records.values()
     assert rec["status"] == "failed" and sink.writes == [["img0", "img1"]]
 
@@ -245,12 +257,12 @@ def test_a_failing_write_keeps_earlier_writes_and_records_the_failure():
 @pytest.mark.parametrize("kw", [{"write_every": 0}, {"write_interval": -1}, {"max_items": -1}, {"write_every": 1.5}])
 def test_bad_write_policy_is_refused(kw):
     with pytest.raises(aa.BadParameterError):
-        run(images(1), processor(FakeDetector()), ListSink(), **kw)
+        run(images(1), detecting(FakeDetector()), ListSink(), **kw)
 
 
 def test_max_items_counts_after_skipping():
     sink = ListSink(done={"img0"})
-    report = run(images(5), processor(FakeDetector()), sink, max_items=2)
+    report = run(images(5), detecting(FakeDetector()), sink, max_items=2)
     assert sink.done == {"img0", "img1", "img2"} and report.images_processed == 2
 
 

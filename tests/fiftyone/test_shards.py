@@ -174,7 +174,7 @@ def test_requeued_shard_claimed_again_is_not_dead_before_its_first_beat(small_da
     from bson import ObjectId
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from autoannotate.fiftyone.runs import delete_run
+    from autoannotate.fiftyone.admin import delete_run
     from autoannotate.fiftyone.shards import requeue
 
     queued = annotate_dataset(small_dataset, "yolox", label_field="auto", shards=2)
@@ -206,7 +206,7 @@ def test_requeued_shard_claimed_again_is_not_dead_before_its_first_beat(small_da
 def test_shard_worker_beats_before_listing_its_samples(small_dataset, models_env, monkeypatch):
     """The worker's first beat comes before it lists ids or loads the model."""
     from autoannotate.fiftyone import shard_worker
-    from autoannotate.fiftyone.runs import delete_run
+    from autoannotate.fiftyone.admin import delete_run
 
     queued = annotate_dataset(small_dataset, "yolox", label_field="auto", shards=2)
     key = queued.extra["run_key"]
@@ -245,7 +245,7 @@ class _CalibrationLike(Mapping):
 
 @pytest.mark.parametrize("kind", ["calibration", "thresholds"])
 def test_sharded_run_stores_a_calibration_or_thresholds_review_as_plain_values(small_dataset, models_env, kind):
-    from autoannotate.fiftyone.runs import delete_run
+    from autoannotate.fiftyone.admin import delete_run
     from autoannotate.routing import ReviewThresholds
 
     if kind == "calibration":  # classes the run lacks are ignored, as in a plain run
@@ -274,7 +274,8 @@ def test_expand_run_key_and_delete_run_of_a_sharded_run(photos, models_env):
     from bson import ObjectId
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from autoannotate.fiftyone.runs import delete_run, expand_run_key
+    from autoannotate.fiftyone.admin import delete_run
+    from autoannotate.fiftyone.runs import expand_run_key
 
     ds = photos.limit(6).clone("aa-shards-delete")
     svc = DelegatedOperationService()
@@ -311,7 +312,8 @@ def test_delete_keeps_a_live_shards_record_and_cleanup_survives_shards_deleted_w
     from bson import ObjectId
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from autoannotate.fiftyone.runs import DatasetRuns, cleanup_runs, delete_run, expand_run_key
+    from autoannotate.fiftyone.admin import cleanup_runs, delete_run
+    from autoannotate.fiftyone.runs import DatasetRuns, expand_run_key
 
     ds = photos.limit(4).clone("aa-shards-cleanup")
     svc = DelegatedOperationService()

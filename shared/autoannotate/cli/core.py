@@ -188,7 +188,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from ..interface import model_version
     from ..loading import parse_label_map
     from ..mapping import LabelMapping, target_labels_from_spec
-    from ..run import run
+    from ..run import processor, run
 
     if not args.images.exists():
         raise AutoAnnotateError(f"{args.images} does not exist")
@@ -219,19 +219,16 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         info={"description": "autoannotate", "model_version": model_version(function, "")},
     )
 
-    def process(todo, report):
-        return iter_annotations(
-            function,
-            todo,
-            mapping=mapping,
-            conf_threshold=args.conf_threshold,
-            conv_mask_to_poly=args.conv_mask_to_poly or to_polygons,
-            batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            progress=not args.no_progress,
-            report=report,
-            total=len(todo),
-        )
+    process = processor(
+        iter_annotations,
+        function,
+        mapping=mapping,
+        conf_threshold=args.conf_threshold,
+        conv_mask_to_poly=args.conv_mask_to_poly or to_polygons,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+    )
 
     report = run([(str(p), p) for p in paths], process, sink, write_every=args.write_every, key_prefix="coco")
     print(report.summary())

@@ -3,11 +3,13 @@
 Importing this package imports FiftyOne (``pip install autoannotate[fiftyone]``).
 """
 
-from .annotate import annotate_dataset, default_refiner
+from .admin import cleanup_runs, delete_run
+from .annotate import annotate_dataset, annotate_video_dataset, default_refiner
+from .classes import OUTPUT_TYPES, ClassSpec, ReviewThresholds, parse_classes
 from .convert import RUN_ATTRIBUTE, shape_to_label
 from .function_model import FunctionModel, as_model
 from .models import ModelFunction, from_model
-from .plan import OUTPUT_TYPES, ClassSpec, ReviewThresholds, parse_classes
+from .propagation import track_labels
 from .review import (
     BALANCE,
     ReviewResult,
@@ -23,8 +25,7 @@ from .review import (
     saved_calibration,
     set_review,
 )
-from .runs import cleanup_runs, delete_run, eval_key_for, get_run, list_runs, review_view_name
-from .video import annotate_video_dataset, track_labels
+from .runs import eval_key_for, get_run, list_runs, review_view_name
 
 __all__ = [
     "annotate_dataset",

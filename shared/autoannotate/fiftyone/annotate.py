@@ -1,7 +1,9 @@
 """``annotate_dataset``: auto-label a FiftyOne dataset, view or selection, with review routing.
 
-The run itself is :func:`autoannotate.run.run`; this module decides what the run produces (the
-:class:`~autoannotate.fiftyone.plan.Plan`) and contributes the sink that writes FiftyOne labels.
+A run is planned once (:func:`autoannotate.fiftyone.plan.plan_run` builds and checks the
+:class:`~autoannotate.fiftyone.plan.RunPlan`), then handed to the run engine,
+:func:`autoannotate.run.run` (:func:`run_plan`); this module contributes the sink that writes
+FiftyOne image labels.
 Labels are written in batches as results arrive (``set_values`` keyed by sample id), never one
 save per sample and never one write at the end. Every processed sample gets a container in the
 label field, empty when nothing was found, so a run that is killed and started again skips what
@@ -19,15 +21,10 @@ from typing import Any
 
 from fiftyone import ViewField as F
 
-from ..auto import AUTO, load_interactive
-from ..driver import ImageResult, Progress, check_threshold, iter_annotations
-from ..errors import BadParameterError
+from ..driver import ImageResult, Progress, iter_annotations
 from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction
-from ..loading import with_classes
-from ..mapping import LabelMapping
-from ..refine import BoxRefiner
 from ..report import AnnotateReport
-from ..run import run, write_error
+from ..run import Sink, processor, run, write_error
 from ..settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KEY_FRAME_INTERVAL,
@@ -35,16 +32,17 @@ from ..settings import (
     DEFAULT_WRITE_EVERY,
     DEFAULT_WRITE_INTERVAL,
 )
+from ..video import iter_video_tracks
 from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
-from .plan import Plan, class_names
-from .prepare import check_collection, default_refiner, plan_run, resolve_function, resolve_label_map, run_config
+from .plan import Plan, RunPlan, default_refiner, plan_run
 from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
 from .schema import declare_fields, schema_lock
-from .video import annotate_video_dataset
+from .shards import queue_sharded_run
+from .video import VideoSink
 
 log = logging.getLogger(__name__)
 
-__all__ = ["annotate_dataset", "ImageSink", "default_refiner"]
+__all__ = ["annotate_dataset", "annotate_video_dataset", "run_plan", "ImageSink", "default_refiner"]
 
 
 def annotate_dataset(
@@ -98,13 +96,13 @@ def annotate_dataset(
       (the run key; the App's Model Evaluation panel lists it). Its labels are not changed; like
       every FiftyOne evaluation it adds the ``<eval_key>``, ``<eval_key>_id``, ``<eval_key>_iou``
       attributes to the labels of both fields and ``<eval_key>_tp/_fp/_fn`` counts to samples
-      (:func:`~autoannotate.fiftyone.runs.delete_run` removes them). Precision, recall and mAP go to
+      (:func:`~autoannotate.fiftyone.admin.delete_run` removes them). Precision, recall and mAP go to
       ``report.extra["evaluation"]``.
     - ``write_every`` / ``write_interval``: labels are written after this many samples or seconds.
 
     On a video collection this labels frames with tracks: the detection function runs on every
     ``key_frame_interval``-th frame and ``tracker`` (with ``tracker_params``) in between (see
-    :func:`autoannotate.fiftyone.video.annotate_video_dataset`).
+    :func:`annotate_video_dataset`).
 
     - ``shards``: split the run into this many parallel tasks instead of running it here: the
       samples are cut into disjoint shards by sample id and each is queued as a delegated
@@ -115,122 +113,89 @@ def annotate_dataset(
     - ``run_info``: extra plain values stored in the run record's configuration (a shard stores
       its parent run and index); runs resume only runs with the same values.
     """
-    check_collection(samples)
-    # an open-vocabulary function (sam3, owlv2, grounding_dino) is built to find the run's classes
-    # (the dataset's when none are given); shards get them as explicit function_params
-    function_params = with_classes(
-        function,
-        function_params,
-        class_names(classes, samples._dataset.classes.get(label_field) or samples._dataset.default_classes),
-    )
-    if shards is not None:
-        from .shards import queue_sharded_run
+    return run_plan(plan_run(**locals()))  # every argument as given: planned and checked in one pass
 
-        shard_args = dict(locals())  # every argument, passed on as given
-        for name in ("samples", "function", "shards", "run_info", "queue_sharded_run"):
-            shard_args.pop(name, None)
-        return queue_sharded_run(samples, function, shards=shards, **shard_args)
-    label_map = resolve_label_map(label_map)
-    if samples.media_type == "video":
-        if eval_gt_field:
-            raise BadParameterError("eval_gt_field is not supported for videos yet")
-        return annotate_video_dataset(
-            samples,
-            function,
-            label_field=label_field,
-            classes=classes,
-            label_map=label_map,
-            function_params=function_params,
-            tracker=tracker,
-            tracker_params=tracker_params,
-            conf_threshold=conf_threshold,
-            review=review,
-            overwrite=overwrite,
-            max_samples=max_samples,
-            key_frame_interval=key_frame_interval,
-            progress=progress,
-            write_every=write_every,
-            write_interval=write_interval,
-        )
-    if samples.media_type not in ("image", None):
-        raise BadParameterError(
-            f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}"
-        )
-    conf_threshold = check_threshold(conf_threshold)
-    dataset = samples._dataset
-    fn, fn_name, params = resolve_function(function, function_params)
-    plan = plan_run(samples, fn.spec, label_field=label_field, classes=classes, label_map=label_map, review=review)
-    if eval_gt_field is not None and dataset.get_field(eval_gt_field) is None:
-        raise BadParameterError(f"eval_gt_field {eval_gt_field!r} is not a field of dataset {dataset.name!r}")
-    if overwrite:
-        _refuse_foreign_labels(samples, plan)
-    if plan.refine:
-        # "auto" (the default): the best SAM model whose weights are present, else GrabCut
-        interactive = (
-            load_interactive(refine_with or AUTO)
-            if refine_with is None or isinstance(refine_with, str)
-            else refine_with
-        )
-        fn = BoxRefiner(fn, interactive, outputs=plan.refine)
-    mapping = LabelMapping.build(
-        fn.spec, plan.targets, label_map=label_map, allow_unmatched=True, target_name=f"dataset {dataset.name!r}"
-    )
-    ids, paths = samples.values(["id", "filepath"])
-    config = run_config(
-        "images",
-        samples,
-        ids,
-        fn,
-        fn_name,
-        params,
-        plan,
-        label_fields=list(plan.fields.values()),
-        label_map=label_map,
-        conf_threshold=conf_threshold,
-        overwrite=overwrite,
-        refine=dict(plan.refine),
-        **dict(run_info or {}),
-    )
 
-    def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:
-        return iter_annotations(
-            fn,
-            todo,
-            mapping=mapping,
-            conf_threshold=conf_threshold,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-            total=len(todo),
-            report=report,
-            desc=f"auto-labelling {dataset.name}",
-        )
+def annotate_video_dataset(
+    samples: Any,
+    function: DetectionFunction | str,
+    *,
+    label_field: str,
+    classes: Sequence[Any] | str | None = None,
+    label_map: Mapping[str, Any] | str | None = None,
+    tracker: TrackingFunction | str = "opencv_tracker",
+    function_params: Mapping[str, Any] | None = None,
+    tracker_params: Mapping[str, Any] | None = None,
+    conf_threshold: float | None = None,
+    review: Any = None,
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
+    overwrite: bool = False,
+    max_samples: int | None = None,
+    progress: Progress = True,
+    write_every: int = DEFAULT_WRITE_EVERY,
+    write_interval: float = DEFAULT_WRITE_INTERVAL,
+) -> AnnotateReport:
+    """Frame-level detections with track ids (``index``) for every video: the detection function
+    runs on key frames, the tracker in between, detections are linked by IoU. Every detection is
+    validated and mapped onto the dataset's classes like an image's (``classes``, ``label_map``).
+    Videos store boxes; with a tracker that gives masks (``sam2_video``, ``edgetam_video``),
+    classes may also ask for ``mask`` (the tracked object's mask on its detection) or ``polygon``
+    (its outline, a closed polyline in ``frames.<label_field>`` or, next to boxes,
+    ``frames.<label_field>_polylines``): the tracker's masks are used, no box refinement; on the
+    key frame a track starts on, its label is the detector's box, marked ``refined=False`` and
+    counted in ``extra["unrefined_labels"]``. Videos whose ``frames.<label_field>`` already has
+    labels are skipped unless ``overwrite``; a killed run continues where it stopped. Review
+    routing applies per track, by the track's best detection score; the report counts frame
+    labels."""
+    return run_plan(plan_run(**locals(), media_type="video"))
 
-    sink = ImageSink(samples, plan, overwrite=overwrite, eval_gt_field=eval_gt_field)
+
+def run_plan(plan: RunPlan) -> AnnotateReport:
+    """Run a :class:`~autoannotate.fiftyone.plan.RunPlan` with the run engine: images with the
+    driver and :class:`ImageSink`, videos with :func:`autoannotate.video.iter_video_tracks` and
+    :class:`~autoannotate.fiftyone.video.VideoSink`; a sharded plan is queued for workers
+    (:func:`autoannotate.fiftyone.shards.queue_sharded_run`)."""
+    if plan.kind == "sharded":
+        return queue_sharded_run(plan)
+    sink: Sink
+    if plan.kind == "video":
+        process = processor(
+            iter_video_tracks,
+            plan.function,
+            plan.tracker,
+            mapping=plan.mapping,
+            conf_threshold=plan.conf_threshold,
+            key_frame_interval=plan.key_frame_interval,
+            progress=plan.progress,
+            desc=f"auto-labelling {plan.dataset.name}",
+        )
+        labels = plan.labels
+        names = {t.id: t.name for t in labels.targets}
+        sink = VideoSink(plan.samples, labels.fields, names, labels.outputs, plan.overwrite, bool(labels.review))
+    else:
+        process = processor(
+            iter_annotations,
+            plan.function,
+            mapping=plan.mapping,
+            conf_threshold=plan.conf_threshold,
+            batch_size=plan.batch_size,
+            num_workers=plan.num_workers,
+            progress=plan.progress,
+            desc=f"auto-labelling {plan.dataset.name}",
+        )
+        sink = ImageSink(plan.samples, plan.labels, overwrite=plan.overwrite, eval_gt_field=plan.eval_gt_field)
     return run(
-        zip(ids, paths),
+        plan.items,
         process,
         sink,
-        config=config,
-        store=DatasetRuns(dataset),
-        router=plan.router(),
-        max_items=max_samples,
-        write_every=write_every,
-        write_interval=write_interval,
+        config=plan.config,
+        store=DatasetRuns(plan.dataset),
+        router=plan.labels.router(),
+        max_items=plan.max_samples,
+        write_every=plan.write_every,
+        write_interval=plan.write_interval,
+        unit=plan.unit,
     )
-
-
-def _refuse_foreign_labels(samples: Any, plan: Plan) -> None:
-    dataset = samples._dataset
-    for field in plan.fields.values():
-        if dataset.get_field(field) is None:
-            continue
-        foreign = samples.exists(field).match(~F(f"{field}.{RUN_ATTRIBUTE}").exists()).count()
-        if foreign:
-            raise BadParameterError(
-                f"{foreign} samples have labels in {field!r} that autoannotate did not make; overwrite=True "
-                "would replace them. Choose another label_field"
-            )
 
 
 class ImageSink:

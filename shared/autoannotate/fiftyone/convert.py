@@ -19,7 +19,7 @@ import numpy as np
 from ..masks import mask_bbox
 from ..outputs import derived_box, mask_polygon, to_output
 from ..shapes import Shape
-from .plan import CONTAINER, Plan
+from .classes import CONTAINER, Plan
 
 RUN_ATTRIBUTE = "autoannotate_run"
 CONTAINER_TYPES = {

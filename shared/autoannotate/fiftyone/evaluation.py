@@ -25,8 +25,8 @@ from typing import Any
 
 from fiftyone import ViewField as F
 
+from .classes import CONTAINER
 from .convert import label_list_attr
-from .plan import CONTAINER
 
 __all__ = ["evaluate_run", "TYPE_ORDER"]
 

@@ -20,9 +20,9 @@ from ..errors import AutoAnnotateError
 from ..interface import DetectionFunctionSpec
 from ..loading import is_open_vocabulary, load_function, parse_label_map, parse_params, split_list
 from ..mapping import resolve_names
+from .classes import parse_classes
 from .convert import RUN_ATTRIBUTE
-from .plan import parse_classes
-from .prepare import check_field, plan_run
+from .plan import check_field, plan_labels
 
 __all__ = ["FormCheck", "check_form", "suggest"]
 
@@ -136,7 +136,7 @@ def check_form(dataset: Any, params: Mapping[str, Any]) -> FormCheck:
     if "classes" in out.errors or "label_map" in out.errors or "label_field" in out.errors:
         return out
     try:
-        plan_run(
+        plan_labels(
             dataset,
             spec,
             label_field=label_field,
@@ -186,7 +186,7 @@ def _check_label_field(dataset: Any, name: str, params: Mapping[str, Any], video
                 "label_field", f"{name!r} is not a usable field name: letters, digits and _, not starting with a digit"
             )
             return
-        # another container type: the run may still write there (e.g. polygons); plan_run decides
+        # another container type: the run may still write there (e.g. polygons); plan_labels decides
     if params.get("eval_gt_field") and params.get("eval_gt_field") == name:
         out.error("label_field", f"{name!r} is the ground-truth field chosen for evaluation; label into another field")
         return

@@ -21,9 +21,9 @@ from ..errors import AutoAnnotateError, BadParameterError
 from ..loading import with_classes
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
+from .classes import class_names, make_plan, parse_classes
 from .convert import RUN_ATTRIBUTE, LabelBuilder
-from .plan import class_names, make_plan, parse_classes
-from .prepare import resolve_function, resolve_label_map
+from .plan import resolve_function, resolve_label_map
 
 __all__ = ["FunctionModel", "as_model"]
 

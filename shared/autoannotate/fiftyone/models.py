@@ -9,7 +9,7 @@ per part; a ``Keypoint`` points (or a skeleton, keypoints without coordinates ``
 ``model.config.classes``) or those given with ``classes=``, which then also filter what the model
 returns (as ``apply_model(classes=...)`` does). Batches go through ``predict_all`` unless the
 model says its batches are ragged. ``annotate_dataset(ds, model)`` wraps a model here
-(:func:`autoannotate.fiftyone.prepare.resolve_function`).
+(:func:`autoannotate.fiftyone.plan.resolve_function`).
 
 Not supported, with an error saying so: video models, models that need sample fields
 (``SamplesMixin`` with ``needs_fields``), and labels that are no shapes (``Segmentation``,

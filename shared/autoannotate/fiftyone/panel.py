@@ -13,7 +13,8 @@ from typing import Any
 
 from ..calibrate import precision_by_confidence
 from .convert import label_list_attr
-from .review import REVIEWED_BY, label_path, label_rows, review_summary
+from .decisions import REVIEWED_BY, label_path
+from .summary import label_rows, review_summary
 
 __all__ = ["review_fields", "summary_markdown", "precision_traces", "panel_content", "PLOT_LAYOUT"]
 

@@ -1,246 +1,502 @@
-"""What a FiftyOne run will produce, decided before any inference.
+"""A FiftyOne run planned once: :func:`plan_run` builds and checks the :class:`RunPlan` in one pass
+before any inference, for images, videos and sharded runs alike; the front end then hands it to
+the run engine (:func:`autoannotate.fiftyone.annotate.run_plan`).
 
-- :class:`ClassSpec` / :func:`parse_classes`: which classes to store and in what form; classes
-  come as tuples ``("person", "polygon")``, dicts ``{"name": ..., "output_type": ...}``,
-  ``ClassSpec`` objects, or plain names (output inferred from the function's label type).
-- review thresholds (:mod:`autoannotate.routing`): ``(lower, upper)`` or ``{class: (lower, upper)}``
-  (``"*"`` is the fallback for classes not listed).
-- :func:`make_plan`: resolves names against the function (exact, ``label_map`` synonyms,
-  case-insensitive), checks each output type is reachable from the function's label type, picks
-  the label field of each container type, and says which labels need box refinement.
-
-Nothing here imports FiftyOne.
+Everything a run could refuse is refused here: a wrong class, a field of another type, a
+threshold out of range, a missing ground-truth field, labels ``overwrite`` would wrongly replace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import fiftyone as fo
+from fiftyone import ViewField as F
+
+from ..auto import AUTO, load_interactive, resolve_interactive
+from ..driver import Progress, check_threshold
 from ..errors import BadParameterError
-from ..interface import DetectionFunctionSpec, LabelSpec
-from ..loading import split_list
-from ..mapping import Synonyms, TargetAttribute, TargetLabel, match_name, normalize_synonyms, resolve_names
-from ..routing import ReviewThresholds, Router, parse_review, thresholds_per_class
+from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction, VideoSessions, model_version
+from ..loading import adapt_function, load_function, parse_label_map, with_classes
+from ..mapping import LabelMapping
+from ..refine import BoxRefiner
+from ..run import check_max_items, check_write_policy, fingerprint
+from ..settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_KEY_FRAME_INTERVAL,
+    DEFAULT_NUM_WORKERS,
+    DEFAULT_WRITE_EVERY,
+    DEFAULT_WRITE_INTERVAL,
+)
+from ..sharding import check_shards
+from .classes import Plan, class_names, make_plan, parse_classes
+from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE
+from .video import MaskTracking
 
 __all__ = [
-    "OUTPUT_TYPES",
-    "CONTAINER",
-    "REACHABLE",
-    "DEFAULT_OUTPUT",
-    "ClassSpec",
-    "parse_classes",
-    "class_names",
-    "ReviewThresholds",
-    "parse_review",
+    "RunPlan",
+    "plan_run",
+    "plan_labels",
+    "resolve_function",
+    "resolve_label_map",
+    "check_collection",
+    "check_field",
+    "default_refiner",
+    "RESERVED_FIELDS",
+    "VIDEO_OUTPUTS",
+    "SHARD_ARGS",
     "Plan",
     "make_plan",
+    "parse_classes",
 ]
 
-OUTPUT_TYPES = ("bbox", "polygon", "polyline", "keypoint", "mask", "tag")
-
-#: The FiftyOne container each output type is stored in.
-CONTAINER = {
-    "bbox": "detections",
-    "mask": "detections",
-    "polygon": "polylines",
-    "polyline": "polylines",
-    "keypoint": "keypoints",
-    "tag": "classifications",
-}
-
-#: Output types reachable from each label type (rectangles reach masks/polygons by refinement).
-REACHABLE = {
-    "rectangle": {"bbox", "mask", "polygon", "polyline"},  # polyline: a (rotated) box's outline
-    "mask": {"bbox", "mask", "polygon"},
-    "polygon": {"bbox", "mask", "polygon", "polyline"},
-    "polyline": {"bbox", "polyline"},
-    "points": {"bbox", "keypoint"},
-    "skeleton": {"bbox", "keypoint"},
-    "tag": {"tag"},
-    "any": {"bbox", "mask", "polygon", "polyline", "keypoint"},
-}
-
-DEFAULT_OUTPUT = {
-    "rectangle": "bbox",
-    "mask": "mask",
-    "polygon": "polygon",
-    "polyline": "polyline",
-    "points": "keypoint",
-    "skeleton": "keypoint",
-    "tag": "tag",
-    "any": "mask",
-}
-
-
-@dataclass(frozen=True)
-class ClassSpec:
-    """One class to produce: its ``name`` (as stored in the dataset) and ``output_type``
-    (bbox, polygon, polyline, keypoint, mask or tag; ``None``: from the function's label type)."""
-
-    name: str
-    output_type: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise BadParameterError(f"class names must be non-empty strings, got {self.name!r}")
-        if self.output_type is not None and self.output_type not in OUTPUT_TYPES:
-            raise BadParameterError(
-                f"class {self.name!r}: unknown output type {self.output_type!r}; choose one of {list(OUTPUT_TYPES)}"
-            )
-
-
-def parse_classes(classes: Iterable[Any] | str | None) -> list[ClassSpec] | None:
-    """Normalize the three accepted shapes (plus plain names and ``"name:type"`` strings). A
-    string may list several classes, comma- or newline-separated, as typed in the plugin's form:
-    ``"person:polygon, car:bbox"``."""
-    if classes is None:
-        return None
-    if isinstance(classes, str):
-        classes = split_list(classes)
-    elif isinstance(classes, Mapping):
-        classes = [classes]
-    out = []
-    for c in classes:
-        if isinstance(c, ClassSpec):
-            out.append(c)
-        elif isinstance(c, Mapping):
-            unknown = set(c) - {"name", "output_type"}
-            if unknown or "name" not in c:
-                raise BadParameterError(f"a class dict takes 'name' and 'output_type', got {dict(c)}")
-            out.append(ClassSpec(c["name"], c.get("output_type")))
-        elif isinstance(c, (tuple, list)) and len(c) == 2:
-            out.append(ClassSpec(c[0], c[1]))
-        elif isinstance(c, str):
-            name, _, kind = c.partition(":")
-            out.append(ClassSpec(name.strip(), kind.strip() or None))
-        else:
-            raise BadParameterError(f"cannot read class {c!r}: use ('name', 'output_type'), a dict or ClassSpec")
-    names = [c.name for c in out]
-    dups = sorted({n for n in names if names.count(n) > 1})
-    if dups:
-        raise BadParameterError(f"classes listed twice: {dups}")
-    if not out:
-        raise BadParameterError("classes is empty: give at least one class, or None for all the function's labels")
-    return out
-
-
-def class_names(classes: Iterable[Any] | str | None, dataset_classes: Sequence[str] | None) -> list[str] | None:
-    """The class names a run asks for: those of ``classes`` (any form :func:`parse_classes`
-    reads), else the dataset's classes, else None. Open-vocabulary functions are built to find
-    exactly these (:func:`autoannotate.loading.with_classes`)."""
-    specs = parse_classes(classes)
-    if specs:
-        return [c.name for c in specs]
-    return list(dataset_classes) if dataset_classes else None
+RESERVED_FIELDS = {"id", "_id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at"}
+#: Output types a video run stores: boxes with any tracker; masks and polygons with a tracker
+#: that gives masks (``video_session``: sam2_video, edgetam_video).
+VIDEO_OUTPUTS = ("bbox", "mask", "polygon")
+#: ``annotate_dataset`` arguments a shard receives (JSON values only: they are stored).
+SHARD_ARGS = (
+    "label_field",
+    "classes",
+    "label_map",
+    "conf_threshold",
+    "review",
+    "overwrite",
+    "batch_size",
+    "num_workers",
+    "function_params",
+    "refine_with",
+    "write_every",
+    "write_interval",
+)
 
 
 @dataclass
-class Plan:
-    """Everything decided before inference.
+class RunPlan:
+    """One FiftyOne run, decided and checked (see :func:`plan_run`).
 
-    ``targets``: dataset classes as mapping targets; ``outputs``: class -> output type;
-    ``fields``: container -> label field; ``refine``: function label name -> mask/polygon for
-    rectangle labels that must be refined; ``review``: class -> thresholds (or empty).
+    ``kind``: ``"images"``, ``"video"`` or ``"sharded"`` (queued for workers, run nowhere here);
+    ``function``: the detection function (for images wrapped in a
+    :class:`~autoannotate.refine.BoxRefiner` when boxes must become masks or polygons; for a
+    sharded run the name each worker loads); ``labels``: classes and output types, label fields,
+    review thresholds; ``mapping``: function labels onto the dataset's classes; ``config``: the
+    run record's configuration (what a run resumes by); ``items``: ``(sample id, filepath)``
+    pairs; the rest are the engine's and driver's options as given.
     """
 
-    targets: list[TargetLabel]
-    outputs: dict[str, str]
-    fields: dict[str, str]
-    refine: dict[str, str] = field(default_factory=dict)
-    review: dict[str, ReviewThresholds] = field(default_factory=dict)
-    unmatched: list[str] = field(default_factory=list)
+    kind: str
+    samples: Any
+    function: Any
+    function_name: str
+    labels: Plan
+    config: dict[str, Any]
+    mapping: LabelMapping | None = None
+    items: list[tuple[str, str]] = field(default_factory=list)
+    conf_threshold: float | None = None
+    overwrite: bool = False
+    eval_gt_field: str | None = None
+    tracker: Any = None
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
+    max_samples: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    num_workers: int = DEFAULT_NUM_WORKERS
+    progress: Progress = True
+    write_every: int = DEFAULT_WRITE_EVERY
+    write_interval: float = DEFAULT_WRITE_INTERVAL
+    shards: int = 0
+    shard_args: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def primary_field(self) -> str:
-        return next(iter(self.fields.values()))
+    def dataset(self) -> Any:
+        return self.samples._dataset
 
-    def field_for(self, class_name: str) -> str:
-        return self.fields[CONTAINER[self.outputs[class_name]]]
-
-    def router(self) -> Router:
-        """Review routing by target label id (the ids the mapping gives shapes)."""
-        return Router({t.id: self.review[t.name] for t in self.targets if t.name in self.review})
+    @property
+    def unit(self) -> str:
+        return "videos" if self.kind == "video" else "images"
 
 
-def make_plan(
-    spec: DetectionFunctionSpec,
+def plan_run(
+    samples: Any,
+    function: DetectionFunction | str,
     *,
     label_field: str,
-    classes: Sequence[ClassSpec] | None,
-    label_map: Synonyms | None,
-    dataset_classes: Sequence[str] | None,
-    review: Any,
-) -> Plan:
-    """Resolve classes against the function; raises :class:`BadParameterError` before any work."""
-    syn = normalize_synonyms(label_map)
-    wanted = [c.name for c in classes] if classes else (list(dataset_classes) if dataset_classes else None)
-    if wanted is not None and not classes:  # the dataset's classes, plus what label_map names
-        wanted += [t[0] for t in syn.values() if not any(match_name(n, _candidates(wanted)) for n in t)]
-    names = resolve_names(spec, wanted, label_map)
-    if wanted is not None:  # label_map always applies, also where the target has the function's own name
-        for label in spec.labels:
-            if label.name in syn:
-                hit = next((m for t in syn[label.name] if (m := match_name(t, _candidates(wanted)))), None)
-                if hit is not None:
-                    names[label.name] = hit.name
-                else:  # mapped to a class the run does not produce: not silently stored as itself
-                    names.pop(label.name, None)
-    by_class: dict[str, list[LabelSpec]] = {}
-    for label in spec.labels:
-        if label.name in names:
-            by_class.setdefault(names[label.name], []).append(label)
-    if classes:
-        missing = [c.name for c in classes if c.name not in by_class]
-        if missing:
-            raise BadParameterError(
-                f"unknown classes {missing}: the function's labels are {spec.label_names}"
-                + (f" (with label_map {dict(label_map)})" if label_map else "")
-            )
-    if not by_class:
+    classes: Sequence[Any] | str | None = None,
+    label_map: Mapping[str, Any] | str | None = None,
+    conf_threshold: float | None = None,
+    review: Any = None,
+    overwrite: bool = False,
+    max_samples: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int = DEFAULT_NUM_WORKERS,
+    progress: Progress = True,
+    function_params: Mapping[str, Any] | None = None,
+    refine_with: InteractiveFunction | str | None = None,
+    eval_gt_field: str | None = None,
+    write_every: int = DEFAULT_WRITE_EVERY,
+    write_interval: float = DEFAULT_WRITE_INTERVAL,
+    tracker: TrackingFunction | str = "opencv_tracker",
+    tracker_params: Mapping[str, Any] | None = None,
+    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
+    shards: int | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    media_type: str | None = None,
+) -> RunPlan:
+    """The one plan of an ``annotate_dataset`` run (the same arguments; ``media_type``: the
+    collection must hold this, as ``annotate_video_dataset`` asks). Raises
+    :class:`BadParameterError` (or :class:`~autoannotate.errors.LabelMappingError`) before any
+    inference."""
+    check_collection(samples, media_type)
+    dataset = samples._dataset
+    # an open-vocabulary function (sam3, owlv2, grounding_dino) is built to find the run's classes
+    # (the dataset's when none are given); shards get them as explicit function_params
+    function_params = with_classes(
+        function, function_params, class_names(classes, dataset.classes.get(label_field) or dataset.default_classes)
+    )
+    options: dict[str, Any] = dict(
+        conf_threshold=conf_threshold,
+        overwrite=overwrite,
+        max_samples=max_samples,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        write_every=write_every,
+        write_interval=write_interval,
+    )
+    if shards is not None:
+        return _plan_shards(
+            samples,
+            function,
+            shards,
+            dict(
+                options,
+                label_field=label_field,
+                classes=classes,
+                label_map=label_map,
+                review=review,
+                function_params=function_params,
+                refine_with=refine_with,
+                eval_gt_field=eval_gt_field,
+            ),
+        )
+    check_max_items(max_samples, "max_samples")
+    check_write_policy(write_every, write_interval)
+    options["conf_threshold"] = conf_threshold = check_threshold(conf_threshold)
+    label_map = resolve_label_map(label_map)
+    if samples.media_type == "video":
+        if eval_gt_field:
+            raise BadParameterError("eval_gt_field is not supported for videos yet")
+        return _plan_video(
+            samples, function, function_params, tracker, tracker_params, key_frame_interval, label_field, classes,
+            label_map, review, options,
+        )  # fmt: skip
+    if samples.media_type not in ("image", None):
         raise BadParameterError(
-            f"none of the function's labels {spec.label_names} matches the dataset's classes {list(wanted or [])}; "
-            "pass classes= or label_map="
+            f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}"
         )
-    requested = {c.name: c.output_type for c in classes} if classes else {}
-    outputs: dict[str, str] = {}
-    refine: dict[str, str] = {}
-    for name, labels in by_class.items():
-        out = requested.get(name) or DEFAULT_OUTPUT[labels[0].type]
-        for lbl in labels:
-            if out not in REACHABLE[lbl.type]:
-                raise BadParameterError(
-                    f"class {name!r}: the function's label {lbl.name!r} gives {lbl.type!r} shapes, "
-                    f"which cannot become {out!r}; possible: {sorted(REACHABLE[lbl.type])}"
-                )
-            if lbl.type == "rectangle" and out in ("mask", "polygon"):
-                refine[lbl.name] = out
-        outputs[name] = out
-    containers = list(dict.fromkeys(CONTAINER[o] for o in outputs.values()))
-    fields = {kind: label_field if i == 0 else f"{label_field}_{kind}" for i, kind in enumerate(containers)}
-    targets = [_target(name, i, by_class[name]) for i, name in enumerate(by_class)]
-    if callable(getattr(review, "review", None)):  # a Calibration: classes the run lacks are ignored
-        review = review.review(list(outputs))
-    routing = thresholds_per_class(review, list(outputs))
-    unmatched = [lbl.name for lbl in spec.labels if lbl.name not in names]
-    return Plan(targets, outputs, fields, refine, routing, unmatched)
-
-
-def _candidates(names: Sequence[str]) -> list[TargetLabel]:
-    return [TargetLabel(n, i) for i, n in enumerate(names)]
-
-
-def _target(name: str, index: int, labels: list[LabelSpec]) -> TargetLabel:
-    """A mapping target for one dataset class, accepting every attribute/keypoint of its labels."""
-    attrs = list(dict.fromkeys(a.name for lbl in labels for a in lbl.attributes))
-    if all(lbl.type == "skeleton" for lbl in labels):
-        subs = list(dict.fromkeys(s.name for lbl in labels for s in lbl.sublabels))
-        return TargetLabel(
-            name,
-            index,
-            type="skeleton",
-            attributes=tuple(TargetAttribute(a, k) for k, a in enumerate(attrs)),
-            sublabels=tuple(TargetLabel(s, k) for k, s in enumerate(subs)),
+    fn, fn_name, params = resolve_function(function, function_params)
+    labels = plan_labels(samples, fn.spec, label_field=label_field, classes=classes, label_map=label_map, review=review)
+    if eval_gt_field is not None and dataset.get_field(eval_gt_field) is None:
+        raise BadParameterError(f"eval_gt_field {eval_gt_field!r} is not a field of dataset {dataset.name!r}")
+    if overwrite:
+        _refuse_foreign_labels(samples, labels)
+    if labels.refine:
+        # "auto" (the default): the best SAM model whose weights are present, else GrabCut
+        interactive = (
+            load_interactive(refine_with or AUTO)
+            if refine_with is None or isinstance(refine_with, str)
+            else refine_with
         )
-    return TargetLabel(name, index, attributes=tuple(TargetAttribute(a, k) for k, a in enumerate(attrs)))
+        fn = BoxRefiner(fn, interactive, outputs=labels.refine)
+    ids, paths = samples.values(["id", "filepath"])
+    config = _config(
+        "images",
+        samples,
+        ids,
+        fn,
+        fn_name,
+        params,
+        labels,
+        label_fields=list(labels.fields.values()),
+        label_map=label_map,
+        conf_threshold=conf_threshold,
+        overwrite=overwrite,
+        refine=dict(labels.refine),
+        **dict(run_info or {}),
+    )
+    return RunPlan(
+        "images",
+        samples,
+        fn,
+        fn_name,
+        labels,
+        config,
+        mapping=_mapping(fn, labels, label_map, dataset),
+        items=list(zip(ids, paths)),
+        eval_gt_field=eval_gt_field,
+        **options,
+    )
+
+
+def _plan_video(
+    samples: Any,
+    function: DetectionFunction | str,
+    function_params: Mapping[str, Any] | None,
+    tracker: TrackingFunction | str,
+    tracker_params: Mapping[str, Any] | None,
+    key_frame_interval: int,
+    label_field: str,
+    classes: Sequence[Any] | str | None,
+    label_map: dict[str, Any] | None,
+    review: Any,
+    options: dict[str, Any],
+) -> RunPlan:
+    """Videos: the detector on key frames, ``tracker`` in between; boxes with any tracker, masks
+    and polygons with one that gives masks."""
+    if not isinstance(key_frame_interval, int) or key_frame_interval < 1:
+        raise BadParameterError(f"key_frame_interval must be an integer >= 1, got {key_frame_interval!r}")
+    detector, fn_name, params = resolve_function(function, function_params)
+    track_fn, tracker_name, t_params = resolve_function(tracker, tracker_params)
+    labels = plan_labels(
+        samples,
+        detector.spec,
+        label_field=label_field,
+        classes=classes,
+        label_map=label_map,
+        review=review,
+        frames=True,
+    )
+    not_boxes = {k: v for k, v in labels.outputs.items() if v != "bbox"}
+    if not_boxes and (
+        not isinstance(track_fn, VideoSessions) or any(v not in VIDEO_OUTPUTS for v in not_boxes.values())
+    ):
+        raise BadParameterError(
+            "videos are labelled with boxes (bbox), or with masks and polygons by a tracker that gives masks "
+            f"(sam2_video, edgetam_video; this run's: {tracker_name!r}); these classes ask for more: {not_boxes}"
+        )
+    if not_boxes:
+        track_fn = MaskTracking(track_fn)
+    ids, paths = samples.values(["id", "filepath"])
+    config = _config(
+        "video",
+        samples,
+        ids,
+        detector,
+        fn_name,
+        params,
+        labels,
+        label_fields=[f"frames.{f}" for f in labels.fields.values()],
+        label_map=label_map,
+        conf_threshold=options["conf_threshold"],
+        overwrite=options["overwrite"],
+        tracker=tracker_name,
+        tracker_params=t_params,
+        key_frame_interval=key_frame_interval,
+    )
+    return RunPlan(
+        "video",
+        samples,
+        detector,
+        fn_name,
+        labels,
+        config,
+        mapping=_mapping(detector, labels, label_map, samples._dataset),
+        items=list(zip(ids, paths)),
+        tracker=track_fn,
+        key_frame_interval=key_frame_interval,
+        **options,
+    )
+
+
+def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, args: dict[str, Any]) -> RunPlan:
+    """A sharded run: the same checks a plain run makes (a wrong class fails here, not in N
+    workers), and the arguments each worker receives, as plain values."""
+    check_shards(shards)
+    if samples.media_type not in ("image", None):
+        raise BadParameterError(f"shards= is for image collections for now; this one holds {samples.media_type!r}")
+    if not isinstance(function, str):
+        raise BadParameterError(
+            "shards= needs the function by name or file path (each worker loads it), not a function object"
+        )
+    for name, why in (
+        ("eval_gt_field", "evaluate after the run with FiftyOne's evaluate_detections"),
+        ("max_samples", "select the samples with a view instead"),
+    ):
+        if args.get(name) is not None:
+            raise BadParameterError(f"{name} is not supported with shards= ({why})")
+    if not isinstance(args.get("refine_with"), (str, type(None))):
+        raise BadParameterError("shards= needs refine_with by name, not a function object")
+    stored = {k: args.get(k) for k in SHARD_ARGS}
+    stored["label_map"] = resolve_label_map(stored.get("label_map"))
+    # review= may be a Calibration or ReviewThresholds: stored below as the plain per-class
+    # thresholds the plan resolved it to (what the workers' plans resolve again, identically)
+    review = stored.pop("review", None)
+    try:
+        stored = json.loads(json.dumps(stored))
+    except TypeError as e:
+        raise BadParameterError(
+            f"shards= stores the run's arguments for the workers; they must be plain values: {e}"
+        ) from None
+    fn, fn_name, _ = resolve_function(function, stored.get("function_params"))
+    labels = plan_labels(
+        samples,
+        fn.spec,
+        label_field=stored["label_field"],
+        classes=stored.get("classes"),
+        label_map=stored.get("label_map"),
+        review=review,
+    )
+    plain_review = {k: [t.lower, t.upper] for k, t in labels.review.items()}
+    stored["review"] = plain_review if review is not None else None
+    config = {
+        "kind": "sharded",
+        "function": fn_name,
+        "model_version": model_version(fn, fn_name),
+        "label_fields": list(labels.fields.values()),
+        "review": plain_review,
+        "shards": shards,
+    }
+    return RunPlan("sharded", samples, function, fn_name, labels, config, shards=shards, shard_args=stored)
+
+
+def resolve_function(
+    function: DetectionFunction | TrackingFunction | str, function_params: Mapping[str, Any] | None
+) -> tuple[Any, str, dict]:
+    """``(function object, its name for records, its parameters)`` from a name or an object."""
+    params = dict(function_params or {})
+    if isinstance(function, str):
+        return load_function(function, **params), function, params
+    if params:
+        raise BadParameterError("function_params apply only when function is given by name")
+    from .models import from_model, is_model  # a FiftyOne model is wrapped here, the one place
+
+    if is_model(function):
+        return from_model(function), f"fiftyone:{type(function).__name__}", {}
+    return adapt_function(function), type(function).__name__, {}
+
+
+def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
+    """``label_map`` as a dict: a mapping as given, or the form's text ``"car=vehicle, ..."``."""
+    if label_map is None:
+        return None
+    if isinstance(label_map, str):
+        return parse_label_map(label_map) or None
+    if not isinstance(label_map, Mapping):
+        raise BadParameterError(f"label_map must be a dict or 'function_label=dataset_label, ...', got {label_map!r}")
+    return dict(label_map)
+
+
+def check_collection(samples: Any, media_type: str | None = None) -> None:
+    """``samples`` must be a FiftyOne dataset or view (of ``media_type``, when given)."""
+    if not isinstance(samples, fo.core.collections.SampleCollection):
+        raise BadParameterError(f"samples must be a FiftyOne dataset or view, got {type(samples).__name__}")
+    if media_type is not None and samples.media_type != media_type:
+        raise BadParameterError(f"this needs a {media_type} collection; this one holds {samples.media_type!r}")
+
+
+def default_refiner() -> str:
+    """The interactive function that refines boxes by default: ``auto``'s choice (the best of
+    EdgeTAM, SAM 2.1 and SAM whose weights are on this machine, else ``grabcut``)."""
+    return resolve_interactive(AUTO)[0]
+
+
+def check_field(dataset: fo.Dataset, name: str, container: str, *, frames: bool = False) -> None:
+    """``name`` is a usable field name, and holds ``container``'s type if it exists already."""
+    if not name or not name.replace("_", "a").isalnum() or name[0].isdigit() or name in RESERVED_FIELDS:
+        raise BadParameterError(f"label_field {name!r} is not a usable field name")
+    found_field = (dataset.get_frame_field_schema() or {}).get(name) if frames else dataset.get_field(name)
+    if found_field is None:
+        return
+    expected = CONTAINER_TYPES[container][0]
+    doc_type = getattr(found_field, "document_type", None)
+    if doc_type is not expected:
+        found = doc_type.__name__ if doc_type else type(found_field).__name__
+        raise BadParameterError(
+            f"field {name!r} already holds {found}, but this run writes {expected.__name__}; choose another label_field"
+        )
+
+
+def plan_labels(
+    samples: Any,
+    spec: Any,
+    *,
+    label_field: str,
+    classes: Sequence[Any] | str | None,
+    label_map: Mapping[str, Any] | None,
+    review: Any,
+    frames: bool = False,
+) -> Plan:
+    """What the run will store (the label plan), checked against the dataset's fields."""
+    dataset = samples._dataset
+    class_specs = parse_classes(classes)
+    dataset_classes = dataset.classes.get(label_field) or dataset.default_classes or None
+    plan = make_plan(
+        spec,
+        label_field=label_field,
+        classes=class_specs,
+        label_map=label_map,
+        dataset_classes=None if class_specs else dataset_classes,
+        review=review,
+    )
+    for kind, name in plan.fields.items():
+        check_field(dataset, name, kind, frames=frames)
+    return plan
+
+
+def _refuse_foreign_labels(samples: Any, labels: Plan) -> None:
+    dataset = samples._dataset
+    for name in labels.fields.values():
+        if dataset.get_field(name) is None:
+            continue
+        foreign = samples.exists(name).match(~F(f"{name}.{RUN_ATTRIBUTE}").exists()).count()
+        if foreign:
+            raise BadParameterError(
+                f"{foreign} samples have labels in {name!r} that autoannotate did not make; overwrite=True "
+                "would replace them. Choose another label_field"
+            )
+
+
+def _mapping(function: Any, labels: Plan, label_map: Mapping[str, Any] | None, dataset: Any) -> LabelMapping:
+    return LabelMapping.build(
+        function.spec,
+        labels.targets,
+        label_map=label_map,
+        allow_unmatched=True,
+        target_name=f"dataset {dataset.name!r}",
+    )
+
+
+def _config(
+    kind: str,
+    samples: Any,
+    ids: Sequence[str],
+    function: object,
+    function_name: str,
+    params: Mapping[str, Any],
+    labels: Plan,
+    *,
+    label_fields: list[str],
+    label_map: Mapping[str, Any] | None,
+    conf_threshold: float | None,
+    overwrite: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a run's record says about it; runs with the same configuration (and the same target
+    samples, by fingerprint) resume each other."""
+    return {
+        "kind": kind,
+        "function": function_name,
+        "function_params": dict(params),
+        "model_version": model_version(function, function_name),
+        "label_fields": label_fields,
+        "classes": labels.outputs,
+        "label_map": dict(label_map or {}),
+        "conf_threshold": conf_threshold,
+        "review": {k: [t.lower, t.upper] for k, t in labels.review.items()},
+        "overwrite": overwrite,
+        **extra,
+        "dataset": samples._dataset.name,
+        "target": fingerprint(ids),
+    }

@@ -8,6 +8,9 @@ same second keep two records, and no record is ever rewritten from a stale copy.
 its owner (host and process id) and is refreshed at every write (``heartbeat_at``); a run whose
 process is gone (killed on this host, or silent for longer than :data:`HEARTBEAT_TIMEOUT` on
 another) can be resumed by the next run with the same configuration.
+
+This module is the store (records, run outputs' saved views, shard states); deleting runs and
+cleaning up after them is :mod:`autoannotate.fiftyone.admin`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..run import UNFINISHED, now
-from .convert import RUN_ATTRIBUTE, label_list_attr
+from .convert import RUN_ATTRIBUTE
 from .db import dataset_key, runs_collection
 from .schema import delete_view
 
@@ -48,7 +51,7 @@ def _owner() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _alive(doc: dict[str, Any]) -> bool:
+def record_alive(doc: dict[str, Any]) -> bool:
     """Whether the process that owns a running record may still be working on it."""
     owner, heartbeat = doc.get("owner"), doc.get("heartbeat_at")
     if not owner:
@@ -106,7 +109,7 @@ class DatasetRuns:
     def find_resumable(self, config_hash: str) -> dict[str, Any] | None:
         query = {"dataset_id": self.dataset_id, "config_hash": config_hash, "status": {"$in": list(UNFINISHED)}}
         for doc in self.coll.find(query).sort("started_at", -1):
-            if doc.get("status") != "running" or not _alive(doc):
+            if doc.get("status") != "running" or not record_alive(doc):
                 return _public(doc)
         return None
 
@@ -192,7 +195,7 @@ def _owner_gone(owner: Mapping[str, Any] | None) -> bool:
     return False
 
 
-def _operation(svc: Any, op_id: Any) -> Any:
+def delegated_operation(svc: Any, op_id: Any) -> Any:
     """The delegated operation ``op_id``, or ``None`` when it no longer exists."""
     from bson import ObjectId
 
@@ -210,7 +213,7 @@ def parent_shard_states(parent: Mapping[str, Any], timeout: _dt.timedelta) -> li
     progress = parent.get("shard_progress") or {}
     reports = parent.get("shard_reports") or {}
     for index, op_id in enumerate(parent.get("operations") or []):
-        op = _operation(svc, op_id)
+        op = delegated_operation(svc, op_id)
         state = str(op.run_state) if op is not None else "missing"
         beat = progress.get(str(index)) or {}
         started = op.started_at if op is not None else None
@@ -301,13 +304,13 @@ def save_review_view(dataset: Any, label_path: str, run_key: str) -> str:
     return declare_view(dataset, name, view, description)
 
 
-def _field_exists(dataset: Any, path: str) -> bool:
+def field_exists(dataset: Any, path: str) -> bool:
     if path.startswith("frames."):
         return path[len("frames.") :] in (dataset.get_frame_field_schema() or {})
     return dataset.get_field(path) is not None
 
 
-def _view_fields(dataset: Any) -> dict[str, str]:
+def review_view_fields(dataset: Any) -> dict[str, str]:
     """``{saved view name: label path}`` for autoannotate's per-field views on ``dataset`` (the
     path is read from the view itself, not guessed back from the name)."""
     out = {}
@@ -326,7 +329,7 @@ def _view_fields(dataset: Any) -> dict[str, str]:
 def drop_stale_views(dataset: Any) -> list[str]:
     """Delete autoannotate's needs-review views whose label field no longer exists (a view of a
     deleted field would fail to load in the App); returns their names."""
-    gone = [name for name, path in _view_fields(dataset).items() if not _field_exists(dataset, path)]
+    gone = [name for name, path in review_view_fields(dataset).items() if not field_exists(dataset, path)]
     for name in gone:
         delete_view(dataset, name)
     return gone
@@ -351,161 +354,3 @@ def expand_run_key(dataset: Any, run_key: str) -> list[str]:
         for key in ((report or {}).get("extra") or {}).get("run_keys") or []:
             keys.setdefault(key, (int(index), ""))
     return sorted(keys, key=lambda k: keys[k])
-
-
-def _stop_queued_shards(record: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Take the queued operations of a sharded run out of the queue (conditionally on their
-    still being queued, so no worker claims one later) and delete every operation that is not
-    running; returns ``{"operations_deleted": [...], "operations_running": [...]}``."""
-    from bson import ObjectId
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
-
-    svc = DelegatedOperationService()
-    out: dict[str, list[str]] = {"operations_deleted": [], "operations_running": []}
-    for op_id in record.get("operations") or []:
-        oid = ObjectId(op_id)
-        op = _operation(svc, op_id)
-        if op is None:
-            continue
-        if op.run_state in (ExecutionRunState.QUEUED, ExecutionRunState.SCHEDULED):
-            failed = svc.set_failed(
-                oid,
-                result=ExecutionResult(error=f"autoannotate run {record.get('run_key')!r} was deleted"),
-                required_state=op.run_state,
-            )
-            if failed is None:  # claimed in the meantime
-                op = _operation(svc, op_id)
-        if op is not None and op.run_state in (ExecutionRunState.RUNNING, ExecutionRunState.PROCESSING):
-            out["operations_running"].append(op_id)
-            continue
-        svc.delete_operation(oid)
-        out["operations_deleted"].append(op_id)
-    return out
-
-
-def delete_run(dataset: Any, run_key: str, *, delete_labels: bool = False) -> dict[str, Any]:
-    """Remove one run from ``dataset``: its record, its FiftyOne evaluation, the per-run saved view
-    that version-2 runs made, and the field's needs-review view when no remaining run writes
-    that field. With ``delete_labels=True`` the labels the run stored (those carrying its key)
-    are deleted too; otherwise they stay. ``KeyError`` when the dataset has no such run.
-
-    A sharded run (its parent key) is deleted with its shard runs (their records, and their
-    labels with ``delete_labels=True``); its shard operations still queued are failed and
-    deleted first, so no worker starts one later, and its finished operations are deleted (a
-    shard already running cannot be stopped: its operation is listed in ``operations_running``
-    and its run record, while its worker is alive, in ``shard_runs_running``).
-
-    Returns ``{"run_key", "labels_deleted", "evaluation_deleted", "views_deleted"}``, and for a
-    sharded run also ``shard_runs_deleted``, ``operations_deleted`` and ``operations_running``."""
-    runs = DatasetRuns(dataset)
-    record = get_run(dataset, run_key)
-    out: dict[str, Any] = {"run_key": run_key, "labels_deleted": 0, "evaluation_deleted": None, "views_deleted": []}
-    if record.get("kind") == "sharded":
-        out.update(_stop_queued_shards(record), shard_runs_deleted=[])
-        out["shard_runs_running"] = []
-        for child in expand_run_key(dataset, run_key):
-            doc = runs.coll.find_one({"_id": runs._id(child)})
-            if doc is not None and doc.get("status") == "running" and _alive(doc):
-                out["shard_runs_running"].append(child)  # its worker still writes: its record stays
-                continue
-            if doc is not None:
-                done = delete_run(dataset, child, delete_labels=delete_labels)
-                out["shard_runs_deleted"].append(child)
-                out["labels_deleted"] += done["labels_deleted"]
-                out["views_deleted"] += done["views_deleted"]
-            elif delete_labels:  # its record was deleted on its own, its labels may remain
-                out["labels_deleted"] += _delete_labels_of(dataset, record, child)
-    if delete_labels:
-        out["labels_deleted"] += _delete_labels_of(dataset, record, run_key)
-    evaluation = record.get("evaluation")
-    eval_key = record.get("eval_key") or (evaluation.get("eval_key") if isinstance(evaluation, dict) else None)
-    if eval_key and dataset.has_evaluation(eval_key):
-        dataset.delete_evaluation(eval_key)
-        out["evaluation_deleted"] = eval_key
-    for other in (evaluation.get("eval_keys") or [] if isinstance(evaluation, dict) else [])[1:]:
-        if dataset.has_evaluation(other):  # the run's other output types (evaluation.evaluate_run)
-            dataset.delete_evaluation(other)
-    runs.coll.delete_one({"_id": runs._id(run_key)})
-    remaining = {f for r in runs.list() for f in r.get("label_fields") or []}
-    views = set(dataset.list_saved_views())
-    own = record.get("needs_review_view")
-    if own and own in views and own not in _view_fields(dataset):  # a per-run view (version 2)
-        delete_view(dataset, own)
-        out["views_deleted"].append(own)
-    for name, path in _view_fields(dataset).items():
-        if path in (record.get("label_fields") or []) and (path not in remaining or not _field_exists(dataset, path)):
-            delete_view(dataset, name)
-            out["views_deleted"].append(name)
-    return out
-
-
-def _delete_labels_of(dataset: Any, record: Mapping[str, Any], run_key: str) -> int:
-    """Delete the labels carrying ``run_key`` in ``record``'s label fields; returns how many."""
-    from fiftyone import ViewField as F
-
-    deleted = 0
-    for path in [f for f in record.get("label_fields") or [] if _field_exists(dataset, f)]:
-        view = dataset.filter_labels(path, F(RUN_ATTRIBUTE) == run_key, only_matches=True)
-        attr = label_list_attr(dataset, path)
-        deleted += view.count(f"{path}.{attr}") if attr else 0
-        dataset.delete_labels(view=view, fields=path)
-    return deleted
-
-
-def cleanup_runs(dataset: Any = None) -> dict[str, Any]:
-    """Remove what runs left behind that no longer points anywhere.
-
-    On ``dataset``: every run none of whose label fields exists any more (its record and its
-    evaluation, via :func:`delete_run`), the per-run saved views of older versions, and
-    needs-review views of deleted fields. Runs still running are left alone. With ``dataset=None``:
-    every dataset that has runs, and the run records of datasets that were deleted.
-
-    Returns ``{"runs_deleted": [...], "views_deleted": [...], "evaluations_deleted": [...],
-    "orphan_records_deleted": n}``."""
-    import fiftyone as fo
-    from fiftyone.core.odm import get_db_conn
-
-    out: dict[str, Any] = {
-        "runs_deleted": [],
-        "views_deleted": [],
-        "evaluations_deleted": [],
-        "orphan_records_deleted": 0,
-    }
-    if dataset is None:
-        existing = {str(d["_id"]): d.get("name") for d in get_db_conn().datasets.find({}, {"name": 1})}
-        coll = runs_collection()
-        ids = coll.distinct("dataset_id")
-        orphans = [d for d in ids if d not in existing]
-        if orphans:
-            out["orphan_records_deleted"] = coll.delete_many({"dataset_id": {"$in": orphans}}).deleted_count
-        for name in sorted(existing[d] for d in ids if d in existing and existing[d]):
-            one = cleanup_runs(fo.load_dataset(name))
-            for k in ("runs_deleted", "views_deleted", "evaluations_deleted"):
-                out[k] += one[k]
-        return out
-    runs = list_runs(dataset)
-    for r in runs:
-        fields = r.get("label_fields") or []
-        if r.get("status") == "running" and _alive(dict(r, _id=f"{dataset_key(dataset)}:{r['run_key']}")):
-            continue
-        if r.get("kind") == "sharded" and r.get("status") == "running":  # its shards may still be queued
-            continue
-        if fields and not any(_field_exists(dataset, f) for f in fields):
-            try:
-                done = delete_run(dataset, r["run_key"])
-            except KeyError:  # a shard run, deleted with its sharded parent earlier in this loop
-                continue
-            out["runs_deleted"].append(r["run_key"])
-            out["views_deleted"] += done["views_deleted"]
-            if done["evaluation_deleted"]:
-                out["evaluations_deleted"].append(done["evaluation_deleted"])
-    per_field = _view_fields(dataset)
-    views = set(dataset.list_saved_views())
-    for r in list_runs(dataset):
-        name = r.get("needs_review_view")
-        if name and name in views and name not in per_field:
-            delete_view(dataset, name)
-            out["views_deleted"].append(name)
-    out["views_deleted"] += drop_stale_views(dataset)
-    return out

@@ -27,17 +27,14 @@ never run one operation.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadParameterError
-from ..interface import DetectionFunction, model_version
 from ..report import AnnotateReport
 from ..run import new_run_key, now
-from ..sharding import check_shards
-from .prepare import check_collection, plan_run, resolve_function, resolve_label_map
+from .plan import RunPlan
 from .runs import HEARTBEAT_TIMEOUT, dataset_key, parent_shard_states, runs_collection
 
 __all__ = [
@@ -53,73 +50,21 @@ __all__ = [
 SHARD_OPERATOR = "@autoannotate/autoannotate/auto_label_shard"
 #: A working shard writes its progress and heartbeat at most this often (seconds).
 HEARTBEAT_EVERY = 2.0
-#: ``annotate_dataset`` arguments a shard receives (JSON values only: they are stored).
-SHARD_ARGS = (
-    "label_field",
-    "classes",
-    "label_map",
-    "conf_threshold",
-    "review",
-    "overwrite",
-    "batch_size",
-    "num_workers",
-    "function_params",
-    "refine_with",
-    "write_every",
-    "write_interval",
-)
 
 
 def parent_id(dataset: Any, run_key: str) -> str:
     return f"{dataset_key(dataset)}:{run_key}"
 
 
-def queue_sharded_run(samples: Any, function: DetectionFunction | str, *, shards: int, **kwargs: Any) -> AnnotateReport:
-    """Queue ``samples`` as ``shards`` delegated operations under one parent run (what
-    ``annotate_dataset(..., shards=N)`` does); returns a report with no counts yet whose
-    ``extra`` names the parent ``run_key``, ``status="queued"``, the ``shards`` and the delegated
-    ``operations`` (ids). ``kwargs`` are ``annotate_dataset``'s other arguments."""
+def queue_sharded_run(plan: RunPlan) -> AnnotateReport:
+    """Queue a sharded run (``plan.kind == "sharded"``, planned by
+    :func:`~autoannotate.fiftyone.plan.plan_run`: what ``annotate_dataset(..., shards=N)`` does) as
+    ``plan.shards`` delegated operations under one parent run; returns a report with no counts yet
+    whose ``extra`` names the parent ``run_key``, ``status="queued"``, the ``shards`` and the
+    delegated ``operations`` (ids)."""
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    check_shards(shards)
-    check_collection(samples)
-    if samples.media_type not in ("image", None):
-        raise BadParameterError(f"shards= is for image collections for now; this one holds {samples.media_type!r}")
-    if not isinstance(function, str):
-        raise BadParameterError(
-            "shards= needs the function by name or file path (each worker loads it), not a function object"
-        )
-    for name, why in (
-        ("eval_gt_field", "evaluate after the run with FiftyOne's evaluate_detections"),
-        ("max_samples", "select the samples with a view instead"),
-    ):
-        if kwargs.get(name) is not None:
-            raise BadParameterError(f"{name} is not supported with shards= ({why})")
-    if not isinstance(kwargs.get("refine_with"), (str, type(None))):
-        raise BadParameterError("shards= needs refine_with by name, not a function object")
-    args = {k: kwargs.get(k) for k in SHARD_ARGS if k in kwargs}
-    args["label_map"] = resolve_label_map(args.get("label_map"))
-    # review= may be a Calibration or ReviewThresholds: stored below as the plain per-class
-    # thresholds the plan resolved it to (what the workers' plans resolve again, identically)
-    review = args.pop("review", None)
-    try:
-        args = json.loads(json.dumps(args))
-    except TypeError as e:
-        raise BadParameterError(
-            f"shards= stores the run's arguments for the workers; they must be plain values: {e}"
-        ) from None
-    # the same checks a plain run makes before any inference: a wrong class fails here, not in N workers
-    fn, fn_name, _ = resolve_function(function, args.get("function_params"))
-    plan = plan_run(
-        samples,
-        fn.spec,
-        label_field=args["label_field"],
-        classes=args.get("classes"),
-        label_map=args.get("label_map"),
-        review=review,
-    )
-    plain_review = {k: [t.lower, t.upper] for k, t in plan.review.items()}
-    args["review"] = plain_review if review is not None else None
+    samples, shards = plan.samples, plan.shards
     dataset = samples._dataset
     dataset.persistent = True  # workers in other processes must find it
     run_key = new_run_key("sharded")
@@ -132,15 +77,10 @@ def queue_sharded_run(samples: Any, function: DetectionFunction | str, *, shards
             "dataset": dataset.name,
             "run_key": run_key,
             "config_hash": f"sharded:{run_key}",  # never resumed as a plain run
-            "kind": "sharded",
             "status": "running",
             "started_at": now(),
-            "function": fn_name,
-            "model_version": model_version(fn, fn_name),
-            "label_fields": list(plan.fields.values()),
-            "review": plain_review,
-            "shards": shards,
-            "shard_args": dict(args, function=function),
+            **plan.config,
+            "shard_args": dict(plan.shard_args, function=plan.function),
             "view": view,
             "operations": [],
             "shard_progress": {},
@@ -169,7 +109,7 @@ def queue_sharded_run(samples: Any, function: DetectionFunction | str, *, shards
         shards=shards,
         samples=samples.count(),
         operations=ops,
-        label_fields=list(plan.fields.values()),
+        label_fields=list(plan.labels.fields.values()),
     )
     return report
 

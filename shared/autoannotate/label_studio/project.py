@@ -11,7 +11,7 @@ annotations are never touched). Re-running continues where a previous run stoppe
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 from ..driver import ImageResult, Progress, check_threshold, iter_annotations
@@ -19,7 +19,7 @@ from ..errors import AutoAnnotateError, ImageLoadError
 from ..images import load_image
 from ..interface import DetectionFunction
 from ..report import AnnotateReport
-from ..run import run, write_error
+from ..run import processor, run, write_error
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..sharding import check_shard, check_shards, select_shard
 from .config import Control, map_controls, parse_config
@@ -254,21 +254,18 @@ def _annotate_project(
             raise ImageLoadError(f"no image under data.{controls[0].value_key}")
         return load_image(fetcher.fetch(ref))
 
-    def process(todo: Sequence[tuple[Hashable, Any]], report: AnnotateReport) -> Any:
-        return iter_annotations(
-            function,
-            todo,
-            mapping=mapping,
-            conf_threshold=conf_threshold,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-            report=report,
-            total=len(todo),
-            loader=load,
-            desc=f"pre-annotating project {project_id}",
-            item_name=lambda key, ref: f"task {key}",
-        )
+    process = processor(
+        iter_annotations,
+        function,
+        mapping=mapping,
+        conf_threshold=conf_threshold,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        loader=load,
+        desc=f"pre-annotating project {project_id}",
+        item_name=lambda key, ref: f"task {key}",
+    )
 
     report = run(
         items,

@@ -1,0 +1,102 @@
+"""A FiftyOne run is planned once (plan_run -> RunPlan), checked before any inference, then run
+(run_plan), for images, videos and sharded runs alike."""
+
+from __future__ import annotations
+
+import pytest
+
+import autoannotate as aa
+from autoannotate.fiftyone import annotate_dataset, annotate_video_dataset, get_run
+from autoannotate.fiftyone.annotate import run_plan
+from autoannotate.fiftyone.plan import RunPlan, plan_run
+from tests.fakes import FakeDetector, StillTracker
+from tests.tracking.synthetic import make_frames, write_video
+
+fo = pytest.importorskip("fiftyone")
+
+
+@pytest.fixture
+def video_dataset(tmp_path, dataset_name):
+    frames, _ = make_frames(4, objects=1)
+    ds = fo.Dataset(f"{dataset_name}-video")
+    ds.add_sample(fo.Sample(filepath=str(write_video(frames, tmp_path / "clip.mp4"))))
+    yield ds
+    ds.delete()
+
+
+def test_an_image_run_is_planned_before_any_inference_then_run(small_dataset):
+    det = FakeDetector()
+    plan = plan_run(
+        small_dataset, det, label_field="auto", classes=[("cat", "bbox")], review=(0.3, 0.8), progress=False
+    )
+    assert isinstance(plan, RunPlan) and plan.kind == "images" and plan.unit == "images"
+    assert det.calls == []  # decided and checked, nothing inferred yet
+    ids, paths = small_dataset.values(["id", "filepath"])
+    assert plan.items == list(zip(ids, paths))
+    assert plan.labels.outputs == {"cat": "bbox"} and plan.labels.fields == {"detections": "auto"}
+    assert plan.config["kind"] == "images" and plan.config["review"] == {"cat": [0.3, 0.8]}
+    assert plan.config["label_fields"] == ["auto"] and plan.config["dataset"] == small_dataset.name
+    assert plan.mapping is not None and plan.mapping.unmatched == ["dog"]  # the run stores cats only
+
+    report = run_plan(plan)
+    assert report.images_processed == 6 and report.auto_approved == 6 and len(det.calls) == 6
+    record = get_run(small_dataset, report.extra["run_key"])
+    assert {k: record[k] for k in plan.config} == plan.config  # the record is the plan's configuration
+    # the same run through the public API: nothing left to do, same configuration, same run
+    again = annotate_dataset(
+        small_dataset, det, label_field="auto", classes=[("cat", "bbox")], review=(0.3, 0.8), progress=False
+    )
+    assert again.images_skipped == 6 and len(det.calls) == 6
+
+
+def test_every_refusal_comes_from_the_plan_before_inference(small_dataset):
+    det = FakeDetector()
+    for kwargs, match in [
+        ({"classes": ["horse"]}, "unknown classes"),
+        ({"conf_threshold": 2.0}, "conf_threshold"),
+        ({"eval_gt_field": "nope"}, "eval_gt_field"),
+        ({"max_samples": -1}, "max_samples"),
+        ({"write_every": 0}, "write_every"),
+        ({"label_field": "filepath"}, "not a usable field name"),
+    ]:
+        with pytest.raises(aa.BadParameterError, match=match):
+            plan_run(small_dataset, det, **{"label_field": "auto", **kwargs})
+    assert det.calls == []
+
+
+def test_annotate_dataset_plans_each_run_once(small_dataset, video_dataset, monkeypatch):
+    import autoannotate.fiftyone.annotate as annotate
+
+    planned: list[str] = []
+
+    def counting(*args, **kwargs):
+        plan = plan_run(*args, **kwargs)
+        planned.append(plan.kind)
+        return plan
+
+    monkeypatch.setattr(annotate, "plan_run", counting)
+    annotate_dataset(small_dataset, FakeDetector(), label_field="auto", progress=False)
+    annotate_dataset(video_dataset, FakeDetector(), label_field="auto", tracker=StillTracker(), progress=False)
+    annotate_video_dataset(video_dataset, FakeDetector(), label_field="auto2", tracker=StillTracker(), progress=False)
+    assert planned == ["images", "video", "video"]
+
+
+def test_a_video_plan_holds_the_tracker_and_frame_fields(video_dataset):
+    det, tracker = FakeDetector(), StillTracker()
+    plan = plan_run(video_dataset, det, label_field="auto", tracker=tracker, key_frame_interval=2, progress=False)
+    assert plan.kind == "video" and plan.unit == "videos" and plan.tracker is tracker
+    assert plan.key_frame_interval == 2 and det.calls == []
+    assert plan.config["kind"] == "video" and plan.config["label_fields"] == ["frames.auto"]
+    assert plan.config["tracker"] == "StillTracker" and plan.config["key_frame_interval"] == 2
+    with pytest.raises(aa.BadParameterError, match="eval_gt_field is not supported for videos"):
+        plan_run(video_dataset, det, label_field="auto", eval_gt_field="x")
+    with pytest.raises(aa.BadParameterError, match="needs a image collection"):
+        plan_run(video_dataset, det, label_field="auto", media_type="image")
+
+
+def test_a_sharded_plan_stores_plain_arguments_and_queues_nothing(small_dataset):
+    plan = plan_run(small_dataset, "yolox", label_field="auto", classes=["person"], review=(0.3, 0.8), shards=3)
+    assert plan.kind == "sharded" and plan.shards == 3 and plan.function == "yolox"
+    assert plan.shard_args["label_field"] == "auto" and plan.shard_args["review"] == {"person": [0.3, 0.8]}
+    assert plan.config["kind"] == "sharded" and plan.config["label_fields"] == ["auto"]
+    assert plan.items == []  # workers find their samples; nothing is run here
