@@ -262,6 +262,7 @@ def fake_annotate_project(monkeypatch):
     """Capture what `label-studio annotate` passes to annotate_project (no server, no model)."""
     pytest.importorskip("label_studio_sdk")
     import autoannotate.label_studio.project as project
+    import autoannotate.label_studio.service  # noqa: F401 - imported before the patch below, which it would keep
     import autoannotate.loading as loading
 
     calls = []

@@ -11,7 +11,7 @@ import pytest
 
 import autoannotate as aa
 from autoannotate.fiftyone.convert import box_label, rotated_box_polyline, shape_to_label
-from autoannotate.fiftyone.plan import ClassSpec, make_plan
+from autoannotate.fiftyone.classes import ClassSpec, make_plan
 from autoannotate.interface import DetectionFunctionSpec, label_spec
 from autoannotate.outputs import box_corners, mask_polygon
 
