@@ -65,14 +65,15 @@ def target_labels_from_names(names: Iterable[str], type: str = "any") -> list[Ta
     return [TargetLabel(name=n, id=i, type=type) for i, n in enumerate(names)]
 
 
-def target_labels_from_spec(spec: DetectionFunctionSpec) -> list[TargetLabel]:
-    """The function's own labels as a target (identity mapping)."""
+def target_labels_from_spec(spec: DetectionFunctionSpec, *, conv_mask_to_poly: bool = False) -> list[TargetLabel]:
+    """The function's own labels as a target (identity mapping); with ``conv_mask_to_poly`` its
+    mask labels take the polygons the driver makes of their masks."""
 
     def conv(label: LabelSpec) -> TargetLabel:
         return TargetLabel(
             name=label.name,
             id=label.id,
-            type=label.type,
+            type="any" if conv_mask_to_poly and label.type == "mask" else label.type,
             attributes=tuple(TargetAttribute(a.name, a.id, a.input_type) for a in label.attributes),
             sublabels=tuple(conv(s) for s in label.sublabels),
         )

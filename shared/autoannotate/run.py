@@ -35,7 +35,7 @@ from .errors import AutoAnnotateError, BadParameterError
 from .images import DEFAULT_MAX_PIXELS
 from .interface import DetectionFunction
 from .loading import adapt_function
-from .mapping import LabelMapping, Synonyms, TargetLabel
+from .mapping import LabelMapping, Synonyms, TargetLabel, target_labels_from_spec
 from .report import AnnotateReport
 from .routing import Router
 from .settings import DEFAULT_BATCH_SIZE, DEFAULT_NUM_WORKERS, DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
@@ -454,6 +454,8 @@ def annotate_images(
     :class:`~autoannotate.errors.LabelMappingError` if it fails.
     """
     function = adapt_function(function)
+    if target_labels is None:
+        target_labels = target_labels_from_spec(function.spec, conv_mask_to_poly=conv_mask_to_poly)
     mapping = LabelMapping.build(
         function.spec, target_labels, label_map=label_map, allow_unmatched=allow_unmatched_labels
     )

@@ -101,8 +101,9 @@ def test_function_output_is_not_mutated():
     assert [s.label_id for s in results[0].shapes] == [10]
 
 
-def test_masks_become_polygons_when_asked():
-    spec = [aa.label_spec("blob", 0)]
+@pytest.mark.parametrize("label_type", ["any", "mask"])
+def test_masks_become_polygons_when_asked(label_type):
+    spec = [aa.label_spec("blob", 0, type=label_type)]  # a mask label takes the polygons of its masks
     bitmap = np.zeros((24, 32), bool)
     bitmap[5:15, 5:20] = True
     fn = FakeDetector(lambda c, i: [aa.mask(0, bitmap, score=0.8)], labels=spec)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import autoannotate as aa
-from autoannotate.fiftyone.convert import box_label, rotated_box_polyline, shape_to_label
 from autoannotate.fiftyone.classes import ClassSpec, make_plan
+from autoannotate.fiftyone.convert import box_label, rotated_box_polyline, shape_to_label
 from autoannotate.interface import DetectionFunctionSpec, label_spec
 from autoannotate.outputs import box_corners, mask_polygon
 

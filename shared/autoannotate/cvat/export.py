@@ -20,7 +20,6 @@ it. ``autoannotate.cvat`` itself is a CVAT function module built from these:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import attrs
@@ -66,9 +65,7 @@ class CvatDetectionExport:
         """The function's own labels (ids unchanged); with ``conv_mask_to_poly`` its mask labels
         also take the polygons the driver makes of their masks (CVAT expects polygons there)."""
         if conv_mask_to_poly not in self._mappings:
-            targets = target_labels_from_spec(self.function.spec)
-            if conv_mask_to_poly:
-                targets = [replace(t, type="any") if t.type == "mask" else t for t in targets]
+            targets = target_labels_from_spec(self.function.spec, conv_mask_to_poly=conv_mask_to_poly)
             self._mappings[conv_mask_to_poly] = LabelMapping.build(self.function.spec, targets)
         return self._mappings[conv_mask_to_poly]
 
