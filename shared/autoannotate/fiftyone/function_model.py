@@ -23,7 +23,8 @@ from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from .classes import class_names, make_plan, parse_classes
 from .convert import RUN_ATTRIBUTE, LabelBuilder
-from .plan import resolve_function, resolve_label_map
+from .models import resolve_function
+from .plan import resolve_label_map
 
 __all__ = ["FunctionModel", "as_model"]
 

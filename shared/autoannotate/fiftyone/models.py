@@ -9,7 +9,7 @@ per part; a ``Keypoint`` points (or a skeleton, keypoints without coordinates ``
 ``model.config.classes``) or those given with ``classes=``, which then also filter what the model
 returns (as ``apply_model(classes=...)`` does). Batches go through ``predict_all`` unless the
 model says its batches are ragged. ``annotate_dataset(ds, model)`` wraps a model here
-(:func:`autoannotate.fiftyone.plan.resolve_function`).
+(:func:`resolve_function`).
 
 Not supported, with an error saying so: video models, models that need sample fields
 (``SamplesMixin`` with ``needs_fields``), and labels that are no shapes (``Segmentation``,
@@ -27,9 +27,9 @@ import fiftyone.core.models as fom
 import numpy as np
 import PIL.Image
 
-from ..errors import BadFunctionError
+from ..errors import BadFunctionError, BadParameterError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec, keypoint_spec, label_spec, skeleton_label_spec
-from ..loading import split_list
+from ..loading import adapt_function, load_function, split_list
 from ..shapes import Shape, keypoint, mask, points, polygon, polyline, rectangle, skeleton, tag
 from .convert import abs_box
 
@@ -37,6 +37,7 @@ __all__ = [
     "ModelFunction",
     "from_model",
     "is_model",
+    "resolve_function",
     "model_label_type",
     "detection_bitmap",
     "TAG_TYPES",
@@ -329,3 +330,16 @@ def from_model(
     ``rectangle`` (a label of another kind is then an error naming the ``label_type`` to give).
     ``name``: its ``model_version`` in run records."""
     return ModelFunction(model, classes=classes, label_type=label_type, name=name)
+
+
+def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+    """``(function object, its name for records, its parameters)`` from a name, a function object
+    (one written for CVAT runs as it is) or a FiftyOne model (:func:`from_model`)."""
+    params = dict(function_params or {})
+    if isinstance(function, str):
+        return load_function(function, **params), function, params
+    if params:
+        raise BadParameterError("function_params apply only when function is given by name")
+    if is_model(function):  # a FiftyOne model is wrapped here, the one place
+        return from_model(function), f"fiftyone:{type(function).__name__}", {}
+    return adapt_function(function), type(function).__name__, {}

@@ -20,7 +20,7 @@ from ..auto import AUTO, load_interactive, resolve_interactive
 from ..driver import Progress, check_threshold
 from ..errors import BadParameterError
 from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction, VideoSessions, model_version
-from ..loading import adapt_function, load_function, parse_label_map, with_classes
+from ..loading import parse_label_map, with_classes
 from ..mapping import LabelMapping
 from ..refine import BoxRefiner
 from ..run import check_max_items, check_write_policy, fingerprint
@@ -34,6 +34,7 @@ from ..settings import (
 from ..sharding import check_shards
 from .classes import Plan, class_names, make_plan, parse_classes
 from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE
+from .models import resolve_function
 from .video import MaskTracking
 
 __all__ = [
@@ -359,22 +360,6 @@ def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, a
         "shards": shards,
     }
     return RunPlan("sharded", samples, function, fn_name, labels, config, shards=shards, shard_args=stored)
-
-
-def resolve_function(
-    function: DetectionFunction | TrackingFunction | str, function_params: Mapping[str, Any] | None
-) -> tuple[Any, str, dict]:
-    """``(function object, its name for records, its parameters)`` from a name or an object."""
-    params = dict(function_params or {})
-    if isinstance(function, str):
-        return load_function(function, **params), function, params
-    if params:
-        raise BadParameterError("function_params apply only when function is given by name")
-    from .models import from_model, is_model  # a FiftyOne model is wrapped here, the one place
-
-    if is_model(function):
-        return from_model(function), f"fiftyone:{type(function).__name__}", {}
-    return adapt_function(function), type(function).__name__, {}
 
 
 def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:

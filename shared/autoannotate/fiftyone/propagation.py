@@ -26,7 +26,8 @@ from ..settings import DEFAULT_WRITE_EVERY, DEFAULT_WRITE_INTERVAL
 from ..tracking import track_shapes
 from ..video import read_frames, video_info
 from .convert import RUN_ATTRIBUTE, abs_box, crop_mask, mask_polyline, rel_box
-from .plan import check_collection, check_field, resolve_function
+from .models import resolve_function
+from .plan import check_collection, check_field
 from .runs import DatasetRuns
 from .video import FrameSink
 
