@@ -87,6 +87,12 @@ class _DetectionContext(cvataa.DetectionFunctionContext):
     conv_mask_to_poly: bool = False
 
 
+def _version(function: Any) -> str:
+    """The function's ``model_version`` (the :class:`~autoannotate.interface.Versioned` capability),
+    else ``cvat:<its name>``."""
+    return str(function.model_version) if isinstance(function, aa.Versioned) else f"cvat:{_name(function)}"
+
+
 class CvatDetection:
     """A CVAT detection function as an autoannotate :class:`~autoannotate.interface.DetectionFunction`."""
 
@@ -94,7 +100,7 @@ class CvatDetection:
         self.function = function
         self.cvat_spec: cvataa.DetectionFunctionSpec = function.spec
         self.spec = convert.spec_from_cvat(self.cvat_spec)
-        self.model_version = str(getattr(function, "model_version", f"cvat:{_name(function)}"))
+        self.model_version = _version(function)
         self._mask_labels = {label.id for label in self.spec.labels if label.type == "mask"}
         self._mappers: dict[bool, _AnnotationMapper] = {}
 
@@ -201,14 +207,14 @@ class CvatTracking:
                 f"autoannotate tracks {list(aa.TRACKABLE_SHAPE_TYPES)}"
             )
         self.spec = aa.TrackingFunctionSpec(supported_shape_types=types)
-        self.model_version = str(getattr(function, "model_version", f"cvat:{_name(function)}"))
-        self._pre = getattr(function, "preprocess_image", None)
+        self.model_version = _version(function)
+        self._pre = function.preprocess_image if isinstance(function, aa.Preprocessing) else None
 
     def __repr__(self) -> str:
         return f"CvatTracking({_name(self.function)})"
 
     def preprocess_image(self, context: aa.TrackingFunctionContext, image: PIL.Image.Image) -> _Frame:
-        value = self._pre(_TrackingContext(), image) if callable(self._pre) else image
+        value = self._pre(_TrackingContext(), image) if self._pre is not None else image
         return _Frame(value, image.size)
 
     def init_tracking_state(
@@ -285,14 +291,14 @@ class CvatInteraction:
     def __init__(self, function: Any) -> None:
         self.function = function
         self.cvat_spec: cvataa.InteractionFunctionSpec = function.spec
-        self.model_version = str(getattr(function, "model_version", f"cvat:{_name(function)}"))
-        self._pre = getattr(function, "preprocess_image", None)
+        self.model_version = _version(function)
+        self._pre = function.preprocess_image if isinstance(function, aa.Preprocessing) else None
 
     def __repr__(self) -> str:
         return f"CvatInteraction({_name(self.function)})"
 
     def encode(self, context: aa.InteractiveFunctionContext, image: PIL.Image.Image) -> _Encoding:
-        value = self._pre(_InteractionContext(), image) if callable(self._pre) else image
+        value = self._pre(_InteractionContext(), image) if self._pre is not None else image
         return _Encoding(value, image.size)
 
     def check_prompt(self, prompt: aa.InteractivePrompt) -> None:
