@@ -11,8 +11,9 @@ label, score, attributes and track id:
 
 ============  =================================================================================
 ``box``       a ``rectangle``: a rectangle as it is (a rotated one keeps its ``rotation``), any
-              other shape as its :func:`derived_box` (upright); None when there is no box with
-              an area inside the image
+              other shape as its :func:`derived_box` (upright), clipped to the image; None when
+              nothing of it is inside the image, or when a line's or a point's box has no area
+              (a model's flat rectangle is kept, as the model gave it)
 ``polygon``   a ``polygon`` (closed area): a polygon as it is, a mask as :func:`mask_polygon`;
               a rectangle gives None (boxes become polygons by refinement, or the caller's own
               box fallback through :func:`box_corners`)
@@ -185,7 +186,10 @@ def _box(s: Shape, size: tuple[int, int]) -> Shape | None:
     box = derived_box(s)
     if box is None:
         return None
+    w, h = size
+    if box[2] < 0 or box[3] < 0 or box[0] > w or box[1] > h:
+        return None  # nothing of it inside the image
     x1, y1, x2, y2 = clip_box(box, size)
-    if x2 <= x1 or y2 <= y1:
-        return None  # nothing of it inside the image, or a flat shape: no box to show
+    if s.type != "rectangle" and (x2 <= x1 or y2 <= y1):
+        return None  # the box of a line or a point has no area: no box to show
     return replace(s, type="rectangle", points=(x1, y1, x2, y2), bitmap=None, elements=())

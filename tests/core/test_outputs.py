@@ -195,3 +195,8 @@ def test_coco_names_attributes_as_cvat_does():
     builder.add(ImageResult("a.jpg", "a.jpg", [aa.rectangle(0, [1, 2, 30, 40], attributes={7: "red"})], SIZE))
     (ann,) = builder.annotations
     assert ann["attributes"] == {"color": "red"}
+
+
+def test_a_flat_box_from_the_model_is_kept_but_a_point_gives_no_box():
+    assert to_output(aa.rectangle(0, [72, 27, 72, 48]), "box", SIZE).points == (72.0, 27.0, 72.0, 48.0)
+    assert to_output(aa.points(0, [5, 5]), "box", SIZE) is None
