@@ -231,13 +231,16 @@ class TransformersFunction:
         post = getattr(proc, f"post_process_{self.task.split('-')[0]}_segmentation")
         accepted = inspect.signature(post).parameters
         extra = {k: v for k, v in self.mask_args.items() if k in accepted}
+        if self.task == "instance-segmentation" and "return_binary_maps" in accepted:
+            extra["return_binary_maps"] = True  # each instance whole, where instances overlap too
         r = post(one, threshold=0.0 if t is None else t, target_sizes=target, **extra)[0]
         seg = r["segmentation"].cpu().numpy()
-        return [
-            mask(int(s["label_id"]), seg == s["id"], score=float(s["score"]))
-            for s in r["segments_info"]
-            if (seg == s["id"]).any()
-        ]
+        out = []
+        for s in r["segments_info"]:
+            bitmap = seg[s["id"]] > 0 if seg.ndim == 3 else seg == s["id"]
+            if bitmap.any():  # an empty mask is no detection
+                out.append(mask(int(s["label_id"]), bitmap, score=float(s["score"])))
+        return out
 
     def _tags(self, out: Any, t: float | None) -> list[Shape]:
         torch = self._torch
