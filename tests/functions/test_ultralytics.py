@@ -20,33 +20,18 @@ from autoannotate.errors import BadParameterError, WeightsNotFoundError
 from autoannotate.interface import BatchDetection, DetectionFunctionContext
 from autoannotate.loading import load_function
 from autoannotate.shapes import rotated_corners
+from tests.functions import yolo_tiny
 
 pytest.importorskip("ultralytics")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-TASKS = {"detect": "yolo11n", "segment": "yolo11n-seg", "pose": "yolo11n-pose", "obb": "yolo11n-obb", "classify": "yolo11n-cls"}  # fmt: skip
 ARGS = {"imgsz": 128, "max_det": 4}
 
 
 @pytest.fixture(scope="session")
 def yolo_models(tmp_path_factory) -> dict[str, Path]:
     """One tiny saved model per task (``yolo11n*.yaml`` with random weights, seeded)."""
-    import torch
-    from ultralytics import YOLO
-
-    folder = tmp_path_factory.mktemp("yolo")
-    out = {}
-    for task, name in TASKS.items():
-        torch.manual_seed(0)
-        model = YOLO(f"{name}.yaml", verbose=False)
-        assert model.task == task
-        if task == "segment":  # positive mask coefficients: random masks that are not empty
-            with torch.no_grad():
-                for head in model.model.model[-1].cv4:
-                    head[-1].bias.fill_(1.0)
-        model.save(str(folder / f"{name}.pt"))
-        out[task] = folder / f"{name}.pt"
-    return out
+    return yolo_tiny.build(tmp_path_factory.mktemp("yolo"))
 
 
 @pytest.fixture(scope="session")
