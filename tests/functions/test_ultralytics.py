@@ -57,7 +57,7 @@ def run(fn, images, polygons=False):
 def test_detect_boxes_scores_and_labels_equal_ultralytics(yolo_models, photos):
     fn = load_function("ultralytics", model=str(yolo_models["detect"]), device="cpu", **ARGS)
     assert isinstance(fn, BatchDetection)
-    assert [lbl.name for lbl in fn.spec.labels][:2] == ["0", "1"] and len(fn.spec.labels) == 80  # model.names
+    assert fn.spec.label_names[:2] == ["person", "bicycle"] and len(fn.spec.labels) == 80  # the model's names
     got = run(fn, photos)
     for shapes, ref in zip(got, reference(yolo_models["detect"], photos)):
         assert len(shapes) == len(ref.boxes) > 0

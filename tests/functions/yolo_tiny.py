@@ -27,6 +27,10 @@ def build(folder: Path, tasks: tuple[str, ...] = tuple(TASKS)) -> dict[str, Path
             with torch.no_grad():
                 for head in model.model.model[-1].cv4:
                     head[-1].bias.fill_(1.0)
+        if len(model.names) == 80:  # named classes, as trained weights have
+            from autoannotate.functions._coco import COCO_CLASSES
+
+            model.model.names = dict(enumerate(COCO_CLASSES))
         model.save(str(folder / f"{name}.pt"))
         out[task] = folder / f"{name}.pt"
     return out
