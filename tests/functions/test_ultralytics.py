@@ -217,3 +217,18 @@ def test_cli_writes_a_coco_file(yolo_models, coco128, tmp_path):
     for a, s in zip(sorted(got, key=lambda a: -a["score"]), want):
         x1, y1, x2, y2 = s.points
         np.testing.assert_allclose(a["bbox"], [x1, y1, x2 - x1, y2 - y1], atol=0.01)
+
+
+def test_every_task_passes_the_core_validation(yolo_models, coco128):
+    """Through the driver (validation, thresholds, batching): no image fails for any task, and the
+    oriented boxes arrive as rotated rectangles."""
+    import autoannotate as aa
+
+    paths = sorted((coco128 / "images").glob("*.jpg"))[:3]
+    for task, path in yolo_models.items():
+        fn = load_function("ultralytics", model=str(path), device="cpu", **ARGS)
+        results, report = aa.annotate_images(fn, paths, conf_threshold=0.0, batch_size=2, progress=False)
+        assert report.success and not report.failures and report.annotations_added > 0, (task, report)
+        if task == "obb":
+            shapes = [s for r in results for s in r.shapes]
+            assert all(s.type == "rectangle" for s in shapes) and any(s.rotation for s in shapes)
