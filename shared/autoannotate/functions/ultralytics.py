@@ -308,5 +308,5 @@ FUNCTION = FunctionRecord(
     kind="detection",
     extras=("ultralytics",),
     requires=("ultralytics", "torch"),
-    license="AGPL-3.0 (Ultralytics and its published weights; your own weights are yours)",
+    license="AGPL-3.0 (Ultralytics and the weights it publishes; Ultralytics offers an Enterprise license otherwise)",
 )
