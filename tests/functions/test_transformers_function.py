@@ -211,3 +211,18 @@ def test_cli_writes_a_coco_file(checkpoints, coco128, tmp_path):
     got = [a for a in coco["annotations"] if a["image_id"] == first["id"]]
     assert len(got) == len(want) > 0
     assert sorted(a["score"] for a in got) == pytest.approx(sorted(s.score for s in want))
+
+
+def test_zero_shot_detection_with_a_grounding_dino_checkpoint(tmp_path):
+    """A Grounding DINO folder is served by the grounding_dino function over it (its caption
+    building and token-to-class assignment), with this checkpoint's weights."""
+    from tests.functions.test_open_vocab import save_tiny, test_images
+
+    folder = tmp_path / "gdino"
+    save_tiny("grounding_dino", folder)
+    fn = load_function("transformers", model=str(folder), classes=["cat", "stop_sign"], device="cpu")
+    same = load_function("grounding_dino", checkpoint=str(folder), classes=["cat", "stop_sign"], device="cpu")
+    assert type(fn).__name__ == "GroundingDinoFunction" and fn.spec.label_names == ["cat", "stop_sign"]
+    images = test_images()[:2]
+    got = fn.detect_batch([ZERO] * 2, images)
+    assert got == same.detect_batch([ZERO] * 2, images) and sum(map(len, got)) > 0
