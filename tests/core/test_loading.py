@@ -97,7 +97,7 @@ def test_importing_the_package_and_function_modules_loads_no_framework():
     code = (
         "import sys, autoannotate, autoannotate.cli\n"
         "from autoannotate.registry import predefined_functions\n"
-        "assert len(predefined_functions()) == 17\n"
+        "assert len(predefined_functions()) == 19\n"
         "heavy = ['torch', 'torchvision', 'onnxruntime', 'cv2', 'segment_anything', 'fiftyone', 'label_studio_sdk']\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )

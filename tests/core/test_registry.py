@@ -40,6 +40,8 @@ KINDS = {
     "sam3": "detection",
     "owlv2": "detection",
     "grounding_dino": "detection",
+    "ultralytics": "detection",
+    "transformers": "detection",
     "sam": "interactive",
     "sam2": "interactive",
     "edgetam": "interactive",
@@ -88,7 +90,12 @@ def test_the_records_say_what_the_three_tables_said():
     assert weights_registry()["edgetam"].repo_id == "yonigozlan/EdgeTAM-hf"
     assert interactive_candidates("cpu") == CPU_ORDER
     assert interactive_candidates("cuda") == list(reversed(CPU_ORDER[:5])) + list(reversed(CPU_ORDER[5:]))
-    assert {n for n, f in fns.items() if f.record.open_vocabulary} == {"sam3", "owlv2", "grounding_dino"}
+    assert {n for n, f in fns.items() if f.record.open_vocabulary} == {
+        "sam3",
+        "owlv2",
+        "grounding_dino",
+        "transformers",
+    }
     assert fns["yolox"].record.extras == ("onnx",) and fns["yolox"].record.summary.startswith("YOLOX")
     assert function_names("tracking") == ["edgetam_video", "opencv_tracker", "sam2_video", "sam_tracker"]
     with pytest.raises(aa.BadFunctionError, match="kind must be one of"):

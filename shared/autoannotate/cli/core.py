@@ -157,7 +157,8 @@ def cmd_functions(args: argparse.Namespace) -> int:
         rec = fn.record
         needs = f"    needs: pip install 'autoannotate[{','.join(rec.extras)}]'\n" if rec.extras else ""
         origin = "" if fn.origin.startswith("autoannotate.") else f" (from {fn.origin})"
-        print(f"{name}{origin}\n    [{rec.kind}] {rec.summary}\n{needs}    {describe_parameters(fn.create)}\n")
+        license = f"    license: {rec.license}\n" if rec.license else ""
+        print(f"{name}{origin}\n    [{rec.kind}] {rec.summary}\n{needs}{license}    {describe_parameters(fn.create)}\n")
     return 0
 
 
