@@ -97,7 +97,8 @@ def test_form_checks_classes_and_thresholds_while_typing(app_dataset, page):
     modal.get_by_text("the upper threshold must be at or above the lower").first.scroll_into_view_if_needed()
     shot(page, "fiftyone-app-auto-label-form-threshold-error.png")
     assert "unknown classes ['stop_sign']" in text
-    assert modal.get_by_role("button", name="Execute").is_disabled()
+    # the App disables Execute when it has the form's errors, which may come a moment after their text
+    playwright.expect(modal.get_by_role("button", name="Execute")).to_be_disabled(timeout=30_000)
     # fixed: the errors go and the form can be executed
     field(modal, "Classes").fill("stop sign:bbox, person:bbox")
     field(modal, "Discard below").fill("0.3")
@@ -106,7 +107,7 @@ def test_form_checks_classes_and_thresholds_while_typing(app_dataset, page):
         time.sleep(0.3)
     text = modal.inner_text()
     assert "did you mean" not in text and "must be at or above" not in text
-    assert not modal.get_by_role("button", name="Execute").is_disabled()
+    playwright.expect(modal.get_by_role("button", name="Execute")).to_be_enabled(timeout=30_000)
     assert ds.get_field("auto_labels") is None  # nothing ran
 
 
