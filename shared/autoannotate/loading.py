@@ -7,6 +7,7 @@ Parameters on the command line use CVAT's syntax ``NAME=TYPE:VALUE`` with TYPE o
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -113,7 +114,10 @@ def import_module_or_file(text: str) -> ModuleType:
     if text.endswith(".py") or path.is_file():
         if not path.is_file():
             raise BadFunctionError(f"function file {text!r} does not exist")
-        mod_name = f"_autoannotate_user_function_{abs(hash(str(path.resolve())))}"
+        # the same name in every process (it is the model_version of functions that declare none,
+        # which resumed runs and re-runs match on): the file's name and a digest of its path
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        mod_name = f"{path.stem if path.stem.isidentifier() else 'function'}_{digest}"
         spec = importlib.util.spec_from_file_location(mod_name, path)
         if spec is None or spec.loader is None:
             raise BadFunctionError(f"cannot import {text!r} as a Python file")

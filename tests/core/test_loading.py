@@ -74,6 +74,25 @@ def test_load_from_file_with_params(tmp_path):
         load_function(str(f), colour="red")
 
 
+def test_a_function_file_has_the_same_name_in_every_process(tmp_path):
+    """A file's module name is the model_version of a function that declares none (CVAT's): runs
+    resumed in another process and Label Studio re-runs match on it."""
+    import os
+    import subprocess
+    import sys
+
+    f = tmp_path / "my_function.py"
+    f.write_text(MODULE_FUNCTION)
+    code = f"from autoannotate.loading import import_module_or_file; print(import_module_or_file({str(f)!r}).__name__)"
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(names) == 1 and names.pop().startswith("my_function_")
+
+
 def test_a_module_with_spec_and_detect_is_a_function(tmp_path, monkeypatch):
     (tmp_path / "modfn.py").write_text(MODULE_FUNCTION)
     monkeypatch.syspath_prepend(str(tmp_path))
