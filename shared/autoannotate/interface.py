@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -72,6 +73,7 @@ __all__ = [
     "keypoint_spec",
     "label_spec",
     "model_version",
+    "function_name",
     "number_attribute_spec",
     "number_attribute_values",
     "radio_attribute_spec",
@@ -328,8 +330,13 @@ class Versioned(Protocol):
     model_version: str
 
 
+def function_name(function: object) -> str:
+    """What to call a function object in records and messages: a module's name, else its type's."""
+    return function.__name__ if isinstance(function, ModuleType) else type(function).__name__
+
+
 def model_version(function: object, default: str | None = None) -> str:
-    """``function.model_version`` when it is :class:`Versioned`, else ``default`` (else its type's name)."""
+    """``function.model_version`` when it is :class:`Versioned`, else ``default`` (else :func:`function_name`)."""
     if isinstance(function, Versioned):
         return str(function.model_version)
-    return default if default is not None else type(function).__name__
+    return default if default is not None else function_name(function)

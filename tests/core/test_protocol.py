@@ -234,3 +234,16 @@ def test_only_rectangles_rotate():
         check(dataclasses.replace(aa.polygon(1, [0, 0, 10, 0, 10, 10]), rotation=10.0))
     with pytest.raises(BadFunctionError, match=r"in \[0, 360\)"):
         check(dataclasses.replace(aa.rectangle(0, [1, 2, 3, 4]), rotation=400.0))
+
+
+def test_a_module_function_is_named_by_its_module():
+    import types
+
+    from autoannotate.fiftyone.models import resolve_function
+    from autoannotate.interface import function_name, model_version
+
+    module = types.ModuleType("my_detector")
+    module.spec = aa.DetectionFunctionSpec(labels=[aa.label_spec("thing", 0)])
+    module.detect = lambda context, image: []
+    assert function_name(module) == model_version(module) == "my_detector"
+    assert resolve_function(module, None)[1] == "my_detector"  # the name FiftyOne's run records show

@@ -27,7 +27,6 @@ objects call it, so a CVAT module runs wherever ours do.
 from __future__ import annotations
 
 import logging
-from types import ModuleType
 from typing import Any
 
 import attrs
@@ -67,8 +66,7 @@ def adapt(function: Any) -> Any:
     return CvatInteraction(function)
 
 
-def _name(function: Any) -> str:
-    return function.__name__ if isinstance(function, ModuleType) else type(function).__name__
+_name = aa.function_name
 
 
 def cvat_error(e: Exception) -> BadFunctionError:

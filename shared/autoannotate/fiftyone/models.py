@@ -28,7 +28,14 @@ import numpy as np
 import PIL.Image
 
 from ..errors import BadFunctionError, BadParameterError
-from ..interface import DetectionFunctionContext, DetectionFunctionSpec, keypoint_spec, label_spec, skeleton_label_spec
+from ..interface import (
+    DetectionFunctionContext,
+    DetectionFunctionSpec,
+    function_name,
+    keypoint_spec,
+    label_spec,
+    skeleton_label_spec,
+)
 from ..loading import adapt_function, load_function, split_list
 from ..shapes import Shape, keypoint, mask, points, polygon, polyline, rectangle, skeleton, tag
 from .convert import abs_box
@@ -341,5 +348,5 @@ def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -
     if params:
         raise BadParameterError("function_params apply only when function is given by name")
     if is_model(function):  # a FiftyOne model is wrapped here, the one place
-        return from_model(function), f"fiftyone:{type(function).__name__}", {}
-    return adapt_function(function), type(function).__name__, {}
+        return from_model(function), f"fiftyone:{function_name(function)}", {}
+    return adapt_function(function), function_name(function), {}
