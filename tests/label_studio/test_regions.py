@@ -95,11 +95,13 @@ def test_build_prediction_numbers_regions_once_unique_across_controls_and_stable
     assert len(set(ids)) == 4 and all(isinstance(i, str) and len(i) == 12 for i in ids)
     assert pred["score"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)
     assert [r["id"] for r in build_prediction(7, parts, size, "m@1")["result"]] == ids  # stable
+    # a function that gives no scores: no task score (Label Studio would show "0.00%")
+    assert "score" not in build_prediction(7, [(controls["r"], [aa.rectangle(0, [20, 10, 120, 50])])], size, "m")
     assert not set(ids) & {r["id"] for r in build_prediction(8, parts, size, "m@1")["result"]}  # per task
     # the same shapes in two controls with the same labels never share an id
     both = build_prediction(7, [(controls["r"], parts[0][1]), (controls["r"], parts[0][1])], size, "m")["result"]
     assert len({r["id"] for r in both}) == 4
-    assert build_prediction(7, [], size, "m") == {"result": [], "score": 0.0, "model_version": "m"}
+    assert build_prediction(7, [], size, "m") == {"result": [], "model_version": "m"}
 
 
 def test_to_regions_is_build_prediction_for_one_control():

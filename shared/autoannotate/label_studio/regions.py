@@ -217,7 +217,7 @@ def build_prediction(
         regions += _control_regions(shapes, control, size)
     for i, r in enumerate(regions):
         r["id"] = region_id(task_key, r["from_name"], i)
-    return {"result": regions, "score": prediction_score(regions), "model_version": str(model_version)}
+    return scored({"result": regions, "model_version": str(model_version)})
 
 
 def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[int, int]) -> list[dict]:
@@ -226,10 +226,17 @@ def to_regions(task_id: Any, shapes: list[Shape], control: Control, size: tuple[
     return build_prediction(task_id, [(control, shapes)], size, "")["result"]
 
 
-def prediction_score(regions: list[dict]) -> float:
-    """A task-level score: the mean of the regions' scores (0 when there are none)."""
+def prediction_score(regions: list[dict]) -> float | None:
+    """A task-level score: the mean of the regions' scores (None when none has one)."""
     scores = [r["score"] for r in regions if "score" in r]
-    return float(sum(scores) / len(scores)) if scores else 0.0
+    return float(sum(scores) / len(scores)) if scores else None
+
+
+def scored(prediction: dict) -> dict:
+    """``prediction`` with its task-level ``score`` (:func:`prediction_score`), left out when no
+    region has a score: Label Studio would show a function that gives no scores as "0.00%"."""
+    score = prediction_score(prediction["result"])
+    return prediction if score is None else {**prediction, "score": score}
 
 
 def video_region(

@@ -26,7 +26,7 @@ from ..tracking import detect_and_track, track_shapes
 from ..video import read_frames, video_info
 from .config import Control
 from .fetch import ImageFetcher
-from .regions import prediction_score, video_region
+from .regions import scored, video_region
 from .responses import BadRequest, empty_prediction, failure, task_ref
 from .video_cache import VideoCache
 
@@ -108,7 +108,7 @@ def pre_annotate_video(
             continue
         boxes = _track_boxes(t.shapes)
         regions.append(video_region((task.get("id"), t.track_id), control, label, boxes, size, t.score))
-    return {"result": regions, "score": prediction_score(regions), "model_version": model_version}
+    return scored({"result": regions, "model_version": model_version})
 
 
 def track_drawn_boxes(
