@@ -75,6 +75,8 @@ def shape_to_coco(
         pts = out.points if out.type == "polygon" else box_corners(out)
         ann["segmentation"] = [list(pts)]
         ann["area"] = polygon_area(pts)
+        if out.type == "rectangle":  # the angle too, as CVAT's COCO export keeps it
+            ann["attributes"] = {"rotation": out.rotation}
     elif out.type == "mask":
         ann["segmentation"] = rle_encode(out.bitmap)  # type: ignore[arg-type]
         ann["area"] = int(out.bitmap.sum())  # type: ignore[union-attr]
@@ -119,7 +121,7 @@ class CocoBuilder:
             ann = shape_to_coco(s, len(self.annotations) + 1, image_id, self.cat_ids[s.label_id], r.size)
             if ann is not None:
                 if s.attributes:
-                    ann["attributes"] = self.attribute_values(s)
+                    ann["attributes"] = {**ann.get("attributes", {}), **self.attribute_values(s)}
                 self.annotations.append(ann)
         return len(r.shapes or [])
 

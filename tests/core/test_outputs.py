@@ -171,6 +171,7 @@ def test_coco_writes_a_rotated_box_as_its_polygon_with_the_upright_box(deg):
     assert ann["area"] == pytest.approx(80 * 40)  # the turned box's area, not its upright box's
     box, back = _box_from_corners(corners)  # round trip: the polygon gives the shape back
     assert box == pytest.approx((60, 30, 140, 70)) and back == pytest.approx(deg)
+    assert ann["attributes"] == {"rotation": deg}  # and the angle, as CVAT writes it
 
 
 def test_coco_writes_every_shape_as_its_natural_output():
