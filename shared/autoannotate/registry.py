@@ -26,7 +26,7 @@ import pkgutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from .errors import BadFunctionError
@@ -211,6 +211,10 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> Entry:
         create = ep.load()
     except Exception as e:  # noqa: BLE001 - any import error of another package is reported, not raised
         return BrokenFunction(ep.name, package, target, f"{type(e).__name__}: {e}")
+    if isinstance(create, ModuleType) and not callable(getattr(create, "create", None)):
+        return _module_entry(ep.name, create, package)
+    if isinstance(create, ModuleType):
+        create = create.create
     if not callable(create):
         return BrokenFunction(ep.name, package, target, f"{ep.value} is not callable")
     record = getattr(create, "FUNCTION", None)
@@ -220,6 +224,34 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> Entry:
         record = FunctionRecord(ep.name)
     record = replace(record, name=ep.name)
     return RegisteredFunction(_with_summary(record, sys.modules.get(create.__module__)), create, f"package {package}")
+
+
+def _module_entry(name: str, module: ModuleType, package: str) -> Entry:
+    """An entry point naming a module that is itself a function (``spec`` and ``detect``,
+    ``segment`` or ``track``: one of ours, or one written for CVAT, as ``--function-module``
+    takes it): it is its own ``create``; its kind is read from what it defines."""
+    target = f"entry point {name} = {module.__name__}"
+    if not any(hasattr(module, m) for m in ("detect", "segment", "track")):
+        return BrokenFunction(
+            name, package, target, f"{module.__name__} has no create(), detect(), segment() or track()"
+        )
+    record = module.__dict__.get("FUNCTION")
+    if not isinstance(record, FunctionRecord):
+        interaction = type(getattr(module, "spec", None)).__name__ == "InteractionFunctionSpec"  # CVAT's
+        kind = (
+            "tracking"
+            if hasattr(module, "track")
+            else "interactive"
+            if interaction or hasattr(module, "segment")
+            else "detection"
+        )
+        record = FunctionRecord(name, kind)
+
+    def create() -> ModuleType:
+        return module
+
+    create.__module__ = module.__name__
+    return RegisteredFunction(_with_summary(replace(record, name=name), module), create, f"package {package}")
 
 
 _cache: dict[str, Any] = {}

@@ -449,3 +449,40 @@ def test_the_label_studio_backend_runs_cvat_function_objects_handed_to_it():
     assert isinstance(backend.function, CvatDetection)
     assert isinstance(backend.interactive, CvatInteraction)
     assert isinstance(backend.tracker, CvatTracking)
+
+
+def test_a_cvat_module_installed_through_an_entry_point_runs_by_name(tmp_path, monkeypatch):
+    """An entry point may name the CVAT function module itself (``name = module``), as
+    ``--function-module`` takes it; its kind is read from what it defines."""
+    from autoannotate.loading import registered
+    from tests.installed import write_package
+
+    detector = textwrap.dedent(
+        '''
+        """Whole image: one box over the whole image."""
+        import cvat_sdk.auto_annotation as cvataa
+
+        spec = cvataa.DetectionFunctionSpec(labels=[cvataa.label_spec("photo", 0, type="rectangle")])
+
+        def detect(context, image):
+            return [cvataa.rectangle(0, [0, 0, image.width, image.height])]
+        '''
+    )
+    tracker = "from tests.cvat_functions import Template\n_t = Template()\nspec = _t.spec\n" + "".join(
+        f"{m} = _t.{m}\n" for m in ("preprocess_image", "init_tracking_state", "track")
+    )
+    root = tmp_path / "site"
+    write_package(
+        root,
+        "cvat-modules",
+        {"whole_image": "whole_image_mod", "cvat_template": "template_mod"},
+        {"whole_image_mod": detector, "template_mod": tracker},
+    )
+    monkeypatch.syspath_prepend(str(root))
+    assert registered("whole_image").record.kind == "detection"
+    assert registered("whole_image").record.summary == "Whole image: one box over the whole image."
+    assert registered("cvat_template").record.kind == "tracking"
+    fn = load_function("whole_image")
+    (r,), _ = aa.annotate_images(fn, [PIL.Image.new("RGB", (40, 30))], progress=False)
+    assert [s.points for s in r.shapes] == [(0.0, 0.0, 40.0, 30.0)]
+    assert isinstance(load_function("cvat_template"), CvatTracking)
