@@ -191,8 +191,9 @@ def test_missing_or_empty_folder(tmp_path, capsys):
     assert "no image files" in capsys.readouterr().err
 
 
-def test_console_script_runs():
-    r = subprocess.run([sys.executable, "-m", "autoannotate.cli", "--help"], capture_output=True, text=True)
+@pytest.mark.parametrize("module", ["autoannotate.cli", "autoannotate"])
+def test_console_script_runs(module):
+    r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "annotate" in r.stdout
 
 

@@ -1,0 +1,7 @@
+"""``python -m autoannotate ...``: the ``autoannotate`` command without the console script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
