@@ -44,15 +44,22 @@ def registered(name: str) -> RegisteredFunction:
 _BOOL = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
 
 
+class Untyped(str):
+    """A parameter value given without ``TYPE:``: a string, unless the function's ``create``
+    declares the parameter ``int``, ``float`` or ``bool`` (:func:`typed_params`)."""
+
+    __slots__ = ()
+
+
 def parse_param(text: str) -> tuple[str, Any]:
-    """``"NAME=TYPE:VALUE"`` -> ``(NAME, value)``."""
+    """``"NAME=TYPE:VALUE"`` -> ``(NAME, value)``; without ``TYPE:`` the value is :class:`Untyped`."""
     name, sep, rest = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
         raise BadParameterError(f"parameter {text!r} must look like NAME=TYPE:VALUE (e.g. model_name=str:resnet50)")
     type_name, colon, value = rest.partition(":")
     if not colon or type_name not in ("str", "int", "float", "bool"):
-        return name, rest
+        return name, Untyped(rest)
     try:
         if type_name == "int":
             return name, int(value)
@@ -185,7 +192,34 @@ def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:
         inspect.signature(create).bind(**params)
     except TypeError as e:
         raise BadParameterError(f"{what}: {e}. {describe_parameters(create)}") from None
-    return create(**params)
+    return create(**typed_params(create, params))
+
+
+def typed_params(create: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each :class:`Untyped` value (``-p threshold=0.3``) turned into the ``int``,
+    ``float`` or ``bool`` its parameter declares (annotation, else default), else a plain string:
+    ``threshold=0.3`` means ``threshold=float:0.3`` for a ``threshold: float``."""
+    declared = inspect.signature(create).parameters
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, Untyped):
+            kind = _declared_type(declared.get(name))
+            value = parse_param(f"{name}={kind}:{value}")[1] if kind else str(value)
+        out[name] = value
+    return out
+
+
+def _declared_type(p: inspect.Parameter | None) -> str | None:
+    if p is None:
+        return None
+    ann = p.annotation
+    names = {a.strip() for a in ann.split("|")} - {"None"} if isinstance(ann, str) else {getattr(ann, "__name__", "")}
+    if len(names) == 1 and (kind := names.pop()) in ("int", "float", "bool"):
+        return kind
+    default = p.default
+    if isinstance(default, bool):
+        return "bool"
+    return type(default).__name__ if isinstance(default, (int, float)) else None
 
 
 def function_record(function: object) -> FunctionRecord | None:

@@ -33,6 +33,19 @@ def test_parse_param_errors(text):
         parse_param(text)
 
 
+def test_untyped_values_take_the_type_their_parameter_declares(tmp_path):
+    f = tmp_path / "typed_function.py"
+    f.write_text(
+        "def create(threshold: float = 0.5, count=3, flag: bool = False, name: str = 'x', size=None):\n"
+        "    return dict(threshold=threshold, count=count, flag=flag, name=name, size=size)\n"
+    )
+    got = load_function(str(f), **parse_params(["threshold=0.3", "count=7", "flag=yes", "name=12", "size=4"]))
+    assert got == {"threshold": 0.3, "count": 7, "flag": True, "name": "12", "size": "4"}
+    assert type(got["name"]) is str and type(got["size"]) is str
+    with pytest.raises(aa.BadParameterError, match="not a valid float"):
+        load_function(str(f), **parse_params(["threshold=high"]))
+
+
 def test_repeated_param():
     with pytest.raises(aa.BadParameterError, match="given twice"):
         parse_params(["a=int:1", "a=int:2"])
