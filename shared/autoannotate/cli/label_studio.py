@@ -27,14 +27,15 @@ def add_subcommands(sub: Any) -> None:
         "--function",
         "-f",
         default=None,
-        help="detection function for pre-annotation, 'none' to disable (default: AUTOANNOTATE_FUNCTION, else "
+        help="detection function for pre-annotation: a name (autoannotate functions), a module or a .py file "
+        "(ours or one written for CVAT); 'none' to disable (default: AUTOANNOTATE_FUNCTION, else "
         f"{Settings.function})",
     )
     s.add_argument(
         "--interactive",
         default=None,
         help="interactive function for clicks/boxes: auto (the best SAM model whose weights are present, "
-        "else grabcut), edgetam, sam2, sam, grabcut, or none (default: AUTOANNOTATE_INTERACTIVE, else "
+        "else grabcut), edgetam, sam2, sam, grabcut, a module or .py file, or none (default: AUTOANNOTATE_INTERACTIVE, else "
         f"{Settings.interactive})",
     )
     s.add_argument(
@@ -112,7 +113,13 @@ def add_subcommands(sub: Any) -> None:
         "--api-key", default=None, help="personal access token or legacy token (default: LABEL_STUDIO_API_KEY)"
     )
     a.add_argument("--project", type=int, required=True)
-    a.add_argument("--function", "-f", default=None, help=f"default: AUTOANNOTATE_FUNCTION, else {Settings.function}")
+    a.add_argument(
+        "--function",
+        "-f",
+        default=None,
+        help="a name (autoannotate functions), a module or a .py file (ours or one written for CVAT); "
+        f"default: AUTOANNOTATE_FUNCTION, else {Settings.function}",
+    )
     a.add_argument(
         "-p",
         "--param",
