@@ -229,18 +229,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_annotate(args: argparse.Namespace) -> int:
-    from ..label_studio.project import annotate_project
-    from ..label_studio.service import fetch_policy
-    from ..loading import is_open_vocabulary, load_function, parse_params
-
-    settings = Settings.from_env()
+def _connection(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """Label Studio's address and token: the options, else LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY."""
     url = args.url or settings.label_studio_url
     api_key = args.api_key or settings.label_studio_api_key
     if not url:
         raise BadParameterError("--url is required (or set LABEL_STUDIO_URL)")
     if not api_key:
         raise BadParameterError("--api-key is required (or set LABEL_STUDIO_API_KEY)")
+    return url, api_key
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from ..label_studio.project import annotate_project
+    from ..label_studio.service import fetch_policy
+    from ..loading import is_open_vocabulary, load_function, parse_params
+
+    settings = Settings.from_env()
+    url, api_key = _connection(args, settings)
     write_every = args.write_every
     _positive("--write-every", write_every)
     _positive("--batch-size", args.batch_size)
@@ -328,15 +334,9 @@ def cmd_review_report(args: argparse.Namespace) -> int:
     import json
 
     from ..label_studio.review_report import format_report, review_report
-    from ..settings import Settings
 
     settings = Settings.from_env()
-    url = args.url or settings.label_studio_url
-    api_key = args.api_key or settings.label_studio_api_key
-    if not url:
-        raise BadParameterError("--url is required (or set LABEL_STUDIO_URL)")
-    if not api_key:
-        raise BadParameterError("--api-key is required (or set LABEL_STUDIO_API_KEY)")
+    url, api_key = _connection(args, settings)
     report = review_report(
         url,
         api_key,

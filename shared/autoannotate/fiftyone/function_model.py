@@ -161,29 +161,13 @@ def _to_pil(arg: Any) -> PIL.Image.Image:
     return PIL.Image.fromarray(arr)
 
 
-def as_model(
-    function: Any,
-    *,
-    classes: Iterable[Any] | str | None = None,
-    label_map: Mapping[str, Any] | str | None = None,
-    conf_threshold: float | None = None,
-    review: Any = None,
-    refine_with: Any = None,
-    function_params: Mapping[str, Any] | None = None,
-) -> FunctionModel:
+def as_model(function: Any, **options: Any) -> FunctionModel:
     """An autoannotate detection function (an object, or a name with ``function_params``) as a
     FiftyOne model: ``dataset.apply_model(as_model("yolox"), label_field="auto", batch_size=8)``.
 
-    ``classes``, ``label_map``, ``conf_threshold``, ``review`` and ``refine_with`` mean what they
+    ``options`` are :class:`FunctionModel`'s: ``classes``, ``label_map``, ``conf_threshold``,
+    ``review``, ``refine_with`` and ``function_params`` mean what they
     mean for :func:`~autoannotate.fiftyone.annotate_dataset` (``classes=None``: every label of the
     function), and the labels are the ones it stores, without its run stamps. ``apply_model``'s
     ``confidence_thresh`` sets ``conf_threshold``."""
-    return FunctionModel(
-        function,
-        classes=classes,
-        label_map=label_map,
-        conf_threshold=conf_threshold,
-        review=review,
-        refine_with=refine_with,
-        function_params=function_params,
-    )
+    return FunctionModel(function, **options)

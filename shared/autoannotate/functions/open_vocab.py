@@ -41,6 +41,7 @@ from ..loading import split_list
 from ..masks import batched_nms
 from ..seeding import seeded_torch
 from ..shapes import Shape, mask, rectangle
+from ._batching import BatchedDetection
 
 __all__ = [
     "ClassPrompts",
@@ -138,7 +139,7 @@ class Detections:
     masks: np.ndarray | None = None
 
 
-class OpenVocabularyFunction:
+class OpenVocabularyFunction(BatchedDetection):
     """Common part of the open-vocabulary functions: the spec from the classes, prompts flattened
     (``prompt_texts``, each prompt's class in ``prompt_class``), thresholds, NMS across the prompts
     of a class and conversion to shapes. Subclasses implement :meth:`predict` (one batched
@@ -205,14 +206,10 @@ class OpenVocabularyFunction:
         t = context.conf_threshold
         return self.default_conf_threshold if t is None else float(t)
 
-    def detect(self, context: DetectionFunctionContext, image: PIL.Image.Image) -> list[Shape]:
-        return self.detect_batch([context], [image])[0]
-
-    def detect_batch(
-        self, contexts: Sequence[DetectionFunctionContext], images: Sequence[PIL.Image.Image]
+    def detect_rgb(
+        self, contexts: Sequence[DetectionFunctionContext], rgb: Sequence[PIL.Image.Image]
     ) -> list[list[Shape]]:
         """Several images in one forward pass (per group of prompts the model takes at once)."""
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
         thresholds = [self._threshold(c) for c in contexts]
         raw = self.predict(rgb, min(thresholds))
         return [self.to_shapes(d, t, im.size) for d, t, im in zip(raw, thresholds, rgb)]

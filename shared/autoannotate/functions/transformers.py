@@ -29,6 +29,7 @@ from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec, label_spec
 from ..registry import FunctionRecord
 from ..shapes import Shape, mask, rectangle, tag
+from ._batching import BatchedDetection
 from .open_vocab import class_prompts
 
 #: Tasks and, for each, the auto-model mapping whose architectures it serves (first match wins).
@@ -100,7 +101,7 @@ def checkpoint_folder(model: str) -> Path:
         ) from None
 
 
-class TransformersFunction:
+class TransformersFunction(BatchedDetection):
     """A checkpoint's model and processor as a detection function (not zero-shot detection: that
     uses the open-vocabulary functions' classes). Thread-safe."""
 
@@ -197,13 +198,9 @@ class TransformersFunction:
                 per_image[i] = (out, row)
         return per_image
 
-    def detect(self, context: DetectionFunctionContext, image: PIL.Image.Image) -> list[Shape]:
-        return self.detect_batch([context], [image])[0]
-
-    def detect_batch(
-        self, contexts: Sequence[DetectionFunctionContext], images: Sequence[PIL.Image.Image]
+    def detect_rgb(
+        self, contexts: Sequence[DetectionFunctionContext], rgb: Sequence[PIL.Image.Image]
     ) -> list[list[Shape]]:
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
         outputs = self.run(rgb)
         return [self.to_shapes(out, row, c, im.size) for (out, row), c, im in zip(outputs, contexts, rgb)]
 

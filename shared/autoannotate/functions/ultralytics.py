@@ -30,6 +30,7 @@ from ..interface import DetectionFunctionContext, DetectionFunctionSpec, keypoin
 from ..loading import split_list
 from ..registry import FunctionRecord
 from ..shapes import Shape, mask, polygon, rectangle, skeleton, tag
+from ._batching import BatchedDetection
 from ._coco import COCO_KEYPOINTS
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
@@ -67,7 +68,7 @@ def obb_rectangle(label_id: int, xywhr: Sequence[float], **kwargs: Any) -> Shape
     return rectangle(label_id, box, rotation=math.degrees(r) % 360.0, **kwargs)
 
 
-class UltralyticsFunction:
+class UltralyticsFunction(BatchedDetection):
     """A detection function over an ``ultralytics.YOLO`` model. Thread-safe (one prediction at a
     time: Ultralytics' predictor keeps state between calls)."""
 
@@ -131,13 +132,9 @@ class UltralyticsFunction:
         with self._lock:
             return list(self.yolo.predict(list(images), **args))
 
-    def detect(self, context: DetectionFunctionContext, image: PIL.Image.Image) -> list[Shape]:
-        return self.detect_batch([context], [image])[0]
-
-    def detect_batch(
-        self, contexts: Sequence[DetectionFunctionContext], images: Sequence[PIL.Image.Image]
+    def detect_rgb(
+        self, contexts: Sequence[DetectionFunctionContext], rgb: Sequence[PIL.Image.Image]
     ) -> list[list[Shape]]:
-        rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
         given = [c.conf_threshold for c in contexts]
         conf = None if any(t is None for t in given) else min(float(t) for t in given if t is not None)
         results = self.predict(rgb, conf)
