@@ -58,7 +58,9 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
                 return to_rgb(upright(img))
     except ImageLoadError:
         raise
-    except PIL.UnidentifiedImageError:
+    except (PIL.UnidentifiedImageError, ImportError):
+        # ImportError: a library that replaced PIL.Image.open (Ultralytics, when a user imports it)
+        # reaches for an optional plugin when Pillow does not recognise the file
         raise ImageLoadError(f"{name}: not an image file (format not recognised)") from None
     except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as e:
         raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({e})") from None

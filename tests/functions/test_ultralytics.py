@@ -232,3 +232,39 @@ def test_every_task_passes_the_core_validation(yolo_models, coco128):
         if task == "obb":
             shapes = [s for r in results for s in r.shapes]
             assert all(s.type == "rectangle" for s in shapes) and any(s.rotation for s in shapes)
+
+
+def test_loading_the_function_leaves_the_process_its_own_image_readers(tmp_path):
+    """Importing Ultralytics replaces PIL.Image.open (which then tries to pip-install a HEIF plugin
+    on a file Pillow does not recognise) and cv2.imread/imwrite/imshow process-wide; the function
+    undoes that, and a non-image stays "not an image file" when a user imported Ultralytics first."""
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all")
+    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def run(code: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    run(
+        "import cv2, PIL.Image\n"
+        "before = (PIL.Image.open, cv2.imread, cv2.imwrite, cv2.imshow)\n"
+        "from autoannotate.loading import load_function\n"
+        "load_function('ultralytics', model='yolo11n.yaml')\n"
+        "assert (PIL.Image.open, cv2.imread, cv2.imwrite, cv2.imshow) == before\n"
+    )
+    out = run(
+        "import ultralytics  # the user's own import: PIL.Image.open is Ultralytics' now\n"
+        "from autoannotate.images import load_image\n"
+        "try:\n"
+        f"    load_image({str(junk)!r})\n"
+        "except Exception as e:\n"
+        "    print(e)\n"
+    )
+    assert "not an image file (format not recognised)" in out, out

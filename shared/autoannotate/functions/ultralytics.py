@@ -15,10 +15,11 @@ weights it publishes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,12 +223,27 @@ def _half(dtype: str | None) -> bool:
     return name == "float16"
 
 
+@contextlib.contextmanager
+def _process_wide_patches_undone() -> Iterator[None]:
+    """Importing Ultralytics replaces ``PIL.Image.open`` (to install a HEIF plugin with pip when
+    Pillow does not recognise a file) and OpenCV's ``imread``/``imwrite``/``imshow`` for the whole
+    process; this function hands Ultralytics decoded images only, so the process keeps its own."""
+    import cv2
+
+    saved = (PIL.Image.open, cv2.imread, cv2.imwrite, cv2.imshow)
+    try:
+        yield
+    finally:
+        PIL.Image.open, cv2.imread, cv2.imwrite, cv2.imshow = saved
+
+
 def load_yolo(model: str, task: str | None = None) -> Any:
     """``ultralytics.YOLO(model)`` offline: a ``.pt`` file, a model YAML (random weights) or an
     exported model (ONNX, TorchScript, OpenVINO folder, ...); a missing file is a clear error."""
     os.environ.setdefault("YOLO_OFFLINE", "1")  # never fetch weights, fonts or version checks behind the user's back
     try:
-        from ultralytics import YOLO
+        with _process_wide_patches_undone():
+            from ultralytics import YOLO
     except ImportError:
         raise BadParameterError(
             "the ultralytics function needs Ultralytics: pip install 'autoannotate[ultralytics]'"
