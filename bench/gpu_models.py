@@ -37,6 +37,8 @@ def build(name: str, device: str, dtype: str, quick: bool) -> Any:
 
 def build_real(name: str, device: str, dtype: str) -> Any:
     from autoannotate.functions import (
+        edgetam,
+        edgetam_video,
         grounding_dino,
         owlv2,
         sam,
@@ -55,11 +57,11 @@ def build_real(name: str, device: str, dtype: str) -> Any:
     if name == "sam2_large":
         return sam2.create("large", **kw)
     if name == "edgetam":
-        return sam2.create_edgetam(**kw)
+        return edgetam.create(**kw)
     if name == "sam2_video":
         return sam2_video.create("tiny", min_score=0.0, min_pixels=0, **kw)
     if name == "edgetam_video":
-        return sam2_video.create_edgetam(min_score=0.0, min_pixels=0, **kw)
+        return edgetam_video.create(min_score=0.0, min_pixels=0, **kw)
     if name == "owlv2":
         return owlv2.create(CLASSES, **kw)
     if name == "grounding_dino":
