@@ -29,18 +29,18 @@ def list_images(root: Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def add_params(p: argparse.ArgumentParser, *flags: str, help: str) -> None:
+    """A repeatable ``NAME=TYPE:VALUE`` option (CVAT's syntax, :func:`autoannotate.loading.parse_params`)."""
+    p.add_argument(*flags, action="append", default=[], metavar="NAME=TYPE:VALUE", help=help)
+
+
 def _add_function_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--function", "-f", help="a predefined or installed function (see `autoannotate functions`)")
     g.add_argument("--function-module", help="an importable module with create() or spec/detect")
     g.add_argument("--function-file", help="a .py file with create() or spec/detect")
-    p.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=TYPE:VALUE",
-        help="a parameter for the function's create(); TYPE is str, int, float or bool (repeatable)",
+    add_params(
+        p, "-p", "--param", help="a parameter for the function's create(); TYPE is str, int, float or bool (repeatable)"
     )
 
 

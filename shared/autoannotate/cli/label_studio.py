@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import BadParameterError
 from ..settings import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_TARGET_PRECISION, DEFAULT_WRITE_EVERY, Settings
+from .core import add_params
 
 _NONE_WORDS = ("none", "")
 
@@ -52,19 +53,10 @@ def add_subcommands(sub: Any) -> None:
         help="how many frames a drawn video box is tracked (default: AUTOANNOTATE_TRACK_FRAMES, else "
         f"{Settings.track_frames})",
     )
-    s.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=TYPE:VALUE",
-        help="a parameter of the detection function (default: AUTOANNOTATE_PARAMS)",
-    )
-    s.add_argument(
+    add_params(s, "-p", "--param", help="a parameter of the detection function (default: AUTOANNOTATE_PARAMS)")
+    add_params(
+        s,
         "--interactive-param",
-        action="append",
-        default=[],
-        metavar="NAME=TYPE:VALUE",
         help="a parameter of the interactive function (default: AUTOANNOTATE_INTERACTIVE_PARAMS)",
     )
     s.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
@@ -120,12 +112,10 @@ def add_subcommands(sub: Any) -> None:
         help="a name (autoannotate functions), a module or a .py file (ours or one written for CVAT); "
         f"default: AUTOANNOTATE_FUNCTION, else {Settings.function}",
     )
-    a.add_argument(
+    add_params(
+        a,
         "-p",
         "--param",
-        action="append",
-        default=[],
-        metavar="NAME=TYPE:VALUE",
         help="a parameter of the function (default: AUTOANNOTATE_PARAMS when --function is not given)",
     )
     a.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
