@@ -112,3 +112,17 @@ class BoxRefiner:
             elif res.mask.any():
                 out[i] = replace(s, type="mask", points=(), bitmap=res.mask, rotation=0.0)
         return out
+
+
+def refined(function: Any, outputs: dict[str, str], refine_with: Any = None) -> Any:
+    """``function`` whose boxes are refined into the ``outputs`` (label name -> ``"polygon"`` or
+    ``"mask"``) by ``refine_with``: an interactive function, or its name (default ``auto``: the
+    best SAM model whose weights are here, else GrabCut); ``function`` itself when nothing is."""
+    if not outputs:
+        return function
+    from .auto import AUTO, load_interactive
+
+    interactive = (
+        load_interactive(refine_with or AUTO) if refine_with is None or isinstance(refine_with, str) else refine_with
+    )
+    return BoxRefiner(function, interactive, outputs=outputs)

@@ -81,8 +81,7 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
     """``(function, conv_mask_to_poly)`` giving each ``--classes`` entry its output type: box-only
     labels asked as polygon/mask are refined by the interactive default (``auto``); mask labels
     become polygons when all ask polygon. Refuses what a COCO file cannot express per class."""
-    from ..auto import AUTO, load_interactive
-    from ..refine import BoxRefiner
+    from ..refine import refined
 
     labels = {lbl.name: lbl for lbl in function.spec.labels}
     unknown = [n for n in outputs if n not in labels]
@@ -97,9 +96,7 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
             f"--classes: {function.spec.label_names} give masks; ask all of them as mask or all as polygon "
             "(a COCO annotation carries its box either way)"
         )
-    if refine:
-        function = BoxRefiner(function, load_interactive(AUTO), outputs=refine)
-    return function, mask_kinds == {"polygon"}
+    return refined(function, refine), mask_kinds == {"polygon"}
 
 
 def add_subcommands(sub: Any) -> None:

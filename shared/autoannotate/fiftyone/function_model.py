@@ -15,12 +15,11 @@ import fiftyone.core.models as fom
 import numpy as np
 import PIL.Image
 
-from ..auto import AUTO, load_interactive
 from ..driver import check_threshold, iter_annotations
 from ..errors import AutoAnnotateError, BadParameterError
 from ..loading import with_classes
 from ..mapping import LabelMapping
-from ..refine import BoxRefiner
+from ..refine import refined
 from .classes import class_names, make_plan, parse_classes
 from .convert import RUN_ATTRIBUTE, LabelBuilder
 from .models import resolve_function
@@ -66,14 +65,7 @@ class FunctionModel(fom.Model):
             dataset_classes=None,
             review=review,
         )
-        if self.plan.refine:
-            interactive = (
-                load_interactive(refine_with or AUTO)
-                if refine_with is None or isinstance(refine_with, str)
-                else refine_with
-            )
-            fn = BoxRefiner(fn, interactive, outputs=self.plan.refine)
-        self.function = fn
+        self.function = fn = refined(fn, self.plan.refine, refine_with)
         self.mapping = LabelMapping.build(
             fn.spec, self.plan.targets, label_map=label_map, allow_unmatched=True, target_name="the model's classes"
         )

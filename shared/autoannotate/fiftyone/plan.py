@@ -16,13 +16,13 @@ from typing import Any
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-from ..auto import AUTO, load_interactive, resolve_interactive
+from ..auto import AUTO, resolve_interactive
 from ..driver import Progress, check_threshold
 from ..errors import BadParameterError
 from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction, VideoSessions, model_version
 from ..loading import parse_label_map, with_classes
 from ..mapping import LabelMapping
-from ..refine import BoxRefiner
+from ..refine import refined
 from ..run import check_max_items, check_write_policy, fingerprint
 from ..settings import (
     DEFAULT_BATCH_SIZE,
@@ -203,14 +203,7 @@ def plan_run(
         raise BadParameterError(f"eval_gt_field {eval_gt_field!r} is not a field of dataset {dataset.name!r}")
     if overwrite:
         _refuse_foreign_labels(samples, labels)
-    if labels.refine:
-        # "auto" (the default): the best SAM model whose weights are present, else GrabCut
-        interactive = (
-            load_interactive(refine_with or AUTO)
-            if refine_with is None or isinstance(refine_with, str)
-            else refine_with
-        )
-        fn = BoxRefiner(fn, interactive, outputs=labels.refine)
+    fn = refined(fn, labels.refine, refine_with)
     ids, paths = samples.values(["id", "filepath"])
     config = _config(
         "images",
