@@ -3,6 +3,7 @@ session on localhost with its own data folder, plus our backend served by uvicor
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -52,6 +53,36 @@ class LabelStudioServer:
         """Raw API calls with a fresh access token (for endpoints the SDK does not cover)."""
         access = httpx.post(f"{self.url}/api/token/refresh/", json={"refresh": self.token}, timeout=30).json()["access"]
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {access}"}, timeout=120)
+
+    def project_with_images(self, title: str, config: str, images: dict, fmt: str = "PNG", **save: object):
+        """A new project with one task per image (``{name: PIL image}``, uploaded as ``name.<fmt>``):
+        ``(client, project, {name: task})``."""
+        client = self.client()
+        project = client.projects.create(title=title, label_config=config)
+        ext, mime = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg")}[fmt]
+        files = []
+        for name, im in images.items():
+            buf = io.BytesIO()
+            im.save(buf, fmt, **save)
+            files.append((f"file_{name}", (f"{name}.{ext}", buf.getvalue(), mime)))
+        with self.http() as http:
+            r = http.post(f"/api/projects/{project.id}/import", files=files)
+            assert r.status_code == 201, r.text
+        # Label Studio stores an upload as "<prefix>-<name>.<ext>"
+        tasks = {t.data["image"].rsplit("-", 1)[-1].rsplit(".", 1)[0]: t for t in client.tasks.list(project=project.id)}
+        assert set(tasks) == set(images), sorted(tasks)
+        return client, project, tasks
+
+
+def drawn_video_box(box, *, frame: int, size=(320, 240), label: str = "Cat") -> dict:
+    """The region Label Studio's video editor sends for a box ``(x1, y1, x2, y2)`` in pixels of a
+    ``size`` video drawn on 1-based ``frame`` (control ``box`` on ``video``)."""
+    x1, y1, x2, y2 = box
+    w, h = size
+    keyframe = {"frame": frame, "enabled": True, "x": x1 * 100 / w, "y": y1 * 100 / h}
+    keyframe.update(width=(x2 - x1) * 100 / w, height=(y2 - y1) * 100 / h)
+    value = {"labels": [label], "sequence": [keyframe]}
+    return {"id": "abc", "type": "videorectangle", "from_name": "box", "to_name": "video", "value": value}
 
 
 def personal_access_token(url: str) -> str:

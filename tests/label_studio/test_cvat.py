@@ -14,6 +14,7 @@ import pytest
 from autoannotate.label_studio.service import build_backend
 from autoannotate.settings import Settings
 from tests import cvat_functions as cf
+from tests.ls_server import drawn_video_box
 from tests.tracking.synthetic import iou, make_frames, write_video
 
 pytest.importorskip("label_studio_sdk")
@@ -119,26 +120,7 @@ def test_a_cvat_tracking_function_follows_a_drawn_video_box(label_studio, cvat_b
         assert r.status_code == 201, r.text
     (task,) = list(client.tasks.list(project=project.id))
     ml = client.ml.create(project=project.id, url=cvat_backend.url, title="cvat-video", is_interactive=True)
-    x1, y1, x2, y2 = truth[4]
-    drawn = {
-        "id": "abc",
-        "type": "videorectangle",
-        "from_name": "box",
-        "to_name": "video",
-        "value": {
-            "labels": ["Cat"],
-            "sequence": [
-                {
-                    "frame": 5,
-                    "enabled": True,
-                    "x": x1 / 3.2,
-                    "y": y1 / 2.4,
-                    "width": (x2 - x1) / 3.2,
-                    "height": (y2 - y1) / 2.4,
-                }
-            ],
-        },
-    }
+    drawn = drawn_video_box(truth[4], frame=5)
     with label_studio.http() as http:
         r = http.post(f"/api/ml/{ml.id}/interactive-annotating", json={"task": task.id, "context": {"result": [drawn]}})
         (region,) = _result(r)

@@ -7,7 +7,6 @@ function run directly, not with any truth."""
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import replace
 
@@ -55,18 +54,8 @@ def images():
 
 
 def make_project(ls, title):
-    client = ls.client()
-    project = client.projects.create(title=title, label_config=CONFIG)
-    with ls.http() as http:
-        files = []
-        for i, im in enumerate(images()):
-            buf = io.BytesIO()
-            im.save(buf, "PNG")
-            files.append((f"file_{i}", (f"im{i}.png", buf.getvalue(), "image/png")))
-        r = http.post(f"/api/projects/{project.id}/import", files=files)
-        assert r.status_code == 201, r.text
-    tasks = sorted(client.tasks.list(project=project.id), key=lambda t: t.data["image"].rsplit("-", 1)[-1])
-    return client, project, tasks
+    client, project, tasks = ls.project_with_images(title, CONFIG, {f"im{i}": im for i, im in enumerate(images())})
+    return client, project, [tasks[f"im{i}"] for i in range(len(tasks))]
 
 
 def direct(name, threshold, **params):

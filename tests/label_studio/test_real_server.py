@@ -13,6 +13,7 @@ import pytest
 
 from autoannotate.functions import grabcut, yolox
 from autoannotate.label_studio import Backend, FetchPolicy, ImageFetcher, annotate_project
+from tests.ls_server import drawn_video_box
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -34,21 +35,10 @@ PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 def make_project(ls, title):
-    client = ls.client()
-    project = client.projects.create(title=title, label_config=CONFIG)
     import skimage.data
 
-    with ls.http() as http:
-        files = []
-        for name in PHOTOS:
-            buf = io.BytesIO()
-            PIL.Image.fromarray(getattr(skimage.data, name)()).save(buf, "JPEG", quality=92)
-            files.append((f"file_{name}", (f"{name}.jpg", buf.getvalue(), "image/jpeg")))
-        r = http.post(f"/api/projects/{project.id}/import", files=files)
-        assert r.status_code == 201, r.text
-    tasks = {t.data["image"].rsplit("-", 1)[-1].split(".")[0]: t for t in client.tasks.list(project=project.id)}
-    assert set(tasks) == set(PHOTOS), tasks.keys()
-    return client, project, tasks
+    photos = {name: PIL.Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS}
+    return ls.project_with_images(title, CONFIG, photos, "JPEG", quality=92)
 
 
 def labels_of(prediction_results, from_name="label"):
@@ -366,26 +356,7 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
     )
     running = serve_backend(backend)
     ml = client.ml.create(project=project.id, url=running.url, title="autoannotate-video", is_interactive=True)
-    x1, y1, x2, y2 = truth[4]
-    drawn = {
-        "id": "abc",
-        "type": "videorectangle",
-        "from_name": "box",
-        "to_name": "video",
-        "value": {
-            "labels": ["Cat"],
-            "sequence": [
-                {
-                    "frame": 5,
-                    "enabled": True,
-                    "x": x1 / 3.2,
-                    "y": y1 / 2.4,
-                    "width": (x2 - x1) / 3.2,
-                    "height": (y2 - y1) / 2.4,
-                }
-            ],
-        },
-    }
+    drawn = drawn_video_box(truth[4], frame=5)
     with label_studio.http() as http:
         # a request with no drawn box (nothing selected yet) is normal: an empty answer, no warning
         caplog.set_level(logging.INFO, logger="autoannotate")

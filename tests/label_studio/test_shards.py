@@ -5,7 +5,6 @@ with one combined report."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -31,20 +30,10 @@ N_TASKS = 15
 
 
 def make_project(ls, title):
-    client = ls.client()
-    project = client.projects.create(title=title, label_config=CONFIG)
     rng = np.random.default_rng(3)
-    files = []
-    for i in range(N_TASKS):
-        buf = io.BytesIO()
-        PIL.Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buf, "PNG")
-        files.append((f"file_{i}", (f"img{i}.png", buf.getvalue(), "image/png")))
-    with ls.http() as http:
-        r = http.post(f"/api/projects/{project.id}/import", files=files)
-        assert r.status_code == 201, r.text
-    tasks = list(client.tasks.list(project=project.id))
-    assert len(tasks) == N_TASKS
-    return client, project, tasks
+    images = {f"img{i}": PIL.Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)) for i in range(N_TASKS)}
+    client, project, tasks = ls.project_with_images(title, CONFIG, images)
+    return client, project, list(tasks.values())
 
 
 def annotate_cmd(ls, project_id, *extra):
