@@ -73,6 +73,27 @@ class LabelStudioServer:
         assert set(tasks) == set(images), sorted(tasks)
         return client, project, tasks
 
+    def video_task(self, title: str, config: str, video: Path):
+        """A new project with one task, the video file ``video``: ``(client, project, task)``."""
+        client = self.client()
+        project = client.projects.create(title=title, label_config=config)
+        with self.http() as http:
+            files = [("file_clip", (video.name, video.read_bytes(), "video/mp4"))]
+            r = http.post(f"/api/projects/{project.id}/import", files=files)
+            assert r.status_code == 201, r.text
+        (task,) = list(client.tasks.list(project=project.id))
+        return client, project, task
+
+    def retrieve_predictions(self, project_id: int) -> None:
+        """The Data Manager's "Retrieve predictions" action on every task of the project."""
+        with self.http() as http:
+            r = http.post(
+                "/api/dm/actions",
+                params={"id": "retrieve_tasks_predictions", "project": project_id},
+                json={"selectedItems": {"all": True, "excluded": []}},
+            )
+            assert r.status_code == 200, r.text
+
 
 def drawn_video_box(box, *, frame: int, size=(320, 240), label: str = "Cat") -> dict:
     """The region Label Studio's video editor sends for a box ``(x1, y1, x2, y2)`` in pixels of a

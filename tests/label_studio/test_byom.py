@@ -83,13 +83,7 @@ def test_served_backend_pre_annotates_with_ultralytics_weights(label_studio, ser
     running = serve_backend(backend)
     ml = client.ml.create(project=project.id, url=running.url, title="autoannotate", is_interactive=False)
     assert client.ml.get(id=ml.id).state == "CO", "Label Studio could not connect to the backend"
-    with label_studio.http() as http:
-        r = http.post(
-            "/api/dm/actions",
-            params={"id": "retrieve_tasks_predictions", "project": project.id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
-        assert r.status_code == 200, r.text
+    label_studio.retrieve_predictions(project.id)
     want = direct("ultralytics", {"person", "bicycle", "car"}, 0.0, **params)
     got = stored(client, tasks, "box", "rectanglelabels")
     assert got == want and sum(sum(c.values()) for c in got) > 0

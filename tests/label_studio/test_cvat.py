@@ -71,13 +71,8 @@ def test_cvat_detection_and_interaction_functions_behind_label_studio(label_stud
     ml = client.ml.create(project=project.id, url=cvat_backend.url, title="cvat", is_interactive=True)
     assert client.ml.get(id=ml.id).state == "CO", "Label Studio could not connect to the backend"
     w, h = cf.SIZE
+    label_studio.retrieve_predictions(project.id)
     with label_studio.http() as http:
-        r = http.post(
-            "/api/dm/actions",
-            params={"id": "retrieve_tasks_predictions", "project": project.id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
-        assert r.status_code == 200, r.text
         (pred,) = list(client.predictions.list(task=task.id))
         cars = [reg for reg in pred.result if reg["type"] == "rectanglelabels"]
         assert sorted(reg["score"] for reg in cars) == pytest.approx([0.3, 0.9])
@@ -111,14 +106,7 @@ def test_cvat_detection_and_interaction_functions_behind_label_studio(label_stud
 def test_a_cvat_tracking_function_follows_a_drawn_video_box(label_studio, cvat_backend, tmp_path):
     frames, (truth,) = make_frames(20)
     video = write_video(frames, tmp_path / "clip.mp4")
-    client = label_studio.client()
-    project = client.projects.create(title="cvat video", label_config=VIDEO_CONFIG)
-    with label_studio.http() as http:
-        r = http.post(
-            f"/api/projects/{project.id}/import", files=[("file_clip", ("clip.mp4", video.read_bytes(), "video/mp4"))]
-        )
-        assert r.status_code == 201, r.text
-    (task,) = list(client.tasks.list(project=project.id))
+    client, project, task = label_studio.video_task("cvat video", VIDEO_CONFIG, video)
     ml = client.ml.create(project=project.id, url=cvat_backend.url, title="cvat-video", is_interactive=True)
     drawn = drawn_video_box(truth[4], frame=5)
     with label_studio.http() as http:

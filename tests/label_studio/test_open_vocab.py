@@ -95,13 +95,7 @@ def test_served_sam3_pre_annotates_with_the_config_labels(label_studio, serve_ba
     running = serve_backend(backend)
     ml = client.ml.create(project=project.id, url=running.url, title="autoannotate", is_interactive=False)
     assert client.ml.get(id=ml.id).state == "CO", "Label Studio could not connect to the backend"
-    with label_studio.http() as http:
-        r = http.post(
-            "/api/dm/actions",
-            params={"id": "retrieve_tasks_predictions", "project": project.id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
-        assert r.status_code == 200, r.text
+    label_studio.retrieve_predictions(project.id)
     want = direct("sam3", 0.45)
     total = 0
     for t, counts in zip(tasks, want):

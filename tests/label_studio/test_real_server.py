@@ -88,13 +88,7 @@ def test_backend_pre_annotates_tasks_through_label_studio(label_studio, serve_ba
     client, project, tasks = make_project(label_studio, "pre-annotation")
     client, ml, backend = connect(label_studio, serve_backend, functions, project)
     assert client.ml.get(id=ml.id).state == "CO", "Label Studio could not connect to the backend"
-    with label_studio.http() as http:
-        r = http.post(
-            "/api/dm/actions",
-            params={"id": "retrieve_tasks_predictions", "project": project.id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
-        assert r.status_code == 200, r.text
+    label_studio.retrieve_predictions(project.id)
     by_photo = {}
     for name, t in tasks.items():
         preds = list(client.predictions.list(task=t.id))
@@ -109,17 +103,6 @@ def test_backend_pre_annotates_tasks_through_label_studio(label_studio, serve_ba
     assert person["original_width"] == 512 and 0 <= person["value"]["x"] < 5 and person["value"]["height"] > 85
     ids = [r["id"] for p in by_photo.values() for r in p.result]
     assert len(ids) == len(set(ids))
-
-
-def retrieve_predictions(ls, project_id):
-    """The Data Manager's "Retrieve predictions" action on every task."""
-    with ls.http() as http:
-        r = http.post(
-            "/api/dm/actions",
-            params={"id": "retrieve_tasks_predictions", "project": project_id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
-        assert r.status_code == 200, r.text
 
 
 def test_annotate_then_serve_leaves_one_prediction_per_task(label_studio, serve_backend, functions):
@@ -145,7 +128,7 @@ def test_annotate_then_serve_leaves_one_prediction_per_task(label_studio, serve_
     backend.predict = lambda payload: (asked.extend(t.get("id") for t in payload.get("tasks") or []), predict(payload))[
         1
     ]
-    retrieve_predictions(label_studio, project.id)
+    label_studio.retrieve_predictions(project.id)
     counts = {t.id: len(list(client.predictions.list(task=t.id))) for t in all_tasks}
     blank = next(t.id for t in all_tasks if "blank" in t.data["image"])
     assert asked == [blank]  # only the task without a prediction of this version was asked again
@@ -335,14 +318,7 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
 
     frames, (truth,) = make_frames(20)
     video = write_video(frames, tmp_path / "clip.mp4")
-    client = label_studio.client()
-    project = client.projects.create(title="video", label_config=VIDEO_CONFIG)
-    with label_studio.http() as http:
-        r = http.post(
-            f"/api/projects/{project.id}/import", files=[("file_clip", ("clip.mp4", video.read_bytes(), "video/mp4"))]
-        )
-        assert r.status_code == 201, r.text
-    (task,) = list(client.tasks.list(project=project.id))
+    client, project, task = label_studio.video_task("video", VIDEO_CONFIG, video)
 
     def detect(ctx, image):
         i = int(ctx.frame_name.split()[-1])
@@ -373,12 +349,7 @@ def test_video_task_tracks_a_drawn_box_and_pre_annotates(label_studio, serve_bac
         assert [k["frame"] for k in seq] == list(range(5, 16))
         boxes = [(k["x"] * 3.2, k["y"] * 2.4, (k["x"] + k["width"]) * 3.2, (k["y"] + k["height"]) * 2.4) for k in seq]
         assert np.mean([iou(b, truth[k["frame"] - 1]) for b, k in zip(boxes, seq)]) > 0.8
-        r = http.post(
-            "/api/dm/actions",
-            params={"id": "retrieve_tasks_predictions", "project": project.id},
-            json={"selectedItems": {"all": True, "excluded": []}},
-        )
-        assert r.status_code == 200, r.text
+    label_studio.retrieve_predictions(project.id)
     (pred,) = list(client.predictions.list(task=task.id))
     (region,) = pred.result
     assert region["type"] == "videorectangle" and region["value"]["labels"] == ["Cat"]
