@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +26,7 @@ from .config import Control
 from .fetch import ImageFetcher
 from .regions import scored, video_region
 from .responses import BadRequest, empty_prediction, failure, task_ref
-from .video_cache import VideoCache
+from .video_cache import VideoCache, temporary_video
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +50,8 @@ def video_file(fetcher: ImageFetcher, ref: str, max_bytes: int, cache: VideoCach
         with cache.path(fetcher, ref, max_bytes) as path:
             yield path
         return
-    data = fetcher.fetch(ref, max_bytes=max_bytes)
-    fd, path = tempfile.mkstemp(prefix="autoannotate-video-", suffix=".mp4")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+    with temporary_video(fetcher.fetch(ref, max_bytes=max_bytes)) as path:
         yield path
-    finally:
-        os.unlink(path)
 
 
 def pre_annotate_video(

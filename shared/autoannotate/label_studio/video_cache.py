@@ -22,6 +22,19 @@ from pathlib import Path
 from typing import Any
 
 
+@contextlib.contextmanager
+def temporary_video(data: bytes, directory: str | Path | None = None) -> Iterator[str]:
+    """``data`` in a temporary ``.mp4`` file (in ``directory``; default: the system's temporary
+    folder), removed on exit."""
+    fd, path = tempfile.mkstemp(prefix="autoannotate-video-", suffix=".mp4", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield path
+    finally:
+        os.unlink(path)
+
+
 @dataclass
 class _Entry:
     path: Path
@@ -89,13 +102,8 @@ class VideoCache:
                 else:
                     del self._fetching[key]
         if entry is None:  # larger than the whole budget: a temporary file for this use only
-            fd, tmp = tempfile.mkstemp(prefix="autoannotate-video-", suffix=".mp4", dir=self.directory)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+            with temporary_video(data, self.directory) as tmp:
                 yield tmp
-            finally:
-                os.unlink(tmp)
             return
         try:
             yield str(entry.path)
