@@ -75,6 +75,7 @@ def test_a_cvat_function_object_is_taken_as_it_is_by_annotate_images():
     assert scene.type == "tag" and scene.score is None
     wrapped = adapt(cf.Shapes())
     assert isinstance(wrapped, CvatDetection) and wrapped.spec.label(5).type == "skeleton"
+    assert repr(wrapped) == "CvatDetection(Shapes)" and wrapped.model_version == "cvat:Shapes"
     assert [a.input_type for a in wrapped.spec.label(0).attributes] == ["select", "checkbox", "number", "text"]
 
 
@@ -235,7 +236,9 @@ def test_a_cvat_tracking_function_follows_an_object_over_a_clip():
     assert sorted(track.shapes) == list(range(20)) and track.end_reason is None
     for i in range(20):
         assert track.shapes[i].points == pytest.approx(boxes[0][i], abs=1.0)
-    assert isinstance(adapt(cf.Template()), CvatTracking)
+    tracker = adapt(cf.Template())
+    assert isinstance(tracker, CvatTracking) and repr(tracker) == "CvatTracking(Template)"
+    assert tracker.model_version == "cvat:Template"
 
 
 def test_a_cvat_tracker_that_returns_another_type_ends_that_track_with_the_reason():
@@ -272,7 +275,9 @@ def test_a_cvat_tracker_of_masks_gets_and_gives_masks_in_cvats_encoding():
 
 def test_a_cvat_interaction_function_answers_clicks_and_boxes_with_masks():
     fn = adapt(cf.Bright())
-    assert isinstance(fn, CvatInteraction)
+    assert (
+        isinstance(fn, CvatInteraction) and repr(fn) == "CvatInteraction(Bright)" and fn.model_version == "cvat:Bright"
+    )
     enc = fn.encode(aa.InteractiveFunctionContext(), cf.scene())
     assert enc.nbytes == cf.SIZE[0] * cf.SIZE[1] * 4
     (r,) = fn.segment(aa.InteractiveFunctionContext(), enc, aa.InteractivePrompt(positive_points=[(70, 20)]))

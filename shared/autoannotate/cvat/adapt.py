@@ -91,19 +91,33 @@ def _version(function: Any) -> str:
     return str(function.model_version) if isinstance(function, aa.Versioned) else f"cvat:{_name(function)}"
 
 
-class CvatDetection:
-    """A CVAT detection function as an autoannotate :class:`~autoannotate.interface.DetectionFunction`."""
+class _Adapter:
+    """What every adapter keeps of the CVAT ``function``: the function, its ``model_version``, and
+    its ``preprocess_image`` if it has one (tracking and interaction functions may); the repr
+    names the adapter and the function."""
 
     def __init__(self, function: Any) -> None:
         self.function = function
-        self.cvat_spec: cvataa.DetectionFunctionSpec = function.spec
-        self.spec = convert.spec_from_cvat(self.cvat_spec)
         self.model_version = _version(function)
-        self._mask_labels = {label.id for label in self.spec.labels if label.type == "mask"}
-        self._mappers: dict[bool, _AnnotationMapper] = {}
+        self._pre = function.preprocess_image if isinstance(function, aa.Preprocessing) else None
 
     def __repr__(self) -> str:
-        return f"CvatDetection({_name(self.function)})"
+        return f"{type(self).__name__}({_name(self.function)})"
+
+    def _preprocessed(self, context: Any, image: PIL.Image.Image) -> Any:
+        """``image`` through the function's ``preprocess_image`` (with CVAT's ``context``), or as it is."""
+        return self._pre(context, image) if self._pre is not None else image
+
+
+class CvatDetection(_Adapter):
+    """A CVAT detection function as an autoannotate :class:`~autoannotate.interface.DetectionFunction`."""
+
+    def __init__(self, function: Any) -> None:
+        super().__init__(function)
+        self.cvat_spec: cvataa.DetectionFunctionSpec = function.spec
+        self.spec = convert.spec_from_cvat(self.cvat_spec)
+        self._mask_labels = {label.id for label in self.spec.labels if label.type == "mask"}
+        self._mappers: dict[bool, _AnnotationMapper] = {}
 
     def _mapper(self, conv_mask_to_poly: bool) -> _AnnotationMapper:
         """CVAT's driver checks, against a dataset holding exactly the function's labels (so ids
@@ -193,11 +207,11 @@ class _State:
     size: tuple[int, int]
 
 
-class CvatTracking:
+class CvatTracking(_Adapter):
     """A CVAT tracking function as an autoannotate :class:`~autoannotate.interface.TrackingFunction`."""
 
     def __init__(self, function: Any) -> None:
-        self.function = function
+        super().__init__(function)
         types = tuple(t for t in aa.TRACKABLE_SHAPE_TYPES if t in set(function.spec.supported_shape_types))
         if not types:
             raise BadFunctionError(
@@ -205,15 +219,9 @@ class CvatTracking:
                 f"autoannotate tracks {list(aa.TRACKABLE_SHAPE_TYPES)}"
             )
         self.spec = aa.TrackingFunctionSpec(supported_shape_types=types)
-        self.model_version = _version(function)
-        self._pre = function.preprocess_image if isinstance(function, aa.Preprocessing) else None
-
-    def __repr__(self) -> str:
-        return f"CvatTracking({_name(self.function)})"
 
     def preprocess_image(self, context: aa.TrackingFunctionContext, image: PIL.Image.Image) -> _Frame:
-        value = self._pre(_TrackingContext(), image) if self._pre is not None else image
-        return _Frame(value, image.size)
+        return _Frame(self._preprocessed(_TrackingContext(), image), image.size)
 
     def init_tracking_state(
         self, context: aa.TrackingFunctionShapeContext, pp_image: Any, shape: aa.TrackableShape
@@ -283,21 +291,15 @@ class _Encoding:
         return int(n) if isinstance(n, (int, np.integer)) else self.size[0] * self.size[1] * 3
 
 
-class CvatInteraction:
+class CvatInteraction(_Adapter):
     """A CVAT interaction function as an autoannotate :class:`~autoannotate.interface.InteractiveFunction`."""
 
     def __init__(self, function: Any) -> None:
-        self.function = function
+        super().__init__(function)
         self.cvat_spec: cvataa.InteractionFunctionSpec = function.spec
-        self.model_version = _version(function)
-        self._pre = function.preprocess_image if isinstance(function, aa.Preprocessing) else None
-
-    def __repr__(self) -> str:
-        return f"CvatInteraction({_name(self.function)})"
 
     def encode(self, context: aa.InteractiveFunctionContext, image: PIL.Image.Image) -> _Encoding:
-        value = self._pre(_InteractionContext(), image) if self._pre is not None else image
-        return _Encoding(value, image.size)
+        return _Encoding(self._preprocessed(_InteractionContext(), image), image.size)
 
     def check_prompt(self, prompt: aa.InteractivePrompt) -> None:
         """The prompt against the function's ``InteractionFunctionSpec`` (as CVAT's UI enforces
