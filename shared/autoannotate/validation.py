@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .errors import BadFunctionError
-from .interface import DetectionFunctionSpec, LabelSpec, SegmentationResult
+from .interface import AttributeSpec, DetectionFunctionSpec, LabelSpec, SegmentationResult
 from .shapes import Shape
 
 #: (minimum number of coordinates, must be even) per point-based shape type.
 _POINT_RULES = {"rectangle": 4, "polygon": 6, "polyline": 4, "points": 2}
+
+#: What a label declares: its keypoints (sublabels) and its attributes.
+_Declared = TypeVar("_Declared", LabelSpec, AttributeSpec)
 
 
 def validate_shapes(
@@ -133,15 +137,7 @@ def _check_skeleton(label: LabelSpec, s: Shape, where: str) -> None:
     for e in s.elements:
         if not isinstance(e, Shape) or e.type != "points":
             raise BadFunctionError(f"{where}: skeleton elements must be keypoint() shapes, got {e!r}")
-        sub = label.sublabel(e.label_id)
-        if sub is None:
-            raise BadFunctionError(
-                f"{where}: the function returned keypoint id {e.label_id}, which skeleton {label.name!r} "
-                f"does not have (its keypoints: {[(k.id, k.name) for k in label.sublabels]})"
-            )
-        if e.label_id in seen:
-            raise BadFunctionError(f"{where}: keypoint {sub.name!r} appears twice in one skeleton")
-        seen.add(e.label_id)
+        sub = _declared_once("keypoint", e.label_id, label.sublabels, f"skeleton {label.name!r}", seen, where)
         if len(e.points) != 2 or not all(math.isfinite(v) for v in e.points):
             raise BadFunctionError(f"{where}: keypoint {sub.name!r} needs 2 finite coordinates, got {e.points}")
         _check_score(e, f"{where}, keypoint {sub.name!r}")
@@ -157,20 +153,30 @@ def _check_skeleton(label: LabelSpec, s: Shape, where: str) -> None:
 def _check_attributes(label: LabelSpec, s: Shape, where: str) -> None:
     seen: set[int] = set()
     for a in s.attributes:
-        spec = label.attribute(a.spec_id)
-        if spec is None:
-            raise BadFunctionError(
-                f"{where}: the function returned attribute id {a.spec_id}, which label {label.name!r} "
-                f"does not have (its attributes: {[(x.id, x.name) for x in label.attributes]})"
-            )
-        if a.spec_id in seen:
-            raise BadFunctionError(f"{where}: attribute {spec.name!r} appears twice")
-        seen.add(a.spec_id)
+        spec = _declared_once("attribute", a.spec_id, label.attributes, f"label {label.name!r}", seen, where)
         if not spec.accepts(a.value):
             raise BadFunctionError(
                 f"{where}: attribute {spec.name!r} ({spec.input_type}) got value {a.value!r}, "
                 f"which the spec does not allow (values: {list(spec.values)})"
             )
+
+
+def _declared_once(
+    kind: str, id_: int, declared: Sequence[_Declared], owner: str, seen: set[int], where: str
+) -> _Declared:
+    """The one of ``declared`` (the keypoints or attributes ``owner`` has) that a returned
+    ``kind`` id names, added to ``seen`` (those already in the shape): an error if ``owner`` has
+    no such id, or if the shape has it already."""
+    spec = next((d for d in declared if d.id == id_), None)
+    if spec is None:
+        raise BadFunctionError(
+            f"{where}: the function returned {kind} id {id_}, which {owner} does not have "
+            f"(its {kind}s: {[(d.id, d.name) for d in declared]})"
+        )
+    if id_ in seen:
+        raise BadFunctionError(f"{where}: {kind} {spec.name!r} appears twice in one shape")
+    seen.add(id_)
+    return spec
 
 
 def validate_segmentation(

@@ -164,13 +164,18 @@ def test_incomplete_skeleton():
 
 
 def test_unknown_skeleton_element():
-    with pytest.raises(BadFunctionError, match="keypoint id 7"):
+    with pytest.raises(BadFunctionError) as e:
         check(aa.skeleton(2, [aa.keypoint(0, [1, 1]), aa.keypoint(1, [1, 1]), aa.keypoint(7, [1, 1])]))
+    assert str(e.value) == (
+        "shape #0 on 'img.jpg': the function returned keypoint id 7, which skeleton 'person' does not have "
+        "(its keypoints: [(0, 'head'), (1, 'foot')])"
+    )
 
 
 def test_repeated_or_malformed_skeleton_element():
-    with pytest.raises(BadFunctionError, match="twice"):
+    with pytest.raises(BadFunctionError) as e:
         check(aa.skeleton(2, [aa.keypoint(0, [1, 1]), aa.keypoint(0, [1, 1]), aa.keypoint(1, [1, 1])]))
+    assert str(e.value) == "shape #0 on 'img.jpg': keypoint 'head' appears twice in one shape"
     with pytest.raises(BadFunctionError, match="2 finite coordinates"):
         check(aa.skeleton(2, [aa.keypoint(0, [1, 1, 2, 2]), aa.keypoint(1, [1, 1])]))
 
@@ -182,8 +187,16 @@ def test_score_outside_unit_interval(score):
 
 
 def test_bad_attributes():
-    with pytest.raises(BadFunctionError, match="attribute id 5"):
+    with pytest.raises(BadFunctionError) as e:
         check(aa.rectangle(0, [1, 2, 3, 4], attributes={5: "red"}))
+    assert str(e.value) == (
+        "shape #0 on 'img.jpg': the function returned attribute id 5, which label 'box' does not have "
+        "(its attributes: [(0, 'c')])"
+    )
+    twice = [aa.AttributeValue(0, "red"), aa.AttributeValue(0, "blue")]
+    with pytest.raises(BadFunctionError) as e:
+        check(aa.rectangle(0, [1, 2, 3, 4], attributes=twice))
+    assert str(e.value) == "shape #0 on 'img.jpg': attribute 'c' appears twice in one shape"
     with pytest.raises(BadFunctionError, match="value 'green'"):
         check(aa.rectangle(0, [1, 2, 3, 4], attributes={0: "green"}))
 
