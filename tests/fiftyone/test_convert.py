@@ -12,7 +12,7 @@ import pytest
 import autoannotate as aa
 from autoannotate.fiftyone.classes import ClassSpec, make_plan
 from autoannotate.fiftyone.convert import box_label, rotated_box_polyline, shape_to_label
-from autoannotate.interface import DetectionFunctionSpec, label_spec
+from autoannotate.interface import DetectionFunctionSpec, keypoint_spec, label_spec, skeleton_label_spec
 from autoannotate.outputs import box_corners, mask_polygon
 
 fo = pytest.importorskip("fiftyone")
@@ -106,3 +106,31 @@ def test_a_rectangle_class_may_ask_for_polylines():
         review=None,
     )
     assert plan.outputs == {"ship": "polyline"} and plan.fields == {"polylines": "obb"} and not plan.refine
+
+
+def test_each_label_type_has_a_default_output_stored_in_its_container():
+    types = ["rectangle", "mask", "polygon", "polyline", "points", "tag", "any"]
+    labels = [label_spec(t, i, type=t) for i, t in enumerate(types)]
+    spec = DetectionFunctionSpec(labels=[*labels, skeleton_label_spec("skeleton", 9, [keypoint_spec("k", 0)])])
+    plan = make_plan(spec, label_field="x", classes=None, label_map=None, dataset_classes=None, review=None)
+    assert plan.outputs == {
+        "rectangle": "bbox",
+        "mask": "mask",
+        "polygon": "polygon",
+        "polyline": "polyline",
+        "points": "keypoint",
+        "tag": "tag",
+        "any": "mask",
+        "skeleton": "keypoint",
+    }
+    assert plan.fields == {
+        "detections": "x",
+        "polylines": "x_polylines",
+        "keypoints": "x_keypoints",
+        "classifications": "x_classifications",
+    }
+    with pytest.raises(aa.BadParameterError) as e:
+        ClassSpec("ship", "box")
+    assert str(e.value) == (
+        "class 'ship': unknown output type 'box'; choose one of ['bbox', 'polygon', 'polyline', 'keypoint', 'mask', 'tag']"
+    )

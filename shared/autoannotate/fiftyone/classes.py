@@ -23,10 +23,12 @@ from ..errors import BadParameterError
 from ..interface import DetectionFunctionSpec, LabelSpec
 from ..loading import split_list
 from ..mapping import Synonyms, TargetAttribute, TargetLabel, match_name, normalize_synonyms, resolve_names
+from ..outputs import NATURAL_OUTPUT
 from ..routing import ReviewThresholds, Router, parse_review, thresholds_per_class
 
 __all__ = [
     "OUTPUT_TYPES",
+    "CORE_OUTPUT",
     "CONTAINER",
     "REACHABLE",
     "DEFAULT_OUTPUT",
@@ -39,17 +41,25 @@ __all__ = [
     "make_plan",
 ]
 
-OUTPUT_TYPES = ("bbox", "polygon", "polyline", "keypoint", "mask", "tag")
+#: FiftyOne's output types: the core output type each one is (:data:`autoannotate.outputs.OUTPUT_TYPES`)
+#: and the FiftyOne container its labels are stored in.
+_OUTPUTS = {
+    "bbox": ("box", "detections"),
+    "polygon": ("polygon", "polylines"),
+    "polyline": ("polyline", "polylines"),
+    "keypoint": ("keypoints", "keypoints"),
+    "mask": ("mask", "detections"),
+    "tag": ("tag", "classifications"),
+}
+
+OUTPUT_TYPES = tuple(_OUTPUTS)
+
+#: FiftyOne's output type names -> the core's.
+CORE_OUTPUT = {output: core for output, (core, _) in _OUTPUTS.items()}
+_FIFTYONE_NAME = {core: output for output, core in CORE_OUTPUT.items()}
 
 #: The FiftyOne container each output type is stored in.
-CONTAINER = {
-    "bbox": "detections",
-    "mask": "detections",
-    "polygon": "polylines",
-    "polyline": "polylines",
-    "keypoint": "keypoints",
-    "tag": "classifications",
-}
+CONTAINER = {output: container for output, (_, container) in _OUTPUTS.items()}
 
 #: Output types reachable from each label type (rectangles reach masks/polygons by refinement).
 REACHABLE = {
@@ -63,16 +73,9 @@ REACHABLE = {
     "any": {"bbox", "mask", "polygon", "polyline", "keypoint"},
 }
 
-DEFAULT_OUTPUT = {
-    "rectangle": "bbox",
-    "mask": "mask",
-    "polygon": "polygon",
-    "polyline": "polyline",
-    "points": "keypoint",
-    "skeleton": "keypoint",
-    "tag": "tag",
-    "any": "mask",
-}
+#: The output type of a class that names none, by its label type: the core's natural one
+#: (:data:`autoannotate.outputs.NATURAL_OUTPUT`) in FiftyOne's name; a mask for an ``any`` label.
+DEFAULT_OUTPUT = {label_type: _FIFTYONE_NAME[core] for label_type, core in NATURAL_OUTPUT.items()} | {"any": "mask"}
 
 
 @dataclass(frozen=True)

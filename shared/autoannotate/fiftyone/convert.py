@@ -19,7 +19,7 @@ import numpy as np
 from ..masks import mask_bbox
 from ..outputs import derived_box, mask_polygon, to_output
 from ..shapes import Shape
-from .classes import CONTAINER, Plan
+from .classes import CONTAINER, CORE_OUTPUT, Plan
 
 RUN_ATTRIBUTE = "autoannotate_run"
 CONTAINER_TYPES = {
@@ -147,17 +147,6 @@ def shape_to_label(s: Shape, name: str, output: str, size: tuple[int, int], attr
     if "confidence" in kw:  # FiftyOne keypoint confidences are per point
         kw["confidence"] = [kw["confidence"]] * len(kps)
     return fo.Keypoint(points=kps, **kw, **extra)
-
-
-#: FiftyOne's output type names -> the core's (:data:`autoannotate.outputs.OUTPUT_TYPES`).
-CORE_OUTPUT = {
-    "bbox": "box",
-    "polygon": "polygon",
-    "polyline": "polyline",
-    "mask": "mask",
-    "keypoint": "keypoints",
-    "tag": "tag",
-}
 
 
 #: Why a label of a polygon/mask class is stored as its box (marked ``refined=False``).
