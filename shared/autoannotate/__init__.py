@@ -8,6 +8,7 @@ onto a target's labels, and record per-image failures without stopping.
 Only numpy, Pillow and tqdm are imported here; models load on first use.
 """
 
+from . import specs
 from .driver import ImageResult, iter_annotations
 from .errors import (
     AutoAnnotateError,
@@ -20,14 +21,11 @@ from .errors import (
 )
 from .images import load_image
 from .interface import (
-    AttributeSpec,
     DetectionFunction,
     DetectionFunctionContext,
-    DetectionFunctionSpec,
     InteractiveFunction,
     InteractiveFunctionContext,
     InteractivePrompt,
-    LabelSpec,
     SegmentationResult,
     TrackableShape,
     TrackingFunction,
@@ -35,16 +33,6 @@ from .interface import (
     TrackingFunctionShapeContext,
     TrackingFunctionSpec,
     TrackLost,
-    attribute_spec,
-    checkbox_attribute_spec,
-    keypoint_spec,
-    label_spec,
-    number_attribute_spec,
-    number_attribute_values,
-    radio_attribute_spec,
-    select_attribute_spec,
-    skeleton_label_spec,
-    text_attribute_spec,
 )
 from .loading import load_function, parse_param, parse_params
 from .mapping import LabelMapping, TargetAttribute, TargetLabel, target_labels_from_names
@@ -66,6 +54,7 @@ from .shapes import (
     skeleton,
     tag,
 )
+from .specs import *  # noqa: F403 - the spec classes and builders (specs.__all__)
 from .tracking import Track, detect_and_track, track_shapes
 from .validation import validate_shapes
 
@@ -82,14 +71,11 @@ __all__ = [
     "LabelMappingError",
     "WeightsNotFoundError",
     "load_image",
-    "AttributeSpec",
     "DetectionFunction",
     "DetectionFunctionContext",
-    "DetectionFunctionSpec",
     "InteractiveFunction",
     "InteractiveFunctionContext",
     "InteractivePrompt",
-    "LabelSpec",
     "SegmentationResult",
     "TrackableShape",
     "TrackingFunction",
@@ -97,16 +83,7 @@ __all__ = [
     "TrackingFunctionShapeContext",
     "TrackingFunctionSpec",
     "TrackLost",
-    "attribute_spec",
-    "checkbox_attribute_spec",
-    "keypoint_spec",
-    "label_spec",
-    "number_attribute_spec",
-    "number_attribute_values",
-    "radio_attribute_spec",
-    "select_attribute_spec",
-    "skeleton_label_spec",
-    "text_attribute_spec",
+    *specs.__all__,
     "load_function",
     "parse_param",
     "parse_params",

@@ -21,43 +21,26 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import PIL.Image
 
+from . import specs as _specs
 from .errors import BadFunctionError
-from .specs import (
-    ATTRIBUTE_INPUT_TYPES,
-    LABEL_TYPES,
-    SHAPE_TYPES,
-    AttributeSpec,
-    DetectionFunctionSpec,
-    LabelSpec,
-    attribute_spec,
-    checkbox_attribute_spec,
-    keypoint_spec,
-    label_spec,
-    number_attribute_spec,
-    number_attribute_values,
-    radio_attribute_spec,
-    select_attribute_spec,
-    skeleton_label_spec,
-    text_attribute_spec,
-)
+from .specs import *  # noqa: F403 - the specs are part of the protocol (specs.__all__)
+from .specs import ATTRIBUTE_INPUT_TYPES, LABEL_TYPES, SHAPE_TYPES, DetectionFunctionSpec
 
-#: The protocol, specs included (``from autoannotate.interface import LabelSpec`` works as before).
+#: The protocol, specs included (``from autoannotate.interface import LabelSpec`` works).
 __all__ = [
     "ATTRIBUTE_INPUT_TYPES",
-    "AttributeSpec",
+    "LABEL_TYPES",
+    "SHAPE_TYPES",
+    *_specs.__all__,
     "BatchDetection",
     "BoxSegmenting",
     "DetectionFunction",
     "DetectionFunctionContext",
-    "DetectionFunctionSpec",
     "InteractiveFunction",
     "InteractiveFunctionContext",
     "InteractivePrompt",
-    "LABEL_TYPES",
-    "LabelSpec",
     "OpenVocabulary",
     "Preprocessing",
-    "SHAPE_TYPES",
     "SegmentationResult",
     "TRACKABLE_SHAPE_TYPES",
     "TrackLost",
@@ -68,18 +51,8 @@ __all__ = [
     "TrackingFunctionSpec",
     "Versioned",
     "VideoSessions",
-    "attribute_spec",
-    "checkbox_attribute_spec",
-    "keypoint_spec",
-    "label_spec",
     "model_version",
     "function_name",
-    "number_attribute_spec",
-    "number_attribute_values",
-    "radio_attribute_spec",
-    "select_attribute_spec",
-    "skeleton_label_spec",
-    "text_attribute_spec",
 ]
 
 

@@ -16,6 +16,24 @@ import numpy as np
 
 from .errors import BadFunctionError
 
+#: The spec classes and their builders, which :mod:`autoannotate.interface` and the package
+#: re-export (the type vocabularies below are importable by name, also from the interface).
+__all__ = [
+    "AttributeSpec",
+    "DetectionFunctionSpec",
+    "LabelSpec",
+    "attribute_spec",
+    "checkbox_attribute_spec",
+    "keypoint_spec",
+    "label_spec",
+    "number_attribute_spec",
+    "number_attribute_values",
+    "radio_attribute_spec",
+    "select_attribute_spec",
+    "skeleton_label_spec",
+    "text_attribute_spec",
+]
+
 #: Shape types a function may return.
 SHAPE_TYPES = ("rectangle", "polygon", "polyline", "points", "mask", "skeleton", "tag")
 #: Label types a spec may declare. ``any`` admits every shape type except ``skeleton``.

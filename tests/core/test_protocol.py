@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -12,6 +13,47 @@ from autoannotate import BadFunctionError
 from autoannotate.validation import validate_shapes
 
 SIZE = (64, 48)  # width, height
+
+
+# ---- the public names ------------------------------------------------------------------------
+
+PACKAGE_NAMES = """
+AnnotateReport AttributeSpec AttributeValue AutoAnnotateError BadFunctionError BadParameterError
+BoxRefiner DetectionFunction DetectionFunctionContext DetectionFunctionSpec ImageFailure
+ImageLoadError ImageResult InteractiveFunction InteractiveFunctionContext InteractivePrompt
+LabelMapping LabelMappingError LabelSpec NoLabelsMatchError ReviewThresholds Router RunStore
+SegmentationResult Shape Sink TargetAttribute TargetLabel Track TrackLost TrackableShape
+TrackingFunction TrackingFunctionContext TrackingFunctionShapeContext TrackingFunctionSpec
+WeightsNotFoundError __version__ annotate_images attribute_spec attribute_vals_from_dict
+checkbox_attribute_spec detect_and_track iter_annotations keypoint keypoint_spec label_spec
+load_function load_image mask number_attribute_spec number_attribute_values parse_param parse_params
+points polygon polyline radio_attribute_spec rectangle select_attribute_spec shape skeleton
+skeleton_label_spec tag target_labels_from_names text_attribute_spec track_shapes validate_shapes
+""".split()
+
+INTERFACE_NAMES = """
+ATTRIBUTE_INPUT_TYPES AttributeSpec BatchDetection BoxSegmenting DetectionFunction
+DetectionFunctionContext DetectionFunctionSpec InteractiveFunction InteractiveFunctionContext
+InteractivePrompt LABEL_TYPES LabelSpec OpenVocabulary Preprocessing SHAPE_TYPES SegmentationResult
+TRACKABLE_SHAPE_TYPES TrackLost TrackableShape TrackingFunction TrackingFunctionContext
+TrackingFunctionShapeContext TrackingFunctionSpec Versioned VideoSessions attribute_spec
+checkbox_attribute_spec function_name keypoint_spec label_spec model_version number_attribute_spec
+number_attribute_values radio_attribute_spec select_attribute_spec skeleton_label_spec
+text_attribute_spec
+""".split()
+
+
+def test_the_package_and_the_interface_export_their_public_names_once_each():
+    import autoannotate.interface as interface
+
+    for module, names in [(aa, PACKAGE_NAMES), (interface, INTERFACE_NAMES)]:
+        assert sorted(module.__all__) == sorted(names)  # each once, none more, none less
+        namespace: dict = {}
+        exec(f"from {module.__name__} import *", namespace)
+        assert set(namespace) - {"__builtins__"} == set(names)
+    public = {n for n in dir(aa) if not n.startswith("_") and not inspect.ismodule(getattr(aa, n))}
+    assert public == set(PACKAGE_NAMES) - {"__version__"}  # the package holds nothing else but its modules
+    assert aa.label_spec is interface.label_spec and aa.LabelSpec is interface.LabelSpec
 
 
 # ---- specs ---------------------------------------------------------------------------------
