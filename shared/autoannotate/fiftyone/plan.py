@@ -370,7 +370,7 @@ def _planned(
 ) -> RunPlan:
     """The plan of an image or video run: its items, the mapping of the function's labels onto
     the dataset's classes, the engine's options as given, and the run record's configuration
-    (``config``: what this kind adds to it). Runs with the same configuration (and the same target
+    (``config``: its label fields and what this kind adds). Runs with the same configuration (and the same target
     samples, by fingerprint) resume each other."""
     dataset = samples._dataset
     label_map = args["label_map"]
@@ -380,7 +380,7 @@ def _planned(
         "function": function_name,
         "function_params": dict(params),
         "model_version": model_version(function, function_name),
-        "label_fields": config["label_fields"],
+        "label_fields": config["label_fields"],  # (the records' order of keys, as before)
         "classes": labels.outputs,
         "label_map": dict(label_map or {}),
         "conf_threshold": args["conf_threshold"],
