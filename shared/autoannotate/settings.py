@@ -9,8 +9,8 @@ FiftyOne): the CLI and the Docker health check use it as is.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -160,50 +160,76 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
+def env_variable(name: str) -> str:
+    """The variable a :class:`Settings` field is read from: ``AUTOANNOTATE_<NAME>``, and
+    ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` for the ``label_studio_*`` fields."""
+    return name.upper() if name.startswith("label_studio_") else f"AUTOANNOTATE_{name.upper()}"
+
+
+def _setting(
+    default: Any = None,
+    read: str = "text",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    secret: bool = False,
+) -> Any:
+    """A :class:`Settings` field and how :meth:`Settings.from_env` reads its variable: ``read`` is
+    ``text`` (as given), ``word`` (stripped), ``function`` (a name; ``none`` disables it), ``int``
+    or ``float`` (between ``low`` and ``high``), ``flag`` (yes/no), ``params``
+    (``NAME=TYPE:VALUE,...``) or ``hosts`` (comma-separated). A ``secret`` never shows in reprs."""
+    metadata = {"read": read, "low": low, "high": high}
+    if isinstance(default, dict):  # a fresh one for each instance
+        return field(default_factory=lambda: dict(default), repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
 @dataclass
 class Settings:
     """Everything the Label Studio service (and ``autoannotate label-studio ...``) needs.
 
-    :meth:`from_env` reads the variables below; every field has the same default whether it comes
-    from here, the CLI or the Docker image. ``function`` / ``interactive`` / ``tracker`` are
-    function names (see ``autoannotate functions``), None to disable one.
+    :meth:`from_env` reads each field from its variable (:func:`env_variable`: the field's name,
+    upper case, after ``AUTOANNOTATE_``), as the field declares; every field has the same default
+    whether it comes from here, the CLI or the Docker image. ``function`` / ``interactive`` /
+    ``tracker`` are function names (see ``autoannotate functions``), None to disable one.
     """
 
-    function: str | None = DEFAULT_FUNCTION
-    interactive: str | None = DEFAULT_INTERACTIVE  # the best SAM model whose weights are present, else grabcut
-    tracker: str | None = DEFAULT_TRACKER
-    track_frames: int = DEFAULT_TRACK_FRAMES
-    params: dict[str, Any] = field(default_factory=dict)
-    interactive_params: dict[str, Any] = field(default_factory=dict)
-    conf_threshold: float | None = None
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    batch_size: int = DEFAULT_BATCH_SIZE
-    num_workers: int = DEFAULT_NUM_WORKERS
-    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
-    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    function: str | None = _setting(DEFAULT_FUNCTION, "function")
+    #: the best SAM model whose weights are present, else grabcut
+    interactive: str | None = _setting(DEFAULT_INTERACTIVE, "function")
+    tracker: str | None = _setting(DEFAULT_TRACKER, "function")
+    track_frames: int = _setting(DEFAULT_TRACK_FRAMES, "int", low=1)
+    params: dict[str, Any] = _setting({}, "params")
+    interactive_params: dict[str, Any] = _setting({}, "params")
+    conf_threshold: float | None = _setting(None, "float", low=0, high=1)
+    host: str = _setting(DEFAULT_HOST, "word")
+    port: int = _setting(DEFAULT_PORT, "int", low=0, high=65535)
+    batch_size: int = _setting(DEFAULT_BATCH_SIZE, "int", low=1)
+    num_workers: int = _setting(DEFAULT_NUM_WORKERS, "int", low=0)
+    key_frame_interval: int = _setting(DEFAULT_KEY_FRAME_INTERVAL, "int", low=1)
+    max_video_bytes: int = _setting(DEFAULT_MAX_VIDEO_BYTES, "int", low=1)
     #: Bytes of fetched videos kept on disk (0: fetch a task's video for every request).
-    video_cache_bytes: int = DEFAULT_VIDEO_CACHE_BYTES
-    label_studio_url: str | None = None
-    label_studio_api_key: str | None = field(default=None, repr=False)  # secrets never appear in reprs/logs
-    basic_auth_user: str | None = None
-    basic_auth_pass: str | None = field(default=None, repr=False)
-    bearer_token: str | None = field(default=None, repr=False)
-    allow_hosts: tuple[str, ...] = ()
-    local_files_root: str | None = None
-    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-    cache_bytes: int = 2 << 30
-    cache_ttl: float = 3600.0
+    video_cache_bytes: int = _setting(DEFAULT_VIDEO_CACHE_BYTES, "int", low=0)
+    label_studio_url: str | None = _setting()
+    label_studio_api_key: str | None = _setting(secret=True)  # secrets never appear in reprs/logs
+    basic_auth_user: str | None = _setting()
+    basic_auth_pass: str | None = _setting(secret=True)
+    bearer_token: str | None = _setting(secret=True)
+    allow_hosts: tuple[str, ...] = _setting((), "hosts")
+    local_files_root: str | None = _setting()
+    fetch_timeout: float = _setting(DEFAULT_FETCH_TIMEOUT, "float", low=0)
+    max_image_bytes: int = _setting(DEFAULT_MAX_IMAGE_BYTES, "int", low=1)
+    cache_bytes: int = _setting(2 << 30, "int", low=0)
+    cache_ttl: float = _setting(3600.0, "float", low=0)
     #: Store a prediction with no regions where nothing was found (default: none is stored, so
     #: Label Studio's "Retrieve predictions" tries those tasks again).
-    empty_predictions: bool = False
+    empty_predictions: bool = _setting(False, "flag")
     #: Encode an opened task's image for click-to-mask in the background (Label Studio asks for
     #: the task's pre-annotation when it is opened), so the first click costs only the decoder.
-    encode_ahead: bool = True
+    encode_ahead: bool = _setting(True, "flag")
     #: With encode-ahead, also encode the project's next N tasks (by id) when a task is opened or
     #: clicked in (Label Studio asks for an opened task's pre-annotation only when it has none).
-    look_ahead: int = 2
+    look_ahead: int = _setting(2, "int", low=0, high=64)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -211,119 +237,47 @@ class Settings:
         default. A malformed value raises :class:`~autoannotate.errors.BadParameterError` naming
         the variable, e.g. ``AUTOANNOTATE_PORT='abc' is not a valid int``."""
         e = dict(os.environ if env is None else env)
-        d = cls()
-
-        def get(name: str) -> str | None:
-            v = e.get(name)
-            return None if v is None or v.strip() == "" else v
-
-        def text(name: str, default: str | None) -> str | None:
-            v = get(name)
-            return default if v is None else v
-
-        def function(name: str, default: str | None) -> str | None:
-            v = get(name)
-            if v is None:
-                return default
-            return None if v.strip().lower() in _NONE_WORDS else v.strip()
-
-        def number(
-            name: str, kind: Callable[[str], Any], default: Any, *, low: float | None = None, high: float | None = None
-        ) -> Any:
-            v = get(name)
-            if v is None:
-                return default
-            try:
-                x = kind(v)
-            except (TypeError, ValueError):
-                raise BadParameterError(f"{name}={v!r} is not a valid {kind.__name__}") from None
-            if x != x or (low is not None and x < low) or (high is not None and x > high):  # NaN too
-                bounds = f">= {low}" if high is None else f"between {low} and {high}"
-                raise BadParameterError(f"{name}={v!r} must be {bounds}")
-            return x
-
-        def flag(name: str, default: bool) -> bool:
-            v = get(name)
-            if v is None:
-                return default
-            word = v.strip().lower()
-            if word in TRUE_WORDS:
-                return True
-            if word in FALSE_WORDS:
-                return False
-            raise BadParameterError(f"{name}={v!r} must be true or false")
-
-        def params(name: str) -> dict[str, Any]:
-            v = get(name) or ""
-            try:
-                return parse_params(p for p in v.split(",") if p.strip())
-            except BadParameterError as err:
-                raise BadParameterError(f"{name}: {err}") from None
-
         default_device(e)  # a bad AUTOANNOTATE_DEVICE / _DTYPE fails here, before any model loads
         default_dtype(e)
-        return cls(
-            function=function("AUTOANNOTATE_FUNCTION", d.function),
-            interactive=function("AUTOANNOTATE_INTERACTIVE", d.interactive),
-            tracker=function("AUTOANNOTATE_TRACKER", d.tracker),
-            track_frames=number("AUTOANNOTATE_TRACK_FRAMES", int, d.track_frames, low=1),
-            params=params("AUTOANNOTATE_PARAMS"),
-            interactive_params=params("AUTOANNOTATE_INTERACTIVE_PARAMS"),
-            conf_threshold=number("AUTOANNOTATE_CONF_THRESHOLD", float, d.conf_threshold, low=0, high=1),
-            host=text("AUTOANNOTATE_HOST", d.host).strip(),  # type: ignore[union-attr]
-            port=number("AUTOANNOTATE_PORT", int, d.port, low=0, high=65535),
-            batch_size=number("AUTOANNOTATE_BATCH_SIZE", int, d.batch_size, low=1),
-            num_workers=number("AUTOANNOTATE_NUM_WORKERS", int, d.num_workers, low=0),
-            key_frame_interval=number("AUTOANNOTATE_KEY_FRAME_INTERVAL", int, d.key_frame_interval, low=1),
-            max_video_bytes=number("AUTOANNOTATE_MAX_VIDEO_BYTES", int, d.max_video_bytes, low=1),
-            video_cache_bytes=number("AUTOANNOTATE_VIDEO_CACHE_BYTES", int, d.video_cache_bytes, low=0),
-            label_studio_url=text("LABEL_STUDIO_URL", d.label_studio_url),
-            label_studio_api_key=text("LABEL_STUDIO_API_KEY", d.label_studio_api_key),
-            basic_auth_user=text("AUTOANNOTATE_BASIC_AUTH_USER", d.basic_auth_user),
-            basic_auth_pass=text("AUTOANNOTATE_BASIC_AUTH_PASS", d.basic_auth_pass),
-            bearer_token=text("AUTOANNOTATE_BEARER_TOKEN", d.bearer_token),
-            allow_hosts=tuple(h.strip() for h in (get("AUTOANNOTATE_ALLOW_HOSTS") or "").split(",") if h.strip()),
-            local_files_root=text("AUTOANNOTATE_LOCAL_FILES_ROOT", d.local_files_root),
-            fetch_timeout=number("AUTOANNOTATE_FETCH_TIMEOUT", float, d.fetch_timeout, low=0),
-            max_image_bytes=number("AUTOANNOTATE_MAX_IMAGE_BYTES", int, d.max_image_bytes, low=1),
-            cache_bytes=number("AUTOANNOTATE_CACHE_BYTES", int, d.cache_bytes, low=0),
-            cache_ttl=number("AUTOANNOTATE_CACHE_TTL", float, d.cache_ttl, low=0),
-            empty_predictions=flag("AUTOANNOTATE_EMPTY_PREDICTIONS", d.empty_predictions),
-            encode_ahead=flag("AUTOANNOTATE_ENCODE_AHEAD", d.encode_ahead),
-            look_ahead=number("AUTOANNOTATE_LOOK_AHEAD", int, d.look_ahead, low=0, high=64),
-        )
+        values = {}
+        for f in fields(cls):
+            name = env_variable(f.name)
+            v = e.get(name)
+            if v is not None and v.strip():
+                values[f.name] = _read(name, v, **f.metadata)
+        return cls(**values)
+
+
+def _read(name: str, v: str, *, read: str, low: float | None, high: float | None) -> Any:
+    """The value of variable ``name`` (set, not empty), read as its :class:`Settings` field declares."""
+    if read == "word":
+        return v.strip()
+    if read == "function":
+        return None if v.strip().lower() in _NONE_WORDS else v.strip()
+    if read == "hosts":
+        return tuple(h.strip() for h in v.split(",") if h.strip())
+    if read == "params":
+        try:
+            return parse_params(p for p in v.split(",") if p.strip())
+        except BadParameterError as err:
+            raise BadParameterError(f"{name}: {err}") from None
+    if read == "flag":
+        word = v.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise BadParameterError(f"{name}={v!r} must be true or false")
+    if read in ("int", "float"):
+        kind = int if read == "int" else float
+        try:
+            x = kind(v)
+        except (TypeError, ValueError):
+            raise BadParameterError(f"{name}={v!r} is not a valid {read}") from None
+        if x != x or (low is not None and x < low) or (high is not None and x > high):  # NaN too
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise BadParameterError(f"{name}={v!r} must be {bounds}")
+        return x
+    return v
 
 
 #: Every variable :meth:`Settings.from_env` reads.
-ENV_VARIABLES = (
-    "AUTOANNOTATE_FUNCTION",
-    "AUTOANNOTATE_INTERACTIVE",
-    "AUTOANNOTATE_TRACKER",
-    "AUTOANNOTATE_TRACK_FRAMES",
-    "AUTOANNOTATE_PARAMS",
-    "AUTOANNOTATE_INTERACTIVE_PARAMS",
-    "AUTOANNOTATE_CONF_THRESHOLD",
-    "AUTOANNOTATE_HOST",
-    "AUTOANNOTATE_PORT",
-    "AUTOANNOTATE_BATCH_SIZE",
-    "AUTOANNOTATE_NUM_WORKERS",
-    "AUTOANNOTATE_KEY_FRAME_INTERVAL",
-    "AUTOANNOTATE_MAX_VIDEO_BYTES",
-    "AUTOANNOTATE_VIDEO_CACHE_BYTES",
-    "AUTOANNOTATE_ALLOW_HOSTS",
-    "AUTOANNOTATE_LOCAL_FILES_ROOT",
-    "AUTOANNOTATE_FETCH_TIMEOUT",
-    "AUTOANNOTATE_MAX_IMAGE_BYTES",
-    "AUTOANNOTATE_CACHE_BYTES",
-    "AUTOANNOTATE_CACHE_TTL",
-    "AUTOANNOTATE_EMPTY_PREDICTIONS",
-    "AUTOANNOTATE_ENCODE_AHEAD",
-    "AUTOANNOTATE_LOOK_AHEAD",
-    "AUTOANNOTATE_BASIC_AUTH_USER",
-    "AUTOANNOTATE_BASIC_AUTH_PASS",
-    "AUTOANNOTATE_BEARER_TOKEN",
-    "AUTOANNOTATE_DEVICE",
-    "AUTOANNOTATE_DTYPE",
-    "LABEL_STUDIO_URL",
-    "LABEL_STUDIO_API_KEY",
-)
+ENV_VARIABLES = (*(env_variable(f.name) for f in fields(Settings)), DEVICE_ENV, DTYPE_ENV)

@@ -19,6 +19,7 @@ from autoannotate.settings import (
     DEFAULT_WRITE_INTERVAL,
     ENV_VARIABLES,
     Settings,
+    env_variable,
 )
 
 
@@ -98,6 +99,28 @@ def test_every_variable_is_read():
         label_studio_api_key="k",
     )
     assert {f.name for f in fields(Settings)} >= {"host", "port", "batch_size", "num_workers"}
+
+
+#: A value of each kind of setting that is not its default, as its variable spells it.
+OTHER_VALUES = {str: ("other", "other"), int: ("3", 3), float: ("0.5", 0.5), bool: ("yes", True)}
+
+
+def test_each_field_is_read_from_its_own_variable_and_listed():
+    """A field added to Settings is read from env_variable(its name) with no second place to edit."""
+    kinds = {"str | None": str, "str": str, "int": int, "float": float, "float | None": float, "bool": bool}
+    plain = [f for f in fields(Settings) if f.type in kinds]
+    assert len(plain) >= 20
+    for f in plain:
+        text, value = OTHER_VALUES[kinds[f.type]]
+        if f.name in ("function", "interactive", "tracker"):  # function names; "none" disables one
+            text, value = "none", None
+        variable = env_variable(f.name)
+        assert variable in ENV_VARIABLES
+        s = Settings.from_env({variable: text})
+        assert getattr(s, f.name) == value and s == Settings(**{f.name: value}), f.name
+    assert env_variable("label_studio_url") == "LABEL_STUDIO_URL"
+    assert env_variable("batch_size") == "AUTOANNOTATE_BATCH_SIZE"
+    assert len(set(ENV_VARIABLES)) == len(ENV_VARIABLES) == len(fields(Settings)) + 2  # + device and dtype
 
 
 def test_empty_variables_keep_defaults_and_none_disables_functions():

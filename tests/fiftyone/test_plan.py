@@ -81,7 +81,7 @@ def test_annotate_dataset_plans_each_run_once(small_dataset, video_dataset, monk
     assert planned == ["images", "video", "video"]
 
 
-def test_a_video_plan_holds_the_tracker_and_frame_fields(video_dataset):
+def test_a_video_plan_holds_the_tracker_and_frame_fields(video_dataset, small_dataset):
     det, tracker = FakeDetector(), StillTracker()
     plan = plan_run(video_dataset, det, label_field="auto", tracker=tracker, key_frame_interval=2, progress=False)
     assert plan.kind == "video" and plan.unit == "videos" and plan.tracker is tracker
@@ -90,8 +90,8 @@ def test_a_video_plan_holds_the_tracker_and_frame_fields(video_dataset):
     assert plan.config["tracker"] == "StillTracker" and plan.config["key_frame_interval"] == 2
     with pytest.raises(aa.BadParameterError, match="eval_gt_field is not supported for videos"):
         plan_run(video_dataset, det, label_field="auto", eval_gt_field="x")
-    with pytest.raises(aa.BadParameterError, match="needs a image collection"):
-        plan_run(video_dataset, det, label_field="auto", media_type="image")
+    with pytest.raises(aa.BadParameterError, match="needs a video collection"):
+        annotate_video_dataset(small_dataset, det, label_field="auto")
 
 
 def test_a_sharded_plan_stores_plain_arguments_and_queues_nothing(small_dataset):
@@ -100,3 +100,36 @@ def test_a_sharded_plan_stores_plain_arguments_and_queues_nothing(small_dataset)
     assert plan.shard_args["label_field"] == "auto" and plan.shard_args["review"] == {"person": [0.3, 0.8]}
     assert plan.config["kind"] == "sharded" and plan.config["label_fields"] == ["auto"]
     assert plan.items == []  # workers find their samples; nothing is run here
+
+
+#: What users (help(), the docs, inspect.signature) see of annotate_dataset; its parameters are
+#: declared once, in plan_run, and given to annotate_dataset by a decorator.
+ANNOTATE_DATASET_SIGNATURE = (
+    "(samples: 'Any', function: 'DetectionFunction | str', *, label_field: 'str', "
+    "classes: 'Sequence[Any] | str | None' = None, label_map: 'Mapping[str, Any] | str | None' = None, "
+    "conf_threshold: 'float | None' = None, review: 'Any' = None, overwrite: 'bool' = False, "
+    "max_samples: 'int | None' = None, batch_size: 'int' = 8, num_workers: 'int' = 4, "
+    "progress: 'Progress' = True, function_params: 'Mapping[str, Any] | None' = None, "
+    "refine_with: 'InteractiveFunction | str | None' = None, eval_gt_field: 'str | None' = None, "
+    "write_every: 'int' = 64, write_interval: 'float' = 5.0, tracker: 'TrackingFunction | str' = "
+    "'opencv_tracker', tracker_params: 'Mapping[str, Any] | None' = None, key_frame_interval: 'int' = 5, "
+    "shards: 'int | None' = None, run_info: 'Mapping[str, Any] | None' = None) -> 'AnnotateReport'"
+)
+
+
+def test_annotate_dataset_shows_and_checks_its_own_signature(small_dataset):
+    import inspect
+    import pydoc
+
+    assert str(inspect.signature(annotate_dataset)) == ANNOTATE_DATASET_SIGNATURE
+    assert annotate_dataset.__name__ == "annotate_dataset" and annotate_dataset.__module__.endswith(".annotate")
+    text = pydoc.render_doc(annotate_dataset, renderer=pydoc.plaintext)
+    assert "annotate_dataset(samples: 'Any', function:" in text and "Auto-label ``samples``" in text
+    det = FakeDetector()
+    with pytest.raises(TypeError, match=r"^annotate_dataset\(\) got an unexpected keyword argument 'label_feld'$"):
+        annotate_dataset(small_dataset, det, label_field="auto", label_feld="auto")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^annotate_dataset\(\) missing .*'label_field'"):
+        annotate_dataset(small_dataset, det)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^annotate_dataset\(\) .*positional"):
+        annotate_dataset(small_dataset, det, "auto")  # type: ignore[misc]
+    assert det.calls == [] and small_dataset.get_field("auto") is None  # refused before anything ran

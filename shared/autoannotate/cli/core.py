@@ -34,6 +34,12 @@ def add_params(p: argparse.ArgumentParser, *flags: str, help: str) -> None:
     p.add_argument(*flags, action="append", default=[], metavar="NAME=TYPE:VALUE", help=help)
 
 
+def forwarded(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options ``names`` as keyword arguments of the function a command calls (each option's
+    ``dest`` is that function's parameter name)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _add_function_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--function", "-f", help="a predefined or installed function (see `autoannotate functions`)")

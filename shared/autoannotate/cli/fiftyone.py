@@ -17,6 +17,7 @@ from ..settings import (
     DEFAULT_REVIEW,
     DEFAULT_TARGET_PRECISION,
 )
+from .core import forwarded
 
 
 def add_subcommands(sub: Any) -> None:
@@ -170,17 +171,8 @@ def cmd_calibrate_review(args: Any) -> int:
     from ..fiftyone.review import calibrate_review, save_calibration
 
     ds = load_dataset(args.dataset)
-    cal = calibrate_review(
-        ds,
-        args.field,
-        args.target_precision,
-        source=args.source,
-        bound=args.bound,
-        min_decisions=args.min_decisions,
-        fallback=args.fallback,
-        holdout=args.holdout,
-        min_support=args.min_support,
-    )
+    options = forwarded(args, "source", "bound", "min_decisions", "fallback", "holdout", "min_support")
+    cal = calibrate_review(ds, args.field, args.target_precision, **options)
     if args.save:
         save_calibration(ds, args.field, cal)
     print(json.dumps(cal.to_dict(), indent=2) if args.json else cal.summary())

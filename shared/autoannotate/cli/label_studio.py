@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import BadParameterError
 from ..settings import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_TARGET_PRECISION, DEFAULT_WRITE_EVERY, Settings
-from .core import add_params
+from .core import add_params, forwarded
 
 _NONE_WORDS = ("none", "")
 
@@ -60,18 +60,7 @@ def add_subcommands(sub: Any) -> None:
         help="a parameter of the interactive function (default: AUTOANNOTATE_INTERACTIVE_PARAMS)",
     )
     s.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
-    s.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help=f"images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else {Settings.batch_size})",
-    )
-    s.add_argument(
-        "--num-workers",
-        type=int,
-        default=None,
-        help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
-    )
+    _add_batch_options(s)
     s.add_argument(
         "--empty-predictions",
         action=argparse.BooleanOptionalAction,
@@ -121,18 +110,7 @@ def add_subcommands(sub: Any) -> None:
     a.add_argument("--conf-threshold", type=float, default=None, help="default: AUTOANNOTATE_CONF_THRESHOLD")
     a.add_argument("--overwrite", action="store_true", help="replace this model version's predictions too")
     a.add_argument("--max-tasks", type=int, default=None)
-    a.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help=f"images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else {Settings.batch_size})",
-    )
-    a.add_argument(
-        "--num-workers",
-        type=int,
-        default=None,
-        help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
-    )
+    _add_batch_options(a)
     a.add_argument(
         "--write-every",
         type=int,
@@ -165,6 +143,22 @@ def add_subcommands(sub: Any) -> None:
     )
     a.set_defaults(handler=cmd_annotate)
     _add_review_report(ls_sub)
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    """``--batch-size`` and ``--num-workers``, unset unless given (the settings' values then)."""
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"images per call of the function (default: AUTOANNOTATE_BATCH_SIZE, else {Settings.batch_size})",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help=f"image fetching/decoding threads (default: AUTOANNOTATE_NUM_WORKERS, else {Settings.num_workers})",
+    )
 
 
 def _function_name(value: str) -> str | None:
@@ -332,12 +326,7 @@ def cmd_review_report(args: argparse.Namespace) -> int:
         api_key,
         args.project,
         plot=None if args.no_plot else (args.plot or f"review-report-{args.project}.png"),
-        target_precision=args.target_precision,
-        bound=args.bound,
-        min_decisions=args.min_decisions,
-        holdout=args.holdout,
-        match_iou=args.match_iou,
-        unchanged_iou=args.unchanged_iou,
+        **forwarded(args, "target_precision", "bound", "min_decisions", "holdout", "match_iou", "unchanged_iou"),
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

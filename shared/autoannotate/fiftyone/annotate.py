@@ -14,62 +14,66 @@ autoannotate did not make is never overwritten.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from fiftyone import ViewField as F
 
 from ..driver import ImageResult, Progress, iter_annotations
-from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction
+from ..interface import DetectionFunction, TrackingFunction
 from ..report import AnnotateReport
 from ..run import Sink, processor, run, write_error
 from ..settings import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_KEY_FRAME_INTERVAL,
-    DEFAULT_NUM_WORKERS,
     DEFAULT_WRITE_EVERY,
     DEFAULT_WRITE_INTERVAL,
 )
 from ..video import iter_video_tracks
 from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
-from .plan import Plan, RunPlan, default_refiner, plan_run
+from .plan import Plan, RunPlan, check_collection, default_refiner, plan_run
 from .runs import DatasetRuns, drop_stale_views, eval_key_for, save_review_view
 from .schema import declare_fields, schema_lock
 from .shards import queue_sharded_run
 from .video import VideoSink
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = ["annotate_dataset", "annotate_video_dataset", "run_plan", "ImageSink", "default_refiner"]
 
 
-def annotate_dataset(
-    samples: Any,
-    function: DetectionFunction | str,
-    *,
-    label_field: str,
-    classes: Sequence[Any] | str | None = None,
-    label_map: Mapping[str, Any] | str | None = None,
-    conf_threshold: float | None = None,
-    review: Any = None,
-    overwrite: bool = False,
-    max_samples: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    num_workers: int = DEFAULT_NUM_WORKERS,
-    progress: Progress = True,
-    function_params: Mapping[str, Any] | None = None,
-    refine_with: InteractiveFunction | str | None = None,
-    eval_gt_field: str | None = None,
-    write_every: int = DEFAULT_WRITE_EVERY,
-    write_interval: float = DEFAULT_WRITE_INTERVAL,
-    tracker: TrackingFunction | str = "opencv_tracker",
-    tracker_params: Mapping[str, Any] | None = None,
-    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
-    shards: int | None = None,
-    run_info: Mapping[str, Any] | None = None,
-) -> AnnotateReport:
+def _parameters_of(source: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give the decorated function ``source``'s parameters, declared once in ``source``: mypy checks
+    its callers against them (``ParamSpec``), ``inspect.signature`` and ``help()`` show them
+    (``__signature__``, with the function's own return annotation), and a call with an unknown or
+    missing argument raises ``TypeError`` naming the function, before its body runs."""
+
+    def decorate(f: Callable[..., R]) -> Callable[P, R]:
+        own = inspect.signature(f)
+        signature = inspect.signature(source).replace(return_annotation=own.return_annotation)
+
+        @functools.wraps(f)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{f.__name__}() {e}") from None
+            return f(*args, **kwargs)
+
+        checked.__signature__ = signature  # type: ignore[attr-defined]
+        checked.__annotations__ = {**source.__annotations__, "return": own.return_annotation}
+        return checked
+
+    return decorate
+
+
+@_parameters_of(plan_run)
+def annotate_dataset(*args: Any, **kwargs: Any) -> AnnotateReport:
     """Auto-label ``samples`` (a dataset or view) into ``label_field``; returns the run's report.
 
     - ``function``: a detection function object, or a predefined name with ``function_params``.
@@ -113,7 +117,7 @@ def annotate_dataset(
     - ``run_info``: extra plain values stored in the run record's configuration (a shard stores
       its parent run and index); runs resume only runs with the same values.
     """
-    return run_plan(plan_run(**locals()))  # every argument as given: planned and checked in one pass
+    return run_plan(plan_run(*args, **kwargs))  # every argument as given: planned and checked in one pass
 
 
 def annotate_video_dataset(
@@ -147,7 +151,8 @@ def annotate_video_dataset(
     labels are skipped unless ``overwrite``; a killed run continues where it stopped. Review
     routing applies per track, by the track's best detection score; the report counts frame
     labels."""
-    return run_plan(plan_run(**locals(), media_type="video"))
+    check_collection(samples, "video")
+    return run_plan(plan_run(**locals()))
 
 
 def run_plan(plan: RunPlan) -> AnnotateReport:
@@ -158,30 +163,22 @@ def run_plan(plan: RunPlan) -> AnnotateReport:
     if plan.kind == "sharded":
         return queue_sharded_run(plan)
     sink: Sink
+    common: dict[str, Any] = dict(
+        mapping=plan.mapping,
+        conf_threshold=plan.conf_threshold,
+        progress=plan.progress,
+        desc=f"auto-labelling {plan.dataset.name}",
+    )
     if plan.kind == "video":
         process = processor(
-            iter_video_tracks,
-            plan.function,
-            plan.tracker,
-            mapping=plan.mapping,
-            conf_threshold=plan.conf_threshold,
-            key_frame_interval=plan.key_frame_interval,
-            progress=plan.progress,
-            desc=f"auto-labelling {plan.dataset.name}",
+            iter_video_tracks, plan.function, plan.tracker, key_frame_interval=plan.key_frame_interval, **common
         )
         labels = plan.labels
         names = {t.id: t.name for t in labels.targets}
         sink = VideoSink(plan.samples, labels.fields, names, labels.outputs, plan.overwrite, bool(labels.review))
     else:
         process = processor(
-            iter_annotations,
-            plan.function,
-            mapping=plan.mapping,
-            conf_threshold=plan.conf_threshold,
-            batch_size=plan.batch_size,
-            num_workers=plan.num_workers,
-            progress=plan.progress,
-            desc=f"auto-labelling {plan.dataset.name}",
+            iter_annotations, plan.function, batch_size=plan.batch_size, num_workers=plan.num_workers, **common
         )
         sink = ImageSink(plan.samples, plan.labels, overwrite=plan.overwrite, eval_gt_field=plan.eval_gt_field)
     return run(

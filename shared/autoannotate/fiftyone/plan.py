@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import fiftyone as fo
@@ -49,6 +49,7 @@ __all__ = [
     "RESERVED_FIELDS",
     "VIDEO_OUTPUTS",
     "SHARD_ARGS",
+    "ENGINE_OPTIONS",
     "Plan",
     "make_plan",
     "parse_classes",
@@ -73,6 +74,18 @@ SHARD_ARGS = (
     "write_every",
     "write_interval",
 )
+#: ``plan_run`` arguments a :class:`RunPlan` carries as given, for the run engine and the driver.
+ENGINE_OPTIONS = (
+    "conf_threshold",
+    "overwrite",
+    "max_samples",
+    "batch_size",
+    "num_workers",
+    "progress",
+    "write_every",
+    "write_interval",
+    "key_frame_interval",
+)
 
 
 @dataclass
@@ -85,7 +98,8 @@ class RunPlan:
     sharded run the name each worker loads); ``labels``: classes and output types, label fields,
     review thresholds; ``mapping``: function labels onto the dataset's classes; ``config``: the
     run record's configuration (what a run resumes by); ``items``: ``(sample id, filepath)``
-    pairs; the rest are the engine's and driver's options as given.
+    pairs; the engine's and driver's options (:data:`ENGINE_OPTIONS`) are ``plan_run``'s
+    arguments, its defaults where none was given.
     """
 
     kind: str
@@ -94,19 +108,20 @@ class RunPlan:
     function_name: str
     labels: Plan
     config: dict[str, Any]
+    _: KW_ONLY
+    conf_threshold: float | None
+    overwrite: bool
+    max_samples: int | None
+    batch_size: int
+    num_workers: int
+    progress: Progress
+    write_every: int
+    write_interval: float
+    key_frame_interval: int
     mapping: LabelMapping | None = None
     items: list[tuple[str, str]] = field(default_factory=list)
-    conf_threshold: float | None = None
-    overwrite: bool = False
     eval_gt_field: str | None = None
     tracker: Any = None
-    key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL
-    max_samples: int | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-    num_workers: int = DEFAULT_NUM_WORKERS
-    progress: Progress = True
-    write_every: int = DEFAULT_WRITE_EVERY
-    write_interval: float = DEFAULT_WRITE_INTERVAL
     shards: int = 0
     shard_args: dict[str, Any] = field(default_factory=dict)
 
@@ -143,125 +158,53 @@ def plan_run(
     key_frame_interval: int = DEFAULT_KEY_FRAME_INTERVAL,
     shards: int | None = None,
     run_info: Mapping[str, Any] | None = None,
-    media_type: str | None = None,
 ) -> RunPlan:
-    """The one plan of an ``annotate_dataset`` run (the same arguments; ``media_type``: the
-    collection must hold this, as ``annotate_video_dataset`` asks). Raises
+    """The one plan of an ``annotate_dataset`` run: these are its parameters (``annotate_dataset``
+    takes its signature from here) and they mean what its docstring says. Raises
     :class:`BadParameterError` (or :class:`~autoannotate.errors.LabelMappingError`) before any
     inference."""
-    check_collection(samples, media_type)
+    args = dict(locals())  # every argument by name: the plan's options, a shard's stored arguments
+    check_collection(samples)
     dataset = samples._dataset
     # an open-vocabulary function (sam3, owlv2, grounding_dino) is built to find the run's classes
     # (the dataset's when none are given); shards get them as explicit function_params
-    function_params = with_classes(
+    args["function_params"] = function_params = with_classes(
         function, function_params, class_names(classes, dataset.classes.get(label_field) or dataset.default_classes)
     )
-    options: dict[str, Any] = dict(
-        conf_threshold=conf_threshold,
-        overwrite=overwrite,
-        max_samples=max_samples,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
-        write_every=write_every,
-        write_interval=write_interval,
-    )
     if shards is not None:
-        return _plan_shards(
-            samples,
-            function,
-            shards,
-            dict(
-                options,
-                label_field=label_field,
-                classes=classes,
-                label_map=label_map,
-                review=review,
-                function_params=function_params,
-                refine_with=refine_with,
-                eval_gt_field=eval_gt_field,
-            ),
-        )
+        return _plan_shards(samples, function, shards, args)
     check_max_items(max_samples, "max_samples")
     check_write_policy(write_every, write_interval)
-    options["conf_threshold"] = conf_threshold = check_threshold(conf_threshold)
-    label_map = resolve_label_map(label_map)
+    args["conf_threshold"] = check_threshold(conf_threshold)
+    args["label_map"] = resolve_label_map(label_map)
     if samples.media_type == "video":
         if eval_gt_field:
             raise BadParameterError("eval_gt_field is not supported for videos yet")
-        return _plan_video(
-            samples, function, function_params, tracker, tracker_params, key_frame_interval, label_field, classes,
-            label_map, review, options,
-        )  # fmt: skip
+        return _plan_video(samples, args)
     if samples.media_type not in ("image", None):
         raise BadParameterError(
             f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}"
         )
     fn, fn_name, params = resolve_function(function, function_params)
-    labels = plan_labels(samples, fn.spec, label_field=label_field, classes=classes, label_map=label_map, review=review)
+    labels = _plan_labels(samples, fn.spec, args)
     if eval_gt_field is not None and dataset.get_field(eval_gt_field) is None:
         raise BadParameterError(f"eval_gt_field {eval_gt_field!r} is not a field of dataset {dataset.name!r}")
     if overwrite:
         _refuse_foreign_labels(samples, labels)
     fn = refined(fn, labels.refine, refine_with)
-    ids, paths = samples.values(["id", "filepath"])
-    config = _config(
-        "images",
-        samples,
-        ids,
-        fn,
-        fn_name,
-        params,
-        labels,
-        label_fields=list(labels.fields.values()),
-        label_map=label_map,
-        conf_threshold=conf_threshold,
-        overwrite=overwrite,
-        refine=dict(labels.refine),
-        **dict(run_info or {}),
-    )
-    return RunPlan(
-        "images",
-        samples,
-        fn,
-        fn_name,
-        labels,
-        config,
-        mapping=_mapping(fn, labels, label_map, dataset),
-        items=list(zip(ids, paths)),
-        eval_gt_field=eval_gt_field,
-        **options,
-    )
+    config = dict(label_fields=list(labels.fields.values()), refine=dict(labels.refine), **dict(run_info or {}))
+    return _planned("images", samples, fn, fn_name, params, labels, args, config, eval_gt_field=eval_gt_field)
 
 
-def _plan_video(
-    samples: Any,
-    function: DetectionFunction | str,
-    function_params: Mapping[str, Any] | None,
-    tracker: TrackingFunction | str,
-    tracker_params: Mapping[str, Any] | None,
-    key_frame_interval: int,
-    label_field: str,
-    classes: Sequence[Any] | str | None,
-    label_map: dict[str, Any] | None,
-    review: Any,
-    options: dict[str, Any],
-) -> RunPlan:
+def _plan_video(samples: Any, args: dict[str, Any]) -> RunPlan:
     """Videos: the detector on key frames, ``tracker`` in between; boxes with any tracker, masks
     and polygons with one that gives masks."""
+    key_frame_interval = args["key_frame_interval"]
     if not isinstance(key_frame_interval, int) or key_frame_interval < 1:
         raise BadParameterError(f"key_frame_interval must be an integer >= 1, got {key_frame_interval!r}")
-    detector, fn_name, params = resolve_function(function, function_params)
-    track_fn, tracker_name, t_params = resolve_function(tracker, tracker_params)
-    labels = plan_labels(
-        samples,
-        detector.spec,
-        label_field=label_field,
-        classes=classes,
-        label_map=label_map,
-        review=review,
-        frames=True,
-    )
+    detector, fn_name, params = resolve_function(args["function"], args["function_params"])
+    track_fn, tracker_name, t_params = resolve_function(args["tracker"], args["tracker_params"])
+    labels = _plan_labels(samples, detector.spec, args, frames=True)
     not_boxes = {k: v for k, v in labels.outputs.items() if v != "bbox"}
     if not_boxes and (
         not isinstance(track_fn, VideoSessions) or any(v not in VIDEO_OUTPUTS for v in not_boxes.values())
@@ -272,36 +215,13 @@ def _plan_video(
         )
     if not_boxes:
         track_fn = MaskTracking(track_fn)
-    ids, paths = samples.values(["id", "filepath"])
-    config = _config(
-        "video",
-        samples,
-        ids,
-        detector,
-        fn_name,
-        params,
-        labels,
+    config = dict(
         label_fields=[f"frames.{f}" for f in labels.fields.values()],
-        label_map=label_map,
-        conf_threshold=options["conf_threshold"],
-        overwrite=options["overwrite"],
         tracker=tracker_name,
         tracker_params=t_params,
         key_frame_interval=key_frame_interval,
     )
-    return RunPlan(
-        "video",
-        samples,
-        detector,
-        fn_name,
-        labels,
-        config,
-        mapping=_mapping(detector, labels, label_map, samples._dataset),
-        items=list(zip(ids, paths)),
-        tracker=track_fn,
-        key_frame_interval=key_frame_interval,
-        **options,
-    )
+    return _planned("video", samples, detector, fn_name, params, labels, args, config, tracker=track_fn)
 
 
 def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, args: dict[str, Any]) -> RunPlan:
@@ -334,14 +254,7 @@ def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, a
             f"shards= stores the run's arguments for the workers; they must be plain values: {e}"
         ) from None
     fn, fn_name, _ = resolve_function(function, stored.get("function_params"))
-    labels = plan_labels(
-        samples,
-        fn.spec,
-        label_field=stored["label_field"],
-        classes=stored.get("classes"),
-        label_map=stored.get("label_map"),
-        review=review,
-    )
+    labels = _plan_labels(samples, fn.spec, {**stored, "review": review})
     plain_review = {k: [t.lower, t.upper] for k, t in labels.review.items()}
     stored["review"] = plain_review if review is not None else None
     config = {
@@ -352,7 +265,8 @@ def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, a
         "review": plain_review,
         "shards": shards,
     }
-    return RunPlan("sharded", samples, function, fn_name, labels, config, shards=shards, shard_args=stored)
+    options = {k: args[k] for k in ENGINE_OPTIONS}
+    return RunPlan("sharded", samples, function, fn_name, labels, config, shards=shards, shard_args=stored, **options)
 
 
 def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
@@ -436,45 +350,63 @@ def _refuse_foreign_labels(samples: Any, labels: Plan) -> None:
             )
 
 
-def _mapping(function: Any, labels: Plan, label_map: Mapping[str, Any] | None, dataset: Any) -> LabelMapping:
-    return LabelMapping.build(
+def _plan_labels(samples: Any, spec: Any, args: Mapping[str, Any], *, frames: bool = False) -> Plan:
+    """:func:`plan_labels` with the run's ``label_field``, ``classes``, ``label_map`` and ``review``."""
+    return plan_labels(
+        samples, spec, frames=frames, **{k: args[k] for k in ("label_field", "classes", "label_map", "review")}
+    )
+
+
+def _planned(
+    kind: str,
+    samples: Any,
+    function: Any,
+    function_name: str,
+    params: Mapping[str, Any],
+    labels: Plan,
+    args: Mapping[str, Any],
+    config: Mapping[str, Any],
+    **plan: Any,
+) -> RunPlan:
+    """The plan of an image or video run: its items, the mapping of the function's labels onto
+    the dataset's classes, the engine's options as given, and the run record's configuration
+    (``config``: its label fields and what this kind adds). Runs with the same configuration (and the same target
+    samples, by fingerprint) resume each other."""
+    dataset = samples._dataset
+    label_map = args["label_map"]
+    ids, paths = samples.values(["id", "filepath"])
+    config = {
+        "kind": kind,
+        "function": function_name,
+        "function_params": dict(params),
+        "model_version": model_version(function, function_name),
+        "label_fields": config["label_fields"],  # (the records' order of keys, as before)
+        "classes": labels.outputs,
+        "label_map": dict(label_map or {}),
+        "conf_threshold": args["conf_threshold"],
+        "review": {k: [t.lower, t.upper] for k, t in labels.review.items()},
+        "overwrite": args["overwrite"],
+        **config,
+        "dataset": dataset.name,
+        "target": fingerprint(ids),
+    }
+    mapping = LabelMapping.build(
         function.spec,
         labels.targets,
         label_map=label_map,
         allow_unmatched=True,
         target_name=f"dataset {dataset.name!r}",
     )
-
-
-def _config(
-    kind: str,
-    samples: Any,
-    ids: Sequence[str],
-    function: object,
-    function_name: str,
-    params: Mapping[str, Any],
-    labels: Plan,
-    *,
-    label_fields: list[str],
-    label_map: Mapping[str, Any] | None,
-    conf_threshold: float | None,
-    overwrite: bool,
-    **extra: Any,
-) -> dict[str, Any]:
-    """What a run's record says about it; runs with the same configuration (and the same target
-    samples, by fingerprint) resume each other."""
-    return {
-        "kind": kind,
-        "function": function_name,
-        "function_params": dict(params),
-        "model_version": model_version(function, function_name),
-        "label_fields": label_fields,
-        "classes": labels.outputs,
-        "label_map": dict(label_map or {}),
-        "conf_threshold": conf_threshold,
-        "review": {k: [t.lower, t.upper] for k, t in labels.review.items()},
-        "overwrite": overwrite,
-        **extra,
-        "dataset": samples._dataset.name,
-        "target": fingerprint(ids),
-    }
+    options = {k: args[k] for k in ENGINE_OPTIONS}
+    return RunPlan(
+        kind,
+        samples,
+        function,
+        function_name,
+        labels,
+        config,
+        mapping=mapping,
+        items=list(zip(ids, paths)),
+        **options,
+        **plan,
+    )
