@@ -21,13 +21,16 @@ SIGNATURES = {
     "owlv2": OPEN_VOCAB + "default_conf_threshold: float = 0.1, nms_threshold: float = 0.3, max_detections: int = 100",
     "grounding_dino": OPEN_VOCAB
     + "default_conf_threshold: float = 0.3, nms_threshold: float = 0.5, max_detections: int = 100",
-    "sam3": OPEN_VOCAB + "default_conf_threshold: float = 0.3, mask_threshold: float = 0.5, nms_threshold: float = 0.5, "
+    "sam3": OPEN_VOCAB
+    + "default_conf_threshold: float = 0.3, mask_threshold: float = 0.5, nms_threshold: float = 0.5, "
     "max_detections: int = 100, pairs_per_pass: int = 8",
     "ultralytics": "model: str | None = None, task: str | None = None, keypoints: Any = None, device: str | None = None, "
     "dtype: str | None = None, imgsz: int | None = None, iou: float | None = None, max_det: int = 300, topk: int = 1, "
     "keypoint_threshold: float = 0.5",
     "torchvision_detection": "model_name: str, " + TORCHVISION + "dtype: str | None = None, **kwargs",
-    "torchvision_classification": "model_name: str, " + TORCHVISION + "topk: int = 1, dtype: str | None = None, **kwargs",
+    "torchvision_classification": "model_name: str, "
+    + TORCHVISION
+    + "topk: int = 1, dtype: str | None = None, **kwargs",
     "torchvision_instance_segmentation": "model_name: str = 'maskrcnn_resnet50_fpn_v2', "
     + TORCHVISION
     + "mask_threshold: float = 0.5, dtype: str | None = None, **kwargs",
