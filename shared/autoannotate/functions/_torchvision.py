@@ -71,7 +71,6 @@ class TorchvisionFunctionBase:
         self,
         model_name: str,
         weights_name: str = "DEFAULT",
-        *,
         pretrained: bool = True,
         device: str | None = None,
         dtype: str | None = None,
