@@ -86,3 +86,17 @@ def test_open_vocabulary_create_called_directly(name):
         _create(name)(colour="red")
     with pytest.raises(BadParameterError, match="classes is empty"):
         _create(name)([])
+
+
+def test_torchvision_create_called_directly():
+    """Positional ``model_name``, the class's own option by name, the rest to the model constructor."""
+    pytest.importorskip("torchvision")
+    from autoannotate.functions import torchvision_classification, torchvision_detection
+
+    fn = torchvision_detection.create("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, box_score_thresh=0.2)
+    assert fn.model.roi_heads.score_thresh == 0.2
+    assert fn.model_version == "fasterrcnn_mobilenet_v3_large_320_fpn.COCO_V1.random"
+    with pytest.raises(ValueError, match="topk must be >= 1"):
+        torchvision_classification.create("resnet18", topk=0)
+    with pytest.raises(TypeError, match=r"^create\(\) missing a required argument: 'model_name'$"):
+        torchvision_classification.create()

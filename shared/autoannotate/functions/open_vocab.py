@@ -25,14 +25,13 @@ real, detections are not.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import inspect
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ForwardRef, ParamSpec, Self, TypedDict, TypeVar
+from typing import Any, ForwardRef, ParamSpec, Self, TypedDict, TypeVar, cast
 
 import numpy as np
 import PIL.Image
@@ -44,6 +43,7 @@ from ..masks import batched_nms
 from ..seeding import seeded_torch
 from ..shapes import Shape, mask, rectangle
 from ._batching import BatchedDetection
+from ._signature import with_signature
 
 __all__ = [
     "ClassPrompts",
@@ -325,7 +325,7 @@ def create_signature(
     ``TypedDict``, :class:`OpenVocabularyParameters` or one extending it) with the signature users
     see (``-p``, the FiftyOne form, ``autoannotate functions``): :data:`INPUTS`, then ``settings``
     (the function's own parameters, in order, with their defaults), typed as in ``parameters``.
-    Calls pass every parameter by name, defaults filled in. The docstring's first paragraph is
+    Calls pass every parameter by name (:func:`with_signature`). The docstring's first paragraph is
     followed by :data:`PARAMETERS_DOC`, then the rest of the docstring (the function's own notes)."""
     hints = {k: v.__forward_arg__ if isinstance(v, ForwardRef) else v for k, v in parameters.__annotations__.items()}
     defaults = {**INPUTS, **settings}
@@ -336,21 +336,10 @@ def create_signature(
 
     def decorate(create: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.Signature(params, return_annotation=inspect.signature(create).return_annotation)
-
-        @functools.wraps(create)
-        def with_signature(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError as e:
-                raise TypeError(f"{create.__name__}() {e}") from None
-            bound.apply_defaults()
-            return create(**bound.arguments)  # type: ignore[call-arg]  # every parameter is in P
-
         first, _, rest = inspect.cleandoc(create.__doc__ or "").partition("\n\n")
         own = f"\n\n{rest}" if rest else ""
-        with_signature.__doc__ = f"{first}\n\n{PARAMETERS_DOC.format(weights=default_weights)}{own}\n"
-        with_signature.__signature__ = signature  # type: ignore[attr-defined]
-        return with_signature
+        doc = f"{first}\n\n{PARAMETERS_DOC.format(weights=default_weights)}{own}\n"
+        return cast("Callable[P, R]", with_signature(create, signature, doc))
 
     return decorate
 

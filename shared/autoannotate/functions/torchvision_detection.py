@@ -9,12 +9,11 @@ from __future__ import annotations
 from ..interface import DetectionFunctionContext, label_spec
 from ..registry import torchvision_record
 from ..shapes import Shape, rectangle
-from ._torchvision import TorchvisionFunctionBase
+from ._torchvision import TorchvisionFunctionBase, torchvision_create
 
 
 class TorchvisionDetectionFunction(TorchvisionFunctionBase):
-    """Any torchvision detection model by name (``torchvision.models.list_models(torchvision.models.detection)``);
-    this class is the module's ``create``.
+    """Any torchvision detection model by name (``torchvision.models.list_models(torchvision.models.detection)``).
 
     ``weights_name``: a member of the model's weights enum (``DEFAULT``, ``COCO_V1``, ...).
     ``pretrained=False``: same architecture, random weights (tests). ``device`` (auto, cpu, cuda,
@@ -33,8 +32,7 @@ class TorchvisionDetectionFunction(TorchvisionFunctionBase):
         ]
 
 
-#: The function's ``create``: its parameters are the constructor's.
-create = TorchvisionDetectionFunction
+create = torchvision_create(TorchvisionDetectionFunction)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.
