@@ -145,11 +145,11 @@ class Detections:
 
 
 class OpenVocabularyFunction(BatchedDetection):
-    """Common part of the open-vocabulary functions: a ``transformers`` model and its processor,
-    the spec from the classes, prompts flattened
-    (``prompt_texts``, each prompt's class in ``prompt_class``), thresholds, NMS across the prompts
-    of a class and conversion to shapes. Subclasses implement :meth:`predict` (one batched
-    forward pass per group of images, all prompts at once where the model allows it)."""
+    """Common part of the open-vocabulary functions: a ``transformers`` model and its processor
+    (built by :meth:`build`), the spec from the classes, prompts flattened (``prompt_texts``, each
+    prompt's class in ``prompt_class``), thresholds, NMS across the prompts of a class and
+    conversion to shapes. Subclasses implement :meth:`predict` (one batched forward pass per group
+    of images, all prompts at once where the model allows it)."""
 
     #: Label type of the spec: ``rectangle`` (box models) or ``mask``.
     label_type = "rectangle"
@@ -279,7 +279,7 @@ class OpenVocabularyFunction(BatchedDetection):
 
 
 # --------------------------------------------------------------------------------------------
-# Building: weights, random weights, tokenizers for random weights
+# Building: create's parameters, weights, random weights, tokenizers for random weights
 
 
 class OpenVocabularyParameters(TypedDict, total=False):
