@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 import os
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import PIL.Image
 
@@ -21,6 +21,7 @@ from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec
 from ..seeding import seeded_torch
 from ..weights import MODELS_ENV, cache_dir, find_local, offline, search_dirs
+from ._signature import with_signature
 
 _SKIP_CATEGORIES = {"N/A", "__background__"}
 
@@ -71,7 +72,6 @@ class TorchvisionFunctionBase:
         self,
         model_name: str,
         weights_name: str = "DEFAULT",
-        *,
         pretrained: bool = True,
         device: str | None = None,
         dtype: str | None = None,
@@ -156,3 +156,24 @@ class TorchvisionFunctionBase:
             for i, (s, lbl) in enumerate(zip(scores.tolist(), labels.tolist()))
             if (t is None or s >= t) and int(lbl) in ids
         ]
+
+
+T = TypeVar("T", bound=TorchvisionFunctionBase)
+
+
+def torchvision_create(function_class: type[T], model_name: str | None = None) -> Callable[..., T]:
+    """The ``create`` of a torchvision function: ``function_class``'s constructor with the
+    parameters users see, ``model_name`` (its default when given, else required), ``weights_name``,
+    ``pretrained``, ``device``, then the class's own options (its keyword-only parameters), ``dtype``
+    and the model constructor's ``**kwargs``; documented by the class's docstring."""
+    base = list(inspect.signature(TorchvisionFunctionBase.__init__).parameters.values())[1:]
+    if model_name is not None:
+        base[0] = base[0].replace(default=model_name)
+    own = [
+        p.replace(kind=p.POSITIONAL_OR_KEYWORD)
+        for p in inspect.signature(function_class.__init__).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    at = [p.name for p in base].index("dtype")
+    signature = inspect.Signature(base[:at] + own + base[at:], return_annotation=function_class.__name__)
+    return with_signature(function_class, signature, inspect.getdoc(function_class) or "")

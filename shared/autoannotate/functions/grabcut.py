@@ -74,29 +74,30 @@ class GrabCutFunction:
     def segment(
         self, context: InteractiveFunctionContext, encoding: GrabCutEncoding, prompt: InteractivePrompt
     ) -> list[SegmentationResult]:
-        pos, neg = list(prompt.positive_points), list(prompt.negative_points)
-        if not prompt.boxes:
-            return [SegmentationResult(self._one(encoding.bgr, None, pos, neg))]
+        if len(prompt.boxes) <= 1:
+            return [SegmentationResult(self._one(encoding.bgr, prompt))]
         results = []
-        for box in prompt.boxes:
+        for box in prompt.boxes:  # several objects: each box takes the clicks inside it
             inside = lambda p, box=box: box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]  # noqa: E731
-            mine_pos = [p for p in pos if inside(p)] if len(prompt.boxes) > 1 else pos
-            mine_neg = [p for p in neg if inside(p)] if len(prompt.boxes) > 1 else neg
-            results.append(SegmentationResult(self._one(encoding.bgr, box, mine_pos, mine_neg)))
+            mine = InteractivePrompt(
+                positive_points=tuple(p for p in prompt.positive_points if inside(p)),
+                negative_points=tuple(p for p in prompt.negative_points if inside(p)),
+                boxes=(box,),
+            )
+            results.append(SegmentationResult(self._one(encoding.bgr, mine)))
         return results
 
     def segment_boxes(
         self, context: InteractiveFunctionContext, encoding: GrabCutEncoding, boxes: Sequence[Sequence[float]]
     ) -> list[SegmentationResult]:
-        return [SegmentationResult(self._one(encoding.bgr, tuple(b), [], [])) for b in boxes]
+        prompts = [InteractivePrompt(boxes=((x1, y1, x2, y2),)) for x1, y1, x2, y2 in boxes]
+        return [SegmentationResult(self._one(encoding.bgr, p)) for p in prompts]
 
-    def _one(
-        self,
-        bgr: np.ndarray,
-        box: Sequence[float] | None,
-        pos: list[tuple[float, float]],
-        neg: list[tuple[float, float]],
-    ) -> np.ndarray:
+    def _one(self, bgr: np.ndarray, prompt: InteractivePrompt) -> np.ndarray:
+        """The mask of the one object ``prompt`` shows (one box at most), replaced by
+        :func:`fallback_mask` when it failed (with ``fallback``)."""
+        box = prompt.boxes[0] if prompt.boxes else None
+        pos, neg = list(prompt.positive_points), list(prompt.negative_points)
         H, W = bgr.shape[:2]
         radius = self.click_radius or max(3, int(round(0.01 * min(H, W))))
         mask = self._grabcut(bgr, box, pos, neg, radius)

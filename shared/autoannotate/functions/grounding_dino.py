@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
@@ -28,8 +28,9 @@ from ..weights import availability, hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
-    build,
+    OpenVocabularyParameters,
     char_bert_tokenizer,
+    create_signature,
 )
 
 DEFAULT_WEIGHTS = "grounding-dino-tiny"
@@ -62,19 +63,10 @@ class GroundingDinoFunction(OpenVocabularyFunction):
 
     label_type = "rectangle"
 
-    def __init__(self, model: Any, processor: Any, classes: Any, prompts: Any = None, **kwargs: Any) -> None:
-        import torch
-
-        super().__init__(classes, prompts, **kwargs)
-        self.model = model.eval()
-        self.processor = processor
-        self._torch = torch
-        self.captions = self._captions(int(getattr(model.config, "max_text_len", 256)))
-
     def _set_classes(self, classes: Any, prompts: Any) -> None:
         super()._set_classes(classes, prompts)
-        if hasattr(self, "processor"):  # for_classes(): the captions follow the prompts
-            self.captions = self._captions(int(getattr(self.model.config, "max_text_len", 256)))
+        # the captions follow the prompts (built here, on creation and in for_classes())
+        self.captions = self._captions(int(getattr(self.model.config, "max_text_len", 256)))
 
     def _captions(self, max_tokens: int) -> list[tuple[str, list[int]]]:
         """Groups of prompts whose caption fits ``max_tokens``: ``(caption, prompt indices)``."""
@@ -163,43 +155,21 @@ def random_model(config: Any = None) -> tuple[Any, Any]:
     return GroundingDinoForObjectDetection(config), processor
 
 
-def create(
-    classes: Any = None,
-    prompts: Any = None,
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    dtype: str | None = None,
-    default_conf_threshold: float = 0.3,
-    nms_threshold: float = 0.5,
-    max_detections: int = 100,
-) -> GroundingDinoFunction:
+@create_signature(DEFAULT_WEIGHTS, {"default_conf_threshold": 0.3, "nms_threshold": 0.5, "max_detections": 100})
+def create(**params: Unpack[OpenVocabularyParameters]) -> GroundingDinoFunction:
     """Grounding DINO on transformers.
 
-    ``classes``: the class names to find (a list, or ``"forklift,pallet"``); ``prompts``: texts
-    per class overriding the names (``{"yield": "yield sign"}`` or ``"yield=yield sign"``).
-    ``checkpoint``: a saved model folder (model and processor), a repo id or a registry name
-    (default ``grounding-dino-tiny``). ``pretrained=False``: the real-size architecture with random
-    weights. ``device``: see :mod:`autoannotate.devices` (default ``AUTOANNOTATE_DEVICE``, else auto);
-    ``dtype``: float32 only (see :func:`float32_only`). ``nms_threshold``: class-wise NMS IoU across prompts (1 disables it).
+    ``dtype``: float32 only (see :func:`float32_only`).
     """
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-    return build(
-        GroundingDinoFunction,
+    params["dtype"] = float32_only(params.get("dtype"))
+    return GroundingDinoFunction.build(
         GroundingDinoForObjectDetection,
         GroundingDinoProcessor,
         random_model,
-        classes=classes,
-        prompts=prompts,
-        checkpoint=checkpoint,
-        default_weights=DEFAULT_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        dtype=float32_only(dtype),
-        default_conf_threshold=default_conf_threshold,
-        nms_threshold=nms_threshold,
-        max_detections=max_detections,
+        DEFAULT_WEIGHTS,
+        params,
     )
 
 

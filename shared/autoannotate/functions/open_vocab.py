@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ForwardRef, ParamSpec, Self, TypedDict, TypeVar, cast
 
 import numpy as np
 import PIL.Image
@@ -42,16 +43,20 @@ from ..masks import batched_nms
 from ..seeding import seeded_torch
 from ..shapes import Shape, mask, rectangle
 from ._batching import BatchedDetection
+from ._signature import with_signature
 
 __all__ = [
     "ClassPrompts",
     "Detections",
     "OpenVocabularyFunction",
+    "OpenVocabularyParameters",
+    "create_signature",
     "prompt_for",
     "class_prompts",
     "parse_prompts",
     "char_clip_tokenizer",
     "char_bert_tokenizer",
+    "random_clip_text",
     "load_pretrained",
 ]
 
@@ -140,16 +145,19 @@ class Detections:
 
 
 class OpenVocabularyFunction(BatchedDetection):
-    """Common part of the open-vocabulary functions: the spec from the classes, prompts flattened
-    (``prompt_texts``, each prompt's class in ``prompt_class``), thresholds, NMS across the prompts
-    of a class and conversion to shapes. Subclasses implement :meth:`predict` (one batched
-    forward pass per group of images, all prompts at once where the model allows it)."""
+    """Common part of the open-vocabulary functions: a ``transformers`` model and its processor
+    (built by :meth:`build`), the spec from the classes, prompts flattened (``prompt_texts``, each
+    prompt's class in ``prompt_class``), thresholds, NMS across the prompts of a class and
+    conversion to shapes. Subclasses implement :meth:`predict` (one batched forward pass per group
+    of images, all prompts at once where the model allows it)."""
 
     #: Label type of the spec: ``rectangle`` (box models) or ``mask``.
     label_type = "rectangle"
 
     def __init__(
         self,
+        model: Any,
+        processor: Any,
         classes: Sequence[str] | str | None,
         prompts: Mapping[str, Any] | str | None = None,
         *,
@@ -158,6 +166,12 @@ class OpenVocabularyFunction(BatchedDetection):
         nms_threshold: float = 0.5,
         max_detections: int = 100,
     ) -> None:
+        import torch
+
+        #: The ``transformers`` model (in eval mode) and its processor.
+        self.model = model.eval()
+        self.processor = processor
+        self._torch = torch
         self._set_classes(classes, prompts)
         if not 0.0 <= float(nms_threshold) <= 1.0:
             raise BadParameterError(f"nms_threshold must be in [0, 1] (1 disables NMS), got {nms_threshold!r}")
@@ -168,6 +182,26 @@ class OpenVocabularyFunction(BatchedDetection):
         self.base_model_version = model_version
         # processors keep no per-call state but may build helpers lazily on first use
         self._lock = threading.Lock()
+
+    @classmethod
+    def build(
+        cls, model_class: Any, processor_class: Any, random_model: Any, default_weights: str, params: Mapping[str, Any]
+    ) -> Self:
+        """The one ``create`` of the open-vocabulary functions: the class names are checked before
+        any weights are looked for, then the function is built over the weights (:func:`load_model`)
+        placed on ``device`` in ``dtype``. ``params``: the function's parameters by name
+        (:data:`INPUTS` and the function's own settings, passed to its constructor)."""
+        from ..devices import place
+
+        inputs = {k: params.get(k, v) for k, v in INPUTS.items()}
+        options = {k: v for k, v in params.items() if k not in INPUTS}
+        classes, prompts = inputs["classes"], inputs["prompts"]
+        class_prompts(classes, prompts)
+        model, processor, version = load_model(
+            model_class, processor_class, random_model, inputs["checkpoint"], default_weights, inputs["pretrained"]
+        )
+        model = place(model, inputs["device"], inputs["dtype"])
+        return cls(model, processor, classes, prompts, model_version=version, **options)
 
     @property
     def spec(self) -> DetectionFunctionSpec:
@@ -245,35 +279,69 @@ class OpenVocabularyFunction(BatchedDetection):
 
 
 # --------------------------------------------------------------------------------------------
-# Building: weights, random weights, tokenizers for random weights
+# Building: create's parameters, weights, random weights, tokenizers for random weights
 
 
-def build(
-    function_class: Any,
-    model_class: Any,
-    processor_class: Any,
-    random_model: Any,
-    *,
-    classes: Any,
-    prompts: Any,
-    checkpoint: str | None,
-    default_weights: str,
-    pretrained: bool,
-    device: str | None,
-    dtype: str | None,
-    **options: Any,
-) -> Any:
-    """The one ``create`` of the open-vocabulary functions: the class names are checked before any
-    weights are looked for, then ``function_class(model, processor, classes, prompts, ...)`` is built
-    over the weights (:func:`load_model`) placed on ``device`` in ``dtype``; ``options`` are the
-    function's own settings (thresholds, limits)."""
-    from ..devices import place
+class OpenVocabularyParameters(TypedDict, total=False):
+    """The parameters of every open-vocabulary ``create``, for type checkers (``**params:
+    Unpack[OpenVocabularyParameters]``); :func:`create_signature` gives them their order, defaults
+    and description at run time."""
 
-    class_prompts(classes, prompts)
-    model, processor, version = load_model(
-        model_class, processor_class, random_model, checkpoint, default_weights, pretrained
-    )
-    return function_class(place(model, device, dtype), processor, classes, prompts, model_version=version, **options)
+    classes: Any
+    prompts: Any
+    checkpoint: str | None
+    pretrained: bool
+    device: str | None
+    dtype: str | None
+    default_conf_threshold: float
+    nms_threshold: float
+    max_detections: int
+
+
+#: What every open-vocabulary ``create`` takes first, with its defaults; the function's own
+#: settings (thresholds, limits) follow.
+INPUTS = {"classes": None, "prompts": None, "checkpoint": None, "pretrained": True, "device": None, "dtype": None}
+
+#: What the parameters of :class:`OpenVocabularyParameters` mean: the description every
+#: open-vocabulary ``create`` has after its first line (``{weights}``: its default weights).
+PARAMETERS_DOC = """``classes``: the class names to find (a list, or ``"stop_sign,yield"``); ``prompts``: texts
+per class overriding the names (``{{"yield": ["yield sign", "give way sign"]}}`` or
+``"yield=yield sign|give way sign"``). ``checkpoint``: a saved model folder (model and
+processor), a repo id or a registry name (default ``{weights}``). ``pretrained=False``: the
+real-size architecture with random weights. ``device``, ``dtype``: see :mod:`autoannotate.devices`
+(default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32).
+``default_conf_threshold``: the score threshold when the caller gives none; ``nms_threshold``:
+class-wise box NMS IoU across the prompts of a class (1 disables it); ``max_detections``: the
+most detections kept per image."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def create_signature(
+    default_weights: str, settings: Mapping[str, Any], parameters: Any = OpenVocabularyParameters
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorates an open-vocabulary ``create(**params: Unpack[parameters])`` (``parameters``: a
+    ``TypedDict``, :class:`OpenVocabularyParameters` or one extending it) with the signature users
+    see (``-p``, the FiftyOne form, ``autoannotate functions``): :data:`INPUTS`, then ``settings``
+    (the function's own parameters, in order, with their defaults), typed as in ``parameters``.
+    Calls pass every parameter by name (:func:`with_signature`). The docstring's first paragraph is
+    followed by :data:`PARAMETERS_DOC`, then the rest of the docstring (the function's own notes)."""
+    hints = {k: v.__forward_arg__ if isinstance(v, ForwardRef) else v for k, v in parameters.__annotations__.items()}
+    defaults = {**INPUTS, **settings}
+    if set(defaults) != set(hints):
+        raise TypeError(f"the settings {sorted(settings)} do not match the typed parameters {sorted(hints)}")
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter(k, kind, default=v, annotation=hints[k]) for k, v in defaults.items()]
+
+    def decorate(create: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.Signature(params, return_annotation=inspect.signature(create).return_annotation)
+        first, _, rest = inspect.cleandoc(create.__doc__ or "").partition("\n\n")
+        own = f"\n\n{rest}" if rest else ""
+        doc = f"{first}\n\n{PARAMETERS_DOC.format(weights=default_weights)}{own}\n"
+        return cast("Callable[P, R]", with_signature(create, signature, doc))
+
+    return decorate
 
 
 def load_model(
@@ -344,3 +412,10 @@ def clip_token_ids(tokenizer: Any) -> dict[str, int]:
         "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     }
+
+
+def random_clip_text(model_max_length: int, **config: Any) -> tuple[Any, dict[str, Any]]:
+    """For a random-weight model with a CLIP text encoder: :func:`char_clip_tokenizer` and the text
+    config that matches it (its vocabulary size and :func:`clip_token_ids`, plus ``config``)."""
+    tokenizer = char_clip_tokenizer(model_max_length)
+    return tokenizer, {"vocab_size": len(tokenizer), **config, **clip_token_ids(tokenizer)}

@@ -14,7 +14,7 @@ Weights: ``owlv2-base`` (google/owlv2-base-patch16-ensemble) from ``autoannotate
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
@@ -25,9 +25,9 @@ from ..weights import availability, hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
-    build,
-    char_clip_tokenizer,
-    clip_token_ids,
+    OpenVocabularyParameters,
+    create_signature,
+    random_clip_text,
 )
 
 DEFAULT_WEIGHTS = "owlv2-base"
@@ -37,14 +37,6 @@ class Owlv2Function(OpenVocabularyFunction):
     """An ``Owlv2ForObjectDetection`` model with its processor as a detection function."""
 
     label_type = "rectangle"
-
-    def __init__(self, model: Any, processor: Any, classes: Any, prompts: Any = None, **kwargs: Any) -> None:
-        import torch
-
-        super().__init__(classes, prompts, **kwargs)
-        self.model = model.eval()
-        self.processor = processor
-        self._torch = torch
 
     def predict(self, images: Sequence[PIL.Image.Image], threshold: float) -> list[Detections]:
         torch = self._torch
@@ -72,10 +64,10 @@ def random_model(config: Any = None) -> tuple[Any, Any]:
     architecture, 960 px input) and a character-level tokenizer (see ``open_vocab``)."""
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
 
-    tokenizer = char_clip_tokenizer(16)
+    tokenizer, text_config = random_clip_text(16)
     if config is None:
         config = Owlv2Config(
-            text_config={"vocab_size": len(tokenizer), **clip_token_ids(tokenizer)},
+            text_config=text_config,
             vision_config={"image_size": 960, "patch_size": 16},
         )
     side = config.vision_config.image_size
@@ -85,45 +77,12 @@ def random_model(config: Any = None) -> tuple[Any, Any]:
     return Owlv2ForObjectDetection(config), processor
 
 
-def create(
-    classes: Any = None,
-    prompts: Any = None,
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    dtype: str | None = None,
-    default_conf_threshold: float = 0.1,
-    nms_threshold: float = 0.3,
-    max_detections: int = 100,
-) -> Owlv2Function:
-    """OWLv2 on transformers.
-
-    ``classes``: the class names to find (a list, or ``"stop_sign,yield"``); ``prompts``: texts
-    per class overriding the names (``{"yield": ["yield sign", "give way sign"]}`` or
-    ``"yield=yield sign|give way sign"``). ``checkpoint``: a saved model folder (model and
-    processor), a repo id or a registry name (default ``owlv2-base``). ``pretrained=False``: the
-    real-size architecture with random weights. ``device``, ``dtype``: see :mod:`autoannotate.devices`
-    (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32). ``default_conf_threshold`` applies when the caller
-    gives none; ``nms_threshold``: class-wise NMS IoU (1 disables it).
-    """
+@create_signature(DEFAULT_WEIGHTS, {"default_conf_threshold": 0.1, "nms_threshold": 0.3, "max_detections": 100})
+def create(**params: Unpack[OpenVocabularyParameters]) -> Owlv2Function:
+    """OWLv2 on transformers."""
     from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-    return build(
-        Owlv2Function,
-        Owlv2ForObjectDetection,
-        Owlv2Processor,
-        random_model,
-        classes=classes,
-        prompts=prompts,
-        checkpoint=checkpoint,
-        default_weights=DEFAULT_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        dtype=dtype,
-        default_conf_threshold=default_conf_threshold,
-        nms_threshold=nms_threshold,
-        max_detections=max_detections,
-    )
+    return Owlv2Function.build(Owlv2ForObjectDetection, Owlv2Processor, random_model, DEFAULT_WEIGHTS, params)
 
 
 #: Whether its weights are already on this machine (no download).

@@ -16,7 +16,7 @@ on 2 CPU cores.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
@@ -28,9 +28,9 @@ from ..weights import availability, hf_weights
 from .open_vocab import (
     Detections,
     OpenVocabularyFunction,
-    build,
-    char_clip_tokenizer,
-    clip_token_ids,
+    OpenVocabularyParameters,
+    create_signature,
+    random_clip_text,
 )
 
 DEFAULT_WEIGHTS = "sam3"
@@ -54,16 +54,11 @@ class Sam3Function(OpenVocabularyFunction):
         pairs_per_pass: int = 8,
         **kwargs: Any,
     ) -> None:
-        import torch
-
-        super().__init__(classes, prompts, **kwargs)
+        super().__init__(model, processor, classes, prompts, **kwargs)
         if int(pairs_per_pass) < 1:
             raise BadParameterError(f"pairs_per_pass must be >= 1, got {pairs_per_pass}")
-        self.model = model.eval()
-        self.processor = processor
         self.mask_threshold = float(mask_threshold)
         self.pairs_per_pass = int(pairs_per_pass)
-        self._torch = torch
 
     def predict(self, images: Sequence[PIL.Image.Image], threshold: float) -> list[Detections]:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -126,21 +121,18 @@ def random_model(config: Any = None) -> tuple[Any, Any]:
     architecture, 1008 px input) and a character-level tokenizer (see ``open_vocab``)."""
     from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
 
-    tokenizer = char_clip_tokenizer(32)
+    tokenizer, text_config = random_clip_text(
+        32,
+        hidden_size=1024,
+        intermediate_size=4096,
+        projection_dim=512,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        max_position_embeddings=32,
+        hidden_act="gelu",
+    )
     if config is None:
-        config = Sam3Config(
-            text_config={
-                "vocab_size": len(tokenizer),
-                "hidden_size": 1024,
-                "intermediate_size": 4096,
-                "projection_dim": 512,
-                "num_hidden_layers": 24,
-                "num_attention_heads": 16,
-                "max_position_embeddings": 32,
-                "hidden_act": "gelu",
-                **clip_token_ids(tokenizer),
-            }
-        )
+        config = Sam3Config(text_config=text_config)
     side = config.vision_config.backbone_config.image_size
     processor = Sam3Processor(
         image_processor=Sam3ImageProcessor(size={"height": side, "width": side}), tokenizer=tokenizer
@@ -148,50 +140,32 @@ def random_model(config: Any = None) -> tuple[Any, Any]:
     return Sam3Model(config), processor
 
 
-def create(
-    classes: Any = None,
-    prompts: Any = None,
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    dtype: str | None = None,
-    default_conf_threshold: float = 0.3,
-    mask_threshold: float = 0.5,
-    nms_threshold: float = 0.5,
-    max_detections: int = 100,
-    pairs_per_pass: int = 8,
-) -> Sam3Function:
+class Sam3Parameters(OpenVocabularyParameters, total=False):
+    """SAM 3's ``create`` parameters: the open-vocabulary ones and its own."""
+
+    mask_threshold: float
+    pairs_per_pass: int
+
+
+SETTINGS = {
+    "default_conf_threshold": 0.3,
+    "mask_threshold": 0.5,
+    "nms_threshold": 0.5,
+    "max_detections": 100,
+    "pairs_per_pass": 8,
+}
+
+
+@create_signature(DEFAULT_WEIGHTS, SETTINGS, Sam3Parameters)
+def create(**params: Unpack[Sam3Parameters]) -> Sam3Function:
     """SAM 3 on transformers.
 
-    ``classes``: the class names to find (a list, or ``"stop_sign,yield"``); ``prompts``: texts
-    per class overriding the names (``{"yield": ["yield sign", "give way sign"]}`` or
-    ``"yield=yield sign|give way sign"``). ``checkpoint``: a saved model folder (model and
-    processor), a repo id or a registry name (default ``sam3``). ``pretrained=False``: the
-    real-size architecture with random weights. ``device``, ``dtype``: see :mod:`autoannotate.devices`
-    (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32). ``mask_threshold``: mask probability cut;
-    ``nms_threshold``: class-wise box NMS across prompts (1 disables it); ``pairs_per_pass``:
-    (image, prompt) pairs per decoder pass (memory).
+    ``mask_threshold``: mask probability cut; ``pairs_per_pass``: (image, prompt) pairs per
+    decoder pass (memory).
     """
     from transformers import Sam3Model, Sam3Processor
 
-    return build(
-        Sam3Function,
-        Sam3Model,
-        Sam3Processor,
-        random_model,
-        classes=classes,
-        prompts=prompts,
-        checkpoint=checkpoint,
-        default_weights=DEFAULT_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        dtype=dtype,
-        default_conf_threshold=default_conf_threshold,
-        mask_threshold=mask_threshold,
-        nms_threshold=nms_threshold,
-        max_detections=max_detections,
-        pairs_per_pass=pairs_per_pass,
-    )
+    return Sam3Function.build(Sam3Model, Sam3Processor, random_model, DEFAULT_WEIGHTS, params)
 
 
 #: Whether its weights are already on this machine (no download).

@@ -14,10 +14,13 @@ from ..devices import to_cpu_float, to_model
 from ..interface import DetectionFunctionContext, label_spec
 from ..registry import torchvision_record
 from ..shapes import Shape, tag
-from ._torchvision import TorchvisionFunctionBase
+from ._torchvision import TorchvisionFunctionBase, torchvision_create
 
 
 class TorchvisionClassificationFunction(TorchvisionFunctionBase):
+    """Any torchvision classification model by name; ``topk`` tags per image. ``device`` /
+    ``dtype``: see :mod:`autoannotate.devices`."""
+
     cast_weights = True
 
     def __init__(self, *args: Any, topk: int = 1, **kwargs: Any) -> None:
@@ -47,20 +50,7 @@ class TorchvisionClassificationFunction(TorchvisionFunctionBase):
         ]
 
 
-def create(
-    model_name: str,
-    weights_name: str = "DEFAULT",
-    pretrained: bool = True,
-    device: str | None = None,
-    topk: int = 1,
-    dtype: str | None = None,
-    **kwargs: Any,
-) -> TorchvisionClassificationFunction:
-    """Any torchvision classification model by name; ``topk`` tags per image. ``device`` /
-    ``dtype``: see :mod:`autoannotate.devices`."""
-    return TorchvisionClassificationFunction(
-        model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, topk=topk, **kwargs
-    )
+create = torchvision_create(TorchvisionClassificationFunction)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.

@@ -6,15 +6,21 @@ Label names come from the weights' metadata. Usage:
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..interface import DetectionFunctionContext, label_spec
 from ..registry import torchvision_record
 from ..shapes import Shape, rectangle
-from ._torchvision import TorchvisionFunctionBase
+from ._torchvision import TorchvisionFunctionBase, torchvision_create
 
 
 class TorchvisionDetectionFunction(TorchvisionFunctionBase):
+    """Any torchvision detection model by name (``torchvision.models.list_models(torchvision.models.detection)``).
+
+    ``weights_name``: a member of the model's weights enum (``DEFAULT``, ``COCO_V1``, ...).
+    ``pretrained=False``: same architecture, random weights (tests). ``device`` (auto, cpu, cuda,
+    cuda:N) and ``dtype`` (float32, bfloat16, float16; run under autocast): see :mod:`autoannotate.devices`.
+    Other parameters go to the model constructor (e.g. ``box_score_thresh=float:0.3``).
+    """
+
     def make_labels(self) -> list:
         return [label_spec(self.categories[i], i, type="rectangle") for i in self.label_ids()]
 
@@ -26,24 +32,7 @@ class TorchvisionDetectionFunction(TorchvisionFunctionBase):
         ]
 
 
-def create(
-    model_name: str,
-    weights_name: str = "DEFAULT",
-    pretrained: bool = True,
-    device: str | None = None,
-    dtype: str | None = None,
-    **kwargs: Any,
-) -> TorchvisionDetectionFunction:
-    """Any torchvision detection model by name (``torchvision.models.list_models(torchvision.models.detection)``).
-
-    ``weights_name``: a member of the model's weights enum (``DEFAULT``, ``COCO_V1``, ...).
-    ``pretrained=False``: same architecture, random weights (tests). ``device`` (auto, cpu, cuda,
-    cuda:N) and ``dtype`` (float32, bfloat16, float16; run under autocast): see :mod:`autoannotate.devices`.
-    Other parameters go to the model constructor (e.g. ``box_score_thresh=float:0.3``).
-    """
-    return TorchvisionDetectionFunction(
-        model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, **kwargs
-    )
+create = torchvision_create(TorchvisionDetectionFunction)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.

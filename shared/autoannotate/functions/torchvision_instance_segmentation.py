@@ -11,10 +11,15 @@ from ..interface import DetectionFunctionContext, label_spec
 from ..masks import mask_to_polygon
 from ..registry import torchvision_record
 from ..shapes import Shape, mask, polygon
-from ._torchvision import TorchvisionFunctionBase
+from ._torchvision import TorchvisionFunctionBase, torchvision_create
 
 
 class TorchvisionInstanceSegmentationFunction(TorchvisionFunctionBase):
+    """A torchvision instance segmentation model by name (``maskrcnn_resnet50_fpn[_v2]``).
+
+    Parameters as in ``torchvision_detection``, plus ``mask_threshold`` (probability cut-off).
+    """
+
     def __init__(self, *args: Any, mask_threshold: float = 0.5, **kwargs: Any) -> None:
         self.mask_threshold = float(mask_threshold)
         super().__init__(*args, **kwargs)
@@ -37,28 +42,7 @@ class TorchvisionInstanceSegmentationFunction(TorchvisionFunctionBase):
         return shapes
 
 
-def create(
-    model_name: str = "maskrcnn_resnet50_fpn_v2",
-    weights_name: str = "DEFAULT",
-    pretrained: bool = True,
-    device: str | None = None,
-    mask_threshold: float = 0.5,
-    dtype: str | None = None,
-    **kwargs: Any,
-) -> TorchvisionInstanceSegmentationFunction:
-    """A torchvision instance segmentation model by name (``maskrcnn_resnet50_fpn[_v2]``).
-
-    Parameters as in ``torchvision_detection``, plus ``mask_threshold`` (probability cut-off).
-    """
-    return TorchvisionInstanceSegmentationFunction(
-        model_name,
-        weights_name,
-        pretrained=pretrained,
-        device=device,
-        dtype=dtype,
-        mask_threshold=mask_threshold,
-        **kwargs,
-    )
+create = torchvision_create(TorchvisionInstanceSegmentationFunction, "maskrcnn_resnet50_fpn_v2")
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.

@@ -3,15 +3,15 @@ invisible (visibility 0) are marked occluded."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..interface import DetectionFunctionContext, keypoint_spec, skeleton_label_spec
 from ..registry import torchvision_record
 from ..shapes import Shape, keypoint, skeleton
-from ._torchvision import TorchvisionFunctionBase
+from ._torchvision import TorchvisionFunctionBase, torchvision_create
 
 
 class TorchvisionKeypointDetectionFunction(TorchvisionFunctionBase):
+    """A torchvision keypoint model by name; parameters as in ``torchvision_detection``."""
+
     def make_labels(self) -> list:
         names = self.weights.meta["keypoint_names"]
         return [
@@ -34,18 +34,7 @@ class TorchvisionKeypointDetectionFunction(TorchvisionFunctionBase):
         ]
 
 
-def create(
-    model_name: str = "keypointrcnn_resnet50_fpn",
-    weights_name: str = "DEFAULT",
-    pretrained: bool = True,
-    device: str | None = None,
-    dtype: str | None = None,
-    **kwargs: Any,
-) -> TorchvisionKeypointDetectionFunction:
-    """A torchvision keypoint model by name; parameters as in ``torchvision_detection``."""
-    return TorchvisionKeypointDetectionFunction(
-        model_name, weights_name, pretrained=pretrained, device=device, dtype=dtype, **kwargs
-    )
+create = torchvision_create(TorchvisionKeypointDetectionFunction, "keypointrcnn_resnet50_fpn")
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.

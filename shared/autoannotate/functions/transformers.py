@@ -27,7 +27,7 @@ import PIL.Image
 from ..devices import place, to_cpu_float, to_model
 from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec, label_spec
-from ..registry import FunctionRecord
+from ..registry import transformers_record
 from ..shapes import Shape, mask, rectangle, tag
 from ._batching import BatchedDetection
 from .open_vocab import class_prompts
@@ -402,11 +402,8 @@ __all__ = ["TASKS", "TransformersFunction", "checkpoint_folder", "create", "infe
 
 
 #: This function in the registry (:mod:`autoannotate.registry`): the checkpoint is the user's.
-FUNCTION = FunctionRecord(
-    name="transformers",
-    kind="detection",
-    extras=("transformers",),
-    requires=("transformers", "torch"),
+FUNCTION = transformers_record(
+    "transformers",
     license="Apache-2.0 (transformers); each checkpoint has its own license (see its model card)",
     open_vocabulary=True,
 )

@@ -70,13 +70,23 @@ def obb_rectangle(label_id: int, xywhr: Sequence[float], **kwargs: Any) -> Shape
 
 
 class UltralyticsFunction(BatchedDetection):
-    """A detection function over an ``ultralytics.YOLO`` model. Thread-safe (one prediction at a
-    time: Ultralytics' predictor keeps state between calls)."""
+    """An Ultralytics model as a detection function (this class is the module's ``create``).
+    Thread-safe (one prediction at a time: Ultralytics' predictor keeps state between calls).
+
+    ``model``: a ``.pt`` file, a model YAML (random weights) or an exported model Ultralytics can
+    load; ``task`` (``detect``, ``segment``, ``pose``, ``obb``, ``classify``): only for exported
+    models that do not record it. ``keypoints``: pose keypoint names (a list, ``"nose,left_eye,..."``
+    or a file with one per line; default the model's, else COCO's 17). ``device`` / ``dtype``
+    (float32 or float16): see :mod:`autoannotate.devices`. ``imgsz``, ``iou`` (NMS), ``max_det``:
+    Ultralytics' own (its defaults when unset). ``topk``: tags per image (classify);
+    ``keypoint_threshold``: keypoints less visible than this are marked occluded. With no
+    threshold from the caller, Ultralytics' default (0.25) applies.
+    """
 
     def __init__(
         self,
-        yolo: Any,
-        *,
+        model: str | None = None,
+        task: str | None = None,
         keypoints: Any = None,
         device: str | None = None,
         dtype: str | None = None,
@@ -85,8 +95,13 @@ class UltralyticsFunction(BatchedDetection):
         max_det: int = 300,
         topk: int = 1,
         keypoint_threshold: float = 0.5,
-        model_version: str = "",
     ) -> None:
+        if not model:
+            raise BadParameterError(
+                "the ultralytics function needs model=: the path of your weights, e.g. -p model=str:runs/detect/train/"
+                "weights/best.pt (or a model YAML, or an exported model)"
+            )
+        yolo = load_yolo(str(model), task)
         self.yolo = yolo
         self.task = str(yolo.task)
         if self.task not in TASKS:
@@ -105,7 +120,12 @@ class UltralyticsFunction(BatchedDetection):
             self.predict_args["iou"] = float(iou)
         if self.task == "segment":
             self.predict_args["retina_masks"] = True  # masks at the image's own size
-        self.model_version = model_version
+        path = Path(str(model))
+        self.model_version = path.name
+        if path.is_file():
+            from ..weights import sha256_of
+
+            self.model_version = f"{path.stem}@{sha256_of(path)[:12]}"
         self._lock = threading.Lock()
         self.keypoint_names: list[str] = []
         if self.task == "pose":
@@ -263,53 +283,8 @@ def load_yolo(model: str, task: str | None = None) -> Any:
         raise WeightsNotFoundError(f"Ultralytics cannot load {model!r}: {e}") from None
 
 
-def create(
-    model: str | None = None,
-    task: str | None = None,
-    keypoints: Any = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    imgsz: int | None = None,
-    iou: float | None = None,
-    max_det: int = 300,
-    topk: int = 1,
-    keypoint_threshold: float = 0.5,
-) -> UltralyticsFunction:
-    """An Ultralytics model as a detection function.
-
-    ``model``: a ``.pt`` file, a model YAML (random weights) or an exported model Ultralytics can
-    load; ``task`` (``detect``, ``segment``, ``pose``, ``obb``, ``classify``): only for exported
-    models that do not record it. ``keypoints``: pose keypoint names (a list, ``"nose,left_eye,..."``
-    or a file with one per line; default the model's, else COCO's 17). ``device`` / ``dtype``
-    (float32 or float16): see :mod:`autoannotate.devices`. ``imgsz``, ``iou`` (NMS), ``max_det``:
-    Ultralytics' own (its defaults when unset). ``topk``: tags per image (classify);
-    ``keypoint_threshold``: keypoints less visible than this are marked occluded. With no
-    threshold from the caller, Ultralytics' default (0.25) applies.
-    """
-    if not model:
-        raise BadParameterError(
-            "the ultralytics function needs model=: the path of your weights, e.g. -p model=str:runs/detect/train/"
-            "weights/best.pt (or a model YAML, or an exported model)"
-        )
-    yolo = load_yolo(str(model), task)
-    path = Path(str(model))
-    version = path.name
-    if path.is_file():
-        from ..weights import sha256_of
-
-        version = f"{path.stem}@{sha256_of(path)[:12]}"
-    return UltralyticsFunction(
-        yolo,
-        keypoints=keypoints,
-        device=device,
-        dtype=dtype,
-        imgsz=imgsz,
-        iou=iou,
-        max_det=max_det,
-        topk=topk,
-        keypoint_threshold=keypoint_threshold,
-        model_version=version,
-    )
+#: The function's ``create``: its parameters are the constructor's.
+create = UltralyticsFunction
 
 
 __all__ = ["TASKS", "UltralyticsFunction", "create", "keypoint_names", "load_yolo", "obb_rectangle"]
