@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..registry import AutoCandidate, transformers_record
 from ..weights import availability, hf_weights
-from .sam2 import EDGETAM_WEIGHTS, TransformersSamFunction, build, edgetam_config
+from .sam2 import EDGETAM, EDGETAM_WEIGHTS, TransformersSamFunction, load, multimask_setting
 
 
 def create(
@@ -22,16 +22,8 @@ def create(
     """EdgeTAM on transformers; the parameters of :func:`autoannotate.functions.sam2.create` without
     ``size`` (default weights: ``edgetam``, found in ``AUTOANNOTATE_MODELS``, the cache or the Hugging
     Face cache, else downloaded)."""
-    return build(
-        "edgetam",
-        checkpoint=checkpoint,
-        default_weights=EDGETAM_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        multimask=multimask,
-        config=None if pretrained else edgetam_config(),
-        dtype=dtype,
-    )
+    model, processor, version = load(EDGETAM, checkpoint, pretrained, device, dtype, video=False)
+    return TransformersSamFunction(model, processor, model_version=version, multimask=multimask_setting(multimask))
 
 
 #: Whether its weights are already on this machine (no download).

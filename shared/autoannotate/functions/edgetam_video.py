@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from ..registry import transformers_record
 from ..weights import availability
-from .sam2 import EDGETAM_WEIGHTS
-from .sam2_video import VideoSamTracker, build, edgetam_video_config
+from .sam2 import EDGETAM, EDGETAM_WEIGHTS, load
+from .sam2_video import VideoSamTracker
 
 
 def create(
@@ -21,17 +21,8 @@ def create(
 ) -> VideoSamTracker:
     """EdgeTAM video propagation on transformers; the parameters of
     :func:`autoannotate.functions.sam2_video.create` without ``size`` (default weights: ``edgetam``)."""
-    return build(
-        "edgetam",
-        checkpoint=checkpoint,
-        default_weights=EDGETAM_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        min_score=min_score,
-        min_pixels=min_pixels,
-        config=None if pretrained else edgetam_video_config(),
-        dtype=dtype,
-    )
+    model, processor, version = load(EDGETAM, checkpoint, pretrained, device, dtype, video=True)
+    return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
 
 
 #: Whether its weights are already on this machine (no download).

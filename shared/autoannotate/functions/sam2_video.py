@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from ..devices import model_dtype, place, to_cpu_float, to_model
+from ..devices import model_dtype, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import (
     TrackableShape,
@@ -53,8 +53,7 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from ..registry import transformers_record
-from ..seeding import seeded_torch
-from .sam2 import SAM2_SIZES, edgetam_config, sam2_config, size_name
+from .sam2 import load, variant
 from .sam2 import weights_available as sam2_weights_available
 
 
@@ -294,65 +293,6 @@ class VideoSamTracker:
 # Building
 
 
-def sam2_video_config(size: str = "tiny") -> Any:
-    """The ``Sam2VideoConfig`` of a released SAM 2.1 checkpoint (for random weights)."""
-    from transformers import Sam2VideoConfig
-
-    return Sam2VideoConfig(vision_config=sam2_config(size).vision_config)
-
-
-def edgetam_video_config() -> Any:
-    """The ``EdgeTamVideoConfig`` of the released EdgeTAM checkpoint (for random weights)."""
-    from transformers import EdgeTamVideoConfig
-
-    return EdgeTamVideoConfig(vision_config=edgetam_config().vision_config)
-
-
-def default_processor() -> Any:
-    from transformers import Sam2ImageProcessor, Sam2VideoProcessor, Sam2VideoVideoProcessor
-
-    return Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor())
-
-
-def build(
-    family: str,
-    *,
-    checkpoint: str | None,
-    default_weights: str,
-    pretrained: bool,
-    device: str | None,
-    min_score: float,
-    min_pixels: int,
-    config: Any = None,
-    dtype: str | None = None,
-) -> VideoSamTracker:
-    """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family video model.
-    ``checkpoint``: a registry name, a Hugging Face repo id or a saved model folder."""
-    from transformers import EdgeTamVideoModel, Sam2VideoModel, Sam2VideoProcessor
-
-    from ..weights import registry, resolve
-
-    model_class: Any = {"sam2": Sam2VideoModel, "edgetam": EdgeTamVideoModel}[family]
-    if pretrained:
-        name = checkpoint or default_weights
-        folder = resolve(name)
-        model = model_class.from_pretrained(str(folder))
-        try:
-            processor = Sam2VideoProcessor.from_pretrained(str(folder))
-        except (OSError, ValueError, TypeError):  # a folder holding only the model: the default processing
-            processor = default_processor()
-        version = f"{name if name in registry() else folder.name}-video"
-    else:
-        if config is None:
-            raise BadParameterError("pretrained=False needs the architecture's configuration")
-        with seeded_torch(family, config.to_json_string()):  # the same random weights in any process
-            model = model_class(config)
-        processor = default_processor()
-        version = f"{checkpoint or default_weights}-video.random"
-    place(model, device, dtype)
-    return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
-
-
 def create(
     size: str = "tiny",
     checkpoint: str | None = None,
@@ -371,18 +311,8 @@ def create(
     ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32; see
     :mod:`autoannotate.devices`). An object is lost when its object score (0..1) falls below
     ``min_score`` or its mask has fewer than ``min_pixels`` pixels."""
-    s = size_name(size)
-    return build(
-        "sam2",
-        checkpoint=checkpoint,
-        default_weights=SAM2_SIZES[s],
-        pretrained=pretrained,
-        device=device,
-        min_score=min_score,
-        min_pixels=min_pixels,
-        config=None if pretrained else sam2_video_config(s),
-        dtype=dtype,
-    )
+    model, processor, version = load(variant(size), checkpoint, pretrained, device, dtype, video=True)
+    return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
 
 
 #: The video model reads the weights of the image model: the same check.
