@@ -118,20 +118,7 @@ class SamFunction:
             low_res, iou = to_cpu_float((low_res, iou), device=self.device)  # upsampled in float32
             masks = self.model.postprocess_masks(low_res, enc.input_size, enc.original_size)
             masks = masks > self.model.mask_threshold
-        out = []
-        for k in range(masks.shape[0]):
-            best = int(iou[k].argmax())
-            out.append(
-                SegmentationResult(
-                    mask=masks[k, best].cpu().numpy(),
-                    score=float(min(max(float(iou[k, best]), 0.0), 1.0)),
-                    logits=low_res[k, best : best + 1].cpu().numpy(),
-                )
-            )
-        return out
-
-    def _use_multimask(self, n_points: int, has_box: bool) -> bool:
-        return use_multimask(self.multimask, n_points, has_box)
+        return best_masks(masks, iou, low_res)
 
     def segment(
         self, context: InteractiveFunctionContext, encoding: SamEncoding, prompt: InteractivePrompt
@@ -148,7 +135,7 @@ class SamFunction:
                 None if labels is None else labels[None],
                 box,
                 prompt.mask_input,
-                self._use_multimask(0 if coords is None else len(coords), box is not None),
+                use_multimask(self.multimask, 0 if coords is None else len(coords), box is not None),
             )
         results = []
         for one_box in prompt.boxes:
@@ -228,6 +215,24 @@ def weights_available(model_type: str = "vit_b") -> bool:
     from ..weights import find_local
 
     return find_local(FUNCTION.weights[f"sam_{model_type}"].filename) is not None
+
+
+def best_masks(masks: Any, scores: Any, logits: Any) -> list[SegmentationResult]:
+    """One result per object from a SAM-family decoder's candidates (float32 tensors, on any device):
+    ``masks`` N x M x H x W (bool), ``scores`` N x M (predicted IoU), ``logits`` N x M x 256 x 256.
+    Each object keeps its best-scoring candidate: the mask, the score clamped to [0, 1] and its
+    logits (1 x 256 x 256)."""
+    results = []
+    for k in range(scores.shape[0]):
+        best = int(scores[k].argmax())
+        results.append(
+            SegmentationResult(
+                mask=masks[k, best].cpu().numpy().astype(bool),
+                score=float(min(max(float(scores[k, best]), 0.0), 1.0)),
+                logits=logits[k, best : best + 1].cpu().numpy(),
+            )
+        )
+    return results
 
 
 def use_multimask(setting: bool | str, n_points: int, has_box: bool) -> bool:

@@ -43,7 +43,7 @@ from ..interface import InteractiveFunctionContext, InteractivePrompt, Segmentat
 from ..registry import AutoCandidate, transformers_record
 from ..seeding import seeded_torch
 from ..weights import hf_weights
-from .sam import use_multimask
+from .sam import best_masks, use_multimask
 
 #: SAM 2.1 sizes -> the registry name of their weights (its record, :data:`FUNCTION`).
 SAM2_SIZES: dict[str, str] = {
@@ -153,22 +153,7 @@ class TransformersSamFunction:
             out = self.model(image_embeddings=list(encoding.embeddings), multimask_output=multimask, **model_inputs)
             pred_masks, iou_scores = to_cpu_float((out.pred_masks, out.iou_scores))
             masks = self.processor.post_process_masks(pred_masks, size)[0]  # N x M x H x W bool
-        scores = iou_scores[0]  # N x M
-        low_res = pred_masks[0]  # N x M x 256 x 256
-        results = []
-        for k in range(scores.shape[0]):
-            best = int(scores[k].argmax())
-            results.append(
-                SegmentationResult(
-                    mask=masks[k, best].numpy().astype(bool),
-                    score=float(min(max(float(scores[k, best]), 0.0), 1.0)),
-                    logits=low_res[k, best : best + 1].numpy(),
-                )
-            )
-        return results
-
-    def _use_multimask(self, n_points: int, has_box: bool) -> bool:
-        return use_multimask(self.multimask, n_points, has_box)
+        return best_masks(masks, iou_scores[0], pred_masks[0])  # N x M (x 256 x 256)
 
     def segment(
         self, context: InteractiveFunctionContext, encoding: Sam2Encoding, prompt: InteractivePrompt
@@ -184,7 +169,7 @@ class TransformersSamFunction:
                 None if lbl is None else [lbl],
                 boxes,
                 prompt.mask_input,
-                self._use_multimask(len(pts or ()), boxes is not None),
+                use_multimask(self.multimask, len(pts or ()), boxes is not None),
             )
         # Several boxes: each takes the clicks inside it; objects with as many clicks go together.
         objects = []
@@ -202,7 +187,7 @@ class TransformersSamFunction:
                 [objects[i][2] or [] for i in idx] if n else None,
                 [objects[i][0] for i in idx],
                 None,
-                self._use_multimask(n, True),
+                use_multimask(self.multimask, n, True),
             )
             for i, r in zip(idx, group):
                 results[i] = r
