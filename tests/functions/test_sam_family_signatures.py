@@ -71,3 +71,19 @@ def test_positional_arguments_bind_in_the_declared_order():
         sam_tracker.create("vit_x", None, False)
     with pytest.raises(TypeError, match="takes from 0 to 5 positional arguments but 6 were given|too many positional"):
         edgetam.create(None, False, None, "auto", None, "extra")
+
+
+def test_a_declaration_must_name_exactly_the_typed_parameters():
+    from typing import TypedDict
+
+    from autoannotate.functions._signature import declare
+
+    class Typed(TypedDict, total=False):
+        checkpoint: str | None
+        device: str | None
+
+    with pytest.raises(TypeError, match=r"\['checkpoint', 'dtype'\] do not match the typed parameters"):
+        declare({"checkpoint": None, "dtype": None}, Typed)
+    created = declare({"device": "cpu", "checkpoint": None}, Typed)(lambda **params: params)
+    assert created("x") == {"device": "x", "checkpoint": None}
+    assert str(inspect.signature(created)) == "(device: str | None = 'cpu', checkpoint: str | None = None)"

@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
@@ -43,7 +43,8 @@ from ..interface import InteractiveFunctionContext, InteractivePrompt, Segmentat
 from ..registry import AutoCandidate, transformers_record
 from ..seeding import seeded_torch
 from ..weights import hf_weights
-from .sam import best_masks, use_multimask
+from ._signature import declare
+from .sam import InteractiveParameters, LoadingParameters, best_masks, create_parameters, use_multimask
 
 #: SAM 2.1 sizes -> the registry name of their weights (its record, :data:`FUNCTION`).
 SAM2_SIZES: dict[str, str] = {
@@ -283,16 +284,15 @@ def variant(size: str) -> Sam2Variant:
 EDGETAM = Sam2Variant("edgetam", EDGETAM_WEIGHTS, edgetam_config)
 
 
-def load(
-    variant: Sam2Variant, checkpoint: str | None, pretrained: bool, device: str | None, dtype: str | None, video: bool
-) -> tuple[Any, Any, str]:
+def load(variant: Sam2Variant, params: LoadingParameters, *, video: bool) -> tuple[Any, Any, str]:
     """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family model: the
     model, its processor and its version. ``video``: the video model (``Sam2VideoModel`` /
     ``EdgeTamVideoModel`` with ``Sam2VideoProcessor``; its version ends in ``-video``), else the
     image model (``Sam2Model`` / ``EdgeTamModel`` with ``Sam2Processor``).
 
-    ``checkpoint``: a registry name, a Hugging Face repo id or a saved model folder (default the
-    variant's weights). ``device`` / ``dtype``: see :func:`autoannotate.devices.place`.
+    ``params``: ``checkpoint`` (a registry name, a Hugging Face repo id or a saved model folder;
+    default the variant's weights), ``pretrained``, ``device`` and ``dtype`` (see
+    :func:`autoannotate.devices.place`).
     """
     from transformers import (
         EdgeTamModel,
@@ -307,13 +307,14 @@ def load(
 
     from ..weights import registry, resolve
 
+    checkpoint, device, dtype = params["checkpoint"], params["device"], params["dtype"]
     image_class, video_class, video_config = {
         "sam2": (Sam2Model, Sam2VideoModel, Sam2VideoConfig),
         "edgetam": (EdgeTamModel, EdgeTamVideoModel, EdgeTamVideoConfig),
     }[variant.family]
     model_class: Any = video_class if video else image_class
     suffix = "-video" if video else ""
-    if pretrained:
+    if params["pretrained"]:
         name = checkpoint or variant.weights
         folder = resolve(name)
         model = model_class.from_pretrained(str(folder))
@@ -346,14 +347,22 @@ def default_processor(video: bool = False) -> Any:
     return Sam2Processor(image_processor=Sam2ImageProcessor())
 
 
-def create(
-    size: str = "tiny",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    multimask: str = "auto",
-    dtype: str | None = None,
-) -> TransformersSamFunction:
+class Sam2Parameters(InteractiveParameters, total=False):
+    """The parameters of :func:`create`."""
+
+    size: str
+
+
+def build(variant: Sam2Variant, params: InteractiveParameters) -> TransformersSamFunction:
+    """The interactive function of a SAM 2-family checkpoint (``params``: see :func:`create`)."""
+    model, processor, version = load(variant, params, video=False)
+    return TransformersSamFunction(
+        model, processor, model_version=version, multimask=multimask_setting(params["multimask"])
+    )
+
+
+@declare({"size": "tiny", **create_parameters(multimask="auto")}, Sam2Parameters)
+def create(**params: Unpack[Sam2Parameters]) -> TransformersSamFunction:
     """SAM 2.1 on transformers.
 
     ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
@@ -363,8 +372,7 @@ def create(
     ``dtype``: float32, bfloat16 or float16 (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``,
     else auto / float32; see :mod:`autoannotate.devices`). ``multimask``: auto, true or false.
     """
-    model, processor, version = load(variant(size), checkpoint, pretrained, device, dtype, video=False)
-    return TransformersSamFunction(model, processor, model_version=version, multimask=multimask_setting(multimask))
+    return build(variant(params["size"]), params)
 
 
 def weights_available(size: str = "tiny") -> bool:

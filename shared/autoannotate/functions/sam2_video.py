@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
@@ -53,7 +53,9 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from ..registry import transformers_record
-from .sam2 import load, variant
+from ._signature import declare
+from .sam import LoadingParameters, create_parameters
+from .sam2 import Sam2Variant, load, variant
 from .sam2 import weights_available as sam2_weights_available
 
 
@@ -293,15 +295,28 @@ class VideoSamTracker:
 # Building
 
 
-def create(
-    size: str = "tiny",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    min_score: float = 0.5,
-    min_pixels: int = 16,
-    dtype: str | None = None,
-) -> VideoSamTracker:
+class VideoParameters(LoadingParameters, total=False):
+    """The parameters of a SAM 2-family video function's ``create``."""
+
+    min_score: float
+    min_pixels: int
+
+
+class Sam2VideoParameters(VideoParameters, total=False):
+    """The parameters of :func:`create`."""
+
+    size: str
+
+
+def build(variant: Sam2Variant, params: VideoParameters) -> VideoSamTracker:
+    """The tracking function of a SAM 2-family checkpoint's video model (``params``: see :func:`create`)."""
+    model, processor, version = load(variant, params, video=True)
+    min_score, min_pixels = params["min_score"], params["min_pixels"]
+    return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
+
+
+@declare({"size": "tiny", **create_parameters(min_score=0.5, min_pixels=16)}, Sam2VideoParameters)
+def create(**params: Unpack[Sam2VideoParameters]) -> VideoSamTracker:
     """SAM 2.1 video propagation on transformers.
 
     ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
@@ -311,8 +326,7 @@ def create(
     ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32; see
     :mod:`autoannotate.devices`). An object is lost when its object score (0..1) falls below
     ``min_score`` or its mask has fewer than ``min_pixels`` pixels."""
-    model, processor, version = load(variant(size), checkpoint, pretrained, device, dtype, video=True)
-    return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
+    return build(variant(params["size"]), params)
 
 
 #: The video model reads the weights of the image model: the same check.
