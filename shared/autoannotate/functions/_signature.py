@@ -1,31 +1,56 @@
-"""One declaration of the parameters several ``create`` functions share.
+"""A ``create`` whose signature is built rather than written: for families of functions that
+share most of their parameters (the open-vocabulary functions, the torchvision ones, the SAM family).
 
-A family of functions whose ``create`` functions take the same parameters (the SAM family:
-``checkpoint``, ``pretrained``, ``device``, ``dtype`` and the settings of its kind) writes them
-once: their types in a ``TypedDict`` (so that type checkers check every caller by name and type)
-and their order and defaults in a dict. :func:`declare` gives a ``create(**params:
-Unpack[TypedDict])`` the signature users see through ``-p``, the FiftyOne form and
-``autoannotate functions`` (:func:`autoannotate.loading.describe_parameters`), and the errors of a
-plain function for unknown names.
+Users see the built signature wherever they name parameters (``-p name=value``, the FiftyOne
+form, ``autoannotate functions``: all read ``inspect.signature``), and a call is checked against
+it like a written one.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, ForwardRef, ParamSpec, TypeVar
+from typing import Any, ForwardRef, ParamSpec, TypeVar, cast
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def with_signature(call: Callable[..., R], signature: inspect.Signature, doc: str) -> Callable[..., R]:
+    """``call`` as a function ``create`` with ``signature`` and the docstring ``doc``: a call binds
+    its arguments to ``signature`` (a wrong one is a ``TypeError`` naming ``create()``, as for a
+    written function), fills in the defaults and passes every parameter to ``call`` by name
+    (those of a ``**kwargs`` parameter spread)."""
+    spread = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+
+    def create(*args: Any, **kwargs: Any) -> R:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"create() {e}") from None
+        bound.apply_defaults()
+        named = dict(bound.arguments)
+        for name in spread:
+            named.update(named.pop(name))
+        return call(**named)
+
+    create.__module__ = call.__module__
+    create.__qualname__ = "create"
+    create.__doc__ = doc
+    create.__signature__ = signature  # type: ignore[attr-defined]
+    create.__wrapped__ = call  # type: ignore[attr-defined]
+    return create
+
+
+P = ParamSpec("P")
+
+
 def declare(defaults: Mapping[str, Any], parameters: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorates ``create(**params: Unpack[parameters])`` (``parameters``: a ``TypedDict``) with
-    the signature of a plain function: the names of ``defaults`` in its order, each with its
-    default and its type in ``parameters``, any of them positional or by name. A call binds its
-    arguments to that signature (``create() got an unexpected keyword argument ...`` as for a plain
-    function), fills in the defaults and passes every parameter to ``create`` by name."""
+    """Decorates ``create(**params: Unpack[parameters])`` (``parameters``: a ``TypedDict``, so that
+    type checkers check every caller by name and type) with the signature of a written function
+    (:func:`with_signature`): the names of ``defaults`` in its order, each with its default and its
+    type in ``parameters``, any of them positional or by name; its docstring is ``create``'s. A
+    family of functions whose ``create`` functions share most of their parameters (the SAM family)
+    writes them once: in a ``TypedDict`` it extends and in one dict of defaults."""
     hints = {k: v.__forward_arg__ if isinstance(v, ForwardRef) else v for k, v in parameters.__annotations__.items()}
     if set(defaults) != set(hints):
         raise TypeError(f"the parameters {sorted(defaults)} do not match the typed parameters {sorted(hints)}")
@@ -34,17 +59,6 @@ def declare(defaults: Mapping[str, Any], parameters: Any) -> Callable[[Callable[
 
     def decorate(create: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.Signature(declared, return_annotation=inspect.signature(create).return_annotation)
-
-        @functools.wraps(create)
-        def with_signature(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError as e:
-                raise TypeError(f"{create.__name__}() {e}") from None
-            bound.apply_defaults()
-            return create(**bound.arguments)  # type: ignore[call-arg]  # every parameter is in P
-
-        with_signature.__signature__ = signature  # type: ignore[attr-defined]
-        return with_signature
+        return cast("Callable[P, R]", with_signature(create, signature, create.__doc__ or ""))
 
     return decorate
