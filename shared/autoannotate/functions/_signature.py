@@ -1,5 +1,5 @@
 """A ``create`` whose signature is built rather than written: for families of functions that
-share most of their parameters (the open-vocabulary functions, the torchvision ones).
+share most of their parameters (the open-vocabulary functions, the torchvision ones, the SAM family).
 
 Users see the built signature wherever they name parameters (``-p name=value``, the FiftyOne
 form, ``autoannotate functions``: all read ``inspect.signature``), and a call is checked against
@@ -9,8 +9,8 @@ it like a written one.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ForwardRef, ParamSpec, TypeVar, cast
 
 R = TypeVar("R")
 
@@ -39,3 +39,26 @@ def with_signature(call: Callable[..., R], signature: inspect.Signature, doc: st
     create.__signature__ = signature  # type: ignore[attr-defined]
     create.__wrapped__ = call  # type: ignore[attr-defined]
     return create
+
+
+P = ParamSpec("P")
+
+
+def declare(defaults: Mapping[str, Any], parameters: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorates ``create(**params: Unpack[parameters])`` (``parameters``: a ``TypedDict``, so that
+    type checkers check every caller by name and type) with the signature of a written function
+    (:func:`with_signature`): the names of ``defaults`` in its order, each with its default and its
+    type in ``parameters``, any of them positional or by name; its docstring is ``create``'s. A
+    family of functions whose ``create`` functions share most of their parameters (the SAM family)
+    writes them once: in a ``TypedDict`` it extends and in one dict of defaults."""
+    hints = {k: v.__forward_arg__ if isinstance(v, ForwardRef) else v for k, v in parameters.__annotations__.items()}
+    if set(defaults) != set(hints):
+        raise TypeError(f"the parameters {sorted(defaults)} do not match the typed parameters {sorted(hints)}")
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    declared = [inspect.Parameter(k, kind, default=v, annotation=hints[k]) for k, v in defaults.items()]
+
+    def decorate(create: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.Signature(declared, return_annotation=inspect.signature(create).return_annotation)
+        return cast("Callable[P, R]", with_signature(create, signature, create.__doc__ or ""))
+
+    return decorate

@@ -7,31 +7,21 @@ the best mask kept. Weights: the ``edgetam`` entry of ``autoannotate weights lis
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from ..registry import AutoCandidate, transformers_record
 from ..weights import availability, hf_weights
-from .sam2 import EDGETAM_WEIGHTS, TransformersSamFunction, build, edgetam_config
+from ._signature import declare
+from .sam import InteractiveParameters, create_parameters
+from .sam2 import EDGETAM, EDGETAM_WEIGHTS, TransformersSamFunction, build
 
 
-def create(
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    multimask: str = "auto",
-    dtype: str | None = None,
-) -> TransformersSamFunction:
+@declare(create_parameters(multimask="auto"), InteractiveParameters)
+def create(**params: Unpack[InteractiveParameters]) -> TransformersSamFunction:
     """EdgeTAM on transformers; the parameters of :func:`autoannotate.functions.sam2.create` without
     ``size`` (default weights: ``edgetam``, found in ``AUTOANNOTATE_MODELS``, the cache or the Hugging
     Face cache, else downloaded)."""
-    return build(
-        "edgetam",
-        checkpoint=checkpoint,
-        default_weights=EDGETAM_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        multimask=multimask,
-        config=None if pretrained else edgetam_config(),
-        dtype=dtype,
-    )
+    return build(EDGETAM, params)
 
 
 #: Whether its weights are already on this machine (no download).

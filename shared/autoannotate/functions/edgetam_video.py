@@ -5,33 +5,21 @@ with EdgeTAM's RepViT image encoder and its compressed memory (fast on a CPU). W
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from ..registry import transformers_record
 from ..weights import availability
-from .sam2 import EDGETAM_WEIGHTS
-from .sam2_video import VideoSamTracker, build, edgetam_video_config
+from ._signature import declare
+from .sam import create_parameters
+from .sam2 import EDGETAM, EDGETAM_WEIGHTS
+from .sam2_video import VideoParameters, VideoSamTracker, build
 
 
-def create(
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    min_score: float = 0.5,
-    min_pixels: int = 16,
-    dtype: str | None = None,
-) -> VideoSamTracker:
+@declare(create_parameters(min_score=0.5, min_pixels=16), VideoParameters)
+def create(**params: Unpack[VideoParameters]) -> VideoSamTracker:
     """EdgeTAM video propagation on transformers; the parameters of
     :func:`autoannotate.functions.sam2_video.create` without ``size`` (default weights: ``edgetam``)."""
-    return build(
-        "edgetam",
-        checkpoint=checkpoint,
-        default_weights=EDGETAM_WEIGHTS,
-        pretrained=pretrained,
-        device=device,
-        min_score=min_score,
-        min_pixels=min_pixels,
-        config=None if pretrained else edgetam_video_config(),
-        dtype=dtype,
-    )
+    return build(EDGETAM, params)
 
 
 #: Whether its weights are already on this machine (no download).

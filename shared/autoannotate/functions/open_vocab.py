@@ -31,7 +31,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ForwardRef, ParamSpec, Self, TypedDict, TypeVar, cast
+from typing import Any, ParamSpec, Self, TypedDict, TypeVar
 
 import numpy as np
 import PIL.Image
@@ -43,7 +43,7 @@ from ..masks import batched_nms
 from ..seeding import seeded_torch
 from ..shapes import Shape, mask, rectangle
 from ._batching import BatchedDetection
-from ._signature import with_signature
+from ._signature import declare
 
 __all__ = [
     "ClassPrompts",
@@ -325,21 +325,16 @@ def create_signature(
     ``TypedDict``, :class:`OpenVocabularyParameters` or one extending it) with the signature users
     see (``-p``, the FiftyOne form, ``autoannotate functions``): :data:`INPUTS`, then ``settings``
     (the function's own parameters, in order, with their defaults), typed as in ``parameters``.
-    Calls pass every parameter by name (:func:`with_signature`). The docstring's first paragraph is
+    Calls pass every parameter by name (:func:`declare`). The docstring's first paragraph is
     followed by :data:`PARAMETERS_DOC`, then the rest of the docstring (the function's own notes)."""
-    hints = {k: v.__forward_arg__ if isinstance(v, ForwardRef) else v for k, v in parameters.__annotations__.items()}
-    defaults = {**INPUTS, **settings}
-    if set(defaults) != set(hints):
-        raise TypeError(f"the settings {sorted(settings)} do not match the typed parameters {sorted(hints)}")
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter(k, kind, default=v, annotation=hints[k]) for k, v in defaults.items()]
+    declared = declare({**INPUTS, **settings}, parameters)
 
     def decorate(create: Callable[P, R]) -> Callable[P, R]:
-        signature = inspect.Signature(params, return_annotation=inspect.signature(create).return_annotation)
         first, _, rest = inspect.cleandoc(create.__doc__ or "").partition("\n\n")
         own = f"\n\n{rest}" if rest else ""
-        doc = f"{first}\n\n{PARAMETERS_DOC.format(weights=default_weights)}{own}\n"
-        return cast("Callable[P, R]", with_signature(create, signature, doc))
+        created = declared(create)
+        created.__doc__ = f"{first}\n\n{PARAMETERS_DOC.format(weights=default_weights)}{own}\n"
+        return created
 
     return decorate
 

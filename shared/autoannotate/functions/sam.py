@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import PIL.Image
@@ -29,6 +29,7 @@ from ..interface import InteractiveFunctionContext, InteractivePrompt, Segmentat
 from ..registry import AutoCandidate, FunctionRecord
 from ..seeding import seeded_torch
 from ..weights import WeightsEntry, resolve
+from ._signature import declare
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 
@@ -118,20 +119,7 @@ class SamFunction:
             low_res, iou = to_cpu_float((low_res, iou), device=self.device)  # upsampled in float32
             masks = self.model.postprocess_masks(low_res, enc.input_size, enc.original_size)
             masks = masks > self.model.mask_threshold
-        out = []
-        for k in range(masks.shape[0]):
-            best = int(iou[k].argmax())
-            out.append(
-                SegmentationResult(
-                    mask=masks[k, best].cpu().numpy(),
-                    score=float(min(max(float(iou[k, best]), 0.0), 1.0)),
-                    logits=low_res[k, best : best + 1].cpu().numpy(),
-                )
-            )
-        return out
-
-    def _use_multimask(self, n_points: int, has_box: bool) -> bool:
-        return use_multimask(self.multimask, n_points, has_box)
+        return best_masks(masks, iou, low_res)
 
     def segment(
         self, context: InteractiveFunctionContext, encoding: SamEncoding, prompt: InteractivePrompt
@@ -148,7 +136,7 @@ class SamFunction:
                 None if labels is None else labels[None],
                 box,
                 prompt.mask_input,
-                self._use_multimask(0 if coords is None else len(coords), box is not None),
+                use_multimask(self.multimask, 0 if coords is None else len(coords), box is not None),
             )
         results = []
         for one_box in prompt.boxes:
@@ -183,14 +171,37 @@ def _points(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray | None, np.nda
     return coords, labels
 
 
-def create(
-    model_type: str = "vit_b",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    multimask: str = "auto",
-    dtype: str | None = None,
-) -> SamFunction:
+class LoadingParameters(TypedDict, total=False):
+    """The parameters with which every SAM-family ``create`` loads its model (their order and
+    defaults: :func:`create_parameters`)."""
+
+    checkpoint: str | None
+    pretrained: bool
+    device: str | None
+    dtype: str | None
+
+
+class InteractiveParameters(LoadingParameters, total=False):
+    """The parameters of a SAM-family interactive function's ``create``."""
+
+    multimask: str
+
+
+class SamParameters(InteractiveParameters, total=False):
+    """The parameters of :func:`create`."""
+
+    model_type: str
+
+
+def create_parameters(**settings: Any) -> dict[str, Any]:
+    """The order and defaults of a SAM-family ``create``'s parameters after the choice of model:
+    ``checkpoint``, ``pretrained``, ``device``, the function's own ``settings``, then ``dtype``
+    (for :func:`autoannotate.functions._signature.declare`)."""
+    return {"checkpoint": None, "pretrained": True, "device": None, **settings, "dtype": None}
+
+
+@declare({"model_type": "vit_b", **create_parameters(multimask="auto")}, SamParameters)
+def create(**params: Unpack[SamParameters]) -> SamFunction:
     """Segment Anything.
 
     ``model_type``: vit_b, vit_l or vit_h. ``checkpoint``: a weights file (default: the official
@@ -203,6 +214,7 @@ def create(
     import torch
     from segment_anything import sam_model_registry
 
+    model_type, multimask = params["model_type"], params["multimask"]
     if model_type not in MODEL_TYPES:
         raise BadParameterError(f"unknown SAM model_type {model_type!r}; choose one of {list(MODEL_TYPES)}")
     if isinstance(multimask, str) and multimask.lower() in ("true", "false"):
@@ -210,16 +222,16 @@ def create(
     with seeded_torch(model_type):  # random weights (replaced when pretrained): the same in any process
         model = sam_model_registry[model_type](checkpoint=None)
     version = f"sam_{model_type}"
-    if pretrained:
-        path = resolve(checkpoint or f"sam_{model_type}")
+    if params["pretrained"]:
+        path = resolve(params["checkpoint"] or f"sam_{model_type}")
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         version = path.stem
     else:
         version += ".random"
     # Only the image encoder (nearly all the compute) takes ``dtype``: segment-anything's prompt
     # encoder casts points to float32 itself, so it and the small mask decoder stay in float32.
-    place(model, device, "float32")
-    place(model.image_encoder, device, dtype)
+    place(model, params["device"], "float32")
+    place(model.image_encoder, params["device"], params["dtype"])
     return SamFunction(model, model_version=version, multimask=multimask)
 
 
@@ -228,6 +240,24 @@ def weights_available(model_type: str = "vit_b") -> bool:
     from ..weights import find_local
 
     return find_local(FUNCTION.weights[f"sam_{model_type}"].filename) is not None
+
+
+def best_masks(masks: Any, scores: Any, logits: Any) -> list[SegmentationResult]:
+    """One result per object from a SAM-family decoder's candidates (float32 tensors, on any device):
+    ``masks`` N x M x H x W (bool), ``scores`` N x M (predicted IoU), ``logits`` N x M x 256 x 256.
+    Each object keeps its best-scoring candidate: the mask, the score clamped to [0, 1] and its
+    logits (1 x 256 x 256)."""
+    results = []
+    for k in range(scores.shape[0]):
+        best = int(scores[k].argmax())
+        results.append(
+            SegmentationResult(
+                mask=masks[k, best].cpu().numpy().astype(bool),
+                score=float(min(max(float(scores[k, best]), 0.0), 1.0)),
+                logits=logits[k, best : best + 1].cpu().numpy(),
+            )
+        )
+    return results
 
 
 def use_multimask(setting: bool | str, n_points: int, has_box: bool) -> bool:

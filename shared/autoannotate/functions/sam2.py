@@ -30,9 +30,9 @@ weights (tests, benchmarks).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
@@ -43,7 +43,8 @@ from ..interface import InteractiveFunctionContext, InteractivePrompt, Segmentat
 from ..registry import AutoCandidate, transformers_record
 from ..seeding import seeded_torch
 from ..weights import hf_weights
-from .sam import use_multimask
+from ._signature import declare
+from .sam import InteractiveParameters, LoadingParameters, best_masks, create_parameters, use_multimask
 
 #: SAM 2.1 sizes -> the registry name of their weights (its record, :data:`FUNCTION`).
 SAM2_SIZES: dict[str, str] = {
@@ -54,30 +55,15 @@ SAM2_SIZES: dict[str, str] = {
 }
 EDGETAM_WEIGHTS = "edgetam"
 
-# Hiera image-encoder sizes of the released SAM 2.1 checkpoints (sam2/configs/sam2.1/sam2.1_hiera_*.yaml
-# in facebookresearch/sam2). transformers' defaults are the tiny one; used only for random weights.
-_HIERA: dict[str, dict[str, Any]] = {
-    "tiny": {},
-    "small": {"blocks_per_stage": [1, 2, 11, 2], "global_attention_blocks": [7, 10, 13]},
-    "base-plus": {
-        "hidden_size": 112,
-        "num_attention_heads": 2,
-        "blocks_per_stage": [2, 3, 16, 3],
-        "embed_dim_per_stage": [112, 224, 448, 896],
-        "num_attention_heads_per_stage": [2, 4, 8, 16],
-        "global_attention_blocks": [12, 16, 20],
-        "window_positional_embedding_background_size": [14, 14],
-    },
-    "large": {
-        "hidden_size": 144,
-        "num_attention_heads": 2,
-        "blocks_per_stage": [2, 6, 36, 4],
-        "embed_dim_per_stage": [144, 288, 576, 1152],
-        "num_attention_heads_per_stage": [2, 4, 8, 16],
-        "global_attention_blocks": [23, 33, 43],
-        "window_size_per_stage": [8, 4, 16, 8],
-        "window_positional_embedding_background_size": [7, 7],
-    },
+# The Hiera image encoder of each released SAM 2.1 checkpoint, as sam2/configs/sam2.1/sam2.1_hiera_<size>.yaml
+# in facebookresearch/sam2 gives it: embed_dim, num_heads, stages, global_att_blocks,
+# window_pos_embed_bkg_spatial_size, window_spec. Like Hiera, each stage doubles the width and the heads.
+# Used only for random weights (transformers' defaults are the tiny one).
+_HIERA: dict[str, tuple[int, int, list[int], list[int], int, list[int]]] = {
+    "tiny": (96, 1, [1, 2, 7, 2], [5, 7, 9], 7, [8, 4, 14, 7]),
+    "small": (96, 1, [1, 2, 11, 2], [7, 10, 13], 7, [8, 4, 14, 7]),
+    "base-plus": (112, 2, [2, 3, 16, 3], [12, 16, 20], 14, [8, 4, 14, 7]),
+    "large": (144, 2, [2, 6, 36, 4], [23, 33, 43], 7, [8, 4, 16, 8]),
 }
 
 
@@ -168,22 +154,7 @@ class TransformersSamFunction:
             out = self.model(image_embeddings=list(encoding.embeddings), multimask_output=multimask, **model_inputs)
             pred_masks, iou_scores = to_cpu_float((out.pred_masks, out.iou_scores))
             masks = self.processor.post_process_masks(pred_masks, size)[0]  # N x M x H x W bool
-        scores = iou_scores[0]  # N x M
-        low_res = pred_masks[0]  # N x M x 256 x 256
-        results = []
-        for k in range(scores.shape[0]):
-            best = int(scores[k].argmax())
-            results.append(
-                SegmentationResult(
-                    mask=masks[k, best].numpy().astype(bool),
-                    score=float(min(max(float(scores[k, best]), 0.0), 1.0)),
-                    logits=low_res[k, best : best + 1].numpy(),
-                )
-            )
-        return results
-
-    def _use_multimask(self, n_points: int, has_box: bool) -> bool:
-        return use_multimask(self.multimask, n_points, has_box)
+        return best_masks(masks, iou_scores[0], pred_masks[0])  # N x M (x 256 x 256)
 
     def segment(
         self, context: InteractiveFunctionContext, encoding: Sam2Encoding, prompt: InteractivePrompt
@@ -199,7 +170,7 @@ class TransformersSamFunction:
                 None if lbl is None else [lbl],
                 boxes,
                 prompt.mask_input,
-                self._use_multimask(len(pts or ()), boxes is not None),
+                use_multimask(self.multimask, len(pts or ()), boxes is not None),
             )
         # Several boxes: each takes the clicks inside it; objects with as many clicks go together.
         objects = []
@@ -217,7 +188,7 @@ class TransformersSamFunction:
                 [objects[i][2] or [] for i in idx] if n else None,
                 [objects[i][0] for i in idx],
                 None,
-                self._use_multimask(n, True),
+                use_multimask(self.multimask, n, True),
             )
             for i, r in zip(idx, group):
                 results[i] = r
@@ -248,8 +219,17 @@ def sam2_config(size: str = "tiny") -> Any:
     """The ``Sam2Config`` of a released SAM 2.1 checkpoint's architecture (for random weights)."""
     from transformers import Sam2Config, Sam2HieraDetConfig, Sam2VisionConfig
 
-    size = _size(size)
-    hiera = Sam2HieraDetConfig(**_HIERA[size])
+    dim, heads, blocks, global_blocks, background, windows = _HIERA[_size(size)]
+    hiera = Sam2HieraDetConfig(
+        hidden_size=dim,
+        num_attention_heads=heads,
+        blocks_per_stage=blocks,
+        embed_dim_per_stage=[dim * 2**i for i in range(len(blocks))],
+        num_attention_heads_per_stage=[heads * 2**i for i in range(len(blocks))],
+        global_attention_blocks=global_blocks,
+        window_size_per_stage=windows,
+        window_positional_embedding_background_size=[background, background],
+    )
     channels = list(reversed(hiera.embed_dim_per_stage or []))
     return Sam2Config(vision_config=Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=channels))
 
@@ -277,67 +257,112 @@ def _size(size: str) -> str:
     return s
 
 
-def size_name(size: str) -> str:
-    """The SAM 2.1 size (tiny, small, base-plus, large) ``size`` names, short forms included."""
-    return _size(size)
-
-
-def _multimask(value: bool | str) -> bool | str:
+def multimask_setting(value: bool | str) -> bool | str:
     if isinstance(value, str):
         return {"true": True, "false": False}.get(value.lower(), value.lower())
     return value
 
 
-def build(
-    family: str,
-    *,
-    checkpoint: str | None,
-    default_weights: str,
-    pretrained: bool,
-    device: str | None,
-    multimask: bool | str,
-    config: Any = None,
-    dtype: str | None = None,
-) -> TransformersSamFunction:
-    """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family model.
+@dataclass(frozen=True)
+class Sam2Variant:
+    """A released SAM 2-family checkpoint: its ``family`` (``sam2`` or ``edgetam``: the
+    ``transformers`` classes that load it and the seed of its random weights), the registry name of
+    its ``weights`` and the ``config`` of its image model (for random weights)."""
 
-    ``family``: ``sam2`` or ``edgetam``; ``checkpoint``: a registry name, a Hugging Face repo id
-    or a folder (default ``default_weights``); ``config``: the architecture for random weights.
+    family: str
+    weights: str
+    config: Callable[[], Any]
+
+
+def variant(size: str) -> Sam2Variant:
+    """The SAM 2.1 checkpoint of ``size`` (tiny, small, base-plus or large; short forms too)."""
+    s = _size(size)
+    return Sam2Variant("sam2", SAM2_SIZES[s], lambda: sam2_config(s))
+
+
+#: The released EdgeTAM checkpoint (:mod:`autoannotate.functions.edgetam`).
+EDGETAM = Sam2Variant("edgetam", EDGETAM_WEIGHTS, edgetam_config)
+
+
+def load(variant: Sam2Variant, params: LoadingParameters, *, video: bool) -> tuple[Any, Any, str]:
+    """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family model: the
+    model, its processor and its version. ``video``: the video model (``Sam2VideoModel`` /
+    ``EdgeTamVideoModel`` with ``Sam2VideoProcessor``; its version ends in ``-video``), else the
+    image model (``Sam2Model`` / ``EdgeTamModel`` with ``Sam2Processor``).
+
+    ``params``: ``checkpoint`` (a registry name, a Hugging Face repo id or a saved model folder;
+    default the variant's weights), ``pretrained``, ``device`` and ``dtype`` (see
+    :func:`autoannotate.devices.place`).
     """
-    from transformers import EdgeTamModel, Sam2ImageProcessor, Sam2Model, Sam2Processor
+    from transformers import (
+        EdgeTamModel,
+        EdgeTamVideoConfig,
+        EdgeTamVideoModel,
+        Sam2Model,
+        Sam2Processor,
+        Sam2VideoConfig,
+        Sam2VideoModel,
+        Sam2VideoProcessor,
+    )
 
     from ..weights import registry, resolve
 
-    model_class: Any = {"sam2": Sam2Model, "edgetam": EdgeTamModel}[family]
-    if pretrained:
-        name = checkpoint or default_weights
+    checkpoint, device, dtype = params["checkpoint"], params["device"], params["dtype"]
+    image_class, video_class, video_config = {
+        "sam2": (Sam2Model, Sam2VideoModel, Sam2VideoConfig),
+        "edgetam": (EdgeTamModel, EdgeTamVideoModel, EdgeTamVideoConfig),
+    }[variant.family]
+    model_class: Any = video_class if video else image_class
+    suffix = "-video" if video else ""
+    if params["pretrained"]:
+        name = checkpoint or variant.weights
         folder = resolve(name)
         model = model_class.from_pretrained(str(folder))
+        # a folder holding only the model: the default processing
+        no_processor = (OSError, ValueError, TypeError) if video else (OSError, ValueError)
         try:
-            processor = Sam2Processor.from_pretrained(str(folder))
-        except (OSError, ValueError):  # a folder holding only the model: the default processing
-            processor = Sam2Processor(image_processor=Sam2ImageProcessor())
+            processor = (Sam2VideoProcessor if video else Sam2Processor).from_pretrained(str(folder))
+        except no_processor:
+            processor = default_processor(video)
         # a registry name, not the folder's name (a Hugging Face cache snapshot is a commit hash)
-        version = name if name in registry() else folder.name
+        version = f"{name if name in registry() else folder.name}{suffix}"
     else:
-        if config is None:
-            raise BadParameterError("pretrained=False needs the architecture's configuration")
-        with seeded_torch(family, config.to_json_string()):  # the same random weights in any process
+        config = variant.config()
+        if video:
+            config = video_config(vision_config=config.vision_config)
+        with seeded_torch(variant.family, config.to_json_string()):  # the same random weights in any process
             model = model_class(config)
-        processor = Sam2Processor(image_processor=Sam2ImageProcessor())
-        version = f"{checkpoint or default_weights}.random"
+        processor = default_processor(video)
+        version = f"{checkpoint or variant.weights}{suffix}.random"
     place(model, device, dtype)
-    return TransformersSamFunction(model, processor, model_version=version, multimask=_multimask(multimask))
+    return model, processor, version
 
 
-def create(
-    size: str = "tiny",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    multimask: str = "auto",
-    dtype: str | None = None,
-) -> TransformersSamFunction:
+def default_processor(video: bool = False) -> Any:
+    """SAM 2's default processing: ``Sam2Processor``, or with ``video`` ``Sam2VideoProcessor``."""
+    from transformers import Sam2ImageProcessor, Sam2Processor, Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    if video:
+        return Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor())
+    return Sam2Processor(image_processor=Sam2ImageProcessor())
+
+
+class Sam2Parameters(InteractiveParameters, total=False):
+    """The parameters of :func:`create`."""
+
+    size: str
+
+
+def build(variant: Sam2Variant, params: InteractiveParameters) -> TransformersSamFunction:
+    """The interactive function of a SAM 2-family checkpoint (``params``: see :func:`create`)."""
+    model, processor, version = load(variant, params, video=False)
+    return TransformersSamFunction(
+        model, processor, model_version=version, multimask=multimask_setting(params["multimask"])
+    )
+
+
+@declare({"size": "tiny", **create_parameters(multimask="auto")}, Sam2Parameters)
+def create(**params: Unpack[Sam2Parameters]) -> TransformersSamFunction:
     """SAM 2.1 on transformers.
 
     ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
@@ -347,17 +372,7 @@ def create(
     ``dtype``: float32, bfloat16 or float16 (default ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``,
     else auto / float32; see :mod:`autoannotate.devices`). ``multimask``: auto, true or false.
     """
-    s = _size(size)
-    return build(
-        "sam2",
-        checkpoint=checkpoint,
-        default_weights=SAM2_SIZES[s],
-        pretrained=pretrained,
-        device=device,
-        multimask=multimask,
-        config=None if pretrained else sam2_config(s),
-        dtype=dtype,
-    )
+    return build(variant(params["size"]), params)
 
 
 def weights_available(size: str = "tiny") -> bool:

@@ -38,12 +38,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import PIL.Image
 
-from ..devices import model_dtype, place, to_cpu_float, to_model
+from ..devices import model_dtype, to_cpu_float, to_model
 from ..errors import BadParameterError
 from ..interface import (
     TrackableShape,
@@ -53,8 +53,9 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from ..registry import transformers_record
-from ..seeding import seeded_torch
-from .sam2 import SAM2_SIZES, edgetam_config, sam2_config, size_name
+from ._signature import declare
+from .sam import LoadingParameters, create_parameters
+from .sam2 import Sam2Variant, load, variant
 from .sam2 import weights_available as sam2_weights_available
 
 
@@ -294,74 +295,28 @@ class VideoSamTracker:
 # Building
 
 
-def sam2_video_config(size: str = "tiny") -> Any:
-    """The ``Sam2VideoConfig`` of a released SAM 2.1 checkpoint (for random weights)."""
-    from transformers import Sam2VideoConfig
+class VideoParameters(LoadingParameters, total=False):
+    """The parameters of a SAM 2-family video function's ``create``."""
 
-    return Sam2VideoConfig(vision_config=sam2_config(size).vision_config)
-
-
-def edgetam_video_config() -> Any:
-    """The ``EdgeTamVideoConfig`` of the released EdgeTAM checkpoint (for random weights)."""
-    from transformers import EdgeTamVideoConfig
-
-    return EdgeTamVideoConfig(vision_config=edgetam_config().vision_config)
+    min_score: float
+    min_pixels: int
 
 
-def default_processor() -> Any:
-    from transformers import Sam2ImageProcessor, Sam2VideoProcessor, Sam2VideoVideoProcessor
+class Sam2VideoParameters(VideoParameters, total=False):
+    """The parameters of :func:`create`."""
 
-    return Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor())
+    size: str
 
 
-def build(
-    family: str,
-    *,
-    checkpoint: str | None,
-    default_weights: str,
-    pretrained: bool,
-    device: str | None,
-    min_score: float,
-    min_pixels: int,
-    config: Any = None,
-    dtype: str | None = None,
-) -> VideoSamTracker:
-    """Load (or, with ``pretrained=False``, build with random weights) a SAM 2-family video model.
-    ``checkpoint``: a registry name, a Hugging Face repo id or a saved model folder."""
-    from transformers import EdgeTamVideoModel, Sam2VideoModel, Sam2VideoProcessor
-
-    from ..weights import registry, resolve
-
-    model_class: Any = {"sam2": Sam2VideoModel, "edgetam": EdgeTamVideoModel}[family]
-    if pretrained:
-        name = checkpoint or default_weights
-        folder = resolve(name)
-        model = model_class.from_pretrained(str(folder))
-        try:
-            processor = Sam2VideoProcessor.from_pretrained(str(folder))
-        except (OSError, ValueError, TypeError):  # a folder holding only the model: the default processing
-            processor = default_processor()
-        version = f"{name if name in registry() else folder.name}-video"
-    else:
-        if config is None:
-            raise BadParameterError("pretrained=False needs the architecture's configuration")
-        with seeded_torch(family, config.to_json_string()):  # the same random weights in any process
-            model = model_class(config)
-        processor = default_processor()
-        version = f"{checkpoint or default_weights}-video.random"
-    place(model, device, dtype)
+def build(variant: Sam2Variant, params: VideoParameters) -> VideoSamTracker:
+    """The tracking function of a SAM 2-family checkpoint's video model (``params``: see :func:`create`)."""
+    model, processor, version = load(variant, params, video=True)
+    min_score, min_pixels = params["min_score"], params["min_pixels"]
     return VideoSamTracker(model, processor, model_version=version, min_score=min_score, min_pixels=min_pixels)
 
 
-def create(
-    size: str = "tiny",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    min_score: float = 0.5,
-    min_pixels: int = 16,
-    dtype: str | None = None,
-) -> VideoSamTracker:
+@declare({"size": "tiny", **create_parameters(min_score=0.5, min_pixels=16)}, Sam2VideoParameters)
+def create(**params: Unpack[Sam2VideoParameters]) -> VideoSamTracker:
     """SAM 2.1 video propagation on transformers.
 
     ``size``: tiny, small, base-plus or large. ``checkpoint``: a saved Hugging Face model folder, a
@@ -371,18 +326,7 @@ def create(
     ``AUTOANNOTATE_DEVICE`` / ``AUTOANNOTATE_DTYPE``, else auto / float32; see
     :mod:`autoannotate.devices`). An object is lost when its object score (0..1) falls below
     ``min_score`` or its mask has fewer than ``min_pixels`` pixels."""
-    s = size_name(size)
-    return build(
-        "sam2",
-        checkpoint=checkpoint,
-        default_weights=SAM2_SIZES[s],
-        pretrained=pretrained,
-        device=device,
-        min_score=min_score,
-        min_pixels=min_pixels,
-        config=None if pretrained else sam2_video_config(s),
-        dtype=dtype,
-    )
+    return build(variant(params["size"]), params)
 
 
 #: The video model reads the weights of the image model: the same check.

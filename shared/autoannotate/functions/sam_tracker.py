@@ -8,7 +8,7 @@ frame with the previous frame's box and mask (low-resolution logits) as prompts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import PIL.Image
 
@@ -22,6 +22,9 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from ..registry import FunctionRecord
+from . import sam
+from ._signature import declare
+from .sam import LoadingParameters, create_parameters
 
 
 @dataclass
@@ -74,20 +77,26 @@ class SamTracker:
         return TrackableShape("mask", bitmap=mask)
 
 
-def create(
-    model_type: str = "vit_b",
-    checkpoint: str | None = None,
-    pretrained: bool = True,
-    device: str | None = None,
-    min_pixels: int = 16,
-    dtype: str | None = None,
-) -> SamTracker:
+class SamTrackerParameters(LoadingParameters, total=False):
+    """The parameters of :func:`create`."""
+
+    model_type: str
+    min_pixels: int
+
+
+@declare({"model_type": "vit_b", **create_parameters(min_pixels=16)}, SamTrackerParameters)
+def create(**params: Unpack[SamTrackerParameters]) -> SamTracker:
     """SAM tracker; parameters as in ``sam`` (``device``, ``dtype`` too) plus ``min_pixels``
     (smaller masks count as lost)."""
-    from . import sam
-
-    fn = sam.create(model_type, checkpoint, pretrained, device, multimask="false", dtype=dtype)
-    return SamTracker(fn, min_pixels)
+    fn = sam.create(
+        model_type=params["model_type"],
+        checkpoint=params["checkpoint"],
+        pretrained=params["pretrained"],
+        device=params["device"],
+        multimask="false",
+        dtype=params["dtype"],
+    )
+    return SamTracker(fn, params["min_pixels"])
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); its weights are SAM's.
