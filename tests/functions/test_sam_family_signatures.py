@@ -76,7 +76,7 @@ def test_positional_arguments_bind_in_the_declared_order():
 def test_a_declaration_must_name_exactly_the_typed_parameters():
     from typing import TypedDict
 
-    from autoannotate.functions._signature import declare
+    from autoannotate.signatures import declare
 
     class Typed(TypedDict, total=False):
         checkpoint: str | None

@@ -14,12 +14,10 @@ autoannotate did not make is never overwritten.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 from fiftyone import ViewField as F
 
@@ -32,6 +30,7 @@ from ..settings import (
     DEFAULT_WRITE_EVERY,
     DEFAULT_WRITE_INTERVAL,
 )
+from ..signatures import parameters_of
 from ..video import iter_video_tracks
 from .convert import CONTAINER_TYPES, RUN_ATTRIBUTE, UNREFINED_REASON, LabelBuilder
 from .plan import Plan, RunPlan, check_collection, default_refiner, plan_run
@@ -41,39 +40,12 @@ from .shards import queue_sharded_run
 from .video import VideoSink
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
 
 __all__ = ["annotate_dataset", "annotate_video_dataset", "run_plan", "ImageSink", "default_refiner"]
 
 
-def _parameters_of(source: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
-    """Give the decorated function ``source``'s parameters, declared once in ``source``: mypy checks
-    its callers against them (``ParamSpec``), ``inspect.signature`` and ``help()`` show them
-    (``__signature__``, with the function's own return annotation), and a call with an unknown or
-    missing argument raises ``TypeError`` naming the function, before its body runs."""
-
-    def decorate(f: Callable[..., R]) -> Callable[P, R]:
-        own = inspect.signature(f)
-        signature = inspect.signature(source).replace(return_annotation=own.return_annotation)
-
-        @functools.wraps(f)
-        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as e:
-                raise TypeError(f"{f.__name__}() {e}") from None
-            return f(*args, **kwargs)
-
-        checked.__signature__ = signature  # type: ignore[attr-defined]
-        checked.__annotations__ = {**source.__annotations__, "return": own.return_annotation}
-        return checked
-
-    return decorate
-
-
-@_parameters_of(plan_run)
-def annotate_dataset(*args: Any, **kwargs: Any) -> AnnotateReport:
+@parameters_of(plan_run)
+def annotate_dataset(**kwargs: Any) -> AnnotateReport:
     """Auto-label ``samples`` (a dataset or view) into ``label_field``; returns the run's report.
 
     - ``function``: a detection function object, or a predefined name with ``function_params``.
@@ -117,7 +89,7 @@ def annotate_dataset(*args: Any, **kwargs: Any) -> AnnotateReport:
     - ``run_info``: extra plain values stored in the run record's configuration (a shard stores
       its parent run and index); runs resume only runs with the same values.
     """
-    return run_plan(plan_run(*args, **kwargs))  # every argument as given: planned and checked in one pass
+    return run_plan(plan_run(**kwargs))  # every argument: planned and checked in one pass
 
 
 def annotate_video_dataset(

@@ -20,8 +20,8 @@ from ..devices import autocast, place, resolve_dtype, to_cpu_float, to_model
 from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec
 from ..seeding import seeded_torch
+from ..signatures import with_signature
 from ..weights import MODELS_ENV, cache_dir, find_local, offline, search_dirs
-from ._signature import with_signature
 
 _SKIP_CATEGORIES = {"N/A", "__background__"}
 

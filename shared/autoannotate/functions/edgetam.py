@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Unpack
 
 from ..registry import AutoCandidate, transformers_record
+from ..signatures import declare
 from ..weights import availability, hf_weights
-from ._signature import declare
 from .sam import InteractiveParameters, create_parameters
 from .sam2 import EDGETAM, EDGETAM_WEIGHTS, TransformersSamFunction, build
 

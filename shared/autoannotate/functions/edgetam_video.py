@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Unpack
 
 from ..registry import transformers_record
+from ..signatures import declare
 from ..weights import availability
-from ._signature import declare
 from .sam import create_parameters
 from .sam2 import EDGETAM, EDGETAM_WEIGHTS
 from .sam2_video import VideoParameters, VideoSamTracker, build

@@ -42,8 +42,8 @@ from ..loading import split_list
 from ..masks import batched_nms
 from ..seeding import seeded_torch
 from ..shapes import Shape, mask, rectangle
+from ..signatures import declare
 from ._batching import BatchedDetection
-from ._signature import declare
 
 __all__ = [
     "ClassPrompts",

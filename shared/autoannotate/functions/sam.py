@@ -28,8 +28,8 @@ from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
 from ..registry import AutoCandidate, FunctionRecord
 from ..seeding import seeded_torch
+from ..signatures import declare
 from ..weights import WeightsEntry, resolve
-from ._signature import declare
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 
@@ -196,7 +196,7 @@ class SamParameters(InteractiveParameters, total=False):
 def create_parameters(**settings: Any) -> dict[str, Any]:
     """The order and defaults of a SAM-family ``create``'s parameters after the choice of model:
     ``checkpoint``, ``pretrained``, ``device``, the function's own ``settings``, then ``dtype``
-    (for :func:`autoannotate.functions._signature.declare`)."""
+    (for :func:`autoannotate.signatures.declare`)."""
     return {"checkpoint": None, "pretrained": True, "device": None, **settings, "dtype": None}
 
 

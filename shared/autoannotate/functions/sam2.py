@@ -42,8 +42,8 @@ from ..errors import BadParameterError
 from ..interface import InteractiveFunctionContext, InteractivePrompt, SegmentationResult
 from ..registry import AutoCandidate, transformers_record
 from ..seeding import seeded_torch
+from ..signatures import declare
 from ..weights import hf_weights
-from ._signature import declare
 from .sam import InteractiveParameters, LoadingParameters, best_masks, create_parameters, use_multimask
 
 #: SAM 2.1 sizes -> the registry name of their weights (its record, :data:`FUNCTION`).

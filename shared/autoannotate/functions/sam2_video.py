@@ -53,7 +53,7 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from ..registry import transformers_record
-from ._signature import declare
+from ..signatures import declare
 from .sam import LoadingParameters, create_parameters
 from .sam2 import Sam2Variant, load, variant
 from .sam2 import weights_available as sam2_weights_available

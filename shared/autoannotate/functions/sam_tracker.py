@@ -22,8 +22,8 @@ from ..interface import (
 )
 from ..masks import mask_bbox, mask_to_polygon
 from ..registry import FunctionRecord
+from ..signatures import declare
 from . import sam
-from ._signature import declare
 from .sam import LoadingParameters, create_parameters
 
 
