@@ -117,6 +117,19 @@ ANNOTATE_DATASET_SIGNATURE = (
 )
 
 
+def test_annotate_dataset_type_hints_are_plan_runs_resolved():
+    """``typing.get_type_hints`` resolves the parameters in ``plan_run``'s module (``annotate``'s
+    does not import every name they use) and the return in ``annotate_dataset``'s."""
+    import typing
+
+    from autoannotate.interface import InteractiveFunction
+    from autoannotate.report import AnnotateReport
+
+    hints = typing.get_type_hints(annotate_dataset)
+    assert hints == {**typing.get_type_hints(plan_run), "return": AnnotateReport}
+    assert hints["refine_with"] == InteractiveFunction | str | None
+
+
 def test_annotate_dataset_shows_and_checks_its_own_signature(small_dataset):
     import inspect
     import pydoc

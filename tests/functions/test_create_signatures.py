@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pydoc
+import typing
 
 import pytest
 
 from autoannotate.errors import BadParameterError
 from autoannotate.loading import describe_parameters, load_function
+from autoannotate.registry import predefined_functions
 
 OPEN_VOCAB = "classes: Any = None, prompts: Any = None, checkpoint: str | None = None, pretrained: bool = True, "
 OPEN_VOCAB += "device: str | None = None, dtype: str | None = None, "
@@ -100,3 +103,81 @@ def test_torchvision_create_called_directly():
         torchvision_classification.create("resnet18", topk=0)
     with pytest.raises(TypeError, match=r"^create\(\) missing a required argument: 'model_name'$"):
         torchvision_classification.create()
+
+
+def _shown(annotation) -> str:
+    """An annotation as ``inspect.signature`` shows it, short names only."""
+    return (
+        inspect.formatannotation(annotation).rsplit(".", 1)[-1]
+        if isinstance(annotation, type)
+        else (inspect.formatannotation(annotation))
+    )
+
+
+@pytest.mark.parametrize("name", sorted(predefined_functions()))
+def test_type_hints_are_the_real_types_of_the_signature(name):
+    """``typing.get_type_hints`` on every predefined ``create`` (built or written) gives the types
+    its signature shows, resolved: one per parameter and the return."""
+    create = predefined_functions()[name].create
+    hints = typing.get_type_hints(create)
+    signature = inspect.signature(create)
+    assert list(hints) == [*signature.parameters, "return"]
+    for p in signature.parameters.values():
+        assert not isinstance(hints[p.name], str)
+        assert _shown(hints[p.name]) == p.annotation, p.name
+    assert _shown(hints["return"]) == signature.return_annotation
+
+
+def test_type_hints_of_built_creates():
+    from autoannotate.functions import sam, torchvision_classification
+
+    assert typing.get_type_hints(sam.create) == {
+        "model_type": str,
+        "checkpoint": str | None,
+        "pretrained": bool,
+        "device": str | None,
+        "multimask": str,
+        "dtype": str | None,
+        "return": sam.SamFunction,
+    }
+    hints = typing.get_type_hints(torchvision_classification.create)
+    assert hints["model_name"] is str and hints["topk"] is int and hints["kwargs"] is typing.Any
+    assert hints["return"] is torchvision_classification.TorchvisionClassificationFunction
+
+
+def test_ultralytics_create_is_a_function_returning_the_class():
+    """The class is not the ``create``: ``help()`` shows a function of the documented parameters,
+    and a wrong call counts the parameters users pass (no ``self``)."""
+    from autoannotate.functions import ultralytics
+
+    create = ultralytics.create
+    assert inspect.isfunction(create) and create.__name__ == "create"
+    assert typing.get_type_hints(create) == {
+        "model": str | None,
+        "task": str | None,
+        "keypoints": typing.Any,
+        "device": str | None,
+        "dtype": str | None,
+        "imgsz": int | None,
+        "iou": float | None,
+        "max_det": int,
+        "topk": int,
+        "keypoint_threshold": float,
+        "return": ultralytics.UltralyticsFunction,
+    }
+    text = pydoc.render_doc(create, renderer=pydoc.plaintext)
+    assert "create(model: 'str | None' = None," in text and "-> 'UltralyticsFunction'" in text
+    assert "An Ultralytics model as a detection function.\n" in text and "Method resolution order" not in text
+    with pytest.raises(TypeError, match=r"^create\(\) takes from 0 to 10 positional arguments but 17 were given$"):
+        create(*range(17))
+    with pytest.raises(BadParameterError, match="the ultralytics function needs model="):
+        create()
+
+
+def test_too_many_positional_arguments_are_counted_as_python_does():
+    from autoannotate.functions import sam, torchvision_classification
+
+    with pytest.raises(TypeError, match=r"^create\(\) takes from 1 to 6 positional arguments but 8 were given$"):
+        torchvision_classification.create(*range(8))
+    with pytest.raises(TypeError, match=r"^create\(\) takes from 0 to 6 positional arguments but 7 were given$"):
+        sam.create(*range(7))

@@ -12,7 +12,7 @@ import os
 import urllib.error
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import PIL.Image
 
@@ -20,7 +20,7 @@ from ..devices import autocast, place, resolve_dtype, to_cpu_float, to_model
 from ..errors import BadParameterError, WeightsNotFoundError
 from ..interface import DetectionFunctionContext, DetectionFunctionSpec
 from ..seeding import seeded_torch
-from ..signatures import with_signature
+from ..signatures import class_create
 from ..weights import MODELS_ENV, cache_dir, find_local, offline, search_dirs
 
 _SKIP_CATEGORIES = {"N/A", "__background__"}
@@ -158,22 +158,19 @@ class TorchvisionFunctionBase:
         ]
 
 
+P = ParamSpec("P")
 T = TypeVar("T", bound=TorchvisionFunctionBase)
 
 
-def torchvision_create(function_class: type[T], model_name: str | None = None) -> Callable[..., T]:
-    """The ``create`` of a torchvision function: ``function_class``'s constructor with the
-    parameters users see, ``model_name`` (its default when given, else required), ``weights_name``,
-    ``pretrained``, ``device``, then the class's own options (its keyword-only parameters), ``dtype``
-    and the model constructor's ``**kwargs``; documented by the class's docstring."""
+def torchvision_create(function_class: Callable[P, T]) -> Callable[P, T]:
+    """The ``create`` of a torchvision function (:func:`autoannotate.signatures.class_create`):
+    ``function_class``'s constructor with the parameters users see, ``model_name`` (with the
+    constructor's default, if any), ``weights_name``, ``pretrained``, ``device``, then the class's
+    own options (its keyword-only parameters), ``dtype`` and the model constructor's ``**kwargs``;
+    documented by the class's docstring. Type checkers check callers against the constructor."""
     base = list(inspect.signature(TorchvisionFunctionBase.__init__).parameters.values())[1:]
-    if model_name is not None:
-        base[0] = base[0].replace(default=model_name)
-    own = [
-        p.replace(kind=p.POSITIONAL_OR_KEYWORD)
-        for p in inspect.signature(function_class.__init__).parameters.values()
-        if p.kind is p.KEYWORD_ONLY
-    ]
+    parameters = inspect.signature(function_class).parameters
+    base[0] = parameters["model_name"]
+    own = [p.replace(kind=p.POSITIONAL_OR_KEYWORD) for p in parameters.values() if p.kind is p.KEYWORD_ONLY]
     at = [p.name for p in base].index("dtype")
-    signature = inspect.Signature(base[:at] + own + base[at:], return_annotation=function_class.__name__)
-    return with_signature(function_class, signature, inspect.getdoc(function_class) or "")
+    return class_create(function_class, inspect.Signature(base[:at] + own + base[at:]))

@@ -23,11 +23,11 @@ class TorchvisionClassificationFunction(TorchvisionFunctionBase):
 
     cast_weights = True
 
-    def __init__(self, *args: Any, topk: int = 1, **kwargs: Any) -> None:
+    def __init__(self, model_name: str, *args: Any, topk: int = 1, **kwargs: Any) -> None:
         if int(topk) < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
         self.topk = int(topk)
-        super().__init__(*args, **kwargs)
+        super().__init__(model_name, *args, **kwargs)
 
     def make_labels(self) -> list:
         return [label_spec(self.categories[i], i, type="tag") for i in self.label_ids()]

@@ -20,9 +20,11 @@ class TorchvisionInstanceSegmentationFunction(TorchvisionFunctionBase):
     Parameters as in ``torchvision_detection``, plus ``mask_threshold`` (probability cut-off).
     """
 
-    def __init__(self, *args: Any, mask_threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self, model_name: str = "maskrcnn_resnet50_fpn_v2", *args: Any, mask_threshold: float = 0.5, **kwargs: Any
+    ) -> None:
         self.mask_threshold = float(mask_threshold)
-        super().__init__(*args, **kwargs)
+        super().__init__(model_name, *args, **kwargs)
 
     def make_labels(self) -> list:
         # "any": the same label carries masks or polygons depending on conv_mask_to_poly.
@@ -42,7 +44,7 @@ class TorchvisionInstanceSegmentationFunction(TorchvisionFunctionBase):
         return shapes
 
 
-create = torchvision_create(TorchvisionInstanceSegmentationFunction, "maskrcnn_resnet50_fpn_v2")
+create = torchvision_create(TorchvisionInstanceSegmentationFunction)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.

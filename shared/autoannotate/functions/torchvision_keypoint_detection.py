@@ -3,6 +3,8 @@ invisible (visibility 0) are marked occluded."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..interface import DetectionFunctionContext, keypoint_spec, skeleton_label_spec
 from ..registry import torchvision_record
 from ..shapes import Shape, keypoint, skeleton
@@ -11,6 +13,9 @@ from ._torchvision import TorchvisionFunctionBase, torchvision_create
 
 class TorchvisionKeypointDetectionFunction(TorchvisionFunctionBase):
     """A torchvision keypoint model by name; parameters as in ``torchvision_detection``."""
+
+    def __init__(self, model_name: str = "keypointrcnn_resnet50_fpn", *args: Any, **kwargs: Any) -> None:
+        super().__init__(model_name, *args, **kwargs)
 
     def make_labels(self) -> list:
         names = self.weights.meta["keypoint_names"]
@@ -34,7 +39,7 @@ class TorchvisionKeypointDetectionFunction(TorchvisionFunctionBase):
         ]
 
 
-create = torchvision_create(TorchvisionKeypointDetectionFunction, "keypointrcnn_resnet50_fpn")
+create = torchvision_create(TorchvisionKeypointDetectionFunction)
 
 
 #: This function in the registry (:mod:`autoannotate.registry`); torchvision fetches its weights.

@@ -31,6 +31,7 @@ from ..interface import DetectionFunctionContext, DetectionFunctionSpec, keypoin
 from ..loading import split_list
 from ..registry import FunctionRecord
 from ..shapes import Shape, mask, polygon, rectangle, skeleton, tag
+from ..signatures import class_create
 from ._batching import BatchedDetection
 from ._coco import COCO_KEYPOINTS
 
@@ -70,18 +71,8 @@ def obb_rectangle(label_id: int, xywhr: Sequence[float], **kwargs: Any) -> Shape
 
 
 class UltralyticsFunction(BatchedDetection):
-    """An Ultralytics model as a detection function (this class is the module's ``create``).
-    Thread-safe (one prediction at a time: Ultralytics' predictor keeps state between calls).
-
-    ``model``: a ``.pt`` file, a model YAML (random weights) or an exported model Ultralytics can
-    load; ``task`` (``detect``, ``segment``, ``pose``, ``obb``, ``classify``): only for exported
-    models that do not record it. ``keypoints``: pose keypoint names (a list, ``"nose,left_eye,..."``
-    or a file with one per line; default the model's, else COCO's 17). ``device`` / ``dtype``
-    (float32 or float16): see :mod:`autoannotate.devices`. ``imgsz``, ``iou`` (NMS), ``max_det``:
-    Ultralytics' own (its defaults when unset). ``topk``: tags per image (classify);
-    ``keypoint_threshold``: keypoints less visible than this are marked occluded. With no
-    threshold from the caller, Ultralytics' default (0.25) applies.
-    """
+    """An Ultralytics model as a detection function; its parameters are :func:`create`'s. Thread-safe
+    (one prediction at a time: Ultralytics' predictor keeps state between calls)."""
 
     def __init__(
         self,
@@ -283,8 +274,20 @@ def load_yolo(model: str, task: str | None = None) -> Any:
         raise WeightsNotFoundError(f"Ultralytics cannot load {model!r}: {e}") from None
 
 
-#: The function's ``create``: its parameters are the constructor's.
-create = UltralyticsFunction
+create = class_create(
+    UltralyticsFunction,
+    doc="""An Ultralytics model as a detection function.
+
+    ``model``: a ``.pt`` file, a model YAML (random weights) or an exported model Ultralytics can
+    load; ``task`` (``detect``, ``segment``, ``pose``, ``obb``, ``classify``): only for exported
+    models that do not record it. ``keypoints``: pose keypoint names (a list, ``"nose,left_eye,..."``
+    or a file with one per line; default the model's, else COCO's 17). ``device`` / ``dtype``
+    (float32 or float16): see :mod:`autoannotate.devices`. ``imgsz``, ``iou`` (NMS), ``max_det``:
+    Ultralytics' own (its defaults when unset). ``topk``: tags per image (classify);
+    ``keypoint_threshold``: keypoints less visible than this are marked occluded. With no
+    threshold from the caller, Ultralytics' default (0.25) applies.
+    """,
+)
 
 
 __all__ = ["TASKS", "UltralyticsFunction", "create", "keypoint_names", "load_yolo", "obb_rectangle"]
