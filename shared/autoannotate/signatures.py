@@ -1,6 +1,7 @@
 """Signatures built rather than written, for parameters declared once and used in several places:
 the ``create`` of families of functions that share most of their parameters (the open-vocabulary
-functions, the torchvision ones, the SAM family) and ``annotate_dataset``, which takes
+functions, the torchvision ones, the SAM family), that of a function that is a class
+(:func:`class_create`: Ultralytics, torchvision) and ``annotate_dataset``, which takes
 ``plan_run``'s.
 
 Users see the built signature wherever they name parameters (``-p name=value``, the FiftyOne
@@ -100,13 +101,12 @@ def class_create(
     ``cls``, documented by ``doc`` (default: the class's docstring)."""
     if not isinstance(cls, type):
         raise TypeError(f"class_create takes a class, got {cls!r}")
-    own = inspect.signature(cls)
-    shown = (signature or own).replace(return_annotation=cls.__name__)
+    shown = (signature or inspect.signature(cls)).replace(return_annotation=cls.__name__)
     types: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):  # a subclass's constructor wins over its bases'
         if "__init__" in vars(klass) and klass is not object:
             types.update(typing.get_type_hints(vars(klass)["__init__"]))
-    hints = {name: types[name] for name in shown.parameters} | {"return": cls}
+    hints = {name: types[name] for name in shown.parameters if name in types} | {"return": cls}
     made = with_signature(cls, shown, (inspect.getdoc(cls) or "") if doc is None else doc, hints)
     return cast("Callable[P, T]", made)
 
