@@ -9,6 +9,7 @@ import importlib
 import inspect
 import pydoc
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,44 @@ def test_too_many_positional_arguments_are_counted_as_python_does():
         torchvision_classification.create(*range(8))
     with pytest.raises(TypeError, match=r"^create\(\) takes from 0 to 6 positional arguments but 7 were given$"):
         sam.create(*range(7))
+
+
+#: Calls a type checker sees through the built ``create`` functions: the lines marked ``# error``
+#: are wrong types or names, the others what users may write.
+MYPY_PROBE = """\
+from autoannotate.functions import sam, torchvision_classification, torchvision_detection, ultralytics
+from autoannotate.functions import torchvision_instance_segmentation, torchvision_keypoint_detection
+from autoannotate.functions.torchvision_classification import TorchvisionClassificationFunction
+from autoannotate.functions.ultralytics import UltralyticsFunction
+
+a: TorchvisionClassificationFunction = torchvision_classification.create(model_name="resnet18", topk=2)
+torchvision_classification.create(model_name="resnet18", topk="2")  # error
+torchvision_classification.create(model_name=5)  # error
+torchvision_detection.create("x", "DEFAULT", False, None, None, box_score_thresh=0.2)
+torchvision_detection.create("x", pretrained="no")  # error
+torchvision_instance_segmentation.create()
+torchvision_instance_segmentation.create(mask_threshold="0.5")  # error
+torchvision_keypoint_detection.create()
+b: UltralyticsFunction = ultralytics.create("best.pt", "detect", topk=2)
+ultralytics.create(topk="2")  # error
+ultralytics.create(colour="red")  # error
+sam.create(model_type="vit_b", multimask="auto")
+sam.create("vit_b")  # error
+"""
+
+
+def test_type_checkers_check_calls_to_built_creates(tmp_path, monkeypatch):
+    """mypy flags a wrong type or name passed to a built ``create`` (torchvision's, Ultralytics'
+    and the SAM family's) and accepts what users may pass; a ``TypedDict``-declared ``create``
+    takes its parameters by name only (docs/functions.md)."""
+    api = pytest.importorskip("mypy.api")
+    import autoannotate
+
+    (tmp_path / "probe.py").write_text(MYPY_PROBE)
+    monkeypatch.chdir(tmp_path)  # no project configuration
+    monkeypatch.setenv("MYPYPATH", str(Path(autoannotate.__file__).parents[1]))
+    args = ["--ignore-missing-imports", "--follow-imports=silent", "--cache-dir", str(tmp_path / "cache"), "probe.py"]
+    out, _, _ = api.run(args)
+    flagged = {int(line.split(":")[1]) for line in out.splitlines() if ": error:" in line}
+    expected = {n for n, line in enumerate(MYPY_PROBE.splitlines(), 1) if line.endswith("# error")}
+    assert flagged == expected, out
