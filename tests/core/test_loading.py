@@ -180,7 +180,9 @@ def test_a_module_or_file_is_checked_for_what_it_provides(tmp_path):
         load_function(str(f), "detection")
     assert load_function(str(f), "tracking").track is not None
     g = tmp_path / "nothing_kind.py"
-    g.write_text("def create(kind='x'):\n    class F:\n        def detect(self, c, i):\n            return []\n    return F()\n")
+    g.write_text(
+        "def create(kind='x'):\n    class F:\n        def detect(self, c, i):\n            return []\n    return F()\n"
+    )
     with pytest.raises(aa.BadFunctionError, match="is not a detection, interactive or tracking function, but a det"):
         load_function(str(g), "detection", kind="y")  # the role is positional-only: kind= goes to create()
     assert load_function(str(g), kind="y").detect  # no role: anything goes

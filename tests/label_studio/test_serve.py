@@ -254,5 +254,7 @@ def test_the_deployable_app_refuses_a_function_of_the_wrong_kind(monkeypatch):
 
     with pytest.raises(aa.BadFunctionError, match=r"^AUTOANNOTATE_FUNCTION='grabcut': 'grabcut' is an interactive"):
         create_app(Settings.from_env({"AUTOANNOTATE_FUNCTION": "grabcut"}))
-    with pytest.raises(aa.BadFunctionError, match=r"^AUTOANNOTATE_INTERACTIVE='opencv_tracker': 'opencv_tracker' is a "):
+    with pytest.raises(
+        aa.BadFunctionError, match=r"^AUTOANNOTATE_INTERACTIVE='opencv_tracker': 'opencv_tracker' is a "
+    ):
         create_app(Settings(function=None, interactive="opencv_tracker", tracker=None))
