@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 import autoannotate as aa
-from autoannotate.fiftyone import annotate_dataset, annotate_video_dataset, get_run
+from autoannotate.fiftyone import annotate_dataset, annotate_video_dataset, get_run, track_labels
 from autoannotate.fiftyone.annotate import run_plan
+from autoannotate.fiftyone.form import function_spec
 from autoannotate.fiftyone.plan import RunPlan, plan_run
 from tests.fakes import FakeDetector, StillTracker
 from tests.tracking.synthetic import make_frames, write_video
@@ -147,4 +148,8 @@ def test_a_function_of_the_wrong_kind_is_refused_by_the_plan(small_dataset, vide
         plan_run(video_dataset, StillTracker(), label_field="auto", tracker=StillTracker())
     with pytest.raises(aa.BadFunctionError, match=r"^'yolox' is a detection function, but a tracking function"):
         plan_run(video_dataset, FakeDetector(), label_field="auto", tracker="yolox")
+    with pytest.raises(aa.BadFunctionError, match=r"^'grabcut' is an interactive function, but a tracking function"):
+        track_labels(video_dataset, "frames.auto", tracker="grabcut")
+    with pytest.raises(aa.BadFunctionError, match=r"^'sam_tracker' is a tracking function, but a detection function"):
+        function_spec("sam_tracker", {})  # what the auto_label form reads a function's labels with
     assert small_dataset.get_field("auto") is None  # nothing was run
