@@ -171,13 +171,14 @@ def load_function(module_or_file: str | ModuleType, kind: str | None = None, /, 
         fn = expect_kind(module_or_file, kind)
         return adapt_function(_call_create(fn.create, f"{fn.name} ({fn.origin})", params))
     module = import_function_module(module_or_file)
+    shown = module_or_file if isinstance(module_or_file, str) else module.__name__  # as the user wrote it
     create = getattr(module, "create", None)
     if callable(create):
-        return check_kind(adapt_function(_call_create(create, f"{module.__name__}.create()", params)), kind)
+        return check_kind(adapt_function(_call_create(create, f"{module.__name__}.create()", params)), kind, shown)
     if params:
         raise BadParameterError(f"{module.__name__} has no create() function, so it takes no parameters")
     if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
-        return check_kind(adapt_function(module), kind)
+        return check_kind(adapt_function(module), kind, shown)
     raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
 
 

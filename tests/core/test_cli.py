@@ -409,4 +409,6 @@ def test_label_studio_annotate_refuses_a_function_of_another_kind_naming_where_i
     )
     assert main([*base, "--function", "edgetam"]) == 2
     assert capsys.readouterr().err.startswith("error: --function='edgetam': 'edgetam' is an interactive function")
+    assert main([*base, "--function", "yolox", "--num-workers", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --num-workers=-1 must be >= 0\n"
     assert fake_annotate_project == []

@@ -235,8 +235,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     url, api_key = _connection(args, settings)
     write_every = args.write_every
     _positive("--write-every", write_every)
-    _positive("--batch-size", args.batch_size)
-    _positive("--num-workers", args.num_workers, 0)
+    checked("batch_size", args.batch_size, "--batch-size")  # the ranges of the variables
+    checked("num_workers", args.num_workers, "--num-workers")
     given = {"params": "--param"} if args.param else {}  # errors name the flag, else the variable
     if args.function is not None:
         name, params = _function_name(args.function), parse_params(args.param)
