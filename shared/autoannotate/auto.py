@@ -81,4 +81,4 @@ def _accepted(fn_name: str, params: dict[str, Any]) -> dict[str, Any]:
 def load_interactive(name: str = AUTO, **params: Any) -> Any:
     """Build an interactive function; ``auto`` as in :func:`resolve_interactive`."""
     chosen, chosen_params = resolve_interactive(name, params)
-    return load_function(chosen, **chosen_params)
+    return load_function(chosen, "interactive", **chosen_params)

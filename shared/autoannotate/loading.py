@@ -157,23 +157,78 @@ def _raise_cvat_error(e: Exception, what: str) -> None:
         raise BadFunctionError(f"{what}: the CVAT function breaks CVAT's rules: {e}") from e
 
 
-def load_function(module_or_file: str | ModuleType, **params: Any) -> Any:
+def load_function(module_or_file: str | ModuleType, kind: str | None = None, /, **params: Any) -> Any:
     """Build a function: a registered name's ``create(**params)`` (predefined, or installed through
     the ``autoannotate.functions`` entry points); for a module or a ``.py`` file its
     ``create(**params)`` if it has one, otherwise the module itself when it has ``spec`` and
-    ``detect`` (and no params were given)."""
+    ``detect`` (and no params were given).
+
+    ``kind`` (one of :data:`~autoannotate.registry.FUNCTION_KINDS`) is the kind the caller's role
+    needs: a registered function of another kind is refused before it is built (its record says
+    what it is), a module or file once built when it lacks what the kind needs
+    (:func:`check_kind`). Both are positional-only, so every keyword is a parameter of ``create``."""
     if isinstance(module_or_file, str) and is_registered(module_or_file):
-        fn = registered(module_or_file)
+        fn = expect_kind(module_or_file, kind)
         return adapt_function(_call_create(fn.create, f"{fn.name} ({fn.origin})", params))
     module = import_function_module(module_or_file)
+    shown = module_or_file if isinstance(module_or_file, str) else module.__name__  # as the user wrote it
     create = getattr(module, "create", None)
     if callable(create):
-        return adapt_function(_call_create(create, f"{module.__name__}.create()", params))
+        return check_kind(adapt_function(_call_create(create, f"{module.__name__}.create()", params)), kind, shown)
     if params:
         raise BadParameterError(f"{module.__name__} has no create() function, so it takes no parameters")
     if hasattr(module, "detect") or hasattr(module, "segment") or hasattr(module, "track"):
-        return adapt_function(module)
+        return check_kind(adapt_function(module), kind, shown)
     raise BadFunctionError(f"{module.__name__} is not an auto-annotation function (no create(), detect(), ...)")
+
+
+def expect_kind(name: str, kind: str | None) -> RegisteredFunction:
+    """The registered function ``name``, when its record's kind is ``kind`` (None: any), else
+    :class:`~autoannotate.errors.BadFunctionError`; nothing is built (a caller that hands the name
+    to worker processes checks it first)."""
+    fn = registered(name)
+    if kind is not None and fn.record.kind != kind:
+        raise BadFunctionError(_wrong_kind(repr(fn.name), _a(fn.record.kind), kind))
+    return fn
+
+
+#: What a function of each kind provides (the Protocols of :mod:`autoannotate.interface`).
+_PROVIDES = {"detection": "spec and detect()", "interactive": "encode() and segment()", "tracking": "spec and track()"}
+
+
+def provided_kinds(function: object) -> list[str]:
+    """The kinds ``function`` (an object or a module, adapted) can serve as, by what it provides."""
+    from .interface import DetectionFunction, InteractiveFunction, TrackingFunction
+
+    protocols = {"detection": DetectionFunction, "interactive": InteractiveFunction, "tracking": TrackingFunction}
+    return [kind for kind, protocol in protocols.items() if isinstance(function, protocol)]
+
+
+def check_kind(function: Any, kind: str | None, name: str | None = None) -> Any:
+    """``function`` (built, adapted), when it provides what a function of ``kind`` needs (None:
+    anything); else :class:`~autoannotate.errors.BadFunctionError` naming it, what it is, and how
+    to list the functions of ``kind``."""
+    if kind is None:
+        return function
+    provided = provided_kinds(function)
+    if kind in provided:
+        return function
+    from .interface import function_name
+
+    what = _a(" and ".join(provided)) if provided else "not a detection, interactive or tracking"
+    raise BadFunctionError(_wrong_kind(repr(name or function_name(function)), what, kind))
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {word}"
+
+
+def _wrong_kind(name: str, what: str, kind: str) -> str:
+    """``'grabcut' is an interactive function, but a detection function is needed here ...``"""
+    return (
+        f"{name} is {what} function, but {_a(kind)} function is needed here (one with {_PROVIDES[kind]}); "
+        f"`autoannotate functions --kind {kind}` lists them: {', '.join(names(kind))}"
+    )
 
 
 def adapt_function(function: Any) -> Any:

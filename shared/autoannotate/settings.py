@@ -8,13 +8,14 @@ FiftyOne): the CLI and the Docker health check use it as is.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import BadParameterError
+from .errors import AutoAnnotateError, BadParameterError
 from .loading import parse_params
 
 #: Images per call of the function (functions with ``detect_batch`` use it; others go one by one).
@@ -272,11 +273,50 @@ def _read(name: str, v: str, *, read: str, low: float | None, high: float | None
             x = kind(v)
         except (TypeError, ValueError):
             raise BadParameterError(f"{name}={v!r} is not a valid {read}") from None
-        if x != x or (low is not None and x < low) or (high is not None and x > high):  # NaN too
-            bounds = f">= {low}" if high is None else f"between {low} and {high}"
-            raise BadParameterError(f"{name}={v!r} must be {bounds}")
-        return x
+        return _in_range(name, v, x, low, high)
     return v
+
+
+def _in_range(name: str, given: object, x: float, low: float | None, high: float | None) -> Any:
+    if x != x or (low is not None and x < low) or (high is not None and x > high):  # NaN too
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise BadParameterError(f"{name}={given!r} must be {bounds}")
+    return x
+
+
+def checked(field_name: str, value: Any, what: str) -> Any:
+    """``value`` for the :class:`Settings` field ``field_name`` given another way than its variable
+    (``what``: the command-line flag), checked against the same range as the variable
+    (``--port=70000 must be between 0 and 65535``); None passes."""
+    meta = next(f.metadata for f in fields(Settings) if f.name == field_name)
+    return value if value is None else _in_range(what, value, value, meta["low"], meta["high"])
+
+
+@contextlib.contextmanager
+def named(
+    field_name: str,
+    value: object,
+    params_field: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    given: Mapping[str, str] | None = None,
+) -> Iterator[None]:
+    """Errors raised inside (loading the function a setting names) start with that setting: its
+    variable (:func:`env_variable`), or the flag that replaced it (``given``: field -> flag).
+    A :class:`BadParameterError` names ``params_field`` instead when ``params`` were given, e.g.
+    ``AUTOANNOTATE_TRACKER='nosuch': no function named 'nosuch'...`` and
+    ``AUTOANNOTATE_PARAMS: parameter 'max_detections': 'abc' is not a valid int``."""
+
+    def source(name: str) -> str:
+        return (given or {}).get(name) or env_variable(name)
+
+    try:
+        yield
+    except AutoAnnotateError as e:
+        if isinstance(e, BadParameterError) and params_field and params:
+            e.args = (f"{source(params_field)}: {e}",)
+        else:
+            e.args = (f"{source(field_name)}={value!r}: {e}",)
+        raise
 
 
 #: Every variable :meth:`Settings.from_env` reads.

@@ -279,7 +279,7 @@ def fake_annotate_project(monkeypatch):
         return Report()
 
     monkeypatch.setattr(project, "annotate_project", fake)
-    monkeypatch.setattr(loading, "load_function", lambda name, **params: (name, params))
+    monkeypatch.setattr(loading, "load_function", lambda name, kind=None, /, **params: (name, params))
     for var in (
         "LABEL_STUDIO_URL",
         "LABEL_STUDIO_API_KEY",
@@ -331,7 +331,7 @@ def test_label_studio_annotate_flags_override_settings(fake_annotate_project, mo
         "--api-key",
         "k",
         "-f",
-        "grabcut",
+        "torchvision_detection",
         "--batch-size",
         "5",
         "--num-workers",
@@ -344,7 +344,7 @@ def test_label_studio_annotate_flags_override_settings(fake_annotate_project, mo
     assert main(args) == 0
     call = fake_annotate_project[-1]
     assert (call["batch_size"], call["num_workers"], call["write_every"], call["conf_threshold"]) == (5, 0, 7, 0.4)
-    assert call["function"] == ("grabcut", {}) and capsys.readouterr().err == ""
+    assert call["function"] == ("torchvision_detection", {}) and capsys.readouterr().err == ""
 
 
 def test_write_every_is_checked_and_the_pre_release_upload_every_is_gone(fake_annotate_project, capsys):
@@ -378,3 +378,37 @@ def test_label_studio_serve_resolves_settings_when_it_runs(monkeypatch):
     assert (settings.batch_size, settings.num_workers, settings.function) == (6, 2, "yolox")
     assert main(["label-studio", "serve", "--port", "1234", "-p", "model=str:yolox_s"]) == 0
     assert served[-1][0].port == 1234 and served[-1][0].params == {"model": "yolox_s"}
+
+
+@pytest.mark.parametrize(
+    "args, kind",
+    [
+        (["--function", "grabcut"], "an interactive"),
+        (["--function", "sam2", "-p", "pretrained=false"], "an interactive"),
+        (["--function", "opencv_tracker"], "a tracking"),
+    ],
+)
+def test_annotate_refuses_a_function_that_is_not_a_detector(folder, tmp_path, capsys, args, kind):
+    d, _ = folder
+    assert main(["annotate", str(d), "--output", str(tmp_path / "o.json"), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{args[1]}' is {kind} function, but a detection function is needed here"), err
+    assert "`autoannotate functions --kind detection` lists them: " in err and "Traceback" not in err
+    assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_label_studio_annotate_refuses_a_function_of_another_kind_naming_where_it_came_from(
+    fake_annotate_project, monkeypatch, capsys, workers
+):
+    base = ["label-studio", "annotate", "--project", "4", "--url", "http://ls", "--api-key", "k", *workers]
+    monkeypatch.setenv("AUTOANNOTATE_FUNCTION", "sam_tracker")
+    assert main(base) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: AUTOANNOTATE_FUNCTION='sam_tracker': 'sam_tracker' is a tracking function, but a detection function"
+    )
+    assert main([*base, "--function", "edgetam"]) == 2
+    assert capsys.readouterr().err.startswith("error: --function='edgetam': 'edgetam' is an interactive function")
+    assert main([*base, "--function", "yolox", "--num-workers", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --num-workers=-1 must be >= 0\n"
+    assert fake_annotate_project == []

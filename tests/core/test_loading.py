@@ -135,3 +135,64 @@ def test_importing_the_package_and_function_modules_loads_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- a role's kind: checked by load_function, from the record or from what the function provides --
+
+
+def test_a_registered_function_of_another_kind_is_refused_before_it_is_built(monkeypatch):
+    import autoannotate.functions.opencv_tracker as tracker_module
+    from autoannotate.registry import refresh
+
+    refresh()
+    built = []
+    monkeypatch.setattr(tracker_module, "create", lambda **kw: built.append(kw))
+    refresh()  # the registry holds the patched create
+    with pytest.raises(aa.BadFunctionError) as e:
+        load_function("opencv_tracker", "detection")
+    assert str(e.value).startswith(
+        "'opencv_tracker' is a tracking function, but a detection function is needed here (one with spec and "
+        "detect()); `autoannotate functions --kind detection` lists them: "
+    )
+    assert "yolox" in str(e.value) and "grabcut" not in str(e.value) and built == []
+    monkeypatch.undo()
+    refresh()  # the registry forgets the patched create
+    with pytest.raises(aa.BadFunctionError, match="'yolox' is a detection function, but an interactive function"):
+        load_function("yolox", "interactive")
+    assert load_function("grabcut", "interactive") is not None
+
+
+def test_a_module_or_file_is_checked_for_what_it_provides(tmp_path):
+    f = tmp_path / "my_tracker.py"
+    f.write_text(
+        textwrap.dedent(
+            """
+            from autoannotate.interface import TrackingFunctionSpec
+            spec = TrackingFunctionSpec(supported_shape_types=("rectangle",))
+            def init_tracking_state(context, pp_image, shape):
+                return shape
+            def track(context, pp_image, state):
+                return None
+            """
+        )
+    )
+    with pytest.raises(aa.BadFunctionError) as e:
+        load_function(str(f), "detection")
+    assert str(e.value).startswith(f"{str(f)!r} is a tracking function, but a detection function is needed here")
+    assert load_function(str(f), "tracking").track is not None
+    g = tmp_path / "nothing_kind.py"
+    g.write_text(
+        "def create(kind='x'):\n    class F:\n        def detect(self, c, i):\n            return []\n    return F()\n"
+    )
+    with pytest.raises(aa.BadFunctionError, match="is not a detection, interactive or tracking function, but a det"):
+        load_function(str(g), "detection", kind="y")  # the role is positional-only: kind= goes to create()
+    assert load_function(str(g), kind="y").detect  # no role: anything goes
+
+
+def test_functions_lists_the_functions_of_one_kind(capsys):
+    from autoannotate.cli import main
+    from autoannotate.registry import names
+
+    assert main(["functions", "--kind", "tracking"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
+    assert listed == names("tracking") and "opencv_tracker" in listed

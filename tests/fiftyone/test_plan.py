@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 import autoannotate as aa
-from autoannotate.fiftyone import annotate_dataset, annotate_video_dataset, get_run
+from autoannotate.fiftyone import annotate_dataset, annotate_video_dataset, get_run, track_labels
 from autoannotate.fiftyone.annotate import run_plan
+from autoannotate.fiftyone.form import function_spec
 from autoannotate.fiftyone.plan import RunPlan, plan_run
 from tests.fakes import FakeDetector, StillTracker
 from tests.tracking.synthetic import make_frames, write_video
@@ -146,3 +147,22 @@ def test_annotate_dataset_shows_and_checks_its_own_signature(small_dataset):
     with pytest.raises(TypeError, match=r"^annotate_dataset\(\) .*positional"):
         annotate_dataset(small_dataset, det, "auto")  # type: ignore[misc]
     assert det.calls == [] and small_dataset.get_field("auto") is None  # refused before anything ran
+
+
+def test_a_function_of_the_wrong_kind_is_refused_by_the_plan(small_dataset, video_dataset):
+    with pytest.raises(aa.BadFunctionError, match=r"^'grabcut' is an interactive function, but a detection function"):
+        annotate_dataset(small_dataset, "grabcut", label_field="auto", progress=False)
+    with pytest.raises(aa.BadFunctionError, match="`autoannotate functions --kind detection` lists them: "):
+        plan_run(small_dataset, "opencv_tracker", label_field="auto", shards=2)
+    # objects are checked for what they provide: a detector is no tracker, a tracker no detector
+    with pytest.raises(aa.BadFunctionError, match=r"^'FakeDetector' is a detection function, but a tracking function"):
+        plan_run(video_dataset, FakeDetector(), label_field="auto", tracker=FakeDetector())
+    with pytest.raises(aa.BadFunctionError, match=r"^'StillTracker' is a tracking function, but a detection function"):
+        plan_run(video_dataset, StillTracker(), label_field="auto", tracker=StillTracker())
+    with pytest.raises(aa.BadFunctionError, match=r"^'yolox' is a detection function, but a tracking function"):
+        plan_run(video_dataset, FakeDetector(), label_field="auto", tracker="yolox")
+    with pytest.raises(aa.BadFunctionError, match=r"^'grabcut' is an interactive function, but a tracking function"):
+        track_labels(video_dataset, "frames.auto", tracker="grabcut")
+    with pytest.raises(aa.BadFunctionError, match=r"^'sam_tracker' is a tracking function, but a detection function"):
+        function_spec("sam_tracker", {})  # what the auto_label form reads a function's labels with
+    assert small_dataset.get_field("auto") is None  # nothing was run

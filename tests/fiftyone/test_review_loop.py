@@ -566,3 +566,25 @@ def test_a_default_fallback_never_approves_classes_nothing_was_learned_for(small
     save_calibration(small_dataset, "auto", cal)
     assert "*" not in saved_calibration(small_dataset, "auto")
     assert apply_calibration(small_dataset, "auto", {"*": (0.0, 0.7)}) == 6  # an explicit "*" applies: the dogs
+
+
+def test_json_commands_print_only_json_on_stdout(small_dataset):
+    """FiftyOne says "Evaluating detections..." on stdout while calibrating against ground truth:
+    with --json that goes to stderr, and stdout is exactly the JSON (a shell pipes it to jq)."""
+    import subprocess
+    import sys
+
+    reviewed_dataset(small_dataset)
+    small_dataset.persistent = True  # the command runs in another process
+
+    def run(*args):
+        cmd = [sys.executable, "-m", "autoannotate.cli", "fiftyone", *args, small_dataset.name, "auto"]
+        return subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
+
+    r = run("calibrate-review", "--source", "ground_truth", "--min-decisions", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["source"] == "ground truth 'ground_truth'"
+    assert "Evaluating detections..." in r.stderr
+    r = run("review-summary")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["total"]["approved_human"] == 140

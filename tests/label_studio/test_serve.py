@@ -167,3 +167,94 @@ def test_help_states_the_defaults_the_settings_have(capsys):
     words = {True: "yes", False: "no"}
     assert stated == {k: words[v] if isinstance(v, bool) else str(v) for k, v in expected.items()}
     assert Settings.from_env({}).look_ahead == defaults.look_ahead == 2
+
+
+# -- each role gets a function of its kind; errors name the variable or flag they come from --
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """``uvicorn.run`` records the app instead of serving it: a check that fails to fire shows as
+    a started server, not a hung test."""
+    import uvicorn
+
+    started: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(app))
+    for name in ("AUTOANNOTATE_FUNCTION", "AUTOANNOTATE_INTERACTIVE", "AUTOANNOTATE_TRACKER", "AUTOANNOTATE_PARAMS"):
+        monkeypatch.delenv(name, raising=False)
+    return started
+
+
+@pytest.mark.parametrize(
+    "env, args, message",
+    [
+        (
+            {"AUTOANNOTATE_FUNCTION": "grabcut"},
+            [],
+            "AUTOANNOTATE_FUNCTION='grabcut': 'grabcut' is an interactive function, but a detection function is "
+            "needed here (one with spec and detect()); `autoannotate functions --kind detection` lists them: ",
+        ),
+        (
+            {"AUTOANNOTATE_FUNCTION": "none", "AUTOANNOTATE_INTERACTIVE": "yolox"},
+            [],
+            "AUTOANNOTATE_INTERACTIVE='yolox': 'yolox' is a detection function, but an interactive function is "
+            "needed here (one with encode() and segment()); `autoannotate functions --kind interactive` lists them: ",
+        ),
+        (
+            {"AUTOANNOTATE_FUNCTION": "none", "AUTOANNOTATE_INTERACTIVE": "none", "AUTOANNOTATE_TRACKER": "yolox"},
+            [],
+            "AUTOANNOTATE_TRACKER='yolox': 'yolox' is a detection function, but a tracking function is needed here",
+        ),
+        (
+            {"AUTOANNOTATE_TRACKER": "grabcut"},
+            ["--function", "none", "--interactive", "none"],
+            "AUTOANNOTATE_TRACKER='grabcut': 'grabcut' is an interactive function",
+        ),
+        ({}, ["--tracker", "opencv_tracker", "--function", "sam"], "--function='sam': 'sam' is an interactive"),
+        (
+            {"AUTOANNOTATE_FUNCTION": "none", "AUTOANNOTATE_INTERACTIVE": "none", "AUTOANNOTATE_TRACKER": "nosuch"},
+            [],
+            "AUTOANNOTATE_TRACKER='nosuch': no function named 'nosuch'",
+        ),
+        ({"AUTOANNOTATE_FUNCTION": "nosuchfn"}, [], "AUTOANNOTATE_FUNCTION='nosuchfn': no function named 'nosuchfn'"),
+        (
+            {"AUTOANNOTATE_PARAMS": "bogus=int:1"},
+            ["--interactive", "none", "--tracker", "none"],
+            "AUTOANNOTATE_PARAMS: yolox (autoannotate.functions.yolox): got an unexpected keyword argument 'bogus'",
+        ),
+        (
+            {"AUTOANNOTATE_PARAMS": "max_detections=abc"},
+            ["--interactive", "none", "--tracker", "none"],
+            "AUTOANNOTATE_PARAMS: parameter 'max_detections': 'abc' is not a valid int",
+        ),
+        (
+            {"AUTOANNOTATE_PARAMS": "max_detections=abc"},
+            ["--interactive", "none", "--tracker", "none", "-p", "max_detections=x"],
+            "--param: parameter 'max_detections': 'x' is not a valid int",
+        ),
+        ({}, ["--port", "70000"], "--port=70000 must be between 0 and 65535"),
+        ({}, ["--look-ahead", "65"], "--look-ahead=65 must be between 0 and 64"),
+        ({}, ["--batch-size", "0"], "--batch-size=0 must be >= 1"),
+    ],
+)
+def test_serve_refuses_a_wrong_function_or_value_before_starting(no_server, monkeypatch, capsys, env, args, message):
+    from autoannotate.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["label-studio", "serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}"), err
+    assert not no_server
+
+
+def test_the_deployable_app_refuses_a_function_of_the_wrong_kind(monkeypatch):
+    from autoannotate.label_studio.app import create_app
+    from autoannotate.settings import Settings
+
+    with pytest.raises(aa.BadFunctionError, match=r"^AUTOANNOTATE_FUNCTION='grabcut': 'grabcut' is an interactive"):
+        create_app(Settings.from_env({"AUTOANNOTATE_FUNCTION": "grabcut"}))
+    with pytest.raises(
+        aa.BadFunctionError, match=r"^AUTOANNOTATE_INTERACTIVE='opencv_tracker': 'opencv_tracker' is a "
+    ):
+        create_app(Settings(function=None, interactive="opencv_tracker", tracker=None))

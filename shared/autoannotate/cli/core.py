@@ -10,7 +10,10 @@ autoannotate weights download NAME [NAME ...]
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,32 @@ def forwarded(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
+@contextlib.contextmanager
+def stdout_for_json(json_output: bool) -> Iterator[None]:
+    """With ``--json``, stdout must be exactly the JSON a command prints after this block: what
+    libraries print or log to stdout meanwhile (FiftyOne's "Evaluating detections...", whose
+    logging handler holds the stdout of the time it was imported) goes to stderr instead."""
+    if not json_output:
+        yield
+        return
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    moved = [
+        (h, h.stream)
+        for lg in loggers
+        if isinstance(lg, logging.Logger)
+        for h in lg.handlers
+        if isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.__stdout__)
+    ]
+    for h, _ in moved:
+        h.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h, stream in moved:
+            h.setStream(stream)
+
+
 def _add_function_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--function", "-f", help="a predefined or installed function (see `autoannotate functions`)")
@@ -57,7 +86,7 @@ def function_from_args(args: argparse.Namespace, class_names: Sequence[str] | No
 
     given = args.function_module or args.function_file
     source = import_module_or_file(given) if given else args.function or DEFAULT_FUNCTION
-    return load_function(source, **with_classes(source, parse_params(args.param), class_names))
+    return load_function(source, "detection", **with_classes(source, parse_params(args.param), class_names))
 
 
 #: ``--classes`` output types of the COCO file: boxes, polygons, masks (RLE).
@@ -106,9 +135,17 @@ def apply_class_outputs(function, outputs: dict[str, str | None]):
 
 
 def add_subcommands(sub: Any) -> None:
-    sub.add_parser("functions", help="list the predefined and installed functions and their parameters").set_defaults(
-        handler=cmd_functions
+    from ..registry import FUNCTION_KINDS
+
+    f = sub.add_parser("functions", help="list the predefined and installed functions and their parameters")
+    f.add_argument(
+        "--kind",
+        choices=FUNCTION_KINDS,
+        default=None,
+        help="only functions of this kind: detection (pre-annotation), interactive (clicks and boxes), "
+        "tracking (videos)",
     )
+    f.set_defaults(handler=cmd_functions)
 
     a = sub.add_parser("annotate", help="annotate a folder of images into a COCO file")
     a.add_argument("images", type=Path, help="a folder of images (searched recursively) or one image")
@@ -154,6 +191,8 @@ def cmd_functions(args: argparse.Namespace) -> int:
     from ..registry import BrokenFunction, all_functions
 
     for name, fn in all_functions().items():
+        if args.kind and (isinstance(fn, BrokenFunction) or fn.record.kind != args.kind):
+            continue  # a broken one's kind is unknown: the full listing shows it
         if isinstance(fn, BrokenFunction):
             print(f"{name}\n    [broken] {fn.exception()}\n")
             continue

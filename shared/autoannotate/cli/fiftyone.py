@@ -17,7 +17,7 @@ from ..settings import (
     DEFAULT_REVIEW,
     DEFAULT_TARGET_PRECISION,
 )
-from .core import forwarded
+from .core import forwarded, stdout_for_json
 
 
 def add_subcommands(sub: Any) -> None:
@@ -160,7 +160,8 @@ def cmd_review_summary(args: Any) -> int:
 
     from ..fiftyone.review import review_summary
 
-    summary = review_summary(load_dataset(args.dataset), args.field)
+    with stdout_for_json(args.json):
+        summary = review_summary(load_dataset(args.dataset), args.field)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -170,10 +171,11 @@ def cmd_calibrate_review(args: Any) -> int:
 
     from ..fiftyone.review import calibrate_review, save_calibration
 
-    ds = load_dataset(args.dataset)
-    options = forwarded(args, "source", "bound", "min_decisions", "fallback", "holdout", "min_support")
-    cal = calibrate_review(ds, args.field, args.target_precision, **options)
-    if args.save:
-        save_calibration(ds, args.field, cal)
+    with stdout_for_json(args.json):  # FiftyOne says "Evaluating detections..." on stdout
+        ds = load_dataset(args.dataset)
+        options = forwarded(args, "source", "bound", "min_decisions", "fallback", "holdout", "min_support")
+        cal = calibrate_review(ds, args.field, args.target_precision, **options)
+        if args.save:
+            save_calibration(ds, args.field, cal)
     print(json.dumps(cal.to_dict(), indent=2) if args.json else cal.summary())
     return 0

@@ -13,8 +13,16 @@ import argparse
 from typing import Any
 
 from ..errors import BadParameterError
-from ..settings import DEFAULT_BOUND, DEFAULT_MIN_DECISIONS, DEFAULT_TARGET_PRECISION, DEFAULT_WRITE_EVERY, Settings
-from .core import add_params, forwarded
+from ..settings import (
+    DEFAULT_BOUND,
+    DEFAULT_MIN_DECISIONS,
+    DEFAULT_TARGET_PRECISION,
+    DEFAULT_WRITE_EVERY,
+    Settings,
+    checked,
+    named,
+)
+from .core import add_params, forwarded, stdout_for_json
 
 _NONE_WORDS = ("none", "")
 
@@ -178,39 +186,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     overrides: dict[str, Any] = {}
+    given: dict[str, str] = {}  # the settings a flag gave: errors name the flag, not the variable
     for name in ("function", "interactive", "tracker"):
         if getattr(args, name) is not None:
-            overrides[name] = _function_name(getattr(args, name))
-    for name in (
-        "track_frames",
-        "conf_threshold",
-        "batch_size",
-        "num_workers",
-        "host",
-        "port",
-        "empty_predictions",
-        "encode_ahead",
-        "look_ahead",
-    ):
+            overrides[name], given[name] = _function_name(getattr(args, name)), _flag(name)
+    for name in ("host", "empty_predictions", "encode_ahead"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    _positive("--track-frames", args.track_frames)
-    _positive("--batch-size", args.batch_size)
-    _positive("--num-workers", args.num_workers, 0)
-    _positive("--look-ahead", args.look_ahead, 0)
-    if args.look_ahead is not None and args.look_ahead > 64:
-        raise BadParameterError(f"--look-ahead must be at most 64, got {args.look_ahead}")
-    if args.param:
-        overrides["params"] = parse_params(args.param)
-    if args.interactive_param:
-        overrides["interactive_params"] = parse_params(args.interactive_param)
+    for name in ("track_frames", "conf_threshold", "batch_size", "num_workers", "port", "look_ahead"):
+        if getattr(args, name) is not None:  # the same range as the variable's
+            overrides[name] = checked(name, getattr(args, name), _flag(name))
+    for name, values, flag in (
+        ("params", args.param, "--param"),
+        ("interactive_params", args.interactive_param, "--interactive-param"),
+    ):
+        if values:
+            overrides[name], given[name] = parse_params(values), flag
     settings = replace(settings, **overrides)
 
     from ..label_studio.app import log_at, serve
 
     log_at(args.log_level)  # our lines (the Label Studio connection, every error answer) at the server's level
-    serve(settings, log_level=args.log_level)
+    serve(settings, log_level=args.log_level, given=given)  # a wrong function fails before the server starts
     return 0
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _connection(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
@@ -227,21 +229,27 @@ def _connection(args: argparse.Namespace, settings: Settings) -> tuple[str, str]
 def cmd_annotate(args: argparse.Namespace) -> int:
     from ..label_studio.project import annotate_project
     from ..label_studio.service import fetch_policy
-    from ..loading import is_open_vocabulary, load_function, parse_params
+    from ..loading import expect_kind, is_open_vocabulary, is_registered, load_function, parse_params
 
     settings = Settings.from_env()
     url, api_key = _connection(args, settings)
     write_every = args.write_every
     _positive("--write-every", write_every)
-    _positive("--batch-size", args.batch_size)
-    _positive("--num-workers", args.num_workers, 0)
+    checked("batch_size", args.batch_size, "--batch-size")  # the ranges of the variables
+    checked("num_workers", args.num_workers, "--num-workers")
+    given = {"params": "--param"} if args.param else {}  # errors name the flag, else the variable
     if args.function is not None:
         name, params = _function_name(args.function), parse_params(args.param)
+        given["function"] = "--function"
     else:
         name, params = settings.function, parse_params(args.param) if args.param else settings.params
     if name is None:
         raise BadParameterError("annotate needs a detection function (--function NAME)")
-    if is_open_vocabulary(name) and "classes" not in params:  # sam3, owlv2, grounding_dino
+    with named("function", name, "params", params, given):
+        if is_registered(name):
+            expect_kind(name, "detection")  # before any work, workers or not
+        open_vocabulary = is_open_vocabulary(name)
+    if open_vocabulary and "classes" not in params:  # sam3, owlv2, grounding_dino
         from ..label_studio.config import config_vocabulary, fetch_label_config, parse_config
 
         classes, prompts = config_vocabulary(
@@ -266,7 +274,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if args.workers and args.workers > 1:  # each process loads the function itself
         report = annotate_project_workers(url, api_key, args.project, name, params, workers=args.workers, **common)
     else:
-        function = load_function(name, **params)
+        with named("function", name, "params", params, given):
+            function = load_function(name, "detection", **params)
         report = annotate_project(
             url, api_key, args.project, function, progress=not args.no_progress, shard=shard, **common
         )
@@ -321,12 +330,13 @@ def cmd_review_report(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     url, api_key = _connection(args, settings)
-    report = review_report(
-        url,
-        api_key,
-        args.project,
-        plot=None if args.no_plot else (args.plot or f"review-report-{args.project}.png"),
-        **forwarded(args, "target_precision", "bound", "min_decisions", "holdout", "match_iou", "unchanged_iou"),
-    )
+    with stdout_for_json(args.json):
+        report = review_report(
+            url,
+            api_key,
+            args.project,
+            plot=None if args.no_plot else (args.plot or f"review-report-{args.project}.png"),
+            **forwarded(args, "target_precision", "bound", "min_decisions", "holdout", "match_iou", "unchanged_iou"),
+        )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

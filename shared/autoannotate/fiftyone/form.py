@@ -62,7 +62,7 @@ def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _spec(function: str, params: tuple[tuple[str, Any], ...]) -> DetectionFunctionSpec:
-    return load_function(function, **dict(params)).spec
+    return load_function(function, "detection", **dict(params)).spec
 
 
 def function_spec(function: str, params: Mapping[str, Any]) -> DetectionFunctionSpec:

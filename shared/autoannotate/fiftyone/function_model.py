@@ -55,7 +55,7 @@ class FunctionModel(fom.Model):
     ) -> None:
         # an open-vocabulary function given by name is built to find the classes, as annotate_dataset does
         function_params = with_classes(function, function_params, class_names(classes, None))
-        fn, self.function_name, self.function_params = resolve_function(function, function_params)
+        fn, self.function_name, self.function_params = resolve_function(function, function_params, "detection")
         label_map = resolve_label_map(label_map)
         self.plan = make_plan(
             fn.spec,

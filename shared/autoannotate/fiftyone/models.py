@@ -36,7 +36,7 @@ from ..interface import (
     label_spec,
     skeleton_label_spec,
 )
-from ..loading import adapt_function, load_function, split_list
+from ..loading import adapt_function, check_kind, load_function, split_list
 from ..shapes import Shape, keypoint, mask, points, polygon, polyline, rectangle, skeleton, tag
 from .convert import abs_box
 
@@ -339,14 +339,18 @@ def from_model(
     return ModelFunction(model, classes=classes, label_type=label_type, name=name)
 
 
-def resolve_function(function: Any, function_params: Mapping[str, Any] | None) -> tuple[Any, str, dict]:
+def resolve_function(
+    function: Any, function_params: Mapping[str, Any] | None, kind: str | None = None
+) -> tuple[Any, str, dict]:
     """``(function object, its name for records, its parameters)`` from a name, a function object
-    (one written for CVAT runs as it is) or a FiftyOne model (:func:`from_model`)."""
+    (one written for CVAT runs as it is) or a FiftyOne model (:func:`from_model`). ``kind``: the
+    kind the caller's role needs (``detection``, ``tracking``); one of another kind is refused
+    before any work (:func:`autoannotate.loading.load_function`, :func:`~autoannotate.loading.check_kind`)."""
     params = dict(function_params or {})
     if isinstance(function, str):
-        return load_function(function, **params), function, params
+        return load_function(function, kind, **params), function, params
     if params:
         raise BadParameterError("function_params apply only when function is given by name")
     if is_model(function):  # a FiftyOne model is wrapped here, the one place
-        return from_model(function), f"fiftyone:{function_name(function)}", {}
-    return adapt_function(function), function_name(function), {}
+        return check_kind(from_model(function), kind), f"fiftyone:{function_name(function)}", {}
+    return check_kind(adapt_function(function), kind), function_name(function), {}

@@ -185,7 +185,7 @@ def plan_run(
         raise BadParameterError(
             f"annotate_dataset labels images and videos; this collection holds {samples.media_type!r}"
         )
-    fn, fn_name, params = resolve_function(function, function_params)
+    fn, fn_name, params = resolve_function(function, function_params, "detection")
     labels = _plan_labels(samples, fn.spec, args)
     if eval_gt_field is not None and dataset.get_field(eval_gt_field) is None:
         raise BadParameterError(f"eval_gt_field {eval_gt_field!r} is not a field of dataset {dataset.name!r}")
@@ -202,8 +202,8 @@ def _plan_video(samples: Any, args: dict[str, Any]) -> RunPlan:
     key_frame_interval = args["key_frame_interval"]
     if not isinstance(key_frame_interval, int) or key_frame_interval < 1:
         raise BadParameterError(f"key_frame_interval must be an integer >= 1, got {key_frame_interval!r}")
-    detector, fn_name, params = resolve_function(args["function"], args["function_params"])
-    track_fn, tracker_name, t_params = resolve_function(args["tracker"], args["tracker_params"])
+    detector, fn_name, params = resolve_function(args["function"], args["function_params"], "detection")
+    track_fn, tracker_name, t_params = resolve_function(args["tracker"], args["tracker_params"], "tracking")
     labels = _plan_labels(samples, detector.spec, args, frames=True)
     not_boxes = {k: v for k, v in labels.outputs.items() if v != "bbox"}
     if not_boxes and (
@@ -253,7 +253,7 @@ def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, a
         raise BadParameterError(
             f"shards= stores the run's arguments for the workers; they must be plain values: {e}"
         ) from None
-    fn, fn_name, _ = resolve_function(function, stored.get("function_params"))
+    fn, fn_name, _ = resolve_function(function, stored.get("function_params"), "detection")
     labels = _plan_labels(samples, fn.spec, {**stored, "review": review})
     plain_review = {k: [t.lower, t.upper] for k, t in labels.review.items()}
     stored["review"] = plain_review if review is not None else None

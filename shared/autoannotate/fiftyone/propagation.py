@@ -121,7 +121,7 @@ def track_labels(
         raise BadParameterError(f"output must be one of {TRACK_OUTPUTS}, got {output!r}")
     if num_frames < 1 or frame_number < 1:
         raise BadParameterError("num_frames and frame_number must be >= 1")
-    fn, fn_name, params = resolve_function(tracker, tracker_params)
+    fn, fn_name, params = resolve_function(tracker, tracker_params, "tracking")
     dataset = samples._dataset
     if dataset.get_frame_field_schema().get(label_field) is None:
         raise BadParameterError(f"{label_field!r} is not a frame field of dataset {dataset.name!r}")

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import Request  # module level: FastAPI resolves handler annotations from here
@@ -155,12 +155,15 @@ def _authorized(header: str | None, settings: Settings) -> bool:
     return False
 
 
-def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Any:
-    """The ASGI app. Pass a ready ``backend`` (tests), or ``settings`` to build one."""
+def create_app(
+    settings: Settings | None = None, backend: Backend | None = None, given: Mapping[str, str] | None = None
+) -> Any:
+    """The ASGI app. Pass a ready ``backend`` (tests), or ``settings`` to build one (``given``:
+    as for :func:`build_backend`)."""
     from fastapi import FastAPI
 
     settings = settings or Settings.from_env()
-    backend = backend or build_backend(settings)
+    backend = backend or build_backend(settings, given)
     warm_up()  # the config parser's first import would eat Label Studio's 3 s for /setup
 
     @contextlib.asynccontextmanager
@@ -320,14 +323,22 @@ def log_at(level: str) -> None:
         logger.addHandler(handler)
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
-    """Serve the backend; ``host`` / ``port`` default to the settings' (``AUTOANNOTATE_HOST`` /
-    ``AUTOANNOTATE_PORT``)."""
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str = "info",
+    given: Mapping[str, str] | None = None,
+) -> None:
+    """Serve the backend of ``settings`` (its functions are loaded, and checked, before the server
+    starts); ``host`` / ``port`` default to the settings' (``AUTOANNOTATE_HOST`` /
+    ``AUTOANNOTATE_PORT``). ``given``: the settings a command-line flag gave (field -> flag), which
+    errors name instead of the variable (:func:`build_backend`)."""
     import uvicorn
 
     host = settings.host if host is None else host
     port = settings.port if port is None else port
-    app = create_app(settings)
+    app = create_app(settings, given=given)
     backend = app.state.backend
     log.info("serving %s on http://%s:%d", backend.model_version, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -286,7 +286,7 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
     """One ``--workers`` process: load the function, label one shard, return its report."""
     from ..loading import load_function
 
-    function = load_function(job.pop("function_name"), **job.pop("function_params"))
+    function = load_function(job.pop("function_name"), "detection", **job.pop("function_params"))
     return annotate_project(function=function, progress=False, **job).to_dict()
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..auto import load_interactive
 from ..encodings import EncodingCache
 from ..loading import is_open_vocabulary, load_function, with_classes
-from ..settings import Settings
+from ..settings import Settings, named
 from .backend import Backend
 from .fetch import FetchPolicy, ImageFetcher
 from .video_cache import VideoCache
@@ -23,25 +24,28 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
     )
 
 
-def build_backend(settings: Settings) -> Backend:
-    """Load the functions now (Label Studio gives /health and /setup only seconds)."""
+def build_backend(settings: Settings, given: Mapping[str, str] | None = None) -> Backend:
+    """Load the functions now (Label Studio gives /health and /setup only seconds), each checked
+    for its role (detection, interactive, tracking). An error names the setting it comes from:
+    its variable, or the flag ``given`` says replaced it (field -> flag, e.g. ``{"tracker": "--tracker"}``)."""
     # an open-vocabulary function (sam3, owlv2, grounding_dino) given no classes loads its model now
     # with a stand-in class; each labeling config's labels become its classes (Backend.detector),
     # with the user's prompts for them. Classes the user gives are searched as they are.
-    params = dict(settings.params)
-    vocabulary = None
-    if settings.function and is_open_vocabulary(settings.function) and "classes" not in params:
-        vocabulary = params.pop("prompts", None) or {}  # the stand-in class has no prompts
-    function = (
-        load_function(settings.function, **with_classes(settings.function, params, ["object"]))
-        if settings.function
-        else None
-    )
+    function = interactive = tracker = vocabulary = None
+    if settings.function:
+        with named("function", settings.function, "params", settings.params, given):
+            params = dict(settings.params)
+            if is_open_vocabulary(settings.function) and "classes" not in params:
+                vocabulary = params.pop("prompts", None) or {}  # the stand-in class has no prompts
+            params = with_classes(settings.function, params, ["object"])
+            function = load_function(settings.function, "detection", **params)
     # "auto": the best SAM model whose weights are here, else GrabCut (one log line says how to get SAM)
-    interactive = (
-        load_interactive(settings.interactive, **settings.interactive_params) if settings.interactive else None
-    )
-    tracker = load_function(settings.tracker) if settings.tracker else None
+    if settings.interactive:
+        with named("interactive", settings.interactive, "interactive_params", settings.interactive_params, given):
+            interactive = load_interactive(settings.interactive, **settings.interactive_params)
+    if settings.tracker:
+        with named("tracker", settings.tracker, given=given):
+            tracker = load_function(settings.tracker, "tracking")
     fetcher = ImageFetcher(
         fetch_policy(settings), label_studio_url=settings.label_studio_url, api_key=settings.label_studio_api_key
     )
