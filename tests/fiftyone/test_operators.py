@@ -53,7 +53,7 @@ def test_auto_label_operator_on_the_dataset(small_dataset, models_env):
         {
             "view_target": "DATASET",
             "function": "yolox",
-            "function_params": "default_conf_threshold=float:0.01",
+            "function_params": "default_conf_threshold=float:0.01, max_detections=10",
             "label_field": "auto",
             "review_lower": 0.02,
             "review_upper": 0.5,
@@ -62,7 +62,11 @@ def test_auto_label_operator_on_the_dataset(small_dataset, models_env):
     assert out["images_processed"] == 6 and out["success"]
     assert out["annotations_added"] == out["auto_approved"] + out["needs_review"]
     assert small_dataset.exists("auto").count() == 6
-    assert list_runs(small_dataset)[-1]["status"] == "completed"
+    record = list_runs(small_dataset)[-1]
+    assert record["status"] == "completed"
+    # the record keeps what create() received: max_detections=10 without a type is yolox's int 10
+    assert record["function_params"] == {"default_conf_threshold": 0.01, "max_detections": 10}
+    assert type(record["function_params"]["max_detections"]) is int
     assert gt_snapshot(small_dataset) == before
 
 
@@ -366,6 +370,28 @@ def test_form_suggests_the_nearest_class_and_label_map_names(small_dataset, mode
     )
 
 
+def test_form_checks_function_parameters_without_classes_and_for_open_vocabulary_functions(
+    small_dataset, models_env, monkeypatch
+):
+    import autoannotate.fiftyone.form as form
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the form built the function to check its parameters")
+
+    monkeypatch.setattr(form, "load_function", no_build)  # names and types come from create's signature
+    err = _form(small_dataset, function="yolox", function_params="bogus=1").errors["function_params"]
+    assert "unexpected keyword argument 'bogus'" in err and "max_detections: int = 100" in err
+    err = _form(small_dataset, function="yolox", function_params="max_detections=many").errors["function_params"]
+    assert "'many' is not a valid int" in err
+    for classes in ("person:mask", ""):
+        err = _form(small_dataset, function="sam3", function_params="pretrained=maybe", classes=classes).errors
+        assert "'maybe' is not a valid bool" in err["function_params"], classes
+    err = _form(small_dataset, function="owlv2", function_params="bogus=1", classes="person").errors
+    assert "unexpected keyword argument 'bogus'" in err["function_params"]
+    assert _form(small_dataset, function="yolox", function_params="max_detections=10, model=yolox_nano").errors == {}
+    assert _form(small_dataset, function="sam3", function_params="pretrained=no", classes="person:mask").errors == {}
+
+
 def test_form_checks_thresholds_and_the_label_field(small_dataset, models_env):
     assert (
         "must be at or above the lower"
@@ -458,6 +484,8 @@ def _form_schema(ds, params):
 
 
 def test_form_schema_flags_fields_and_warns_about_delegation(small_dataset, models_env, monkeypatch):
+    props = _form_schema(small_dataset, {"function_params": "bogus=1"})  # Execute is disabled
+    assert props["function_params"]["invalid"] and "'bogus'" in props["function_params"]["error_message"]
     props = _form_schema(small_dataset, {"classes": "stop_sign:bbox", "review_lower": 0.9, "review_upper": 0.5})
     assert props["classes"]["invalid"] and "did you mean 'stop sign'?" in props["classes"]["error_message"]
     assert props["review_upper"]["invalid"] and not props["review_lower"]["invalid"]

@@ -22,7 +22,7 @@ from ..loading import is_open_vocabulary, load_function, parse_label_map, parse_
 from ..mapping import resolve_names
 from .classes import parse_classes
 from .convert import RUN_ATTRIBUTE
-from .plan import check_field, plan_labels
+from .plan import check_field, plan_labels, typed_function_params
 
 __all__ = ["FormCheck", "check_form", "suggest"]
 
@@ -79,8 +79,9 @@ def check_form(dataset: Any, params: Mapping[str, Any]) -> FormCheck:
     """Check the ``auto_label`` form's values against ``dataset`` (a FiftyOne dataset).
 
     Keys of ``errors``: ``function_params``, ``classes``, ``label_map``, ``label_field``,
-    ``conf_threshold``, ``review_lower``, ``review_upper``, ``eval_gt_field``. The function is
-    built (to read its labels) only when ``classes`` or ``label_map`` is filled in.
+    ``conf_threshold``, ``review_lower``, ``review_upper``, ``eval_gt_field``. The function
+    parameters are always checked against its ``create`` signature (names, types; nothing built);
+    the function is built (to read its labels) only when ``classes`` or ``label_map`` is filled in.
     """
     out = FormCheck()
     video = dataset.media_type == "video"
@@ -104,6 +105,12 @@ def check_form(dataset: Any, params: Mapping[str, Any]) -> FormCheck:
         out.error("label_map", str(e))
         label_map = None
     function = params.get("function") or "yolox"  # the operator's default
+    if fn_params is not None and isinstance(function, str):
+        try:  # the run would refuse them before any work: shown whatever classes and label map hold
+            fn_params = typed_function_params(function, fn_params)
+        except AutoAnnotateError as e:
+            out.error("function_params", str(e))
+            fn_params = None
     if fn_params is None or not (class_specs or label_map) or not isinstance(function, str):
         return out
     if is_open_vocabulary(function) and "classes" not in fn_params:

@@ -8,6 +8,7 @@ threshold out of range, a missing ground-truth field, labels ``overwrite`` would
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -20,9 +21,10 @@ from ..auto import AUTO, resolve_interactive
 from ..driver import Progress, check_threshold
 from ..errors import BadParameterError
 from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction, VideoSessions, model_version
-from ..loading import parse_label_map, with_classes
+from ..loading import _call_create, import_function_module, parse_label_map, registered, with_classes
 from ..mapping import LabelMapping
 from ..refine import refined
+from ..registry import is_registered
 from ..run import check_max_items, check_write_policy, fingerprint
 from ..settings import (
     DEFAULT_BATCH_SIZE,
@@ -43,6 +45,7 @@ __all__ = [
     "plan_labels",
     "resolve_function",
     "resolve_label_map",
+    "typed_function_params",
     "check_collection",
     "check_field",
     "default_refiner",
@@ -171,6 +174,9 @@ def plan_run(
     args["function_params"] = function_params = with_classes(
         function, function_params, class_names(classes, dataset.classes.get(label_field) or dataset.default_classes)
     )
+    # checked and typed as create() receives them: the run record keeps max_detections=10, not '10'
+    args["function_params"] = function_params = typed_function_params(function, function_params)
+    args["tracker_params"] = typed_function_params(tracker, tracker_params)
     if shards is not None:
         return _plan_shards(samples, function, shards, args)
     check_max_items(max_samples, "max_samples")
@@ -267,6 +273,33 @@ def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, a
     }
     options = {k: args[k] for k in ENGINE_OPTIONS}
     return RunPlan("sharded", samples, function, fn_name, labels, config, shards=shards, shard_args=stored, **options)
+
+
+def typed_function_params(function: Any, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` as ``function``'s ``create`` will receive them, checked against its signature
+    without building it (no weights are loaded): an unknown name, or a value without ``TYPE:`` that
+    is not of its parameter's type (``pretrained=maybe``), raise the
+    :class:`~autoannotate.errors.BadParameterError` that :func:`~autoannotate.loading.load_function`
+    would; ``max_detections=10`` becomes the ``int`` 10 (:func:`~autoannotate.loading.typed_params`).
+    Returned as given when ``function`` is not a name, or names a module without ``create()``."""
+    params = dict(params or {})
+    if not params or not isinstance(function, str):
+        return params
+    create: Any
+    if is_registered(function):
+        fn = registered(function)
+        create, what = fn.create, f"{fn.name} ({fn.origin})"
+    else:
+        module = import_function_module(function)
+        create, what = getattr(module, "create", None), f"{module.__name__}.create()"
+    if not callable(create):
+        return params  # load_function refuses parameters for a module without create()
+
+    def received(**typed: Any) -> dict[str, Any]:  # create's signature, not create: nothing is built
+        return typed
+
+    setattr(received, "__signature__", inspect.signature(create))  # noqa: B010 - mypy: no such attribute
+    return dict(_call_create(received, what, params))
 
 
 def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
