@@ -242,3 +242,29 @@ def test_a_resumed_run_reports_what_its_field_holds_even_when_its_last_count_was
     assert (resumed.images_processed, resumed.images_skipped, resumed.images_attempted) == (6, 0, 6)
     assert resumed.extra["earlier_processes"] == {"images_processed": 3, "annotations_added": 6}
     assert list_runs(small_dataset)[0]["report"]["annotations_added"] == 12
+
+
+def test_a_run_recorded_with_a_parameter_as_text_is_not_resumed_and_loses_no_labels(small_dataset):
+    """Records made before parameters were typed hold ``-p delay=0`` as '0'; the same settings now
+    record 0.0, so that interrupted run is not resumed: a new run labels only the photos it left."""
+    from autoannotate.fiftyone.plan import plan_run
+    from autoannotate.loading import Untyped
+    from autoannotate.run import config_hash
+
+    kw = dict(function_params={"delay": Untyped("0")}, label_field="auto", progress=False)
+    first = annotate_dataset(small_dataset, SLOW, max_samples=3, **kw)
+    (rec,) = list_runs(small_dataset)
+    assert rec["function_params"] == {"delay": 0.0} and type(rec["function_params"]["delay"]) is float
+    legacy = dict(plan_run(small_dataset, SLOW, **kw).config, function_params={"delay": "0"})
+    assert config_hash(legacy) != rec["config_hash"]
+    coll = fo.core.odm.get_db_conn()["autoannotate_runs"]
+    coll.update_one(
+        {"_id": f"{small_dataset._doc.id}:{first.extra['run_key']}"},
+        {"$set": {"status": "interrupted", "function_params": {"delay": "0"}, "config_hash": config_hash(legacy)}},
+    )
+    again = annotate_dataset(small_dataset, SLOW, **kw)
+    assert again.extra["run_key"] != first.extra["run_key"]
+    assert (again.images_processed, again.images_skipped) == (3, 3)
+    keys = small_dataset.values("auto.detections.autoannotate_run", unwind=True)
+    assert sorted(keys) == sorted([first.extra["run_key"]] * 3 + [again.extra["run_key"]] * 3)
+    assert [r["status"] for r in list_runs(small_dataset)] == ["interrupted", "completed"]
