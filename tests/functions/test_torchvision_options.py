@@ -25,9 +25,14 @@ def test_untyped_model_options_take_the_type_torchvision_declares():
     heads = fn.model.roi_heads
     assert heads.score_thresh == 0.3 and type(heads.score_thresh) is float
     assert fn.model.transform.min_size == (320,) and heads.detections_per_img == 7
-    # a classifier's options (ResNet's zero_init_residual: bool = False) too
-    fn = load("torchvision_classification", "model_name=resnet18", "zero_init_residual=yes", "topk=2")
-    assert fn.topk == 2 and float(fn.model.layer1[0].bn2.weight.detach().abs().sum()) == 0.0
+    # what a detector passes on to its GeneralizedRCNNTransform (size_divisible=32)
+    fn = load("torchvision_detection", MOBILE, "size_divisible=64")
+    assert fn.model.transform.size_divisible == 64
+    # a classifier's options (ResNet's zero_init_residual: bool = False) too, also through a subclass
+    # whose __init__ passes **kwargs on (QuantizableResNet)
+    for model in ("resnet18", "quantized_resnet18"):
+        fn = load("torchvision_classification", f"model_name={model}", "zero_init_residual=yes", "topk=2")
+        assert fn.topk == 2 and float(fn.model.layer1[0].bn2.weight.detach().abs().sum()) == 0.0
 
 
 def test_an_option_the_model_does_not_take_is_refused_naming_those_it_takes():

@@ -58,18 +58,29 @@ def model_kind(model_name: str) -> str:
 
 
 def model_options(model_name: str) -> dict[str, inspect.Parameter]:
-    """The options torchvision's builder of ``model_name`` takes by name besides its weights: the
-    builder's named parameters and those of the model class it returns (its ``__init__``), as
-    torchvision declares them (default, annotation), which type untyped ``-p`` values."""
-    import torchvision.models
+    """The options torchvision's builder of ``model_name`` takes by name besides its weights, as
+    torchvision declares them (default, annotation; they type untyped ``-p`` values): those of the
+    model class it returns (its ``__init__``, and its bases' while an ``__init__`` passes
+    ``**kwargs`` on; a detector's go to its ``GeneralizedRCNNTransform``), then the builder's."""
+    import torchvision.models as tm
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    builder = torchvision.models.get_model_builder(model_name)
+    builder = tm.get_model_builder(model_name)
     model_class = inspect.signature(builder).return_annotation
-    declared = list(inspect.signature(model_class.__init__).parameters.values())[1:]
+    if model_name in tm.list_models(module=tm.detection):
+        inits = [model_class.__init__, GeneralizedRCNNTransform.__init__]
+    else:
+        inits = [vars(k)["__init__"] for k in model_class.__mro__ if "__init__" in vars(k) and k is not object]
+    declared: list[inspect.Parameter] = []
+    for init in inits:
+        declared += list(inspect.signature(init).parameters.values())[1:]
+        if not any(p.kind is p.VAR_KEYWORD for p in declared):
+            break
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    options = {p.name: p for p in declared + list(inspect.signature(builder).parameters.values()) if p.kind in named}
-    for name in _WEIGHTS_OPTIONS:
-        options.pop(name, None)
+    options: dict[str, inspect.Parameter] = {}
+    for p in declared + list(inspect.signature(builder).parameters.values()):
+        if p.kind in named and p.name not in _WEIGHTS_OPTIONS:
+            options.setdefault(p.name, p)
     return options
 
 
