@@ -252,9 +252,10 @@ def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:
 
 def typed_params(create: Any, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with each :class:`Untyped` value (``-p threshold=0.3``) turned into the ``int``,
-    ``float`` or ``bool`` its parameter declares (annotation, else default), else a plain string:
+    ``float`` or ``bool`` its parameter declares (annotation, else default; the options of its
+    ``**kwargs`` as its ``kwargs_parameters`` hook declares them), else a plain string:
     ``threshold=0.3`` means ``threshold=float:0.3`` for a ``threshold: float``."""
-    declared = inspect.signature(create).parameters
+    declared = {**_kwargs_parameters(create, params), **inspect.signature(create).parameters}
     out: dict[str, Any] = {}
     for name, value in params.items():
         if isinstance(value, Untyped):
@@ -262,6 +263,13 @@ def typed_params(create: Any, params: dict[str, Any]) -> dict[str, Any]:
             value = parse_param(f"{name}={kind}:{value}")[1] if kind else str(value)
         out[name] = value
     return out
+
+
+def _kwargs_parameters(create: Any, params: dict[str, Any]) -> dict[str, inspect.Parameter]:
+    """The options a ``create`` whose ``**kwargs`` go on (to a model constructor) declares for them:
+    ``create.kwargs_parameters(params)``, ``{name: inspect.Parameter}``, if it has that hook."""
+    hook = getattr(create, "kwargs_parameters", None)
+    return dict(hook(params)) if callable(hook) else {}
 
 
 def _declared_type(p: inspect.Parameter | None) -> str | None:

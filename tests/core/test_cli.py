@@ -412,3 +412,53 @@ def test_label_studio_annotate_refuses_a_function_of_another_kind_naming_where_i
     assert main([*base, "--function", "yolox", "--num-workers", "-1"]) == 2
     assert capsys.readouterr().err == "error: --num-workers=-1 must be >= 0\n"
     assert fake_annotate_project == []
+
+
+@pytest.mark.parametrize(
+    "params, code, message",
+    [
+        # the QA command: box_score_thresh typed as FasterRCNN declares it (0.05: a float)
+        (["box_score_thresh=0.3", "min_size=64", "max_size=64"], 0, ""),
+        (["box_scor_thresh=0.3"], 2, "error: fasterrcnn_mobilenet_v3_large_320_fpn takes no option 'box_scor_thresh'"),
+        (["weights_backbone=IMAGENET1K_V1"], 2, "error: weights_backbone='IMAGENET1K_V1'"),
+    ],
+)
+def test_annotate_with_torchvision_model_options(tmp_path, capsys, params, code, message):
+    """Options of the model constructor are checked and typed before any image is processed."""
+    pytest.importorskip("torchvision")
+    d = tmp_path / "imgs"
+    d.mkdir()
+    PIL.Image.new("RGB", (40, 30), "red").save(d / "a.png")
+    ps = [
+        x for p in ["model_name=fasterrcnn_mobilenet_v3_large_320_fpn", "pretrained=false", *params] for x in ("-p", p)
+    ]
+    out = tmp_path / "o.json"
+    assert (
+        main(["annotate", str(d), "--output", str(out), "--no-progress", "--function", "torchvision_detection", *ps])
+        == code
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and "TypeError" not in err, err
+    assert out.exists() == (code == 0)
+    if code == 0:
+        assert [im["file_name"] for im in json.loads(out.read_text())["images"]] == ["a.png"]
+
+
+@pytest.mark.parametrize(
+    "function, params, message",
+    [
+        ("torchvision_detection", ["model_name=resnet18"], "error: resnet18 is a torchvision classification model"),
+        ("torchvision_classification", ["model_name=resnet18", "topk=0"], "error: topk must be >= 1"),
+    ],
+)
+def test_annotate_refuses_a_bad_torchvision_model_or_topk_with_exit_2(
+    folder, tmp_path, capsys, function, params, message
+):
+    pytest.importorskip("torchvision")
+    d, _ = folder
+    ps = [x for p in [*params, "pretrained=false"] for x in ("-p", p)]
+    out = tmp_path / "o.json"
+    assert main(["annotate", str(d), "--output", str(out), "--no-progress", "--function", function, *ps]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err, err
+    assert not out.exists()

@@ -46,6 +46,24 @@ def test_untyped_values_take_the_type_their_parameter_declares(tmp_path):
         load_function(str(f), **parse_params(["threshold=high"]))
 
 
+def test_a_create_may_declare_the_options_of_its_kwargs(tmp_path):
+    """``create.kwargs_parameters(params)`` types the untyped values of options ``**kwargs`` takes
+    (here by the model ``params`` name); an option it does not declare stays a string."""
+    f = tmp_path / "kwargs_function.py"
+    f.write_text(
+        "import inspect\n"
+        "def create(model='a', **kwargs):\n"
+        "    return kwargs\n"
+        "def options(params):\n"
+        "    kind = inspect.Parameter.KEYWORD_ONLY\n"
+        "    thresh = 0.5 if params.get('model', 'a') == 'a' else 1\n"
+        "    return {'thresh': inspect.Parameter('thresh', kind, default=thresh)}\n"
+        "create.kwargs_parameters = options\n"
+    )
+    assert load_function(str(f), **parse_params(["thresh=0.3", "other=2"])) == {"thresh": 0.3, "other": "2"}
+    assert load_function(str(f), **parse_params(["model=b", "thresh=7"])) == {"thresh": 7}
+
+
 def test_repeated_param():
     with pytest.raises(aa.BadParameterError, match="given twice"):
         parse_params(["a=int:1", "a=int:2"])

@@ -100,7 +100,7 @@ def test_torchvision_create_called_directly():
     fn = torchvision_detection.create("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, box_score_thresh=0.2)
     assert fn.model.roi_heads.score_thresh == 0.2
     assert fn.model_version == "fasterrcnn_mobilenet_v3_large_320_fpn.COCO_V1.random"
-    with pytest.raises(ValueError, match="topk must be >= 1"):
+    with pytest.raises(BadParameterError, match="topk must be >= 1"):
         torchvision_classification.create("resnet18", topk=0)
     with pytest.raises(TypeError, match=r"^create\(\) missing a required argument: 'model_name'$"):
         torchvision_classification.create()

@@ -11,6 +11,7 @@ from typing import Any
 import PIL.Image
 
 from ..devices import to_cpu_float, to_model
+from ..errors import BadParameterError
 from ..interface import DetectionFunctionContext, label_spec
 from ..registry import torchvision_record
 from ..shapes import Shape, tag
@@ -22,10 +23,13 @@ class TorchvisionClassificationFunction(TorchvisionFunctionBase):
     ``dtype``: see :mod:`autoannotate.devices`."""
 
     cast_weights = True
+    kinds = ("classification",)
 
     def __init__(self, model_name: str, *args: Any, topk: int = 1, **kwargs: Any) -> None:
         if int(topk) < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
+            raise BadParameterError(
+                f"topk must be >= 1 (the number of most likely classes to tag per image), got {topk}"
+            )
         self.topk = int(topk)
         super().__init__(model_name, *args, **kwargs)
 

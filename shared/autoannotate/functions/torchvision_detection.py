@@ -18,7 +18,8 @@ class TorchvisionDetectionFunction(TorchvisionFunctionBase):
     ``weights_name``: a member of the model's weights enum (``DEFAULT``, ``COCO_V1``, ...).
     ``pretrained=False``: same architecture, random weights (tests). ``device`` (auto, cpu, cuda,
     cuda:N) and ``dtype`` (float32, bfloat16, float16; run under autocast): see :mod:`autoannotate.devices`.
-    Other parameters go to the model constructor (e.g. ``box_score_thresh=float:0.3``).
+    Other parameters go to the model constructor (e.g. ``box_score_thresh=0.3``), typed as torchvision
+    declares them; one it does not take, or a model of another kind, is a ``BadParameterError``.
     """
 
     def make_labels(self) -> list:

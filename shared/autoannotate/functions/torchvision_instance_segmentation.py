@@ -20,6 +20,8 @@ class TorchvisionInstanceSegmentationFunction(TorchvisionFunctionBase):
     Parameters as in ``torchvision_detection``, plus ``mask_threshold`` (probability cut-off).
     """
 
+    kinds = ("instance segmentation",)
+
     def __init__(
         self, model_name: str = "maskrcnn_resnet50_fpn_v2", *args: Any, mask_threshold: float = 0.5, **kwargs: Any
     ) -> None:

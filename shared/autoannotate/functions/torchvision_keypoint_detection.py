@@ -14,6 +14,8 @@ from ._torchvision import TorchvisionFunctionBase, torchvision_create
 class TorchvisionKeypointDetectionFunction(TorchvisionFunctionBase):
     """A torchvision keypoint model by name; parameters as in ``torchvision_detection``."""
 
+    kinds = ("keypoint detection",)
+
     def __init__(self, model_name: str = "keypointrcnn_resnet50_fpn", *args: Any, **kwargs: Any) -> None:
         super().__init__(model_name, *args, **kwargs)
 
