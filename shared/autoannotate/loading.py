@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -243,11 +243,33 @@ def adapt_function(function: Any) -> Any:
 
 
 def _call_create(create: Any, what: str, params: dict[str, Any]) -> Any:
+    return create(**_checked_params(create, what, params))
+
+
+def _checked_params(create: Any, what: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         inspect.signature(create).bind(**params)
     except TypeError as e:
         raise BadParameterError(f"{what}: {e}. {describe_parameters(create)}") from None
-    return create(**typed_params(create, params))
+    return typed_params(create, params)
+
+
+def checked_params(module_or_file: str | ModuleType, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` as the ``create`` of ``module_or_file`` (a registered name, a module or a ``.py``
+    file) will receive them, checked without calling it (nothing is built, no weights are loaded):
+    an unknown name, or a value given without ``TYPE:`` that is not of its parameter's type
+    (``pretrained=maybe``), raises the :class:`~autoannotate.errors.BadParameterError`
+    :func:`load_function` would; ``max_detections=10`` becomes the ``int`` 10 (:func:`typed_params`).
+    Returned as given for a module without ``create()`` (:func:`load_function` refuses them)."""
+    params = dict(params or {})
+    if not params:
+        return params
+    if isinstance(module_or_file, str) and is_registered(module_or_file):
+        fn = registered(module_or_file)
+        return _checked_params(fn.create, f"{fn.name} ({fn.origin})", params)
+    module = import_function_module(module_or_file)
+    create = getattr(module, "create", None)
+    return _checked_params(create, f"{module.__name__}.create()", params) if callable(create) else params
 
 
 def typed_params(create: Any, params: dict[str, Any]) -> dict[str, Any]:

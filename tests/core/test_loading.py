@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 import autoannotate as aa
-from autoannotate.loading import load_function, parse_param, parse_params
+from autoannotate.loading import checked_params, load_function, parse_param, parse_params
 
 
 @pytest.mark.parametrize(
@@ -62,6 +62,27 @@ def test_a_create_may_declare_the_options_of_its_kwargs(tmp_path):
     )
     assert load_function(str(f), **parse_params(["thresh=0.3", "other=2"])) == {"thresh": 0.3, "other": "2"}
     assert load_function(str(f), **parse_params(["model=b", "thresh=7"])) == {"thresh": 7}
+
+
+def test_params_are_checked_and_typed_as_create_would_receive_them_without_calling_it(tmp_path):
+    """``checked_params``: what the FiftyOne form and the run record use; the ``kwargs_parameters``
+    hook types ``**kwargs`` options too, and ``create`` itself never runs."""
+    f = tmp_path / "never_built.py"
+    f.write_text(
+        "import inspect\n"
+        "def create(size: int = 1, **kwargs):\n"
+        "    raise AssertionError('built')\n"
+        "def options(params):\n"
+        "    return {'thresh': inspect.Parameter('thresh', inspect.Parameter.KEYWORD_ONLY, default=0.5)}\n"
+        "create.kwargs_parameters = options\n"
+    )
+    assert checked_params(str(f), parse_params(["size=3", "thresh=0.3"])) == {"size": 3, "thresh": 0.3}
+    assert checked_params("yolox", parse_params(["max_detections=10"])) == {"max_detections": 10}
+    with pytest.raises(aa.BadParameterError, match=r"yolox .*unexpected keyword argument 'bogus'.*max_detections: int"):
+        checked_params("yolox", parse_params(["bogus=1"]))
+    with pytest.raises(aa.BadParameterError, match="not a valid int"):
+        checked_params("yolox", parse_params(["max_detections=many"]))
+    assert checked_params("yolox", None) == {}
 
 
 def test_repeated_param():

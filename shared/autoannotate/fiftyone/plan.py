@@ -8,7 +8,6 @@ threshold out of range, a missing ground-truth field, labels ``overwrite`` would
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -21,10 +20,9 @@ from ..auto import AUTO, resolve_interactive
 from ..driver import Progress, check_threshold
 from ..errors import BadParameterError
 from ..interface import DetectionFunction, InteractiveFunction, TrackingFunction, VideoSessions, model_version
-from ..loading import _call_create, import_function_module, parse_label_map, registered, with_classes
+from ..loading import checked_params, parse_label_map, with_classes
 from ..mapping import LabelMapping
 from ..refine import refined
-from ..registry import is_registered
 from ..run import check_max_items, check_write_policy, fingerprint
 from ..settings import (
     DEFAULT_BATCH_SIZE,
@@ -276,30 +274,9 @@ def _plan_shards(samples: Any, function: DetectionFunction | str, shards: int, a
 
 
 def typed_function_params(function: Any, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``params`` as ``function``'s ``create`` will receive them, checked against its signature
-    without building it (no weights are loaded): an unknown name, or a value without ``TYPE:`` that
-    is not of its parameter's type (``pretrained=maybe``), raise the
-    :class:`~autoannotate.errors.BadParameterError` that :func:`~autoannotate.loading.load_function`
-    would; ``max_detections=10`` becomes the ``int`` 10 (:func:`~autoannotate.loading.typed_params`).
-    Returned as given when ``function`` is not a name, or names a module without ``create()``."""
-    params = dict(params or {})
-    if not params or not isinstance(function, str):
-        return params
-    create: Any
-    if is_registered(function):
-        fn = registered(function)
-        create, what = fn.create, f"{fn.name} ({fn.origin})"
-    else:
-        module = import_function_module(function)
-        create, what = getattr(module, "create", None), f"{module.__name__}.create()"
-    if not callable(create):
-        return params  # load_function refuses parameters for a module without create()
-
-    def received(**typed: Any) -> dict[str, Any]:  # create's signature, not create: nothing is built
-        return typed
-
-    setattr(received, "__signature__", inspect.signature(create))  # noqa: B010 - mypy: no such attribute
-    return dict(_call_create(received, what, params))
+    """``params`` as ``function``'s ``create`` will receive them, checked without building it
+    (:func:`~autoannotate.loading.checked_params`); as given when ``function`` is an object."""
+    return checked_params(function, params) if isinstance(function, str) else dict(params or {})
 
 
 def resolve_label_map(label_map: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
