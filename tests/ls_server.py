@@ -84,6 +84,14 @@ class LabelStudioServer:
         (task,) = list(client.tasks.list(project=project.id))
         return client, project, task
 
+    def log_in(self, page) -> None:
+        """Log the test user in on a Playwright ``page``, as a person does on the login form."""
+        page.goto(f"{self.url}/user/login/")
+        page.fill("input[name=email]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+
     def retrieve_predictions(self, project_id: int) -> None:
         """The Data Manager's "Retrieve predictions" action on every task of the project."""
         with self.http() as http:

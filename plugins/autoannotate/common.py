@@ -8,7 +8,10 @@ import queue
 import threading
 import time
 
+import fiftyone.operators as foo
 import fiftyone.operators.types as types
+
+from autoannotate.settings import DEFAULT_REVIEW
 
 from .report import report_view
 
@@ -19,6 +22,29 @@ LABEL_LIST_TYPES = ("Detections", "Polylines", "Keypoints", "Classifications")
 PLUGIN_NAME = "@autoannotate/autoannotate"
 #: Seconds between two progress updates sent to the App or stored for a delegated run.
 PROGRESS_EVERY = 0.5
+
+
+#: What an operator that runs for long needs: a form that follows the inputs, progress streamed to
+#: the App (a generator), and the choice of running now or on a delegated worker.
+LONG_RUNNING = {
+    "dynamic": True,
+    "execute_as_generator": True,
+    "allow_immediate_execution": True,
+    "allow_delegated_execution": True,
+}
+
+
+def operator_config(name, label, *, long_running=False, **options):
+    """An operator's config: ``name`` and ``label``, :data:`LONG_RUNNING`'s settings when
+    ``long_running``, and FiftyOne's other ``OperatorConfig`` ``options`` (which win)."""
+    return foo.OperatorConfig(name=name, label=label, **(LONG_RUNNING if long_running else {}), **options)
+
+
+def review_threshold_inputs(inputs, names, labels, extra=({}, {})):
+    """The two review thresholds of a form, each in [0, 1] with :data:`DEFAULT_REVIEW`'s default:
+    ``names`` and ``labels`` (lower, upper), ``extra`` more keywords for each field."""
+    for name, default, label, more in zip(names, DEFAULT_REVIEW, labels, extra, strict=True):
+        inputs.float(name, default=default, min=0.0, max=1.0, label=label, **more)
 
 
 def label_fields(ctx, frames=True):

@@ -17,7 +17,7 @@ from autoannotate.settings import (
     DEFAULT_TRACKER,
 )
 
-from .common import app_can_schedule, label_fields, log, saved_calibrations
+from .common import app_can_schedule, label_fields, log, review_threshold_inputs, saved_calibrations
 
 #: The form's label of each field the checks may flag.
 FIELD_LABELS = {
@@ -99,16 +99,11 @@ def auto_label_inputs(ctx):
         **flag("conf_threshold"),
     )
     inputs.bool("route", default=True, label="Route labels for review")
-    inputs.float(
-        "review_lower", default=DEFAULT_REVIEW[0], min=0.0, max=1.0, label="Discard below", **flag("review_lower")
-    )
-    inputs.float(
-        "review_upper",
-        default=DEFAULT_REVIEW[1],
-        min=0.0,
-        max=1.0,
-        label="Auto-approve at or above",
-        **flag("review_upper"),
+    review_threshold_inputs(
+        inputs,
+        ("review_lower", "review_upper"),
+        ("Discard below", "Auto-approve at or above"),
+        (flag("review_lower"), flag("review_upper")),
     )
     saved = saved_calibrations(ctx)
     if saved and ctx.params.get("route", True):

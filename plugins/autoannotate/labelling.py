@@ -9,23 +9,18 @@ import fiftyone.operators.types as types
 from autoannotate.loading import function_names, parse_params, split_list
 from autoannotate.settings import DEFAULT_FUNCTION, DEFAULT_TRACK_FRAMES, DEFAULT_TRACKER
 
-from .common import delegated_progress, stream_to_app, streams_to_app
+from .common import delegated_progress, operator_config, stream_to_app, streams_to_app
 from .forms import auto_label_arguments, auto_label_inputs
 from .report import report_view
 
 
 class AutoLabel(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="auto_label",
-            label="Auto-label with a model",
-            description="Run a model over samples, store labels with confidences and route them for review",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+    config = operator_config(
+        "auto_label",
+        "Auto-label with a model",
+        long_running=True,
+        description="Run a model over samples, store labels with confidences and route them for review",
+    )
 
     def resolve_input(self, ctx):
         return auto_label_inputs(ctx)
@@ -63,16 +58,7 @@ class AutoLabel(foo.Operator):
 
 
 class TrackLabels(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="track_labels",
-            label="Track labels through the video",
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+    config = operator_config("track_labels", "Track labels through the video", long_running=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -143,15 +129,13 @@ class TrackLabels(foo.Operator):
 class AutoLabelShard(foo.Operator):
     """One shard of a sharded auto-label run (queued by ``annotate_dataset(..., shards=N)``)."""
 
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="auto_label_shard",
-            label="Auto-label: one shard of a sharded run",
-            unlisted=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+    config = operator_config(
+        "auto_label_shard",
+        "Auto-label: one shard of a sharded run",
+        unlisted=True,
+        allow_immediate_execution=True,
+        allow_delegated_execution=True,
+    )
 
     def execute(self, ctx):
         from autoannotate.fiftyone.shard_worker import run_shard

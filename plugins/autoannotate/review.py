@@ -19,7 +19,7 @@ from autoannotate.settings import (
     DEFAULT_TARGET_PRECISION,
 )
 
-from .common import label_fields
+from .common import label_fields, operator_config, review_threshold_inputs
 
 
 class _SetReview(foo.Operator):
@@ -60,28 +60,19 @@ class _SetReview(foo.Operator):
 class AcceptLabels(_SetReview):
     status = "approved"
 
-    @property
-    def config(self):
-        return foo.OperatorConfig(name="accept_labels", label="Accept selected labels", dynamic=True)
+    config = operator_config("accept_labels", "Accept selected labels", dynamic=True)
 
 
 class RejectLabels(_SetReview):
     status = "rejected"
 
-    @property
-    def config(self):
-        return foo.OperatorConfig(name="reject_labels", label="Reject selected labels", dynamic=True)
+    config = operator_config("reject_labels", "Reject selected labels", dynamic=True)
 
 
 class PromoteApproved(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="promote_approved",
-            label="Promote approved labels to ground truth",
-            dynamic=True,
-            allow_delegated_execution=True,
-        )
+    config = operator_config(
+        "promote_approved", "Promote approved labels to ground truth", dynamic=True, allow_delegated_execution=True
+    )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -102,11 +93,7 @@ class PromoteApproved(foo.Operator):
 
 
 class AssignReviewers(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="assign_reviewers", label="Assign needs-review samples to reviewers", dynamic=True
-        )
+    config = operator_config("assign_reviewers", "Assign needs-review samples to reviewers", dynamic=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -205,11 +192,9 @@ class ReviewProgressPanel(foo.Panel):
 
 
 class SortByReviewUncertainty(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="sort_by_review_uncertainty", label="Show needs-review labels, most uncertain first", dynamic=True
-        )
+    config = operator_config(
+        "sort_by_review_uncertainty", "Show needs-review labels, most uncertain first", dynamic=True
+    )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -248,9 +233,7 @@ def _held_out_text(check):
 
 
 class CalibrateReview(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(name="calibrate_review", label="Learn review thresholds from decisions", dynamic=True)
+    config = operator_config("calibrate_review", "Learn review thresholds from decisions", dynamic=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -291,15 +274,10 @@ class CalibrateReview(foo.Operator):
             description="share of the samples (by a hash of their file name) kept out of the thresholds: the "
             "precision the thresholds reach on them is shown",
         )
-        inputs.float(
-            "fallback_lower", default=DEFAULT_REVIEW[0], min=0.0, max=1.0, label="Other classes: discard below"
-        )
-        inputs.float(
-            "fallback_upper",
-            default=DEFAULT_REVIEW[1],
-            min=0.0,
-            max=1.0,
-            label="Other classes: auto-approve at or above",
+        review_threshold_inputs(
+            inputs,
+            ("fallback_lower", "fallback_upper"),
+            ("Other classes: discard below", "Other classes: auto-approve at or above"),
         )
         inputs.bool(
             "apply",

@@ -6,13 +6,11 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from .common import PLUGIN_NAME, log
+from .common import PLUGIN_NAME, log, operator_config
 
 
 class ListRuns(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(name="list_autoannotate_runs", label="List auto-label runs")
+    config = operator_config("list_autoannotate_runs", "List auto-label runs")
 
     def execute(self, ctx):
         from autoannotate.fiftyone import list_runs
@@ -24,19 +22,19 @@ class ListRuns(foo.Operator):
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        row = types.Object()
-        table = types.TableView()
-        for key, label in _RUN_COLUMNS:
-            row.str(key, label=label)
-            table.add_column(key, label=label)
-        outputs.list("rows", row, label="Runs", view=table)
-        drow = types.Object()
-        dtable = types.TableView()
-        for key, label in _DELEGATED_COLUMNS:
-            drow.str(key, label=label)
-            dtable.add_column(key, label=label)
-        outputs.list("delegated", drow, label="Delegated auto-label operations (progress)", view=dtable)
+        _table(outputs, "rows", _RUN_COLUMNS, "Runs")
+        _table(outputs, "delegated", _DELEGATED_COLUMNS, "Delegated auto-label operations (progress)")
         return types.Property(outputs, view=types.View(label="Auto-label runs"))
+
+
+def _table(outputs, name, columns, label):
+    """The list output ``name`` shown as a table of text ``columns`` (``(key, label)`` pairs)."""
+    row = types.Object()
+    table = types.TableView()
+    for key, column in columns:
+        row.str(key, label=column)
+        table.add_column(key, label=column)
+    outputs.list(name, row, label=label, view=table)
 
 
 _RUN_COLUMNS = [
@@ -92,9 +90,7 @@ def _delegated_rows(dataset):
 
 
 class DeleteRun(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(name="delete_autoannotate_run", label="Delete an auto-label run", dynamic=True)
+    config = operator_config("delete_autoannotate_run", "Delete an auto-label run", dynamic=True)
 
     def resolve_input(self, ctx):
         from autoannotate.fiftyone import list_runs
@@ -122,11 +118,7 @@ class DeleteRun(foo.Operator):
 
 
 class CleanupRuns(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="cleanup_autoannotate_runs", label="Clean up auto-label runs of deleted fields", dynamic=True
-        )
+    config = operator_config("cleanup_autoannotate_runs", "Clean up auto-label runs of deleted fields", dynamic=True)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -152,11 +144,9 @@ class CleanupRuns(foo.Operator):
 
 
 class RequeueRun(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="requeue_autoannotate_run", label="Re-queue dead or failed shards of an auto-label run", dynamic=True
-        )
+    config = operator_config(
+        "requeue_autoannotate_run", "Re-queue dead or failed shards of an auto-label run", dynamic=True
+    )
 
     def resolve_input(self, ctx):
         from autoannotate.fiftyone import list_runs

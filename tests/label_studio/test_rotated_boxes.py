@@ -16,7 +16,6 @@ from tests.browser import playwright_browser
 from tests.conftest import ARTIFACTS
 from tests.fakes import FakeDetector
 from tests.label_studio.test_real_server import make_project
-from tests.ls_server import PASSWORD, USER
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -52,11 +51,7 @@ def test_a_rotated_box_reaches_label_studio_and_its_labeling_page(label_studio):
 
     with playwright_browser() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{label_studio.url}/user/login/")
-        page.fill("input[name=email]", USER)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        label_studio.log_in(page)
         page.goto(f"{label_studio.url}/projects/{project.id}/data?task={task.id}")
         deadline = time.monotonic() + 60
         text = ""

@@ -15,7 +15,6 @@ from autoannotate.label_studio.config import LabelConfigError
 from tests.browser import playwright_browser
 from tests.conftest import ARTIFACTS
 from tests.fakes import FakeDetector
-from tests.ls_server import PASSWORD, USER
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -42,11 +41,7 @@ def page(label_studio, browser):
     """A logged-in page (a fresh browser context per test)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.goto(f"{label_studio.url}/user/login/")
-    page.fill("input[name=email]", USER)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    label_studio.log_in(page)
     yield page
     context.close()
 

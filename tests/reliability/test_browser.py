@@ -25,18 +25,13 @@ def test_label_studio_labeling_page_renders_pre_annotations(label_studio, browse
     from autoannotate.functions import yolox
     from autoannotate.label_studio import annotate_project
     from tests.label_studio.test_real_server import make_project
-    from tests.ls_server import PASSWORD, USER
 
     client, project, tasks = make_project(label_studio, "browser check")
     report = annotate_project(label_studio.url, label_studio.token, project.id, yolox.create(), progress=False)
     assert report.images_processed == 3
     task = tasks["astronaut"]
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(f"{label_studio.url}/user/login/")
-    page.fill("input[name=email]", USER)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    label_studio.log_in(page)
     page.goto(f"{label_studio.url}/projects/{project.id}/data?task={task.id}")
     deadline = time.monotonic() + 60
     text = ""
